@@ -1,0 +1,119 @@
+"""The one exception tree of sio_core.
+
+::
+
+    SioCoreError
+    ├── RemoteError                 the peer's fault; carries what to answer with
+    │   ├── HTTPError               answered on the HTTP side: status + Engine.IO code
+    │   │   ├── UnknownTransport        400 {"code":0,"message":"Transport unknown"}
+    │   │   ├── UnknownSession          400 {"code":1,"message":"Session ID unknown"}
+    │   │   ├── BadHandshakeMethod      400 {"code":2,"message":"Bad handshake method"}
+    │   │   ├── BadRequest              400 {"code":3,"message":"Bad request"}
+    │   │   ├── Forbidden               403 {"code":4,"message":"Forbidden"}
+    │   │   ├── UnsupportedProtocolVersion  400 {"code":5,...}
+    │   │   └── PayloadTooLarge         413
+    │   └── ProtocolError           a malformed packet: the session (or connection) is closed
+    │       ├── EngineIOProtocolError
+    │       └── SocketIOProtocolError
+    └── LocalError                  API misuse by the application
+        ├── ReservedEventError      emitting "connect", "disconnect", ...
+        └── ConnectionRefusedError  raised by middleware to refuse a CONNECT
+
+Remote errors never carry internal text to the peer: the HTTP body is built from the
+class's fixed ``code`` and ``message``, not from ``str(exc)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SioCoreError(Exception):
+    """Base of every exception raised by sio_core."""
+
+
+class RemoteError(SioCoreError):
+    """The peer sent something we refuse."""
+
+
+class HTTPError(RemoteError):
+    """Answered with an HTTP status and the reference server's JSON body."""
+
+    status: int = 400
+    code: int | None = 3
+    message: str = "Bad request"
+
+    def body(self) -> dict[str, Any] | None:
+        if self.code is None:
+            return None
+        return {"code": self.code, "message": self.message}
+
+
+class UnknownTransport(HTTPError):
+    code = 0
+    message = "Transport unknown"
+
+
+class UnknownSession(HTTPError):
+    code = 1
+    message = "Session ID unknown"
+
+
+class BadHandshakeMethod(HTTPError):
+    code = 2
+    message = "Bad handshake method"
+
+
+class BadRequest(HTTPError):
+    code = 3
+    message = "Bad request"
+
+
+class Forbidden(HTTPError):
+    status = 403
+    code = 4
+    message = "Forbidden"
+
+
+class UnsupportedProtocolVersion(HTTPError):
+    code = 5
+    message = "Unsupported protocol version"
+
+
+class PayloadTooLarge(HTTPError):
+    # The reference answers an oversize polling body with a bare 413.
+    status = 413
+    code = None
+    message = "Payload too large"
+
+
+class ProtocolError(RemoteError):
+    """A packet that does not decode: the connection or session carrying it is closed."""
+
+
+class EngineIOProtocolError(ProtocolError):
+    """A malformed Engine.IO packet or payload."""
+
+
+class SocketIOProtocolError(ProtocolError):
+    """A malformed Socket.IO packet (bad type, namespace, ack id, JSON or shape)."""
+
+
+class LocalError(SioCoreError):
+    """The application used the API wrongly."""
+
+
+class ReservedEventError(LocalError, ValueError):
+    """An application tried to emit a reserved event name."""
+
+
+class ConnectionRefusedError(LocalError):
+    """Raise from a middleware or a connection handler to refuse a CONNECT.
+
+    The client receives CONNECT_ERROR ``{"message": message, "data": data}``.
+    """
+
+    def __init__(self, message: str = "Connection refused", data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data

@@ -1,0 +1,258 @@
+"""The I/O side of one Engine.IO session.
+
+How this works: :class:`EngineSocket` owns a sans-I/O
+:class:`~sio_core.protocol.session.EngineSession` and runs the loop around it. Whatever
+happens (a packet, a poll, a send, a timer) ends in :meth:`EngineSocket._pump`, which
+writes what the core has for the client, arms the one timer at the core's next deadline,
+and finishes the socket once the core is CLOSED. Sends are coalesced: many ``send`` calls
+in one loop turn become one pump, so one websocket write / one poll answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..protocol import engineio
+from ..protocol.engineio import NOOP, Packet
+from ..protocol.session import CloseReason, EngineSession, State, Transport
+from .websocket import WebSocketConnection
+
+logger = logging.getLogger("sio_core.engine")
+
+
+class EngineHandler(Protocol):
+    """What the layer above (Socket.IO) receives from Engine.IO sessions."""
+
+    def on_open(self, socket: EngineSocket) -> None: ...
+
+    def on_message(self, socket: EngineSocket, data: str | bytes) -> None: ...
+
+    def on_close(self, socket: EngineSocket, reason: CloseReason) -> None: ...
+
+
+class EngineSocket:
+    """One Engine.IO session as the application sees it: ``send``, ``close``."""
+
+    def __init__(self, core: EngineSession, handler: EngineHandler,
+                 on_finished: Callable[[EngineSocket], None], *,
+                 request_info: Any = None) -> None:
+        self.core = core
+        self.sid = core.sid
+        self.handler = handler
+        #: what the handshake request carried (headers, query, address): the HTTP Request
+        self.request = request_info
+        #: free for the layer above (the Socket.IO client object)
+        self.context: Any = None
+        self._on_finished = on_finished
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._pump_scheduled = False
+        self._poll_waiter: asyncio.Future[list[Packet]] | None = None
+        self.websocket: WebSocketConnection | None = None
+        self._upgrading: WebSocketConnection | None = None
+        self._finished = False
+
+    # -- the API for the layer above ----------------------------------------------------
+
+    @property
+    def transport(self) -> str:
+        return self.core.transport.value
+
+    @property
+    def closed(self) -> bool:
+        return self.core.state is State.CLOSED or self.core.state is State.CLOSING
+
+    def send(self, data: str | bytes) -> bool:
+        """Queue one message; written at the end of this loop turn."""
+        if not self.core.send(engineio.message(data)):
+            return False
+        self._schedule_pump()
+        return True
+
+    def send_packet(self, packet: Packet) -> bool:
+        if not self.core.send(packet):
+            return False
+        self._schedule_pump()
+        return True
+
+    def buffered(self) -> int:
+        """Packets queued plus bytes the kernel has not taken: for volatile drops."""
+        ws = self.websocket
+        return self.core.queued() + (ws.buffered() if ws is not None else 0)
+
+    def close(self, reason: CloseReason = CloseReason.FORCED_CLOSE) -> None:
+        """Close the session; the client is told (``1`` over polling, a close frame)."""
+        self.core.close(reason)
+        self._pump()
+
+    # -- events from the transports -----------------------------------------------------
+
+    def opened(self) -> None:
+        self.handler.on_open(self)
+        self._pump()
+
+    def receive(self, packets: list[Packet]) -> None:
+        messages = self.core.receive_many(packets, self._loop.time())
+        for data in messages:
+            if self.core.state is State.CLOSED:
+                break
+            try:
+                self.handler.on_message(self, data)
+            except Exception:
+                logger.exception("error in message handler (sid %s)", self.sid)
+        self._pump()
+
+    def protocol_error(self) -> None:
+        self.core.protocol_error()
+        self._pump()
+
+    # polling
+
+    async def poll(self) -> list[Packet]:
+        """Answer a GET: what is queued now, or wait until something is."""
+        self.core.begin_poll()  # raises BadRequest on overlap; the core closed the session
+        if self.core.has_output():
+            out = self.core.take_output()
+            self._pump()
+            return out
+        waiter: asyncio.Future[list[Packet]] = self._loop.create_future()
+        self._poll_waiter = waiter
+        self._arm_timer()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # the GET's connection went away before it was answered
+            if self._poll_waiter is waiter:
+                self._poll_waiter = None
+                self.core.abort_poll()
+                self._pump()
+            raise
+
+    def post_begin(self) -> None:
+        self.core.begin_post()
+
+    def post_end(self) -> None:
+        self.core.end_post()
+
+    # websocket
+
+    def attach_websocket(self, ws: WebSocketConnection) -> None:
+        """A session that started on websocket."""
+        self.websocket = ws
+        ws.on_message = self._ws_message
+        ws.on_close = self._ws_closed
+
+    def begin_upgrade(self, ws: WebSocketConnection) -> None:
+        self.core.begin_upgrade(self._loop.time())  # raises BadRequest if impossible
+        self._upgrading = ws
+        ws.on_message = lambda data: self._upgrade_message(ws, data)
+        ws.on_close = lambda: self._upgrade_closed(ws)
+        self._arm_timer()
+
+    def _upgrade_message(self, ws: WebSocketConnection, data: str | bytes) -> None:
+        try:
+            packet = engineio.decode_packet(data)
+            reply = self.core.receive_upgrade(packet, self._loop.time())
+        except Exception:
+            self._upgrading = None
+            ws.close()
+            self._pump()
+            return
+        if reply is not None:
+            ws.send(engineio.encode_packet(reply))
+        elif self.core.transport is Transport.WEBSOCKET:
+            # "5": the websocket carries the session from now on
+            self._upgrading = None
+            self.attach_websocket(ws)
+            waiter, self._poll_waiter = self._poll_waiter, None
+            if waiter is not None and not waiter.done():
+                waiter.set_result([NOOP])
+        self._pump()
+
+    def _upgrade_closed(self, ws: WebSocketConnection) -> None:
+        if self._upgrading is ws:
+            self._upgrading = None
+            self.core.fail_upgrade()
+            self._pump()
+
+    def _ws_message(self, data: str | bytes) -> None:
+        try:
+            packet = engineio.decode_packet(data)
+        except Exception:
+            self.protocol_error()
+            return
+        self.receive([packet])
+
+    def _ws_closed(self) -> None:
+        self.core.transport_lost()
+        self._pump()
+
+    # -- the loop around the core -------------------------------------------------------
+
+    def _schedule_pump(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self._loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        core = self.core
+        if core.has_output():
+            if core.transport is Transport.WEBSOCKET:
+                ws = self.websocket
+                packets = core.take_output()
+                if ws is not None:
+                    ws.send_many([engineio.encode_packet(p) for p in packets])
+            elif core.poll_pending and self._poll_waiter is not None:
+                waiter, self._poll_waiter = self._poll_waiter, None
+                if not waiter.done():
+                    waiter.set_result(core.take_output())
+        if core.state is State.CLOSING:
+            core.start_close_timer(self._loop.time())
+        if core.state is State.CLOSED:
+            self._finish()
+        else:
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.core.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None:
+            if self._timer_at is not None and self._timer_at <= deadline:
+                return  # fires no later than needed; it re-arms itself then
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self.core.on_timer(self._loop.time())
+        if self._upgrading is not None and self.core.state is not State.UPGRADING:
+            ws, self._upgrading = self._upgrading, None
+            ws.close()
+        self._pump()
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiter, self._poll_waiter = self._poll_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(self.core.take_output() or [engineio.CLOSE])
+        for ws in (self.websocket, self._upgrading):
+            if ws is not None:
+                ws.close()
+        reason = self.core.close_reason or CloseReason.TRANSPORT_CLOSE
+        try:
+            self.handler.on_close(self, reason)
+        except Exception:
+            logger.exception("error in close handler (sid %s)", self.sid)
+        self._on_finished(self)

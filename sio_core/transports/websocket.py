@@ -1,0 +1,206 @@
+"""WebSocket connections, framed by the ``websockets`` package's sans-I/O ServerProtocol.
+
+How this works: the HTTP layer has parsed the upgrade request; :func:`accept` replays its
+head into a fresh :class:`websockets.server.ServerProtocol` (which validates the handshake
+and answers 101), and the :class:`WebSocketConnection` then takes the TCP connection over:
+bytes in -> frames -> ``on_message(str | bytes)``; ``send(...)`` -> frames -> bytes out.
+Fragmented messages are reassembled here; ping/pong/close frames are answered by the
+protocol object. Each Engine.IO packet travels in one frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request as WSRequest
+from websockets.protocol import State as WSState
+from websockets.server import ServerProtocol
+
+from ..config import Config
+from .http import HTTPConnection, Request, Response
+
+logger = logging.getLogger("sio_core.websocket")
+
+MessageCallback = Callable[[str | bytes], None]
+CloseCallback = Callable[[], None]
+
+
+def _raw_head(request: Request) -> bytes:
+    lines = [b"GET " + request.raw_url + b" HTTP/1.1"]
+    lines.extend(name + b": " + value for name, value in request.raw_headers)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class WebSocketConnection:
+    """One accepted WebSocket; implements the HTTP layer's ConnectionHandler."""
+
+    def __init__(self, http: HTTPConnection, protocol: ServerProtocol, config: Config) -> None:
+        self._http = http
+        self._protocol = protocol
+        self._config = config
+        self.on_message: MessageCallback = _ignore_message
+        self.on_close: CloseCallback = _ignore_close
+        self._fragments: list[bytes] = []
+        self._fragment_text = False
+        self._fragment_size = 0
+        self._closed = False
+        self._paused = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        return self._http.client
+
+    # -- input --------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self._protocol.receive_data(data)
+        events = self._protocol.events_received()
+        self._flush()
+        for event in events:
+            if self._closed:
+                break
+            if isinstance(event, Frame):
+                self._frame(event)
+        if self._protocol.state is WSState.CLOSED or self._protocol.close_expected():
+            self._close_transport()
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if frame.fin:
+                self._deliver(opcode is Opcode.TEXT, bytes(frame.data))
+            else:
+                self._fragment_text = opcode is Opcode.TEXT
+                self._fragments = [bytes(frame.data)]
+                self._fragment_size = len(frame.data)
+        elif opcode is Opcode.CONT:
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                data = b"".join(self._fragments)
+                self._fragments = []
+                self._deliver(self._fragment_text, data)
+
+    def _deliver(self, text: bool, data: bytes) -> None:
+        if text:
+            try:
+                message: str | bytes = data.decode("utf-8")
+            except UnicodeDecodeError:  # ServerProtocol validates UTF-8; belt and braces
+                self.close(1007)
+                return
+        else:
+            message = data
+        self.on_message(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._closed:
+            self._closed = True
+            self.on_close()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+
+    # -- output -------------------------------------------------------------------------
+
+    def send(self, message: str | bytes) -> None:
+        self.send_many((message,))
+
+    def send_many(self, messages: Iterable[str | bytes]) -> None:
+        if self._closed or self._protocol.state is not WSState.OPEN:
+            return
+        protocol = self._protocol
+        for message in messages:
+            if isinstance(message, str):
+                protocol.send_text(message.encode("utf-8"))
+            else:
+                protocol.send_binary(message)
+        self._flush()
+        limit = self._config.max_outbound_buffer
+        transport = self._http.transport
+        if (limit is not None and transport is not None
+                and transport.get_write_buffer_size() > limit):
+            logger.warning("closing a websocket whose client does not read (%s)", self.client)
+            self.abort()
+
+    def buffered(self) -> int:
+        transport = self._http.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; the TCP connection closes once it completes."""
+        if self._closed:
+            return
+        if self._protocol.state is WSState.OPEN:
+            self._protocol.send_close(code, reason)
+            self._flush()
+        self._close_transport()
+
+    def abort(self) -> None:
+        transport = self._http.transport
+        if transport is not None:
+            transport.abort()
+        self.connection_lost(None)
+
+    def _flush(self) -> None:
+        data = self._protocol.data_to_send()
+        if not data:
+            return
+        transport = self._http.transport
+        if transport is None or transport.is_closing():
+            return
+        eof = False
+        if data[-1] == b"":
+            eof = True
+            data = data[:-1]
+        if data:
+            transport.write(b"".join(data) if len(data) > 1 else data[0])
+        if eof and transport.can_write_eof():
+            transport.write_eof()
+
+    def _close_transport(self) -> None:
+        # after a close frame went out (or came in and was answered): end the TCP stream
+        transport = self._http.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+        if not self._closed:
+            self._closed = True
+            self.on_close()
+
+
+def _ignore_message(message: str | bytes) -> None:
+    pass
+
+
+def _ignore_close() -> None:
+    pass
+
+
+def accept(
+    request: Request, http: HTTPConnection, config: Config
+) -> WebSocketConnection | Response:
+    """Validate the upgrade request and answer 101; or return the refusal to send."""
+    protocol = ServerProtocol(max_size=config.max_payload)
+    protocol.receive_data(_raw_head(request))
+    events = protocol.events_received()
+    ws_request = next((e for e in events if isinstance(e, WSRequest)), None)
+    if ws_request is None:
+        return Response(400, [("Content-Type", "text/plain")], b"Bad WebSocket request",
+                        close=True)
+    response = protocol.accept(ws_request)
+    if response.status_code != 101:
+        return Response(response.status_code, [("Content-Type", "text/plain")],
+                        bytes(response.body or b""), close=True)
+    protocol.send_response(response)
+    connection = WebSocketConnection(http, protocol, config)
+    connection._flush()
+    return connection
