@@ -14,13 +14,16 @@ import logging
 import signal
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from .config import Config
 
 logger = logging.getLogger("sio_core")
 
-DEFAULT_APP = "sio_core.echo:app"
+DEFAULT_APP = "web.app:io"
+#: the repository root, where web/ lives (the demo is run from a checkout)
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # one line per websocket opened is noise at any scale
     logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.root.level))
+    if args.app is None and str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
     try:
         app = load_app(args.app or DEFAULT_APP)
     except Exception as exc:

@@ -74,8 +74,14 @@ class Config:
     # -- Static files ----------------------------------------------------------------------
     #: A directory served at "/" (the chat page); None: no static files.
     static_dir: str | None = None
-    #: Extra (URL path -> file path) mappings, e.g. the client bundle.
+    #: Extra (URL path -> file path) mappings.
     static_files: dict[str, str] = field(default_factory=dict)
+    #: Serve the official client bundle at ``<path>socket.io.js`` (and .min.js, .map), as
+    #: the reference's serveClient does, from the npm package ``socket.io-client``.
+    serve_client: bool = True
+    #: Where that package's ``dist`` directory is; None: look in ./node_modules and in the
+    #: node_modules of the sio_core checkout.
+    client_dist_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name in self.transports:

@@ -15,9 +15,11 @@
     │   └── ProtocolError           a malformed packet: the session (or connection) is closed
     │       ├── EngineIOProtocolError
     │       └── SocketIOProtocolError
-    └── LocalError                  API misuse by the application
+    └── LocalError                  API misuse by the application, or what it must handle
         ├── ReservedEventError      emitting "connect", "disconnect", ...
-        └── ConnectionRefusedError  raised by middleware to refuse a CONNECT
+        ├── ConnectionRefusedError  raised by middleware to refuse a CONNECT
+        ├── AckTimeoutError         (also a TimeoutError) acks did not all come in time
+        └── DisconnectedError       (also a ConnectionError) the socket went away
 
 Remote errors never carry internal text to the peer: the HTTP body is built from the
 class's fixed ``code`` and ``message``, not from ``str(exc)``.
@@ -117,3 +119,15 @@ class ConnectionRefusedError(LocalError):
         super().__init__(message)
         self.message = message
         self.data = data
+
+
+class AckTimeoutError(LocalError, TimeoutError):
+    """Not every ack came within the timeout; ``responses`` holds those that did."""
+
+    def __init__(self, responses: list[Any] | None = None) -> None:
+        super().__init__("operation has timed out")
+        self.responses = responses or []
+
+
+class DisconnectedError(LocalError, ConnectionError):
+    """The socket disconnected while an ack was awaited."""

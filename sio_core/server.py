@@ -15,6 +15,7 @@ import json
 import logging
 import socket as socket_module
 from collections.abc import Sequence
+from pathlib import Path
 
 from .config import Config
 from .exceptions import (
@@ -49,6 +50,25 @@ def error_response(exc: HTTPError, headers: list[tuple[str, str]],
                     json.dumps(body, separators=(",", ":")).encode(), close=close)
 
 
+_CLIENT_FILES = ("socket.io.js", "socket.io.js.map", "socket.io.min.js", "socket.io.min.js.map",
+                 "socket.io.esm.min.js", "socket.io.esm.min.js.map")
+
+
+def client_files(config: Config) -> dict[str, str]:
+    """URL -> file for the official client bundle, when it is installed."""
+    if not config.serve_client:
+        return {}
+    candidates = [Path(config.client_dist_dir)] if config.client_dist_dir else [
+        Path.cwd() / "node_modules/socket.io-client/dist",
+        Path(__file__).resolve().parent.parent / "node_modules/socket.io-client/dist",
+    ]
+    for directory in candidates:
+        if (directory / "socket.io.js").is_file():
+            return {config.path + name: str(directory / name) for name in _CLIENT_FILES
+                    if (directory / name).is_file()}
+    return {}
+
+
 class EngineServer:
     def __init__(self, handler: EngineHandler, config: Config | None = None, *,
                  owner: str = "w0") -> None:
@@ -56,7 +76,8 @@ class EngineServer:
         self.config = config or Config()
         self.owner = owner
         self.sockets: dict[str, EngineSocket] = {}
-        self.static = StaticFiles(self.config.static_dir, self.config.static_files)
+        self.static = StaticFiles(self.config.static_dir,
+                                  {**client_files(self.config), **self.config.static_files})
         self.connections: set[HTTPConnection] = set()
         self._servers: list[asyncio.Server] = []
         self._timing = Timing(self.config.ping_interval, self.config.ping_timeout,
@@ -101,6 +122,8 @@ class EngineServer:
 
     async def handle(self, request: Request, conn: HTTPConnection) -> Response | None:
         path = self.config.path
+        if request.path in self.static.files:
+            return self.static.respond(request)
         if request.path.startswith(path) or request.path + "/" == path:
             headers = cors_headers(self.config, request)
             if request.method == "OPTIONS":

@@ -166,7 +166,7 @@ class EngineSession:
         if self.transport is not Transport.POLLING:
             raise BadRequest("polling request after upgrade")
         if self.poll_pending:
-            self.close(CloseReason.TRANSPORT_ERROR)
+            self.close(CloseReason.TRANSPORT_ERROR, notify=False)
             raise BadRequest("overlapping GET")
         if self.state is State.CLOSED:
             raise BadRequest("session closed")
@@ -180,13 +180,13 @@ class EngineSession:
             if self.state is State.CLOSING:
                 self._set_state(State.CLOSED)
             else:
-                self.close(CloseReason.TRANSPORT_ERROR)
+                self.close(CloseReason.TRANSPORT_ERROR, notify=False)
 
     def begin_post(self) -> None:
         if self.transport is not Transport.POLLING:
             raise BadRequest("polling request after upgrade")
         if self.post_pending:
-            self.close(CloseReason.TRANSPORT_ERROR)
+            self.close(CloseReason.TRANSPORT_ERROR, notify=False)
             raise BadRequest("overlapping POST")
         if self.state is State.CLOSING or self.state is State.CLOSED:
             raise BadRequest("session closed")

@@ -5,13 +5,17 @@ A packet on the wire is one text header, then zero or more binary attachments::
     <type>[<attachments>-][<namespace>,][<ack id>][<JSON>]
 
 :func:`encode` turns a :class:`Packet` into that list: the JSON is written compactly and without
-ASCII escaping, byte for byte what the JavaScript client's ``JSON.stringify`` writes. Bytes found in
-an EVENT or ACK payload are swapped for ``{"_placeholder":true,"num":N}`` while the JSON is
+ASCII escaping, as the JavaScript client's ``JSON.stringify`` writes it (byte for byte, except that
+Python spells some floats differently: ``1.0`` for ``1``, ``1e+16``). Bytes found in an EVENT or
+ACK payload are swapped for ``{"_placeholder":true,"num":N}`` while the JSON is
 written (one pass), and the packet goes out as BINARY_EVENT / BINARY_ACK with the buffers after it.
 
 :class:`Decoder` reads the header left to right, parses the JSON, checks the payload has the shape
 its type requires, and returns a :class:`Packet`. A binary packet is held until all of its
-attachments have arrived, then the placeholders are replaced by the buffers, in place.
+attachments have arrived, then the placeholders are replaced by the buffers, in place. Where the
+reference parser (npm ``socket.io-parser``) is lax, this one is stricter, never laxer: an EVENT
+needs a payload and a string name, an ACK a payload and an ack id, ack ids stay below 2**53, numbers
+are finite, placeholders are checked as soon as the header arrives.
 
 Decoding fails closed: any input either decodes or raises
 :class:`~sio_core.exceptions.SocketIOProtocolError` (the connection carrying it is then closed).
@@ -98,8 +102,6 @@ _TO_TEXT = {
     PacketType.BINARY_ACK: PacketType.ACK,
 }
 
-# One char past the limit, so "too many digits" is seen without scanning a long run of them.
-_ACK_ID_RE = re.compile(rf"[0-9]{{0,{_MAX_ACK_ID_DIGITS + 1}}}")
 _ASCII_DIGITS_RE = re.compile(r"[0-9]+")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
@@ -336,6 +338,9 @@ class Decoder:
             if dash == -1 or not _ASCII_DIGITS_RE.fullmatch(text, pos, dash):
                 raise SocketIOProtocolError("invalid attachment count")
             count = int(text[pos:dash])
+            # The reference parser refuses a binary packet with no attachment too.
+            if count == 0:
+                raise SocketIOProtocolError("invalid attachment count")
             if self._max_attachments is not None and count > self._max_attachments:
                 raise SocketIOProtocolError("too many attachments")
             pos = dash + 1
@@ -357,17 +362,19 @@ class Decoder:
                 pos = comma + 1
 
         ack_id: int | None = None
-        digits = _ACK_ID_RE.match(text, pos)
-        assert digits is not None  # the pattern matches the empty string
-        if digits.end() > pos:
+        # One digit past the limit is enough to know there are too many.
+        stop = pos
+        while stop < end and stop - pos <= _MAX_ACK_ID_DIGITS and "0" <= text[stop] <= "9":
+            stop += 1
+        if stop > pos:
             if ptype not in _ACK_CAPABLE:
                 raise SocketIOProtocolError("ack id on a packet type that takes none")
-            if digits.end() - pos > _MAX_ACK_ID_DIGITS:
+            if stop - pos > _MAX_ACK_ID_DIGITS:
                 raise SocketIOProtocolError("ack id too long")
-            ack_id = int(digits.group())
+            ack_id = int(text[pos:stop])
             if ack_id > MAX_ACK_ID:
                 raise SocketIOProtocolError("ack id too large")
-            pos = digits.end()
+            pos = stop
 
         if pos < end:
             try:
@@ -384,9 +391,8 @@ class Decoder:
 
         if ptype in _BINARY:
             slots = _find_placeholders(data, count)
-            if count:
-                self._pending = _PendingBinary(ptype, namespace, data, ack_id, count, slots)
-                return None
+            self._pending = _PendingBinary(ptype, namespace, data, ack_id, count, slots)
+            return None
         return Packet(ptype, namespace, data, ack_id)
 
     @staticmethod
@@ -397,7 +403,14 @@ class Decoder:
         elif ptype is PacketType.DISCONNECT:
             ok = not has_payload
         elif ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
-            ok = isinstance(data, list) and len(data) > 0 and isinstance(data[0], str)
+            # A reserved name is refused here, as by the reference parser: a client must not be
+            # able to fire the application's "connect" or "disconnect" handler.
+            ok = (
+                isinstance(data, list)
+                and len(data) > 0
+                and isinstance(data[0], str)
+                and data[0] not in RESERVED_EVENTS
+            )
         elif ptype is PacketType.ACK or ptype is PacketType.BINARY_ACK:
             ok = isinstance(data, list) and ack_id is not None
         else:

@@ -1,0 +1,134 @@
+"""Rooms of one namespace on this worker, and delivery of broadcasts to local sockets.
+
+How this works: the adapter maps rooms to socket ids and back (every socket is in the
+room named by its own id). A broadcast is described by :class:`BroadcastOptions` (rooms,
+rooms excepted, flags); :meth:`Adapter.broadcast` encodes the packet **once** and hands
+the same wire parts to every matching socket. Membership is local: a cluster-wide
+broadcast is published to every worker and each one runs this on its own sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..protocol import socketio as sio
+
+if TYPE_CHECKING:
+    from .namespace import Namespace
+    from .socket import Socket
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastOptions:
+    rooms: frozenset[str] = frozenset()
+    except_rooms: frozenset[str] = frozenset()
+    volatile: bool = False
+    local: bool = False
+    timeout: float | None = None
+
+
+class Adapter:
+    def __init__(self, namespace: Namespace) -> None:
+        self.namespace = namespace
+        self.rooms: dict[str, set[str]] = {}
+        self.sids: dict[str, set[str]] = {}
+
+    # -- membership -----------------------------------------------------------------------
+
+    def add_all(self, sid: str, rooms: Iterable[str]) -> None:
+        mine = self.sids.setdefault(sid, set())
+        for room in rooms:
+            mine.add(room)
+            self.rooms.setdefault(room, set()).add(sid)
+
+    def delete(self, sid: str, room: str) -> None:
+        mine = self.sids.get(sid)
+        if mine is not None:
+            mine.discard(room)
+        members = self.rooms.get(room)
+        if members is not None:
+            members.discard(sid)
+            if not members:
+                del self.rooms[room]
+
+    def delete_all(self, sid: str) -> None:
+        for room in self.sids.pop(sid, set()):
+            members = self.rooms.get(room)
+            if members is not None:
+                members.discard(sid)
+                if not members:
+                    del self.rooms[room]
+
+    def socket_rooms(self, sid: str) -> set[str]:
+        return set(self.sids.get(sid, ()))
+
+    # -- matching ---------------------------------------------------------------------------
+
+    def match(self, opts: BroadcastOptions) -> Iterator[Socket]:
+        """The local sockets a broadcast reaches, each once."""
+        sockets = self.namespace.sockets
+        excluded: set[str] = set()
+        for room in opts.except_rooms:
+            excluded.update(self.rooms.get(room, ()))
+        if opts.rooms:
+            seen: set[str] = set()
+            for room in opts.rooms:
+                for sid in self.rooms.get(room, ()):
+                    if sid in seen or sid in excluded:
+                        continue
+                    seen.add(sid)
+                    socket = sockets.get(sid)
+                    if socket is not None:
+                        yield socket
+        else:
+            for sid, socket in list(sockets.items()):
+                if sid not in excluded:
+                    yield socket
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> int:
+        """Deliver to the matching local sockets; returns how many got it."""
+        parts = sio.encode(packet)
+        count = 0
+        for socket in self.match(opts):
+            if socket.client.send_parts(parts, volatile=opts.volatile):
+                count += 1
+        return count
+
+    def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
+                           on_ack: Callable[[str, list[object]], None]) -> int:
+        """Like broadcast, every recipient's ack goes to ``on_ack(socket_id, args)``.
+        Returns how many clients were sent the packet (so the caller knows how many acks
+        to wait for)."""
+        assert packet.id is not None
+        parts = sio.encode(packet)
+        count = 0
+        ack_id = packet.id
+        for socket in self.match(opts):
+            if socket.client.send_parts(parts, volatile=opts.volatile):
+                socket.expect_ack(ack_id, _bind(on_ack, socket.id))
+                count += 1
+        return count
+
+    def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None:
+        rooms = list(rooms)
+        for socket in list(self.match(opts)):
+            socket.join(rooms)
+
+    def del_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None:
+        rooms = list(rooms)
+        for socket in list(self.match(opts)):
+            socket.leave(*rooms)
+
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        for socket in list(self.match(opts)):
+            socket.disconnect(close)
+
+
+def _bind(on_ack: Callable[[str, list[object]], None], sid: str) -> Callable[..., None]:
+    def ack(*args: object) -> None:
+        on_ack(sid, list(args))
+    return ack

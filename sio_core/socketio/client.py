@@ -1,0 +1,175 @@
+"""One Engine.IO session seen from Socket.IO: its decoder and its sockets, one per namespace.
+
+How this works: every Engine.IO message is fed to the connection's
+:class:`~sio_core.protocol.socketio.Decoder`. A CONNECT for a namespace not yet joined
+starts the namespace's connection (middlewares may await); any other packet goes to the
+socket of its namespace. Anything else (undecodable input, a packet for a namespace the
+client has not joined, a second CONNECT) closes the connection, as the reference does.
+Without any CONNECT within ``connect_timeout`` the connection is closed too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import SocketIOProtocolError
+from ..protocol import socketio as sio
+from ..protocol.session import CloseReason
+from ..transports.engine_socket import EngineSocket
+from .socket import Handshake, Socket, handshake_time
+
+if TYPE_CHECKING:
+    from .server import Server
+
+logger = logging.getLogger("sio_core.socketio")
+
+#: Engine.IO close reasons in the words a Socket.IO "disconnect" handler receives.
+DISCONNECT_REASONS = {
+    CloseReason.TRANSPORT_CLOSE: "transport close",
+    CloseReason.TRANSPORT_ERROR: "transport error",
+    CloseReason.PARSE_ERROR: "parse error",
+    CloseReason.PING_TIMEOUT: "ping timeout",
+    CloseReason.FORCED_CLOSE: "forced server close",
+    CloseReason.SERVER_SHUTTING_DOWN: "server shutting down",
+}
+
+
+class Client:
+    def __init__(self, server: Server, conn: EngineSocket) -> None:
+        self.server = server
+        self.conn = conn
+        self.sockets: dict[str, Socket] = {}
+        self._connecting: set[str] = set()
+        self._decoder = sio.Decoder(max_attachments=server.config.max_attachments)
+        self._connect_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            server.config.connect_timeout, self._connect_timeout)
+
+    # -- input ------------------------------------------------------------------------------
+
+    def on_message(self, data: str | bytes) -> None:
+        try:
+            if isinstance(data, str):
+                packet = self._decoder.feed_text(data)
+            else:
+                packet = self._decoder.feed_binary(data)
+        except SocketIOProtocolError:
+            self.protocol_error()
+            return
+        if packet is None:
+            return
+        name = packet.namespace
+        socket = self.sockets.get(name)
+        if packet.type is sio.PacketType.CONNECT:
+            if socket is not None or name in self._connecting:
+                self.protocol_error()
+                return
+            auth = packet.data if isinstance(packet.data, dict) else {}
+            self._connecting.add(name)
+            task = asyncio.get_running_loop().create_task(self._connect(name, auth))
+            _connects.add(task)
+            task.add_done_callback(_connects.discard)
+        elif socket is not None:
+            socket.on_packet(packet)
+        elif name in self._connecting:
+            pass  # sent while its CONNECT is still in the middlewares: dropped
+        else:
+            self.protocol_error()
+
+    async def _connect(self, name: str, auth: dict[str, Any]) -> None:
+        try:
+            namespace = await self.server.find_namespace(name, auth)
+            if namespace is None:
+                self.refuse(name, "Invalid namespace", None)
+                return
+            await namespace.add(self, auth)
+        except Exception:
+            logger.exception("error connecting to namespace %s", name)
+            self.refuse(name, "Internal server error", None)
+        finally:
+            self._connecting.discard(name)
+
+    def on_close(self, reason: CloseReason) -> None:
+        self._cancel_connect_timer()
+        text = DISCONNECT_REASONS.get(reason, reason.value)
+        for socket in list(self.sockets.values()):
+            socket.on_close(text)
+
+    # -- output -----------------------------------------------------------------------------
+
+    def send_packet(self, packet: sio.Packet) -> bool:
+        return self.send_parts(sio.encode(packet))
+
+    def send_parts(self, parts: list[str | bytes], *, volatile: bool = False) -> bool:
+        conn = self.conn
+        if conn.closed:
+            return False
+        if volatile and not conn.core.writable:
+            return False  # reference: a volatile packet is dropped when not writable
+        for part in parts:
+            conn.send(part)
+        return True
+
+    def refuse(self, name: str, message: str, data: Any) -> None:
+        body: dict[str, Any] = {"message": message}
+        if data is not None:
+            body["data"] = data
+        self.send_packet(sio.Packet(sio.PacketType.CONNECT_ERROR, name, body))
+
+    # -- sockets ----------------------------------------------------------------------------
+
+    def add(self, socket: Socket) -> None:
+        self.sockets[socket.namespace.name] = socket
+        self._cancel_connect_timer()
+
+    def remove(self, socket: Socket) -> None:
+        if self.sockets.get(socket.namespace.name) is socket:
+            del self.sockets[socket.namespace.name]
+
+    def build_handshake(self, auth: dict[str, Any]) -> Handshake:
+        request = self.conn.request
+        headers = dict(getattr(request, "headers", {}) or {})
+        query = dict(getattr(request, "query", {}) or {})
+        client = getattr(request, "client", None)
+        text, issued = handshake_time()
+        raw_url = getattr(request, "raw_url", b"") or b""
+        return Handshake(
+            headers=headers, query=query, auth=auth,
+            address=client[0] if client else None,
+            time=text, issued=issued,
+            url=raw_url.decode("latin-1"),
+            xdomain="origin" in headers,
+        )
+
+    # -- ending -----------------------------------------------------------------------------
+
+    def disconnect_all(self) -> None:
+        """``socket.disconnect(True)``: every socket leaves its namespace, then the
+        connection closes."""
+        for socket in list(self.sockets.values()):
+            socket.disconnect()
+        self.close()
+
+    def close(self) -> None:
+        self._cancel_connect_timer()
+        self.conn.close()
+
+    def protocol_error(self) -> None:
+        logger.debug("closing %s: protocol error", self.conn.sid)
+        self._cancel_connect_timer()
+        self.conn.close(CloseReason.PARSE_ERROR)
+
+    def _connect_timeout(self) -> None:
+        self._connect_timer = None
+        if not self.sockets:
+            logger.debug("closing %s: no CONNECT in time", self.conn.sid)
+            self.conn.close()
+
+    def _cancel_connect_timer(self) -> None:
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+
+
+_connects: set[asyncio.Task[None]] = set()

@@ -1,0 +1,154 @@
+"""Event listeners, and calling them whether they are sync or async.
+
+How this works: :class:`EventEmitter` keeps listeners per event name (``on``, ``once``,
+``off``). :func:`call` runs one listener: a sync one right away, an async one as a task
+(so a handler that awaits its own client's ack never blocks the packets that carry it).
+An exception is logged with its context and goes no further: a handler's bug never
+kills a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+logger = logging.getLogger("sio_core.socketio")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: tasks of running async handlers: referenced until done (asyncio keeps only weak refs)
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+@dataclass(slots=True)
+class Listener:
+    fn: Callable[..., Any]
+    once: bool
+    #: how many positional arguments fn takes (None: *args, any number)
+    arity: int | None
+
+
+def arity_of(fn: Callable[..., Any]) -> int | None:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    count = 0
+    for param in signature.parameters.values():
+        if param.kind is param.VAR_POSITIONAL:
+            return None
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+class EventEmitter:
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[Listener]] = {}
+
+    def on(self, event: str, handler: F | None = None) -> Any:
+        """Add a listener; usable as ``obj.on("event", fn)`` or ``@obj.on("event")``."""
+        if handler is None:
+            def decorator(fn: F) -> F:
+                self._add(event, fn, once=False)
+                return fn
+            return decorator
+        self._add(event, handler, once=False)
+        return handler
+
+    def once(self, event: str, handler: F | None = None) -> Any:
+        if handler is None:
+            def decorator(fn: F) -> F:
+                self._add(event, fn, once=True)
+                return fn
+            return decorator
+        self._add(event, handler, once=True)
+        return handler
+
+    def off(self, event: str | None = None, handler: Callable[..., Any] | None = None) -> None:
+        """Remove one listener, all listeners of an event, or all listeners."""
+        if event is None:
+            self._listeners.clear()
+        elif handler is None:
+            self._listeners.pop(event, None)
+        else:
+            remaining = [item for item in self._listeners.get(event, []) if item.fn != handler]
+            if remaining:
+                self._listeners[event] = remaining
+            else:
+                self._listeners.pop(event, None)
+
+    def listeners(self, event: str) -> list[Callable[..., Any]]:
+        return [item.fn for item in self._listeners.get(event, [])]
+
+    def _add(self, event: str, fn: Callable[..., Any], *, once: bool) -> None:
+        self._listeners.setdefault(event, []).append(Listener(fn, once, arity_of(fn)))
+
+    def _take(self, event: str) -> list[Listener]:
+        """The listeners to call for one occurrence of event (``once`` ones removed)."""
+        items = self._listeners.get(event)
+        if not items:
+            return []
+        if any(item.once for item in items):
+            kept = [item for item in items if not item.once]
+            if kept:
+                self._listeners[event] = kept
+            else:
+                del self._listeners[event]
+        return list(items)
+
+
+def call(fn: Callable[..., Any], args: tuple[Any, ...], context: str,
+         on_result: Callable[[Any], None] | None = None) -> asyncio.Task[Any] | None:
+    """Run one handler; feed its result (awaited if need be) to ``on_result``."""
+    try:
+        result = fn(*args)
+    except Exception:
+        logger.exception("error in handler for %s", context)
+        return None
+    if inspect.isawaitable(result):
+        task = asyncio.get_running_loop().create_task(_finish(result, context, on_result))
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+        return task
+    if on_result is not None:
+        _deliver(on_result, result, context)
+    return None
+
+
+async def _finish(awaitable: Awaitable[Any], context: str,
+                  on_result: Callable[[Any], None] | None) -> None:
+    try:
+        result = await awaitable
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("error in handler for %s", context)
+        return
+    if on_result is not None:
+        _deliver(on_result, result, context)
+
+
+def _deliver(on_result: Callable[[Any], None], result: Any, context: str) -> None:
+    try:
+        on_result(result)
+    except Exception:
+        logger.exception("error delivering the result of %s", context)
+
+
+class Done:
+    """An awaitable that is already complete: what an emit that needed no I/O returns,
+    so ``socket.emit(...)`` works with or without ``await``."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        return
+        yield  # pragma: no cover - makes this a generator
+
+
+DONE = Done()

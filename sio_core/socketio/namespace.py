@@ -1,0 +1,291 @@
+"""Namespaces: ``io.of("/admin")``, and dynamic ones (``io.of(re.compile(...))``).
+
+How this works: a :class:`Namespace` holds its connected sockets, its middlewares, its
+``connection`` listeners and an :class:`~sio_core.socketio.adapter.Adapter` for rooms.
+A CONNECT runs the middlewares in order (each may refuse by raising
+ConnectionRefusedError), then the socket is added, the client gets ``CONNECT {"sid"}``,
+and only then the ``connection`` listeners run, so the reply precedes any event. A
+:class:`ParentNamespace` matches names (a regex or a callable) and creates a child
+namespace per matching name; the children share the parent's listeners and middlewares.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import ConnectionRefusedError
+from ..protocol import socketio as sio
+from . import handlers
+from .adapter import Adapter, BroadcastOptions
+from .broadcast import AckGather, BroadcastOperator
+from .handlers import DONE, EventEmitter
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .server import Server
+    from .socket import Socket
+
+logger = logging.getLogger("sio_core.socketio")
+
+Middleware = Callable[..., Any]
+
+
+class _Operators:
+    """The broadcast operators, on a namespace (and the server, for "/")."""
+
+    def _operator(self) -> BroadcastOperator:
+        raise NotImplementedError
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        return self._operator().to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        return self._operator().except_(*rooms)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self._operator().volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self._operator().local
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self._operator().timeout(seconds)
+
+    def emit(self, event: str, *args: Any,
+             callback: Callable[..., Any] | None = None) -> Awaitable[None]:
+        return self._operator().emit(event, *args, callback=callback)
+
+    def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]:
+        return self._operator().send(*args, callback=callback)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        return await self._operator().emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        return await self._operator().fetch_sockets()
+
+    def sockets_join(self, *rooms: str | Iterable[str]) -> Awaitable[None]:
+        return self._operator().sockets_join(*rooms)
+
+    def sockets_leave(self, *rooms: str | Iterable[str]) -> Awaitable[None]:
+        return self._operator().sockets_leave(*rooms)
+
+    def disconnect_sockets(self, close: bool = False) -> Awaitable[None]:
+        return self._operator().disconnect_sockets(close)
+
+
+class Namespace(EventEmitter, _Operators):
+    def __init__(self, server: Server, name: str) -> None:
+        super().__init__()
+        self.server = server
+        self.name = name
+        self.sockets: dict[str, Socket] = {}
+        self.middlewares: list[Middleware] = []
+        self.adapter = Adapter(self)
+        self._ack_ids = 0
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name}>"
+
+    def _operator(self) -> BroadcastOperator:
+        return BroadcastOperator(self)
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Add a middleware ``fn(socket)`` (sync or async), run on every CONNECT; raise
+        ConnectionRefusedError(message, data) to refuse."""
+        self.middlewares.append(middleware)
+        return middleware
+
+    def next_ack_id(self) -> int:
+        self._ack_ids += 1
+        if self._ack_ids > sio.MAX_ACK_ID:
+            self._ack_ids = 1
+        return self._ack_ids
+
+    # -- broadcasting (the cluster layer extends these) -------------------------------------
+
+    def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> Awaitable[None]:
+        self.adapter.broadcast(packet, opts)
+        return DONE
+
+    def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
+                           gather: AckGather) -> None:
+        count = self.adapter.broadcast_with_ack(
+            packet, opts, lambda sid, args: gather.add_response(args))
+        gather.add_expected(count)
+
+    async def do_fetch_sockets(self, opts: BroadcastOptions) -> list[Socket]:
+        return list(self.adapter.match(opts))
+
+    def do_sockets_join(self, opts: BroadcastOptions, rooms: frozenset[str]) -> Awaitable[None]:
+        self.adapter.add_sockets(opts, rooms)
+        return DONE
+
+    def do_sockets_leave(self, opts: BroadcastOptions, rooms: frozenset[str]) -> Awaitable[None]:
+        self.adapter.del_sockets(opts, rooms)
+        return DONE
+
+    def do_disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> Awaitable[None]:
+        self.adapter.disconnect_sockets(opts, close)
+        return DONE
+
+    # -- connecting -------------------------------------------------------------------------
+
+    async def add(self, client: Client, auth: dict[str, Any]) -> None:
+        from .socket import Socket
+
+        socket = Socket(self, client, auth)
+        for middleware in list(self.middlewares):
+            try:
+                result = middleware(socket)
+                if inspect.isawaitable(result):
+                    result = await result
+            except ConnectionRefusedError as exc:
+                client.refuse(self.name, exc.message, exc.data)
+                return
+            except Exception:
+                logger.exception("error in middleware of %r", self)
+                client.refuse(self.name, "Internal server error", None)
+                return
+            if isinstance(result, BaseException):  # returned rather than raised
+                message = getattr(result, "message", None) or str(result) or "Not authorized"
+                client.refuse(self.name, message, getattr(result, "data", None))
+                return
+        if client.conn.closed:
+            return
+        self.sockets[socket.id] = socket
+        client.add(socket)
+        socket.on_connected()
+        client.send_packet(sio.Packet(sio.PacketType.CONNECT, self.name, {"sid": socket.id}))
+        for event in ("connection", "connect"):
+            for listener in self._take(event):
+                handlers.call(listener.fn, (socket,), f"{event} on {self!r}")
+
+    def remove(self, socket: Socket) -> None:
+        if self.sockets.get(socket.id) is socket:
+            del self.sockets[socket.id]
+
+
+class ParentNamespace(_Operators):
+    """Matches namespace names; creates one child namespace per name that matches."""
+
+    def __init__(self, server: Server,
+                 matcher: re.Pattern[str] | Callable[[str, dict[str, Any]], Any]) -> None:
+        self.server = server
+        self.matcher = matcher
+        self.children: set[Namespace] = set()
+        # shared with every child
+        self._template = EventEmitter()
+        self.middlewares: list[Middleware] = []
+
+    def on(self, event: str, handler: Any = None) -> Any:
+        return self._template.on(event, handler)
+
+    def once(self, event: str, handler: Any = None) -> Any:
+        return self._template.once(event, handler)
+
+    def off(self, event: str | None = None, handler: Any = None) -> None:
+        self._template.off(event, handler)
+
+    def use(self, middleware: Middleware) -> Middleware:
+        self.middlewares.append(middleware)
+        return middleware
+
+    async def matches(self, name: str, auth: dict[str, Any]) -> bool:
+        if isinstance(self.matcher, re.Pattern):
+            return self.matcher.fullmatch(name) is not None
+        result = self.matcher(name, auth)
+        if inspect.isawaitable(result):
+            result = await result
+        return bool(result)
+
+    def create_child(self, name: str) -> Namespace:
+        child = Namespace(self.server, name)
+        child._listeners = self._template._listeners  # shared: handlers added later apply
+        child.middlewares = self.middlewares
+        self.children.add(child)
+        return child
+
+    def _operator(self) -> BroadcastOperator:
+        return _MultiOperator(self)  # type: ignore[return-value]
+
+
+class _MultiOperator:
+    """Broadcast operators of a parent namespace: applied to every child."""
+
+    def __init__(self, parent: ParentNamespace,
+                 steps: tuple[Callable[[BroadcastOperator], BroadcastOperator], ...] = ()) -> None:
+        self._parent = parent
+        self._steps = steps
+
+    def _then(self, step: Callable[[BroadcastOperator], BroadcastOperator]) -> _MultiOperator:
+        return _MultiOperator(self._parent, (*self._steps, step))
+
+    def to(self, *rooms: str | Iterable[str]) -> _MultiOperator:
+        return self._then(lambda op: op.to(*rooms))
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> _MultiOperator:
+        return self._then(lambda op: op.except_(*rooms))
+
+    @property
+    def volatile(self) -> _MultiOperator:
+        return self._then(lambda op: op.volatile)
+
+    @property
+    def local(self) -> _MultiOperator:
+        return self._then(lambda op: op.local)
+
+    def timeout(self, seconds: float) -> _MultiOperator:
+        return self._then(lambda op: op.timeout(seconds))
+
+    def _each(self) -> list[BroadcastOperator]:
+        out = []
+        for child in list(self._parent.children):
+            op = BroadcastOperator(child)
+            for step in self._steps:
+                op = step(op)
+            out.append(op)
+        return out
+
+    def emit(self, event: str, *args: Any) -> Awaitable[None]:
+        return _all([op.emit(event, *args) for op in self._each()])
+
+    def send(self, *args: Any) -> Awaitable[None]:
+        return self.emit("message", *args)
+
+    async def fetch_sockets(self) -> list[Socket]:
+        out: list[Socket] = []
+        for op in self._each():
+            out.extend(await op.fetch_sockets())
+        return out
+
+    def sockets_join(self, *rooms: str | Iterable[str]) -> Awaitable[None]:
+        return _all([op.sockets_join(*rooms) for op in self._each()])
+
+    def sockets_leave(self, *rooms: str | Iterable[str]) -> Awaitable[None]:
+        return _all([op.sockets_leave(*rooms) for op in self._each()])
+
+    def disconnect_sockets(self, close: bool = False) -> Awaitable[None]:
+        return _all([op.disconnect_sockets(close) for op in self._each()])
+
+
+def _all(results: list[Awaitable[None]]) -> Awaitable[None]:
+    pending = [r for r in results if r is not DONE]
+    if not pending:
+        return DONE
+    return _await_all(pending)
+
+
+async def _await_all(results: list[Awaitable[None]]) -> None:
+    for result in results:
+        await result

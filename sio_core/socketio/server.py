@@ -1,0 +1,103 @@
+"""The Socket.IO server object users build their application on.
+
+``io = Server(ping_interval=10)`` takes any :class:`~sio_core.config.Config` field as a
+keyword. ``io.on("connection")``, ``io.use(...)``, ``io.emit(...)`` and the broadcast
+operators act on the main namespace "/", as in the JavaScript server; ``io.of(name)``
+gives another namespace. The server is the Engine.IO handler: each new Engine.IO session
+gets a :class:`~sio_core.socketio.client.Client`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from ..config import Config
+from ..protocol.session import CloseReason
+from ..transports.engine_socket import EngineSocket
+from .broadcast import BroadcastOperator
+from .client import Client
+from .namespace import Middleware, Namespace, ParentNamespace, _Operators
+
+
+class Server(_Operators):
+    def __init__(self, config: Config | None = None, **options: Any) -> None:
+        base = config or Config()
+        self.config = replace(base, **options) if options else base
+        self._namespaces: dict[str, Namespace] = {}
+        self._parents: list[ParentNamespace] = []
+        #: the main namespace, as ``io.sockets`` in the JavaScript server
+        self.sockets = self.of("/")
+
+    # -- namespaces -------------------------------------------------------------------------
+
+    def of(self, name: str | re.Pattern[str] | Callable[..., Any]) -> Any:
+        """A namespace by name (created on first use), or a dynamic parent namespace for a
+        regex or a ``matcher(name, auth) -> bool`` callable."""
+        if isinstance(name, str):
+            if not name.startswith("/"):
+                name = "/" + name
+            namespace = self._namespaces.get(name)
+            if namespace is None:
+                namespace = Namespace(self, name)
+                self._namespaces[name] = namespace
+            return namespace
+        parent = ParentNamespace(self, name)
+        self._parents.append(parent)
+        return parent
+
+    @property
+    def namespaces(self) -> dict[str, Namespace]:
+        return dict(self._namespaces)
+
+    async def find_namespace(self, name: str, auth: dict[str, Any]) -> Namespace | None:
+        namespace = self._namespaces.get(name)
+        if namespace is not None:
+            return namespace
+        for parent in self._parents:
+            if await parent.matches(name, auth):
+                namespace = self._namespaces.get(name)  # another client may have made it
+                if namespace is None:
+                    namespace = parent.create_child(name)
+                    self._namespaces[name] = namespace
+                return namespace
+        return None
+
+    # -- the main namespace -----------------------------------------------------------------
+
+    def on(self, event: str, handler: Any = None) -> Any:
+        return self.sockets.on(event, handler)
+
+    def once(self, event: str, handler: Any = None) -> Any:
+        return self.sockets.once(event, handler)
+
+    def off(self, event: str | None = None, handler: Any = None) -> None:
+        self.sockets.off(event, handler)
+
+    def use(self, middleware: Middleware) -> Middleware:
+        self.sockets.use(middleware)
+        return middleware
+
+    def _operator(self) -> BroadcastOperator:
+        return BroadcastOperator(self.sockets)
+
+    # -- the Engine.IO handler --------------------------------------------------------------
+
+    def engine_handler(self, config: Config) -> Server:
+        """Adopt the runtime's final config (CLI flags applied) and serve as its handler."""
+        self.config = config
+        return self
+
+    def on_open(self, socket: EngineSocket) -> None:
+        socket.context = Client(self, socket)
+
+    def on_message(self, socket: EngineSocket, data: str | bytes) -> None:
+        client: Client = socket.context
+        client.on_message(data)
+
+    def on_close(self, socket: EngineSocket, reason: CloseReason) -> None:
+        client: Client | None = socket.context
+        if client is not None:
+            client.on_close(reason)

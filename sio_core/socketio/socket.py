@@ -1,0 +1,353 @@
+"""A Socket.IO socket: one client connected to one namespace.
+
+How this works: the :class:`~sio_core.socketio.client.Client` routes the packets of its
+namespace here. An EVENT calls the ``on_any`` listeners and then the event's listeners; if
+the client asked for an ack, the first listener's return value (or a call of the ``ack``
+callable passed as its last argument, as in the JavaScript server) answers it, once. Emits
+to the client go out through the client's Engine.IO session; acks the client owes are kept
+by id until they come or the socket disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import DisconnectedError
+from ..protocol import socketio as sio
+from ..protocol.sid import new_id
+from . import handlers
+from .adapter import BroadcastOptions
+from .broadcast import BroadcastOperator, event_packet, rooms_of
+from .handlers import DONE, EventEmitter
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .namespace import Namespace
+    from .server import Server
+
+logger = logging.getLogger("sio_core.socketio")
+
+
+@dataclass(slots=True)
+class Handshake:
+    """What the client's first request carried, as the JavaScript server's socket.handshake."""
+
+    headers: dict[str, str]
+    query: dict[str, str]
+    auth: dict[str, Any]
+    address: str | None
+    time: str
+    issued: int  # ms since the epoch
+    url: str
+    secure: bool = False
+    xdomain: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def one_or_tuple(args: tuple[Any, ...] | list[Any]) -> Any:
+    """An ack's arguments as python-socketio returns them: one value, a tuple, or None."""
+    if len(args) == 1:
+        return args[0]
+    return tuple(args) if args else None
+
+
+class Socket(EventEmitter):
+    def __init__(self, namespace: Namespace, client: Client, auth: dict[str, Any]) -> None:
+        super().__init__()
+        self.id = new_id()
+        self.namespace = namespace
+        self.nsp = namespace
+        self.client = client
+        self.server: Server = namespace.server
+        self.data: dict[str, Any] = {}
+        self.connected = False
+        self.handshake = client.build_handshake(auth)
+        self._acks: dict[int, Callable[..., Any]] = {}
+        self._any: list[Callable[..., Any]] = []
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.id} {self.namespace.name}>"
+
+    # -- rooms ------------------------------------------------------------------------------
+
+    @property
+    def rooms(self) -> set[str]:
+        return self.namespace.adapter.socket_rooms(self.id)
+
+    def join(self, *rooms: str | Iterable[str]) -> None:
+        self.namespace.adapter.add_all(self.id, rooms_of(rooms))
+
+    def leave(self, *rooms: str | Iterable[str]) -> None:
+        for room in rooms_of(rooms):
+            self.namespace.adapter.delete(self.id, room)
+
+    # -- emitting to this client ------------------------------------------------------------
+
+    def emit(self, event: str, *args: Any,
+             callback: Callable[..., Any] | None = None) -> Awaitable[None]:
+        """Send an event to this client. ``callback(*ack_args)`` runs when the client acks.
+        Works with or without ``await``."""
+        return self._emit(event, args, callback, volatile=False, timeout=None)
+
+    def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]:
+        """Emit a ``message`` event (``socket.send`` of the JavaScript server)."""
+        return self.emit("message", *args, callback=callback)
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        """Emit and wait for the client's ack: its single argument, a tuple if several.
+        Raises TimeoutError after ``timeout`` seconds (None: wait as long as connected),
+        DisconnectedError if the socket goes away first."""
+        on_ack = _AckFuture()
+        future = on_ack.future
+        ack_id = self._send_event(event, args, on_ack, volatile=False)
+        if ack_id is None:
+            raise DisconnectedError("socket is not connected")
+        try:
+            if timeout is None:
+                return await future
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._acks.pop(ack_id, None)
+
+    def _emit(self, event: str, args: tuple[Any, ...], callback: Callable[..., Any] | None,
+              *, volatile: bool, timeout: float | None) -> Awaitable[None]:
+        if callback is not None and timeout is not None:
+            callback = _with_timeout(self, callback, timeout)
+        self._send_event(event, args, callback, volatile=volatile)
+        return DONE
+
+    def _send_event(self, event: str, args: tuple[Any, ...], callback: Callable[..., Any] | None,
+                    *, volatile: bool) -> int | None:
+        ack_id = self.namespace.next_ack_id() if callback is not None else None
+        packet = event_packet(self.namespace.name, event, args, ack_id)
+        if not self.connected:
+            return None
+        if self.client.send_parts(sio.encode(packet), volatile=volatile) and ack_id is not None:
+            assert callback is not None
+            self._acks[ack_id] = callback
+        return ack_id
+
+    def expect_ack(self, ack_id: int, callback: Callable[..., Any]) -> None:
+        self._acks[ack_id] = callback
+
+    # -- flags ------------------------------------------------------------------------------
+
+    @property
+    def volatile(self) -> _Flagged:
+        return _Flagged(self, volatile=True, timeout=None)
+
+    def timeout(self, seconds: float) -> _Flagged:
+        return _Flagged(self, volatile=False, timeout=seconds)
+
+    # -- broadcasting from this socket ------------------------------------------------------
+
+    @property
+    def broadcast(self) -> BroadcastOperator:
+        """Everyone in the namespace but this socket."""
+        opts = BroadcastOptions(except_rooms=frozenset({self.id}))
+        return BroadcastOperator(self.namespace, opts)
+
+    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        return self.broadcast.to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        return self.broadcast.except_(*rooms)
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self.broadcast.local
+
+    # -- listeners --------------------------------------------------------------------------
+
+    def on_any(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """``handler(event, *args)`` for every incoming event."""
+        self._any.append(handler)
+        return handler
+
+    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
+        if handler is None:
+            self._any.clear()
+        else:
+            self._any = [h for h in self._any if h != handler]
+
+    # -- ending -----------------------------------------------------------------------------
+
+    def disconnect(self, close: bool = False) -> None:
+        """Leave the namespace (the client gets DISCONNECT); with ``close`` also end the
+        client's whole connection."""
+        if not self.connected:
+            return
+        if close:
+            self.client.disconnect_all()
+            return
+        self.client.send_packet(sio.Packet(sio.PacketType.DISCONNECT, self.namespace.name))
+        self.on_close("server namespace disconnect")
+
+    @property
+    def conn(self) -> Any:
+        """The Engine.IO session carrying this socket."""
+        return self.client.conn
+
+    # -- from the client --------------------------------------------------------------------
+
+    def on_connected(self) -> None:
+        self.connected = True
+        self.join(self.id)
+
+    def on_packet(self, packet: sio.Packet) -> None:
+        ptype = packet.type
+        if ptype is sio.PacketType.EVENT or ptype is sio.PacketType.BINARY_EVENT:
+            self._on_event(packet)
+        elif ptype is sio.PacketType.ACK or ptype is sio.PacketType.BINARY_ACK:
+            callback = self._acks.pop(packet.id, None) if packet.id is not None else None
+            if callback is not None:
+                handlers.call(callback, tuple(packet.data), f"ack {packet.id} of {self!r}")
+        elif ptype is sio.PacketType.DISCONNECT:
+            self.on_close("client namespace disconnect")
+        else:  # CONNECT_ERROR from a client, or a second CONNECT: protocol error
+            self.client.protocol_error()
+
+    def _on_event(self, packet: sio.Packet) -> None:
+        event, *args = packet.data
+        context = f"event {event!r} of {self!r}"
+        for fn in list(self._any):
+            handlers.call(fn, (event, *args), context)
+        listeners = self._take(event)
+        ack: Callable[..., None] | None = None
+        if packet.id is not None:
+            ack = self._acker(packet.id)
+        for index, listener in enumerate(listeners):
+            call_args: tuple[Any, ...] = tuple(args)
+            on_result: Callable[[Any], None] | None = None
+            if ack is not None and index == 0:
+                arity = listener.arity
+                if arity is None or arity > len(args):
+                    call_args = (*args, ack)
+                on_result = _result_to_ack(ack)
+            handlers.call(listener.fn, call_args, context, on_result)
+
+    def _acker(self, ack_id: int) -> Callable[..., None]:
+        sent = False
+
+        def ack(*args: Any) -> None:
+            nonlocal sent
+            if sent or not self.connected:
+                return
+            sent = True
+            self.client.send_packet(
+                sio.Packet(sio.PacketType.ACK, self.namespace.name, list(args), ack_id))
+
+        return ack
+
+    def on_close(self, reason: str) -> None:
+        if not self.connected:
+            return
+        self._dispatch_local("disconnecting", reason)
+        self.connected = False
+        self.namespace.remove(self)
+        self.client.remove(self)
+        self.namespace.adapter.delete_all(self.id)
+        acks, self._acks = self._acks, {}
+        for callback in acks.values():
+            failer = getattr(callback, "fail", None)
+            if failer is not None:
+                failer(DisconnectedError(reason))
+        self._dispatch_local("disconnect", reason)
+
+    def _dispatch_local(self, event: str, *args: Any) -> None:
+        for listener in self._take(event):
+            handlers.call(listener.fn, args[: listener.arity] if listener.arity is not None
+                          else args, f"{event} of {self!r}")
+
+
+def _result_to_ack(ack: Callable[..., None]) -> Callable[[Any], None]:
+    def on_result(result: Any) -> None:
+        if result is None:
+            return
+        if isinstance(result, tuple):
+            ack(*result)
+        else:
+            ack(result)
+    return on_result
+
+
+def _with_timeout(socket: Socket, callback: Callable[..., Any],
+                  timeout: float) -> Callable[..., Any]:
+    """JavaScript semantics of ``socket.timeout(t).emit(..., cb)``: ``cb(err, *args)``."""
+    loop = asyncio.get_running_loop()
+    done = False
+
+    def expire() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            callback(TimeoutError("operation has timed out"))
+
+    timer = loop.call_later(timeout, expire)
+
+    def on_ack(*args: Any) -> None:
+        nonlocal done
+        if not done:
+            done = True
+            timer.cancel()
+            callback(None, *args)
+
+    return on_ack
+
+
+class _Flagged:
+    """``socket.volatile`` / ``socket.timeout(s)``: the same socket, emitting with flags."""
+
+    __slots__ = ("_socket", "_timeout", "_volatile")
+
+    def __init__(self, socket: Socket, *, volatile: bool, timeout: float | None) -> None:
+        self._socket = socket
+        self._volatile = volatile
+        self._timeout = timeout
+
+    @property
+    def volatile(self) -> _Flagged:
+        return _Flagged(self._socket, volatile=True, timeout=self._timeout)
+
+    def timeout(self, seconds: float) -> _Flagged:
+        return _Flagged(self._socket, volatile=self._volatile, timeout=seconds)
+
+    def emit(self, event: str, *args: Any,
+             callback: Callable[..., Any] | None = None) -> Awaitable[None]:
+        return self._socket._emit(event, args, callback, volatile=self._volatile,
+                                  timeout=self._timeout)
+
+    def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]:
+        return self.emit("message", *args, callback=callback)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> Any:
+        return await self._socket.emit_with_ack(event, *args, timeout=self._timeout)
+
+
+def handshake_time() -> tuple[str, int]:
+    now = time.time()
+    return time.strftime("%a %b %d %Y %H:%M:%S GMT+0000", time.gmtime(now)), int(now * 1000)
+
+
+class _AckFuture:
+    """An ack callback that resolves a future, and fails it if the socket goes away."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def __call__(self, *args: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(one_or_tuple(args))
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
