@@ -214,7 +214,11 @@ class EngineSession:
         elif ptype is PacketType.OPEN:
             # a client never sends OPEN: protocol error (reference: parse error)
             self.close(CloseReason.PARSE_ERROR, notify=False)
-        # PING (v3 clients), NOOP and a stray UPGRADE are ignored, as the reference does
+        elif ptype is PacketType.PING:
+            # v4 heartbeats go server -> client only; the reference (engine.io 6) closes
+            # with "transport error" ("invalid heartbeat direction")
+            self.close(CloseReason.TRANSPORT_ERROR, notify=False)
+        # NOOP and a stray UPGRADE are ignored, as the reference does
         return []
 
     def receive_many(self, packets: list[Packet], now: float) -> list[str | bytes]:

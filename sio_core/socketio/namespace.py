@@ -110,32 +110,79 @@ class Namespace(EventEmitter, _Operators):
             self._ack_ids = 1
         return self._ack_ids
 
-    # -- broadcasting (the cluster layer extends these) -------------------------------------
+    # -- broadcasting: this worker's sockets, and the other workers' through the cluster ---
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> Awaitable[None]:
         self.adapter.broadcast(packet, opts)
+        cluster = self.server.cluster
+        if cluster is not None and not opts.local:
+            cluster.broadcast(packet, opts)
         return DONE
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
                            gather: AckGather) -> None:
+        cluster = self.server.cluster
+        if cluster is not None and not opts.local:
+            cluster.broadcast_with_ack(packet, opts, gather)
         count = self.adapter.broadcast_with_ack(
             packet, opts, lambda sid, args: gather.add_response(args))
         gather.add_expected(count)
 
-    async def do_fetch_sockets(self, opts: BroadcastOptions) -> list[Socket]:
-        return list(self.adapter.match(opts))
+    async def do_fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
+        local: list[Any] = list(self.adapter.match(opts))
+        cluster = self.server.cluster
+        if cluster is not None and not opts.local:
+            local.extend(await cluster.fetch_sockets(self, opts))
+        return local
 
     def do_sockets_join(self, opts: BroadcastOptions, rooms: frozenset[str]) -> Awaitable[None]:
         self.adapter.add_sockets(opts, rooms)
+        cluster = self.server.cluster
+        if cluster is not None and not opts.local:
+            cluster.sockets_join(self, opts, rooms)
         return DONE
 
     def do_sockets_leave(self, opts: BroadcastOptions, rooms: frozenset[str]) -> Awaitable[None]:
         self.adapter.del_sockets(opts, rooms)
+        cluster = self.server.cluster
+        if cluster is not None and not opts.local:
+            from ..stores.base import Kind
+
+            cluster.sockets_join(self, opts, rooms, Kind.SOCKETS_LEAVE)
         return DONE
 
     def do_disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> Awaitable[None]:
+        cluster = self.server.cluster
+        if cluster is not None and not opts.local:
+            cluster.disconnect_sockets(self, opts, close)
         self.adapter.disconnect_sockets(opts, close)
         return DONE
+
+    # -- server-side emits: events between the workers' servers themselves -----------------
+
+    def server_side_emit(self, event: str, *args: Any) -> Awaitable[None]:
+        """Emit an event to the other workers' servers (their ``io.on(event)`` listeners on
+        this namespace); not to clients."""
+        cluster = self.server.cluster
+        if cluster is not None:
+            cluster.server_side_emit(self, event, args)
+        return DONE
+
+    async def server_side_emit_with_ack(self, event: str, *args: Any,
+                                        timeout: float | None = None) -> list[Any]:
+        """Like server_side_emit; returns each other worker's answer (its first listener's
+        return value)."""
+        cluster = self.server.cluster
+        if cluster is None:
+            return []
+        return await cluster.server_side_emit_with_ack(
+            self, event, args, timeout if timeout is not None else self.server.config.ack_timeout)
+
+    def run_server_side(self, event: str, args: tuple[Any, ...]) -> Awaitable[Any]:
+        from .cluster import run_listeners
+
+        return run_listeners([item.fn for item in self._take(event)], args,
+                             f"server-side {event!r} on {self!r}")
 
     # -- connecting -------------------------------------------------------------------------
 

@@ -10,15 +10,17 @@ gets a :class:`~sio_core.socketio.client.Client`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from ..config import Config
 from ..protocol.session import CloseReason
+from ..stores.base import Store
 from ..transports.engine_socket import EngineSocket
 from .broadcast import BroadcastOperator
 from .client import Client
+from .cluster import Cluster
 from .namespace import Middleware, Namespace, ParentNamespace, _Operators
 
 
@@ -28,8 +30,10 @@ class Server(_Operators):
         self.config = replace(base, **options) if options else base
         self._namespaces: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
+        #: Socket.IO across workers; set by attach_store
+        self.cluster: Cluster | None = None
         #: the main namespace, as ``io.sockets`` in the JavaScript server
-        self.sockets = self.of("/")
+        self.sockets: Namespace = self.of("/")
 
     # -- namespaces -------------------------------------------------------------------------
 
@@ -82,6 +86,17 @@ class Server(_Operators):
 
     def _operator(self) -> BroadcastOperator:
         return BroadcastOperator(self.sockets)
+
+    def attach_store(self, store: Store) -> None:
+        """Make broadcasts, acks and socket queries span every worker of the store."""
+        self.cluster = Cluster(self, store)
+
+    def server_side_emit(self, event: str, *args: Any) -> Awaitable[None]:
+        return self.sockets.server_side_emit(event, *args)
+
+    async def server_side_emit_with_ack(self, event: str, *args: Any,
+                                        timeout: float | None = None) -> list[Any]:
+        return await self.sockets.server_side_emit_with_ack(event, *args, timeout=timeout)
 
     # -- the Engine.IO handler --------------------------------------------------------------
 

@@ -114,7 +114,11 @@ class EngineSocket:
 
     async def poll(self) -> list[Packet]:
         """Answer a GET: what is queued now, or wait until something is."""
-        self.core.begin_poll()  # raises BadRequest on overlap; the core closed the session
+        try:
+            self.core.begin_poll()
+        except Exception:
+            self._pump()  # an overlap closed the session: answer the first GET with "1"
+            raise
         if self.core.has_output():
             out = self.core.take_output()
             self._pump()
@@ -133,7 +137,11 @@ class EngineSocket:
             raise
 
     def post_begin(self) -> None:
-        self.core.begin_post()
+        try:
+            self.core.begin_post()
+        except Exception:
+            self._pump()
+            raise
 
     def post_end(self) -> None:
         self.core.end_post()

@@ -1,0 +1,212 @@
+"""The master hub: the workers of one machine meet through the master process.
+
+How this works: the master runs a :class:`Hub` on a Unix socket; each worker's
+:class:`HubStore` connects and says who it is (READY with its owner address). Frames are
+a 4-byte big-endian length and a packed :class:`~sio_core.stores.base.Envelope`. The hub
+relays an envelope to its target, or to every other worker when it has none; a request
+for a worker that is not connected gets NO_PEER at once. Whenever the set of workers
+changes, every worker is sent the new list (PEERS). The hub also pings each worker
+(liveness: the master replaces one that stops answering) and keeps the session registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import time
+from collections.abc import Callable
+
+from .base import MAX_ENVELOPE, Envelope, Kind, Store
+
+logger = logging.getLogger("sio_core.hub")
+
+_LENGTH = struct.Struct(">I")
+
+
+def frame(envelope: Envelope) -> bytes:
+    data = envelope.pack()
+    return _LENGTH.pack(len(data)) + data
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
+    try:
+        head = await reader.readexactly(4)
+        (length,) = _LENGTH.unpack(head)
+        if length > MAX_ENVELOPE:
+            return None
+        return await reader.readexactly(length)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+
+
+class _Worker:
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.owner: str | None = None
+        self.last_pong = time.monotonic()
+        self.pid: int | None = None
+
+    def write(self, data: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+
+class Hub:
+    """The master's side. ``on_ready(owner, pid)`` and ``on_gone(owner)`` tell the
+    supervisor which workers are up."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.workers: dict[str, _Worker] = {}
+        self.registry: dict[str, str] = {}
+        self.on_ready: Callable[[str, int | None], None] = lambda owner, pid: None
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[_Worker] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_unix_server(self._serve, path=self.path)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for worker in list(self._connections):
+            worker.writer.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    def last_pong(self, owner: str) -> float | None:
+        worker = self.workers.get(owner)
+        return worker.last_pong if worker is not None else None
+
+    def ping_all(self) -> None:
+        data = frame(Envelope(Kind.PING, "hub"))
+        for worker in self.workers.values():
+            worker.write(data)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        worker = _Worker(writer)
+        self._connections.add(worker)
+        try:
+            while True:
+                data = await read_frame(reader)
+                if data is None:
+                    break
+                envelope = Envelope.unpack(data)
+                if envelope is None:
+                    continue
+                self._route(worker, envelope, data)
+        finally:
+            self._connections.discard(worker)
+            if worker.owner is not None and self.workers.get(worker.owner) is worker:
+                del self.workers[worker.owner]
+                self.registry = {s: o for s, o in self.registry.items() if o != worker.owner}
+                self._announce()
+            writer.close()
+
+    def _route(self, worker: _Worker, envelope: Envelope, data: bytes) -> None:
+        kind = envelope.kind
+        if kind is Kind.READY:
+            worker.owner = envelope.origin
+            worker.pid = envelope.payload if isinstance(envelope.payload, int) else None
+            self.workers[envelope.origin] = worker
+            self._announce()
+            self.on_ready(envelope.origin, worker.pid)
+            return
+        if worker.owner is None or envelope.origin != worker.owner:
+            return  # a worker speaks only for itself
+        if kind is Kind.PONG:
+            worker.last_pong = time.monotonic()
+            return
+        if kind is Kind.REGISTER and isinstance(envelope.payload, str):
+            self.registry[envelope.payload] = worker.owner
+            return
+        if kind is Kind.UNREGISTER and isinstance(envelope.payload, str):
+            if self.registry.get(envelope.payload) == worker.owner:
+                del self.registry[envelope.payload]
+            return
+        if kind is Kind.LOOKUP and envelope.request_id is not None:
+            owner = self.registry.get(envelope.payload) if isinstance(envelope.payload, str) \
+                else None
+            worker.write(frame(Envelope(Kind.REPLY, "hub", owner, worker.owner,
+                                        envelope.request_id)))
+            return
+        raw = _LENGTH.pack(len(data)) + data
+        if envelope.target is None:
+            for owner, other in self.workers.items():
+                if owner != worker.owner:
+                    other.write(raw)
+            return
+        target = self.workers.get(envelope.target)
+        if target is not None:
+            target.write(raw)
+        elif envelope.request_id is not None and kind is not Kind.REPLY:
+            worker.write(frame(Envelope(Kind.NO_PEER, envelope.target, None, worker.owner,
+                                        envelope.request_id)))
+
+    def _announce(self) -> None:
+        data = frame(Envelope(Kind.PEERS, "hub", list(self.workers)))
+        for worker in self.workers.values():
+            worker.write(data)
+
+
+class HubStore(Store):
+    """A worker's side of the hub."""
+
+    def __init__(self, owner: str, path: str) -> None:
+        super().__init__(owner)
+        self.path = path
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._peers_known: asyncio.Event | None = None
+        self.on_lost: Callable[[], None] = lambda: None
+
+    async def start(self) -> None:
+        reader, writer = await asyncio.open_unix_connection(self.path)
+        self._writer = writer
+        self._peers_known = asyncio.Event()
+        import os
+
+        writer.write(frame(Envelope(Kind.READY, self.owner, os.getpid())))
+        self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
+        await asyncio.wait_for(self._peers_known.wait(), 10)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+        await super().close()
+
+    def _transmit(self, envelope: Envelope) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(frame(envelope))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            data = await read_frame(reader)
+            if data is None:
+                break
+            envelope = Envelope.unpack(data)
+            if envelope is None:
+                continue
+            if envelope.kind is Kind.PING:
+                self._transmit(Envelope(Kind.PONG, self.owner))
+                continue
+            self.deliver(envelope)
+            if envelope.kind is Kind.PEERS and self._peers_known is not None:
+                self._peers_known.set()
+        logger.error("lost the connection to the master hub")
+        self.on_lost()
+
+    async def register(self, sid: str, ttl: float) -> None:
+        self._transmit(Envelope(Kind.REGISTER, self.owner, sid))
+
+    async def unregister(self, sid: str) -> None:
+        self._transmit(Envelope(Kind.UNREGISTER, self.owner, sid))
+
+    async def lookup(self, sid: str) -> str | None:
+        result = await self.request("hub", Kind.LOOKUP, sid, timeout=5)
+        return result if isinstance(result, str) else None

@@ -1,0 +1,86 @@
+"""MemoryStore: workers in one process.
+
+A lone MemoryStore has no peers: everything stays in the process. Several MemoryStores
+sharing a :class:`MemoryBus` behave like workers of one machine (envelopes are packed and
+unpacked on the way, as on a real bus, and delivered on a later loop turn), which is how
+the store contract suite runs the same tests against this and the real backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from .base import Envelope, Kind, Store
+
+
+class MemoryBus:
+    def __init__(self) -> None:
+        self.stores: dict[str, MemoryStore] = {}
+        self.registry: dict[str, str] = {}
+
+    def join(self, store: MemoryStore) -> None:
+        self.stores[store.owner] = store
+        self._announce()
+
+    def leave(self, store: MemoryStore) -> None:
+        if self.stores.get(store.owner) is store:
+            del self.stores[store.owner]
+            self._announce()
+
+    def _announce(self) -> None:
+        owners = list(self.stores)
+        for store in list(self.stores.values()):
+            store.deliver(Envelope(Kind.PEERS, "bus", owners))
+
+    def transmit(self, envelope: Envelope) -> None:
+        data = envelope.pack()
+        loop = asyncio.get_running_loop()
+        if envelope.target is None:
+            targets = [s for o, s in self.stores.items() if o != envelope.origin]
+        else:
+            store = self.stores.get(envelope.target)
+            if store is None:
+                sender = self.stores.get(envelope.origin)
+                if sender is not None and envelope.request_id is not None:
+                    loop.call_soon(sender.deliver, Envelope(
+                        Kind.NO_PEER, envelope.target, None, envelope.origin,
+                        envelope.request_id))
+                return
+            targets = [store]
+        for store in targets:
+            loop.call_soon(store.receive_packed, data)
+
+
+class MemoryStore(Store):
+    def __init__(self, owner: str = "local", bus: MemoryBus | None = None) -> None:
+        super().__init__(owner)
+        self.bus = bus
+
+    async def start(self) -> None:
+        if self.bus is not None:
+            self.bus.join(self)
+
+    async def close(self) -> None:
+        if self.bus is not None:
+            self.bus.leave(self)
+        await super().close()
+
+    def _transmit(self, envelope: Envelope) -> None:
+        if self.bus is not None:
+            self.bus.transmit(envelope)
+
+    def receive_packed(self, data: bytes) -> None:
+        envelope = Envelope.unpack(data)
+        if envelope is not None:
+            self.deliver(envelope)
+
+    async def register(self, sid: str, ttl: float) -> None:
+        if self.bus is not None:
+            self.bus.registry[sid] = self.owner
+
+    async def unregister(self, sid: str) -> None:
+        if self.bus is not None:
+            self.bus.registry.pop(sid, None)
+
+    async def lookup(self, sid: str) -> str | None:
+        return self.bus.registry.get(sid) if self.bus is not None else None
