@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import sys
 from dataclasses import replace
@@ -45,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cors-origin", action="append", default=None,
                        help="allowed CORS origin ('*' for any); repeatable")
     serve.add_argument("--static", default=None, help="directory served at /")
+    serve.add_argument("--workers", default="1",
+                       help="worker processes on one port: a number, or 'auto' (one per CPU)")
+    serve.add_argument("--store", default=None,
+                       help="cluster store URL, e.g. redis://host:6379/0 (default: with "
+                            "several workers, the master process relays)")
+    serve.add_argument("--shutdown-timeout", type=float, default=10.0,
+                       help="seconds to drain on SIGTERM before workers are killed")
+    serve.add_argument("--node-id", default=None, help="this node's id in a cluster")
     return parser
 
 
@@ -80,31 +89,64 @@ def config_from_args(args: argparse.Namespace, base: Config) -> Config:
 
 async def _serve(args: argparse.Namespace, app: Any) -> int:
     from .server import EngineServer
+    from .stores.base import Store
+    from .supervisor import ENV_HUB, ENV_OWNER, ENV_REUSE_PORT
 
     base = getattr(app, "config", None)
     config = config_from_args(args, base if isinstance(base, Config) else Config())
     handler = app.engine_handler(config) if hasattr(app, "engine_handler") else app
-    server = EngineServer(handler, config)
+    owner = os.environ.get(ENV_OWNER) or f"{args.node_id or 'n'}-w1"
+    store: Store | None = None
+    stop = asyncio.Event()
+    if os.environ.get(ENV_HUB):
+        from .stores.hub import HubStore
+
+        hub_store = HubStore(owner, os.environ[ENV_HUB])
+        hub_store.on_lost = stop.set  # the master is gone: so are we
+        store = hub_store
+    server = EngineServer(handler, config, owner=owner, store=store)
+    if store is not None and hasattr(app, "attach_store"):
+        app.attach_store(store)
     try:
-        await server.listen(args.host, args.port)
+        await server.listen(args.host, args.port,
+                            reuse_port=os.environ.get(ENV_REUSE_PORT) == "1")
     except OSError as exc:
         logger.error("cannot listen on %s:%s: %s", args.host, args.port, exc.strerror or exc)
         return 1
+    if store is not None:
+        await store.start()
     logger.info("listening on http://%s:%s%s", args.host, args.port, config.path)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    if os.environ.get(ENV_OWNER):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides; it sends SIGTERM
+    else:
+        loop.add_signal_handler(signal.SIGINT, stop.set)
     await stop.wait()
     logger.info("shutting down")
-    await server.close()
+    await server.close(drain_timeout=max(0.0, args.shutdown_timeout - 1))
+    if store is not None:
+        await store.close()
     return 0
+
+
+def _workers(value: str) -> int:
+    if value == "auto":
+        return os.cpu_count() or 1
+    count = int(value)
+    if count < 1:
+        raise ValueError("--workers must be at least 1")
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .supervisor import ENV_OWNER, ENV_WORKER_ID
+
+    worker_id = os.environ.get(ENV_WORKER_ID)
+    role = f"worker #{worker_id}" if worker_id else "master"
     logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=f"%(asctime)s [{role}] %(levelname)s %(name)s: %(message)s")
     # one line per websocket opened is noise at any scale
     logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.root.level))
     if args.app is None and str(REPO_ROOT) not in sys.path:
@@ -116,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         logger.error("cannot load application %r: %s: %s", args.app, type(exc).__name__, exc)
         return 2
+    try:
+        workers = _workers(args.workers)
+    except ValueError:
+        logger.error("--workers takes a number of at least 1, or 'auto'")
+        return 2
+    if workers > 1 and not os.environ.get(ENV_OWNER):
+        return _supervise(args, argv, workers)
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -124,6 +173,17 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_serve(args, app))
     except KeyboardInterrupt:
         return 0
+
+
+def _supervise(args: argparse.Namespace, argv: list[str] | None, workers: int) -> int:
+    from .supervisor import SupervisorOptions, run
+
+    worker_args = list(sys.argv[1:] if argv is None else argv)
+    opts = SupervisorOptions(workers=workers, host=args.host, port=args.port,
+                             worker_args=worker_args, shutdown_timeout=args.shutdown_timeout)
+    if args.node_id:
+        opts.node_id = args.node_id
+    return run(opts)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ import asyncio
 import json
 import logging
 import socket as socket_module
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import Config
 from .exceptions import (
@@ -23,13 +24,16 @@ from .exceptions import (
     BadRequest,
     EngineIOProtocolError,
     HTTPError,
+    PayloadTooLarge,
     UnknownSession,
     UnknownTransport,
     UnsupportedProtocolVersion,
 )
+from .forwarding import Forwarding
 from .protocol import engineio
 from .protocol.session import CloseReason, EngineSession, Timing, Transport
 from .protocol.sid import new_sid, owner_of
+from .stores.base import Store
 from .transports import websocket
 from .transports.cors import cors_headers, preflight
 from .transports.engine_socket import EngineHandler, EngineSocket
@@ -71,15 +75,18 @@ def client_files(config: Config) -> dict[str, str]:
 
 class EngineServer:
     def __init__(self, handler: EngineHandler, config: Config | None = None, *,
-                 owner: str = "w0") -> None:
+                 owner: str = "w0", store: Store | None = None) -> None:
         self.handler = handler
         self.config = config or Config()
         self.owner = owner
+        self.store = store
+        self.forwarding = Forwarding(self, store) if store is not None else None
         self.sockets: dict[str, EngineSocket] = {}
         self.static = StaticFiles(self.config.static_dir,
                                   {**client_files(self.config), **self.config.static_files})
         self.connections: set[HTTPConnection] = set()
         self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._timing = Timing(self.config.ping_interval, self.config.ping_timeout,
                               self.config.upgrade_timeout, self.config.close_timeout)
 
@@ -104,14 +111,20 @@ class EngineServer:
         self._servers.append(server)
         return server
 
-    async def close(self, reason: CloseReason = CloseReason.SERVER_SHUTTING_DOWN) -> None:
-        """Stop accepting, close every session (clients are told), close connections."""
+    async def close(self, reason: CloseReason = CloseReason.SERVER_SHUTTING_DOWN,
+                    drain_timeout: float = 5.0) -> None:
+        """Stop accepting, close every session (each client is told: a pending GET gets
+        ``1``, a websocket its close frame), wait up to ``drain_timeout`` for polling
+        clients to collect their ``1``, then close every connection."""
         for server in self._servers:
             server.close()
         for socket in list(self.sockets.values()):
             socket.close(reason)
-        # give the close packets a loop turn to be written
-        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        while self.sockets and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # let the last writes go out
         for conn in list(self.connections):
             conn.close()
         for server in self._servers:
@@ -142,12 +155,18 @@ class EngineServer:
                       headers: list[tuple[str, str]]) -> Response | None:
         query = request.query
         transport = query.get("transport")
-        if transport not in self.config.transports:
+        if transport is None or transport not in self.config.transports:
             raise UnknownTransport()
         is_ws_upgrade = request.upgrade and request.headers.get("upgrade", "").lower() \
             == "websocket"
         sid = query.get("sid")
         if sid is not None:
+            owner = owner_of(sid)
+            if owner is None:
+                raise UnknownSession()
+            if owner != self.owner:
+                return await self._forward(owner, sid, transport, is_ws_upgrade, request, conn,
+                                           headers)
             socket = self._lookup(sid)
             if transport == "websocket":
                 if not is_ws_upgrade:
@@ -170,6 +189,23 @@ class EngineServer:
             return self._open_websocket(request, conn)
         return self._open_polling(request, headers)
 
+    async def _forward(self, owner: str, sid: str, transport: str, is_ws_upgrade: bool,
+                       request: Request, conn: HTTPConnection,
+                       headers: list[tuple[str, str]]) -> Response | None:
+        """A session of another worker: its owner answers (sio_core/forwarding.py)."""
+        forwarding = self.forwarding
+        if forwarding is None or not forwarding.owns_route(owner):
+            raise UnknownSession()  # a forged owner, or a worker that is gone
+        if transport == "websocket":
+            if not is_ws_upgrade:
+                raise BadRequest()
+            return await forwarding.upgrade(owner, sid, request, conn)
+        if request.method == "GET":
+            return await forwarding.poll(owner, sid, headers)
+        if request.method == "POST":
+            return await forwarding.post(owner, sid, request.body, headers)
+        raise BadRequest()
+
     def _lookup(self, sid: str) -> EngineSocket:
         socket = self.sockets.get(sid)
         if socket is None or owner_of(sid) is None:
@@ -183,11 +219,25 @@ class EngineServer:
                              asyncio.get_running_loop().time())
         socket = EngineSocket(core, self.handler, self._forget, request_info=request)
         self.sockets[socket.sid] = socket
+        if self.store is not None:
+            self._background(self.store.register(socket.sid, self._session_ttl))
         return socket
 
     def _forget(self, socket: EngineSocket) -> None:
         if self.sockets.get(socket.sid) is socket:
             del self.sockets[socket.sid]
+            if self.store is not None:
+                self._background(self.store.unregister(socket.sid))
+
+    @property
+    def _session_ttl(self) -> float:
+        # a live session answers a ping every interval; its record outlives it by a margin
+        return 2 * (self.config.ping_interval + self.config.ping_timeout)
+
+    def _background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _upgrades(self, transport: Transport) -> list[str]:
         if (transport is Transport.POLLING and self.config.allow_upgrades
@@ -235,20 +285,33 @@ class EngineServer:
 
     async def _poll(self, socket: EngineSocket, headers: list[tuple[str, str]]) -> Response:
         packets = await socket.poll()
-        body = engineio.encode_payload(packets).encode()
-        return Response(200, [("Content-Type", _PLAIN), *headers], body)
+        return self.poll_response(engineio.encode_payload(packets).encode(), headers)
 
     def _post(self, socket: EngineSocket, request: Request,
               headers: list[tuple[str, str]]) -> Response:
+        self.process_post(socket, request.body)
+        return self.post_response(headers)
+
+    def process_post(self, socket: EngineSocket, body: bytes) -> None:
+        """The packets of a POST, received by this worker or forwarded to it."""
+        if len(body) > self.config.max_payload:
+            raise PayloadTooLarge()
         socket.post_begin()
         try:
             try:
                 packets = engineio.decode_payload(
-                    request.body, max_packets=self.config.max_packets_per_payload)
+                    body, max_packets=self.config.max_packets_per_payload)
             except EngineIOProtocolError:
                 socket.protocol_error()
                 raise BadRequest() from None
             socket.receive(packets)
         finally:
             socket.post_end()
+
+    @staticmethod
+    def poll_response(body: bytes, headers: list[tuple[str, str]]) -> Response:
+        return Response(200, [("Content-Type", _PLAIN), *headers], body)
+
+    @staticmethod
+    def post_response(headers: list[tuple[str, str]]) -> Response:
         return Response(200, [("Content-Type", "text/html"), *headers], b"ok")

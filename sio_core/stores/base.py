@@ -81,8 +81,7 @@ class Envelope:
         if len(data) > MAX_ENVELOPE:
             return None
         try:
-            item = msgpack.unpackb(data, raw=False, strict_map_key=False,
-                                   max_buffer_size=MAX_ENVELOPE)
+            item = msgpack.unpackb(data, raw=False, strict_map_key=False)
         except Exception:
             return None
         if not isinstance(item, list) or len(item) != 5:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import struct
 import time
 from collections.abc import Callable
@@ -98,6 +99,8 @@ class Hub:
                 if envelope is None:
                     continue
                 self._route(worker, envelope, data)
+        except asyncio.CancelledError:
+            pass  # the master is shutting down
         finally:
             self._connections.discard(worker)
             if worker.owner is not None and self.workers.get(worker.owner) is worker:
@@ -167,8 +170,6 @@ class HubStore(Store):
         reader, writer = await asyncio.open_unix_connection(self.path)
         self._writer = writer
         self._peers_known = asyncio.Event()
-        import os
-
         writer.write(frame(Envelope(Kind.READY, self.owner, os.getpid())))
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
         await asyncio.wait_for(self._peers_known.wait(), 10)
@@ -185,6 +186,10 @@ class HubStore(Store):
             self._writer.write(frame(envelope))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._read_frames(reader)
+
+    async def _read_frames(self, reader: asyncio.StreamReader) -> None:
         while True:
             data = await read_frame(reader)
             if data is None:

@@ -12,13 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..protocol import engineio
 from ..protocol.engineio import NOOP, Packet
 from ..protocol.session import CloseReason, EngineSession, State, Transport
-from .websocket import WebSocketConnection
+from .websocket import CloseCallback, MessageCallback
+
+
+class WebSocketLike(Protocol):
+    """A local WebSocketConnection, or the owner's end of a proxied one."""
+
+    on_message: MessageCallback
+    on_close: CloseCallback
+
+    def send(self, message: str | bytes) -> None: ...
+
+    def send_many(self, messages: Iterable[str | bytes]) -> None: ...
+
+    def buffered(self) -> int: ...
+
+    def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 logger = logging.getLogger("sio_core.engine")
 
@@ -52,8 +67,8 @@ class EngineSocket:
         self._timer_at: float | None = None
         self._pump_scheduled = False
         self._poll_waiter: asyncio.Future[list[Packet]] | None = None
-        self.websocket: WebSocketConnection | None = None
-        self._upgrading: WebSocketConnection | None = None
+        self.websocket: WebSocketLike | None = None
+        self._upgrading: WebSocketLike | None = None
         self._finished = False
 
     # -- the API for the layer above ----------------------------------------------------
@@ -148,20 +163,20 @@ class EngineSocket:
 
     # websocket
 
-    def attach_websocket(self, ws: WebSocketConnection) -> None:
+    def attach_websocket(self, ws: WebSocketLike) -> None:
         """A session that started on websocket."""
         self.websocket = ws
         ws.on_message = self._ws_message
         ws.on_close = self._ws_closed
 
-    def begin_upgrade(self, ws: WebSocketConnection) -> None:
+    def begin_upgrade(self, ws: WebSocketLike) -> None:
         self.core.begin_upgrade(self._loop.time())  # raises BadRequest if impossible
         self._upgrading = ws
         ws.on_message = lambda data: self._upgrade_message(ws, data)
         ws.on_close = lambda: self._upgrade_closed(ws)
         self._arm_timer()
 
-    def _upgrade_message(self, ws: WebSocketConnection, data: str | bytes) -> None:
+    def _upgrade_message(self, ws: WebSocketLike, data: str | bytes) -> None:
         try:
             packet = engineio.decode_packet(data)
             reply = self.core.receive_upgrade(packet, self._loop.time())
@@ -181,7 +196,7 @@ class EngineSocket:
                 waiter.set_result([NOOP])
         self._pump()
 
-    def _upgrade_closed(self, ws: WebSocketConnection) -> None:
+    def _upgrade_closed(self, ws: WebSocketLike) -> None:
         if self._upgrading is ws:
             self._upgrading = None
             self.core.fail_upgrade()

@@ -1,0 +1,259 @@
+"""The master process of ``serve --workers N``: starts workers, keeps them alive, drains.
+
+How this works (a boring supervisor, on purpose): the master checks that the port is free,
+starts the hub (the workers' meeting point) and N worker processes, each of which binds
+the port with SO_REUSEPORT so the kernel spreads connections; the master holds no client
+traffic. Signal handlers only record the signal; the main loop acts on it:
+
+- a worker that exits is restarted, with a backoff that grows while it keeps dying;
+- a worker that stops answering the hub's liveness ping is killed and restarted;
+- SIGTERM / SIGINT: every worker is told to drain (clients get an Engine.IO close), and
+  the master exits 0 once they are gone, killing any left after the timeout;
+- SIGHUP: workers are replaced one at a time (the new one ready before the old one goes).
+
+A worker that fails before it is ready at start-up (app import error, port taken) stops
+everything with one clear line and a non-zero exit, not a restart loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .stores.hub import Hub
+
+logger = logging.getLogger("sio_core.supervisor")
+
+ENV_WORKER_ID = "SIO_CORE_WORKER_ID"
+ENV_OWNER = "SIO_CORE_OWNER"
+ENV_HUB = "SIO_CORE_HUB"
+ENV_REUSE_PORT = "SIO_CORE_REUSE_PORT"
+
+
+@dataclass
+class SupervisorOptions:
+    workers: int
+    host: str
+    port: int
+    #: arguments for ``python -m sio_core`` that run one worker
+    worker_args: list[str]
+    shutdown_timeout: float = 10.0
+    startup_timeout: float = 30.0
+    #: the hub pings every worker this often; one silent for liveness_timeout is replaced
+    liveness_interval: float = 2.0
+    liveness_timeout: float = 10.0
+    node_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    use_hub: bool = True
+
+
+@dataclass
+class _Worker:
+    index: int
+    owner: str
+    process: subprocess.Popen[bytes]
+    started: float
+    ready: bool = False
+    failures: int = 0
+
+
+def port_is_free(host: str, port: int) -> OSError | None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        return exc
+    finally:
+        probe.close()
+    return None
+
+
+class Supervisor:
+    def __init__(self, options: SupervisorOptions) -> None:
+        self.options = options
+        self.workers: dict[int, _Worker] = {}
+        self._signal: signal.Signals | None = None
+        self._wake = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._tmp = tempfile.mkdtemp(prefix="sio_core-")
+        self.hub: Hub | None = None
+        self._backoff: dict[int, float] = {}
+
+    # -- signals: record only -------------------------------------------------------------
+
+    def _record(self, sig: signal.Signals) -> None:
+        if self._signal is None or sig is not signal.SIGHUP:
+            self._signal = sig
+        self._wake.set()
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _owner(self, index: int) -> str:
+        # a new nonce on every start: requests for a dead worker's sessions are "unknown"
+        return f"{self.options.node_id}-w{index}-{secrets.token_hex(2)}"
+
+    def _spawn(self, index: int) -> _Worker:
+        owner = self._owner(index)
+        env = dict(os.environ)
+        env[ENV_WORKER_ID] = str(index)
+        env[ENV_OWNER] = owner
+        env[ENV_REUSE_PORT] = "1"
+        if self.hub is not None:
+            env[ENV_HUB] = self.hub.path
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sio_core", *self.options.worker_args], env=env)
+        worker = _Worker(index, owner, process, time.monotonic())
+        logger.info("started worker #%d (pid %d)", index, process.pid)
+        return worker
+
+    def _on_ready(self, owner: str, pid: int | None) -> None:
+        for worker in self.workers.values():
+            if worker.owner == owner:
+                worker.ready = True
+        self._wake.set()
+
+    async def run(self) -> int:
+        opts = self.options
+        error = port_is_free(opts.host, opts.port)
+        if error is not None:
+            logger.error("cannot listen on %s:%d: %s", opts.host, opts.port,
+                         error.strerror or error)
+            return 1
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._record, sig)
+        if opts.use_hub:
+            self.hub = Hub(str(Path(self._tmp) / "hub.sock"))
+            self.hub.on_ready = self._on_ready
+            await self.hub.start()
+        try:
+            for index in range(1, opts.workers + 1):
+                self.workers[index] = self._spawn(index)
+            code = await self._start_up()
+            if code != 0:
+                await self._stop_all()
+                return code
+            logger.info("%d workers ready on http://%s:%d", opts.workers, opts.host, opts.port)
+            return await self._main_loop()
+        finally:
+            if self.hub is not None:
+                await self.hub.close()
+            with contextlib.suppress(OSError):
+                for path in Path(self._tmp).iterdir():
+                    path.unlink()
+                os.rmdir(self._tmp)
+
+    async def _start_up(self) -> int:
+        deadline = time.monotonic() + self.options.startup_timeout
+        while True:
+            for worker in self.workers.values():
+                code = worker.process.poll()
+                if code is not None:
+                    logger.error("worker #%d exited during start-up (exit code %d); stopping",
+                                 worker.index, code)
+                    return code or 1
+            if all(w.ready for w in self.workers.values()) or not self.options.use_hub:
+                return 0
+            if time.monotonic() > deadline:
+                logger.error("workers not ready within %.0fs; stopping",
+                             self.options.startup_timeout)
+                return 1
+            if self._signal in (signal.SIGTERM, signal.SIGINT):
+                return 0
+            await self._sleep(0.1)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _main_loop(self) -> int:
+        last_ping = 0.0
+        while True:
+            sig, self._signal = self._signal, None
+            if sig in (signal.SIGTERM, signal.SIGINT):
+                logger.info("received %s: draining workers", sig.name if sig else "")
+                await self._stop_all()
+                return 0
+            if sig is signal.SIGHUP:
+                await self._reload()
+            now = time.monotonic()
+            if self.hub is not None and now - last_ping >= self.options.liveness_interval:
+                self.hub.ping_all()
+                last_ping = now
+            self._check_workers(now)
+            await self._sleep(0.2)
+
+    def _check_workers(self, now: float) -> None:
+        for index, worker in list(self.workers.items()):
+            code = worker.process.poll()
+            if code is None:
+                if self._unresponsive(worker, now):
+                    logger.error("worker #%d (pid %d) stopped answering; replacing it",
+                                 index, worker.process.pid)
+                    worker.process.kill()
+                    worker.process.wait()
+                    code = -9
+                else:
+                    if worker.ready and now - worker.started > 60:
+                        self._backoff.pop(index, None)
+                    continue
+            delay = self._backoff.get(index, 0.5)
+            if now - worker.started < delay:
+                continue  # let a crash-looping worker wait its backoff
+            logger.warning("worker #%d (pid %d) exited with %s; restarting", index,
+                           worker.process.pid, code)
+            self._backoff[index] = min(delay * 2, 30.0)
+            self.workers[index] = self._spawn(index)
+
+    def _unresponsive(self, worker: _Worker, now: float) -> bool:
+        if self.hub is None or not worker.ready:
+            return False
+        last = self.hub.last_pong(worker.owner)
+        if last is None:
+            return now - worker.started > self.options.liveness_timeout
+        return now - last > self.options.liveness_timeout
+
+    async def _reload(self) -> None:
+        logger.info("SIGHUP: replacing workers one at a time")
+        for index in list(self.workers):
+            old = self.workers[index]
+            new = self._spawn(index)
+            self.workers[index] = new
+            deadline = time.monotonic() + self.options.startup_timeout
+            while not new.ready and new.process.poll() is None and time.monotonic() < deadline:
+                await self._sleep(0.1)
+            await self._terminate([old])
+
+    async def _terminate(self, workers: list[_Worker]) -> None:
+        for worker in workers:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.options.shutdown_timeout
+        while time.monotonic() < deadline and any(w.process.poll() is None for w in workers):
+            await asyncio.sleep(0.05)
+        for worker in workers:
+            if worker.process.poll() is None:
+                logger.warning("worker #%d did not stop in time; killing it", worker.index)
+                worker.process.kill()
+                worker.process.wait()
+
+    async def _stop_all(self) -> None:
+        await self._terminate(list(self.workers.values()))
+        logger.info("all workers stopped")
+
+
+def run(options: SupervisorOptions) -> int:
+    return asyncio.run(Supervisor(options).run())

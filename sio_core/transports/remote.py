@@ -1,0 +1,98 @@
+"""WebSockets that live on another worker: the two ends of a frame proxy over a store.
+
+When a websocket upgrade for a session lands on a worker that does not own the session,
+that worker accepts the websocket and relays frames: a :class:`WebSocketProxy` on the
+accepting worker, a :class:`RemoteWebSocket` on the owner, which the owner's
+EngineSocket uses exactly like a local WebSocketConnection. Frames travel in order
+(the store keeps the order between two workers); closing either end closes the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ..stores.base import Kind, Store
+from .websocket import CloseCallback, MessageCallback, WebSocketConnection
+
+
+def _ignore_message(message: str | bytes) -> None:
+    pass
+
+
+def _ignore_close() -> None:
+    pass
+
+
+class RemoteWebSocket:
+    """The owner's end: looks like a WebSocketConnection to an EngineSocket."""
+
+    def __init__(self, store: Store, proxy_owner: str, proxy_id: str,
+                 on_lost: Callable[[], object] | None = None) -> None:
+        self.store = store
+        self._on_lost = on_lost
+        self.proxy_owner = proxy_owner
+        self.proxy_id = proxy_id
+        self.on_message: MessageCallback = _ignore_message
+        self.on_close: CloseCallback = _ignore_close
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def send(self, message: str | bytes) -> None:
+        self.send_many((message,))
+
+    def send_many(self, messages: Iterable[str | bytes]) -> None:
+        if not self._closed:
+            self.store.send(self.proxy_owner, Kind.WS_OUT,
+                            {"p": self.proxy_id, "d": list(messages)})
+
+    def buffered(self) -> int:
+        return 0
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if not self._closed:
+            self.store.send(self.proxy_owner, Kind.WS_CLOSE, {"p": self.proxy_id})
+            self.connection_lost()
+
+    def connection_lost(self) -> None:
+        """The proxy's websocket closed (or its worker is gone)."""
+        if not self._closed:
+            self._closed = True
+            if self._on_lost is not None:
+                self._on_lost()
+            self.on_close()
+
+
+class WebSocketProxy:
+    """The accepting worker's end: relays a local websocket to the session's owner."""
+
+    def __init__(self, store: Store, owner: str, proxy_id: str, ws: WebSocketConnection,
+                 on_done: CloseCallback) -> None:
+        self.store = store
+        self.owner = owner
+        self.proxy_id = proxy_id
+        self.ws = ws
+        self._on_done = on_done
+        self._closed = False
+        ws.on_message = self._from_client
+        ws.on_close = self._client_closed
+
+    def _from_client(self, message: str | bytes) -> None:
+        self.store.send(self.owner, Kind.WS_IN, {"p": self.proxy_id, "d": message})
+
+    def _client_closed(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.store.send(self.owner, Kind.WS_CLOSE, {"p": self.proxy_id})
+            self._on_done()
+
+    def to_client(self, messages: list[str | bytes]) -> None:
+        self.ws.send_many(messages)
+
+    def owner_closed(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.ws.close()
+            self._on_done()
