@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import logging
 import os
+import secrets
 import signal
 import sys
 from dataclasses import replace
@@ -95,10 +96,13 @@ async def _serve(args: argparse.Namespace, app: Any) -> int:
     base = getattr(app, "config", None)
     config = config_from_args(args, base if isinstance(base, Config) else Config())
     handler = app.engine_handler(config) if hasattr(app, "engine_handler") else app
-    owner = os.environ.get(ENV_OWNER) or f"{args.node_id or 'n'}-w1"
+    node = args.node_id or secrets.token_hex(3)
+    owner = os.environ.get(ENV_OWNER) or f"{node}-w1-{secrets.token_hex(2)}"
     store: Store | None = None
     stop = asyncio.Event()
-    if os.environ.get(ENV_HUB):
+    if args.store:
+        store = make_store(args.store, owner)
+    elif os.environ.get(ENV_HUB):
         from .stores.hub import HubStore
 
         hub_store = HubStore(owner, os.environ[ENV_HUB])
@@ -114,7 +118,12 @@ async def _serve(args: argparse.Namespace, app: Any) -> int:
         logger.error("cannot listen on %s:%s: %s", args.host, args.port, exc.strerror or exc)
         return 1
     if store is not None:
-        await store.start()
+        try:
+            await store.start()
+        except (ConnectionError, OSError) as exc:
+            logger.error("%s", exc)
+            await server.close(drain_timeout=0)
+            return 1
     logger.info("listening on http://%s:%s%s", args.host, args.port, config.path)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -128,6 +137,35 @@ async def _serve(args: argparse.Namespace, app: Any) -> int:
     if store is not None:
         await store.close()
     return 0
+
+
+def make_store(url: str, owner: str) -> Any:
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .stores.redis import RedisStore
+
+        return RedisStore(url, owner=owner)
+    raise ValueError(f"unsupported store URL {url!r} (use redis://host:port/db)")
+
+
+def check_store(url: str) -> str | None:
+    """One line saying why the store cannot be used, or None."""
+    try:
+        store = make_store(url, "check")
+    except ValueError as exc:
+        return str(exc)
+
+    async def ping() -> str | None:
+        try:
+            await store.cmd.ping()
+        except Exception as exc:
+            return f"cannot reach Redis at {url}: {exc}"
+        finally:
+            await store.cmd.aclose()
+            await store.pub.aclose()
+            await store.sub.aclose()
+        return None
+
+    return asyncio.run(ping())
 
 
 def _workers(value: str) -> int:
@@ -163,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         logger.error("--workers takes a number of at least 1, or 'auto'")
         return 2
+    if args.store and not os.environ.get(ENV_OWNER):
+        problem = check_store(args.store)
+        if problem is not None:
+            logger.error("%s", problem)
+            return 1
     if workers > 1 and not os.environ.get(ENV_OWNER):
         return _supervise(args, argv, workers)
     with contextlib.suppress(ImportError):
@@ -180,7 +223,8 @@ def _supervise(args: argparse.Namespace, argv: list[str] | None, workers: int) -
 
     worker_args = list(sys.argv[1:] if argv is None else argv)
     opts = SupervisorOptions(workers=workers, host=args.host, port=args.port,
-                             worker_args=worker_args, shutdown_timeout=args.shutdown_timeout)
+                             worker_args=worker_args, shutdown_timeout=args.shutdown_timeout,
+                             use_hub=not args.store)
     if args.node_id:
         opts.node_id = args.node_id
     return run(opts)

@@ -136,6 +136,13 @@ class Cluster:
         on(Kind.SOCKETS_LEAVE, self._on_sockets_leave)
         on(Kind.DISCONNECT_SOCKETS, self._on_disconnect_sockets)
         on(Kind.SERVER_SIDE_EMIT, self._on_server_side_emit)
+        for name in server.namespaces:
+            self.namespace_added(name)
+
+    def namespace_added(self, name: str) -> None:
+        add = getattr(self.store, "add_namespace", None)
+        if add is not None:
+            add(name)
 
     # -- outgoing ---------------------------------------------------------------------------
 
@@ -207,18 +214,25 @@ class Cluster:
         namespace, opts = self._namespace(envelope.payload)
         packet = packet_from_wire(envelope.payload.get("packet"))
         request = envelope.payload.get("req")
-        if not isinstance(request, int):
+        if not isinstance(request, int | str):
             return
         count = 0
+        if packet is not None and packet.id is None:
+            # a JavaScript server's request: the ack id is ours to choose
+            packet = sio.Packet(packet.type, packet.namespace, packet.data,
+                                namespace.next_ack_id() if namespace is not None else 1)
         if namespace is not None and opts is not None and packet is not None \
                 and packet.id is not None:
             origin = envelope.origin
 
             def on_ack(sid: str, args: list[object]) -> None:
-                self.store.send(origin, Kind.CLIENT_ACK, {"req": request, "args": args})
+                self.store.send(origin, Kind.CLIENT_ACK,
+                                {"req": request, "args": args, "nsp": packet.namespace})
 
             count = namespace.adapter.broadcast_with_ack(packet, opts, on_ack)
-        self.store.send(envelope.origin, Kind.CLIENT_COUNT, {"req": request, "count": count})
+        nsp = envelope.payload.get("nsp") or (namespace.name if namespace else "/")
+        self.store.send(envelope.origin, Kind.CLIENT_COUNT,
+                        {"req": request, "count": count, "nsp": nsp})
 
     def _on_client_count(self, envelope: Envelope) -> None:
         payload = envelope.payload

@@ -29,9 +29,9 @@ class Server(_Operators):
         base = config or Config()
         self.config = replace(base, **options) if options else base
         self._namespaces: dict[str, Namespace] = {}
-        self._parents: list[ParentNamespace] = []
         #: Socket.IO across workers; set by attach_store
         self.cluster: Cluster | None = None
+        self._parents: list[ParentNamespace] = []
         #: the main namespace, as ``io.sockets`` in the JavaScript server
         self.sockets: Namespace = self.of("/")
 
@@ -47,6 +47,8 @@ class Server(_Operators):
             if namespace is None:
                 namespace = Namespace(self, name)
                 self._namespaces[name] = namespace
+                if self.cluster is not None:
+                    self.cluster.namespace_added(name)
             return namespace
         parent = ParentNamespace(self, name)
         self._parents.append(parent)
@@ -66,6 +68,8 @@ class Server(_Operators):
                 if namespace is None:
                     namespace = parent.create_child(name)
                     self._namespaces[name] = namespace
+                    if self.cluster is not None:
+                        self.cluster.namespace_added(name)
                 return namespace
         return None
 

@@ -1,0 +1,461 @@
+"""RedisStore: workers on many machines, meeting through Redis.
+
+How this works:
+
+- **Our envelopes** (forwarding to a session's owner, cluster requests between sio_core
+  workers) travel on ``<key>-sio#all#`` (to everyone) and ``<key>-sio#<owner>#`` (to one
+  worker), packed by ``pack``/``unpack`` (msgpack by default, JSON on request).
+- **The JavaScript adapter's wire format** (``@socket.io/redis-adapter`` 8 and
+  ``@socket.io/redis-emitter``) for what a mixed fleet shares: broadcasts are published and
+  received as ``[uid, packet, {rooms, except, flags}]`` on ``<key>#<nsp>#[<room>#]``;
+  join/leave/disconnect and server-side emits as requests on ``<key>-request#<nsp>#``;
+  and requests from JavaScript servers (fetchSockets, broadcasts with acks, server-side
+  emits with acks) are answered on ``<key>-response#<nsp>#``. We subscribe to each local
+  namespace's request channel by name, so the JavaScript servers' NUMSUB counts us and
+  waits for our answers; we give them.
+- **Peers** are a sorted set ``<key>-sio:peers`` (owner -> expiry), refreshed by every
+  worker's heartbeat; the **session registry** is ``<key>-sio:sid:<sid>`` with a TTL,
+  refreshed while the session lives and deleted when it ends.
+- **Resilience**: three clients (pub, sub, commands), given ready-made or built from the URL.
+  If the subscriber connection drops (Redis restarted, ``CLIENT KILL TYPE pubsub``), it
+  reconnects and resubscribes with backoff and says so in the log and in :attr:`health`.
+  Outgoing messages go through one bounded queue (order kept); when Redis is slow or down
+  and the queue is full, messages are dropped and counted, never buffered without bound.
+  Everything from the bus is untrusted: decoded with size limits, never with pickle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import redis.asyncio as aioredis
+
+from .base import MAX_ENVELOPE, Envelope, Kind, Store
+
+logger = logging.getLogger("sio_core.redis")
+
+Pack = Callable[[Any], bytes]
+Unpack = Callable[[bytes], Any]
+
+# request types of @socket.io/redis-adapter
+SOCKETS, ALL_ROOMS, REMOTE_JOIN, REMOTE_LEAVE, REMOTE_DISCONNECT, REMOTE_FETCH, \
+    SERVER_SIDE_EMIT, BROADCAST, BROADCAST_CLIENT_COUNT, BROADCAST_ACK = range(10)
+
+#: prefix of origins that are JavaScript servers (answers go to their response channel)
+JS = "js:"
+
+
+def msgpack_pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def msgpack_unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def json_pack(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def json_unpack(data: bytes) -> Any:
+    return json.loads(data)
+
+
+def _decode_request(data: bytes, unpack: Unpack) -> Any:
+    # the JavaScript adapter sends JSON (starts with "{") or its parser's encoding
+    if data[:1] == b"{":
+        return json.loads(data)
+    return unpack(data)
+
+
+class RedisStore(Store):
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, node_id: str | None = None,
+                 owner: str | None = None, key: str = "socket.io",
+                 pub_client: aioredis.Redis | None = None,
+                 sub_client: aioredis.Redis | None = None,
+                 command_client: aioredis.Redis | None = None,
+                 client_options: dict[str, Any] | None = None,
+                 pack: Pack = msgpack_pack, unpack: Unpack = msgpack_unpack,
+                 heartbeat: float = 2.0, queue_limit: int = 10_000,
+                 requests_timeout: float = 5.0) -> None:
+        super().__init__(owner or node_id or secrets.token_hex(3))
+        self.url = url
+        self.key = key
+        self.pack, self.unpack = pack, unpack
+        options = {"socket_connect_timeout": 5, **(client_options or {})}
+        self.pub = pub_client or aioredis.Redis.from_url(url, **options)
+        self.sub = sub_client or aioredis.Redis.from_url(url, **options)
+        self.cmd = command_client or aioredis.Redis.from_url(url, **options)
+        self.heartbeat = heartbeat
+        self.requests_timeout = requests_timeout
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(queue_limit)
+        self._tasks_run: list[asyncio.Task[None]] = []
+        self._pubsub: Any = None
+        self._namespaces: set[str] = {"/"}
+        self._registered: dict[str, float] = {}
+        self._closing = False
+        self.health: dict[str, Any] = {"connected": False, "reconnects": 0, "dropped": 0,
+                                       "last_error": None}
+        self._all = f"{key}-sio#all#"
+        self._mine = f"{key}-sio#{self.owner}#"
+        self._peers_key = f"{key}-sio:peers"
+
+    # -- life -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (raises ConnectionError naming the URL if Redis cannot be reached)."""
+        try:
+            await self.cmd.ping()
+        except Exception as exc:
+            raise ConnectionError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        await self._subscribe()
+        await self._beat()
+        loop = asyncio.get_running_loop()
+        self._tasks_run = [loop.create_task(self._read_loop()),
+                           loop.create_task(self._write_loop()),
+                           loop.create_task(self._beat_loop())]
+        self.health["connected"] = True
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in self._tasks_run:
+            task.cancel()
+        for task in self._tasks_run:
+            with contextlib.suppress(BaseException):
+                await task
+        with contextlib.suppress(Exception):
+            await self.cmd.zrem(self._peers_key, self.owner)
+            if self._registered:
+                await self.cmd.delete(*[self._sid_key(s) for s in self._registered])
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        for client in {id(c): c for c in (self.pub, self.sub, self.cmd)}.values():
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        await super().close()
+
+    def add_namespace(self, name: str) -> None:
+        """Answer the JavaScript servers' requests for this namespace too."""
+        if name not in self._namespaces:
+            self._namespaces.add(name)
+            if self._pubsub is not None:
+                asyncio.get_running_loop().create_task(self._subscribe_request(name))
+
+    async def _subscribe_request(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._pubsub.subscribe(self._request_channel(name))
+
+    async def _subscribe(self) -> None:
+        pubsub = self.sub.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self._all, self._mine,
+                               *[self._request_channel(n) for n in self._namespaces])
+        await pubsub.psubscribe(f"{self.key}#*", f"{self.key}-response#*")
+        self._pubsub = pubsub
+
+    def _request_channel(self, nsp: str) -> str:
+        return f"{self.key}-request#{nsp}#"
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        delay = 0.1
+        while not self._closing:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    self._on_message(message)
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.health["connected"] = False
+                self.health["last_error"] = str(exc)
+                logger.warning("Redis subscription lost (%s); reconnecting in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                with contextlib.suppress(Exception):
+                    await self._pubsub.aclose()
+                try:
+                    await self._subscribe()
+                except Exception as again:
+                    self.health["last_error"] = str(again)
+                    continue
+                self.health["connected"] = True
+                self.health["reconnects"] += 1
+                logger.warning("Redis subscription restored (reconnect #%d)",
+                               self.health["reconnects"])
+                with contextlib.suppress(Exception):
+                    await self._beat()
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        channel = message.get("channel")
+        data = message.get("data")
+        if isinstance(channel, bytes):
+            channel = channel.decode("utf-8", "replace")
+        if not isinstance(channel, str) or not isinstance(data, bytes):
+            return
+        if len(data) > MAX_ENVELOPE:
+            return
+        try:
+            if channel == self._all or channel == self._mine:
+                envelope = self._unpack_envelope(data)
+                if envelope is not None and envelope.origin != self.owner:
+                    self.deliver(envelope)
+            elif channel.startswith(f"{self.key}-request#"):
+                self._on_js_request(data, channel[len(self.key) + len("-request#"):-1])
+            elif channel.startswith(f"{self.key}-response#"):
+                self._on_js_response(data)
+            elif channel.startswith(f"{self.key}#"):
+                self._on_js_broadcast(data)
+        except Exception:
+            logger.debug("dropped a malformed message on %s", channel, exc_info=True)
+
+    def _unpack_envelope(self, data: bytes) -> Envelope | None:
+        if self.unpack is msgpack_unpack:
+            return Envelope.unpack(data)
+        try:
+            item = self.unpack(data)
+            return Envelope.unpack(msgpack_pack(item))
+        except Exception:
+            return None
+
+    # -- the JavaScript adapter's messages --------------------------------------------------
+
+    def _on_js_broadcast(self, data: bytes) -> None:
+        item = self.unpack(data)
+        if not isinstance(item, list) or len(item) != 3:
+            return
+        uid, packet, opts = item
+        if uid == self.owner or not isinstance(packet, dict):
+            return
+        packet.setdefault("nsp", "/")
+        self.deliver(Envelope(Kind.BROADCAST, JS + str(uid), {"packet": packet, "opts": opts}))
+
+    def _on_js_request(self, data: bytes, channel_nsp: str) -> None:
+        request = _decode_request(data, self.unpack)
+        if not isinstance(request, dict) or request.get("uid") == self.owner:
+            return
+        rtype = request.get("type")
+        opts = request.get("opts")
+        origin = JS + str(request.get("uid"))
+        request_id = request.get("requestId")
+        if rtype == BROADCAST:
+            packet = request.get("packet")
+            if isinstance(packet, dict):
+                nsp = packet.get("nsp", "/")
+                self.deliver(Envelope(Kind.BROADCAST_ACKS, origin,
+                                      {"packet": packet, "opts": opts, "req": request_id,
+                                       "nsp": nsp}))
+            return
+        if rtype == REMOTE_JOIN and opts is not None:
+            self.deliver(Envelope(Kind.SOCKETS_JOIN, origin,
+                                  {"nsp": channel_nsp, "opts": opts,
+                                   "rooms": request.get("rooms")}))
+        elif rtype == REMOTE_LEAVE and opts is not None:
+            self.deliver(Envelope(Kind.SOCKETS_LEAVE, origin,
+                                  {"nsp": channel_nsp, "opts": opts,
+                                   "rooms": request.get("rooms")}))
+        elif rtype == REMOTE_DISCONNECT and opts is not None:
+            self.deliver(Envelope(Kind.DISCONNECT_SOCKETS, origin,
+                                  {"nsp": channel_nsp, "opts": opts,
+                                   "close": bool(request.get("close"))}))
+        elif rtype == SERVER_SIDE_EMIT:
+            payload = {"nsp": channel_nsp, "data": request.get("data")}
+            if request_id is None:
+                self.deliver(Envelope(Kind.SERVER_SIDE_EMIT, origin, payload))
+            else:
+                self._js_request(Kind.SERVER_SIDE_EMIT, payload, channel_nsp,
+                                 lambda answer: {"type": SERVER_SIDE_EMIT,
+                                                 "requestId": request_id, "data": answer})
+        elif rtype == REMOTE_FETCH and request_id is not None:
+            self._js_request(Kind.FETCH_SOCKETS, {"nsp": channel_nsp, "opts": opts},
+                             channel_nsp,
+                             lambda sockets: {"requestId": request_id,
+                                              "sockets": sockets or []})
+        elif rtype in (SOCKETS, ALL_ROOMS) and request_id is not None:
+            self._js_request(Kind.FETCH_SOCKETS, {"nsp": channel_nsp,
+                                                  "opts": {"rooms": request.get("rooms") or [],
+                                                           "except": []}},
+                             channel_nsp, lambda sockets: _sockets_or_rooms(
+                                 rtype, request_id, sockets or []))
+
+    def _js_request(self, kind: Kind, payload: Any, nsp: str,
+                    answer: Callable[[Any], dict[str, Any]]) -> None:
+        """Run a JavaScript server's request through our handlers; publish the answer."""
+        handler = self._handlers.get(kind)
+        if handler is None:
+            return
+
+        async def run() -> None:
+            result = handler(Envelope(kind, "js", payload))
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                result = await result
+            self._enqueue(f"{self.key}-response#{nsp}#", json_pack(answer(result)))
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_js_response(self, data: bytes) -> None:
+        # answers to requests of ours are on our own channel; JavaScript servers' answers
+        # to one another are not for us
+        return None
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def publish(self, kind: Kind, payload: Any) -> None:
+        # always: JavaScript servers and emitters on the same Redis are not in self.peers
+        self._transmit(Envelope(kind, self.owner, payload))
+
+    def _transmit(self, envelope: Envelope) -> None:
+        target = envelope.target
+        if target is not None and target.startswith(JS):
+            self._to_js(envelope)
+            return
+        if target is None and envelope.request_id is None and envelope.kind in _JS_KINDS:
+            self._publish_js(envelope)
+            return
+        channel = self._all if target is None else f"{self.key}-sio#{target}#"
+        data = envelope.pack() if self.pack is msgpack_pack else self.pack(
+            [envelope.kind.value, envelope.origin, envelope.target, envelope.request_id,
+             envelope.payload])
+        self._enqueue(channel, data)
+
+    def _publish_js(self, envelope: Envelope) -> None:
+        payload = envelope.payload if isinstance(envelope.payload, dict) else {}
+        kind = envelope.kind
+        if kind is Kind.BROADCAST:
+            packet = dict(payload.get("packet") or {})
+            packet.pop("id", None)
+            opts = payload.get("opts") or {}
+            nsp = packet.get("nsp", "/")
+            channel = f"{self.key}#{nsp}#"
+            rooms = opts.get("rooms") or []
+            if len(rooms) == 1:
+                channel += f"{rooms[0]}#"
+            self._enqueue(channel, self.pack([self.owner, packet, opts]))
+            return
+        nsp = payload.get("nsp", "/")
+        opts = payload.get("opts") or {}
+        js_opts = {"rooms": opts.get("rooms", []), "except": opts.get("except", [])}
+        if kind is Kind.SOCKETS_JOIN or kind is Kind.SOCKETS_LEAVE:
+            request = {"uid": self.owner,
+                       "type": REMOTE_JOIN if kind is Kind.SOCKETS_JOIN else REMOTE_LEAVE,
+                       "opts": js_opts, "rooms": payload.get("rooms", [])}
+        elif kind is Kind.DISCONNECT_SOCKETS:
+            request = {"uid": self.owner, "type": REMOTE_DISCONNECT, "opts": js_opts,
+                       "close": bool(payload.get("close"))}
+        else:  # SERVER_SIDE_EMIT without ack
+            request = {"uid": self.owner, "type": SERVER_SIDE_EMIT,
+                       "data": payload.get("data", [])}
+        self._enqueue(self._request_channel(nsp), json_pack(request))
+
+    def _to_js(self, envelope: Envelope) -> None:
+        payload = envelope.payload if isinstance(envelope.payload, dict) else {}
+        nsp = payload.get("nsp", "/")
+        channel = f"{self.key}-response#{nsp}#"
+        if envelope.kind is Kind.CLIENT_COUNT:
+            self._enqueue(channel, json_pack({"type": BROADCAST_CLIENT_COUNT,
+                                              "requestId": payload.get("req"),
+                                              "clientCount": payload.get("count", 0)}))
+        elif envelope.kind is Kind.CLIENT_ACK:
+            args = payload.get("args") or []
+            self._enqueue(channel, self.pack({"type": BROADCAST_ACK,
+                                              "requestId": payload.get("req"),
+                                              "packet": args[0] if len(args) == 1 else args}))
+
+    def _enqueue(self, channel: str, data: bytes) -> None:
+        try:
+            self._queue.put_nowait((channel, data))
+        except asyncio.QueueFull:
+            self.health["dropped"] += 1
+            if self.health["dropped"] % 1000 == 1:
+                logger.warning("Redis is not keeping up: %d messages dropped so far",
+                               self.health["dropped"])
+
+    async def _write_loop(self) -> None:
+        while True:
+            channel, data = await self._queue.get()
+            try:
+                await self.pub.publish(channel, data)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.health["dropped"] += 1
+                self.health["last_error"] = str(exc)
+                logger.debug("publish to %s failed: %s", channel, exc)
+                await asyncio.sleep(0.05)  # Redis is down: do not spin
+
+    # -- peers and registry -----------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        now = time.time()
+        ttl = max(3 * self.heartbeat, 5.0)
+        pipe = self.cmd.pipeline(transaction=False)
+        pipe.zadd(self._peers_key, {self.owner: now + ttl})
+        pipe.zremrangebyscore(self._peers_key, "-inf", now)
+        pipe.zrangebyscore(self._peers_key, now, "+inf")
+        results = await pipe.execute()
+        owners = [o.decode() if isinstance(o, bytes) else str(o) for o in results[-1]]
+        if set(owners) - {self.owner} != self.peers:
+            self._set_peers(owners)
+
+    async def _beat_loop(self) -> None:
+        refreshed = time.monotonic()
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                await self._beat()
+                if self._registered and time.monotonic() - refreshed > 5:
+                    refreshed = time.monotonic()
+                    pipe = self.cmd.pipeline(transaction=False)
+                    for sid, ttl in self._registered.items():
+                        pipe.expire(self._sid_key(sid), int(ttl) + 1)
+                    await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.health["last_error"] = str(exc)
+
+    def _sid_key(self, sid: str) -> str:
+        return f"{self.key}-sio:sid:{sid}"
+
+    async def register(self, sid: str, ttl: float) -> None:
+        self._registered[sid] = ttl
+        with contextlib.suppress(Exception):
+            await self.cmd.set(self._sid_key(sid), self.owner, ex=int(ttl) + 1)
+
+    async def unregister(self, sid: str) -> None:
+        self._registered.pop(sid, None)
+        with contextlib.suppress(Exception):
+            await self.cmd.delete(self._sid_key(sid))
+
+    async def lookup(self, sid: str) -> str | None:
+        value = await self.cmd.get(self._sid_key(sid))
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_JS_KINDS = frozenset({Kind.BROADCAST, Kind.SOCKETS_JOIN, Kind.SOCKETS_LEAVE,
+                       Kind.DISCONNECT_SOCKETS, Kind.SERVER_SIDE_EMIT})
+
+
+def _sockets_or_rooms(rtype: Any, request_id: Any, sockets: list[Any]) -> dict[str, Any]:
+    if rtype == SOCKETS:
+        return {"requestId": request_id, "sockets": [s.get("id") for s in sockets
+                                                      if isinstance(s, dict)]}
+    rooms: set[str] = set()
+    for s in sockets:
+        if isinstance(s, dict):
+            rooms.update(r for r in s.get("rooms") or [] if isinstance(r, str))
+    return {"requestId": request_id, "rooms": sorted(rooms)}
