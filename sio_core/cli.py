@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", default=None,
                        help="cluster store URL, e.g. redis://host:6379/0 (default: with "
                             "several workers, the master process relays)")
+    serve.add_argument("--store-key", default="socket.io",
+                       help="key prefix of the store's channels and keys (the JavaScript "
+                            "redis adapter's `key`; default socket.io)")
     serve.add_argument("--shutdown-timeout", type=float, default=10.0,
                        help="seconds to drain on SIGTERM before workers are killed")
     serve.add_argument("--node-id", default=None, help="this node's id in a cluster")
@@ -101,7 +104,7 @@ async def _serve(args: argparse.Namespace, app: Any) -> int:
     store: Store | None = None
     stop = asyncio.Event()
     if args.store:
-        store = make_store(args.store, owner)
+        store = make_store(args.store, owner, args.store_key)
     elif os.environ.get(ENV_HUB):
         from .stores.hub import HubStore
 
@@ -139,11 +142,11 @@ async def _serve(args: argparse.Namespace, app: Any) -> int:
     return 0
 
 
-def make_store(url: str, owner: str) -> Any:
+def make_store(url: str, owner: str, key: str = "socket.io") -> Any:
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .stores.redis import RedisStore
 
-        return RedisStore(url, owner=owner)
+        return RedisStore(url, owner=owner, key=key)
     raise ValueError(f"unsupported store URL {url!r} (use redis://host:port/db)")
 
 

@@ -79,6 +79,7 @@ class Forwarding:
     # -- the receiving worker ---------------------------------------------------------------
 
     async def poll(self, owner: str, sid: str, headers: list[tuple[str, str]]) -> Response:
+        logger.debug("forwarding GET of %s to its owner", sid)
         token = next(self._ids)
         try:
             reply = await self.store.request(owner, Kind.POLL, {"sid": sid, "t": token},
@@ -93,6 +94,7 @@ class Forwarding:
 
     async def post(self, owner: str, sid: str, body: bytes,
                    headers: list[tuple[str, str]]) -> Response:
+        logger.debug("forwarding POST of %s to its owner", sid)
         try:
             reply = await self.store.request(owner, Kind.POST, {"sid": sid, "b": body}, 10)
         except RequestFailed:
@@ -102,6 +104,7 @@ class Forwarding:
 
     async def upgrade(self, owner: str, sid: str, request: Request,
                       conn: HTTPConnection) -> Response | None:
+        logger.debug("forwarding websocket upgrade of %s to its owner", sid)
         proxy_id = f"{self.store.owner}:{next(self._ids)}"
         try:
             reply = await self.store.request(owner, Kind.WS_OPEN,

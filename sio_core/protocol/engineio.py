@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..exceptions import EngineIOProtocolError
 
@@ -38,6 +38,10 @@ _DIGITS = {str(t.value): t for t in PacketType}
 class Packet:
     type: PacketType
     data: str | bytes = ""
+    #: the packet's WebSocket frame, cached by the transport: a packet broadcast to many
+    #: clients is framed once and the same bytes are written to each (server frames are
+    #: unmasked). Not part of the packet's value.
+    ws_frame: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def binary(self) -> bool:
@@ -63,7 +67,8 @@ def encode_packet(packet: Packet) -> str | bytes:
     return _TYPE_CHARS[packet.type] + packet.data
 
 
-_TYPE_CHARS = {t: str(t.value) for t in PacketType}
+TYPE_CHARS = {t: str(t.value) for t in PacketType}
+_TYPE_CHARS = TYPE_CHARS
 
 
 def decode_packet(frame: str | bytes) -> Packet:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..protocol import engineio
 from ..protocol import socketio as sio
 
 if TYPE_CHECKING:
@@ -91,10 +92,11 @@ class Adapter:
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> int:
         """Deliver to the matching local sockets; returns how many got it."""
-        parts = sio.encode(packet)
+        packets = [engineio.message(part) for part in sio.encode(packet)]
         count = 0
+        volatile = opts.volatile
         for socket in self.match(opts):
-            if socket.client.send_parts(parts, volatile=opts.volatile):
+            if socket.client.send_packets(packets, volatile=volatile):
                 count += 1
         return count
 
@@ -104,11 +106,11 @@ class Adapter:
         Returns how many clients were sent the packet (so the caller knows how many acks
         to wait for)."""
         assert packet.id is not None
-        parts = sio.encode(packet)
+        packets = [engineio.message(part) for part in sio.encode(packet)]
         count = 0
         ack_id = packet.id
         for socket in self.match(opts):
-            if socket.client.send_parts(parts, volatile=opts.volatile):
+            if socket.client.send_packets(packets, volatile=opts.volatile):
                 socket.expect_ack(ack_id, _bind(on_ack, socket.id))
                 count += 1
         return count

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import SocketIOProtocolError
 from ..protocol import socketio as sio
+from ..protocol.engineio import Packet
 from ..protocol.session import CloseReason
 from ..transports.engine_socket import EngineSocket
 from .socket import Handshake, Socket, handshake_time
@@ -110,6 +111,15 @@ class Client:
         for part in parts:
             conn.send(part)
         return True
+
+    def send_packets(self, packets: list[Packet], *, volatile: bool = False) -> bool:
+        """Engine.IO packets shared by every recipient of a broadcast."""
+        conn = self.conn
+        if conn.closed:
+            return False
+        if volatile and not conn.core.writable:
+            return False
+        return conn.send_packets(packets)
 
     def refuse(self, name: str, message: str, data: Any) -> None:
         body: dict[str, Any] = {"message": message}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -30,6 +31,8 @@ class WebSocketLike(Protocol):
     def send(self, message: str | bytes) -> None: ...
 
     def send_many(self, messages: Iterable[str | bytes]) -> None: ...
+
+    def send_packets(self, packets: list[Packet]) -> None: ...
 
     def buffered(self) -> int: ...
 
@@ -91,6 +94,16 @@ class EngineSocket:
     def send_packet(self, packet: Packet) -> bool:
         if not self.core.send(packet):
             return False
+        self._schedule_pump()
+        return True
+
+    def send_packets(self, packets: list[Packet]) -> bool:
+        """Queue packets that may be shared with other sockets (a broadcast): they are
+        framed once, whoever writes them first."""
+        core = self.core
+        for packet in packets:
+            if not core.send(packet):
+                return False
         self._schedule_pump()
         return True
 
@@ -219,7 +232,10 @@ class EngineSocket:
     def _schedule_pump(self) -> None:
         if not self._pump_scheduled:
             self._pump_scheduled = True
-            self._loop.call_soon(self._pump)
+            flusher = _flushers.get(self._loop)
+            if flusher is None:
+                flusher = _flushers[self._loop] = _Flusher(self._loop)
+            flusher.add(self)
 
     def _pump(self) -> None:
         self._pump_scheduled = False
@@ -229,7 +245,7 @@ class EngineSocket:
                 ws = self.websocket
                 packets = core.take_output()
                 if ws is not None:
-                    ws.send_many([engineio.encode_packet(p) for p in packets])
+                    ws.send_packets(packets)
             elif core.poll_pending and self._poll_waiter is not None:
                 waiter, self._poll_waiter = self._poll_waiter, None
                 if not waiter.done():
@@ -279,3 +295,34 @@ class EngineSocket:
         except Exception:
             logger.exception("error in close handler (sid %s)", self.sid)
         self._on_finished(self)
+
+
+class _Flusher:
+    """One callback per loop turn pumps every socket that got output in that turn (rather
+    than one callback per socket): the write-coalescing point of a broadcast."""
+
+    __slots__ = ("_dirty", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[EngineSocket] = []
+        self._scheduled = False
+
+    def add(self, socket: EngineSocket) -> None:
+        self._dirty.append(socket)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        self._scheduled = False
+        for socket in dirty:
+            try:
+                socket._pump()
+            except Exception:
+                logger.exception("error writing to %s", socket.sid)
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
+    weakref.WeakKeyDictionary())

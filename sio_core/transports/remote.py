@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from ..protocol.engineio import Packet, encode_packet
 from ..stores.base import Kind, Store
 from .websocket import CloseCallback, MessageCallback, WebSocketConnection
 
@@ -47,6 +48,9 @@ class RemoteWebSocket:
         if not self._closed:
             self.store.send(self.proxy_owner, Kind.WS_OUT,
                             {"p": self.proxy_id, "d": list(messages)})
+
+    def send_packets(self, packets: list[Packet]) -> None:
+        self.send_many([encode_packet(p) for p in packets])
 
     def buffered(self) -> int:
         return 0

@@ -19,12 +19,27 @@ from websockets.protocol import State as WSState
 from websockets.server import ServerProtocol
 
 from ..config import Config
+from ..protocol.engineio import TYPE_CHARS, Packet
 from .http import HTTPConnection, Request, Response
 
 logger = logging.getLogger("sio_core.websocket")
 
 MessageCallback = Callable[[str | bytes], None]
 CloseCallback = Callable[[], None]
+
+
+def frame_of(packet: Packet) -> bytes:
+    """The packet's WebSocket frame (built by websockets' Frame), made once per packet."""
+    cached = packet.ws_frame
+    if cached is None:
+        data = packet.data
+        if isinstance(data, bytes):
+            frame = Frame(Opcode.BINARY, data)
+        else:
+            frame = Frame(Opcode.TEXT, (TYPE_CHARS[packet.type] + data).encode("utf-8"))
+        cached = frame.serialize(mask=False)
+        object.__setattr__(packet, "ws_frame", cached)  # a cache slot, see Packet
+    return cached
 
 
 def _raw_head(request: Request) -> bytes:
@@ -129,6 +144,23 @@ class WebSocketConnection:
         transport = self._http.transport
         if (limit is not None and transport is not None
                 and transport.get_write_buffer_size() > limit):
+            logger.warning("closing a websocket whose client does not read (%s)", self.client)
+            self.abort()
+
+    def send_packets(self, packets: list[Packet]) -> None:
+        """Write Engine.IO packets, one frame each, in one write. The frames are built
+        once per packet (see frame_of) rather than by the protocol object per client."""
+        if self._closed or self._protocol.state is not WSState.OPEN:
+            return
+        transport = self._http.transport
+        if transport is None or transport.is_closing():
+            return
+        if len(packets) == 1:
+            transport.write(frame_of(packets[0]))
+        else:
+            transport.write(b"".join([frame_of(p) for p in packets]))
+        limit = self._config.max_outbound_buffer
+        if limit is not None and transport.get_write_buffer_size() > limit:
             logger.warning("closing a websocket whose client does not read (%s)", self.client)
             self.abort()
 
