@@ -71,6 +71,11 @@ class Config:
     cors_allowed_origins: str | Sequence[str] | None = None
     cors_credentials: bool = False
 
+    # -- Operations ------------------------------------------------------------------------
+    #: GET here answers JSON about this worker (sessions, connections, store health);
+    #: None disables it.
+    health_path: str | None = "/_sio_core/health"
+
     # -- Static files ----------------------------------------------------------------------
     #: A directory served at "/" (the chat page); None: no static files.
     static_dir: str | None = None

@@ -131,12 +131,28 @@ class EngineServer:
             await server.wait_closed()
         self._servers.clear()
 
+    def _health(self) -> Response:
+        store = self.store
+        body = {
+            "owner": self.owner,
+            "sessions": len(self.sockets),
+            "connections": len(self.connections),
+            "store": type(store).__name__ if store is not None else None,
+            "peers": sorted(store.peers) if store is not None else [],
+            "store_health": getattr(store, "health", None),
+        }
+        return Response(200, [("Content-Type", "application/json"),
+                              ("Cache-Control", "no-cache")],
+                        json.dumps(body, separators=(",", ":")).encode())
+
     # -- routing ------------------------------------------------------------------------
 
     async def handle(self, request: Request, conn: HTTPConnection) -> Response | None:
         path = self.config.path
         if request.path in self.static.files:
             return self.static.respond(request)
+        if request.path == self.config.health_path and request.method == "GET":
+            return self._health()
         if request.path.startswith(path) or request.path + "/" == path:
             headers = cors_headers(self.config, request)
             if request.method == "OPTIONS":
