@@ -57,6 +57,9 @@ class Forwarding:
         self._polls: dict[tuple[str, int], asyncio.Task[Any]] = {}
         self._remote_ws: dict[str, RemoteWebSocket] = {}  # owner side, by proxy id
         self._proxies: dict[str, WebSocketProxy] = {}  # accepting side, by proxy id
+        #: forwarded GETs and POSTs waiting for their owner's answer: a draining worker
+        #: waits for them, or closing their connections would cut off the owner's "1"
+        self.in_flight = 0
         store.on(Kind.POLL, self._on_poll)
         store.on(Kind.POLL_ABORT, self._on_poll_abort)
         store.on(Kind.POST, self._on_post)
@@ -82,8 +85,8 @@ class Forwarding:
         logger.debug("forwarding GET of %s to its owner", sid)
         token = next(self._ids)
         try:
-            reply = await self.store.request(owner, Kind.POLL, {"sid": sid, "t": token},
-                                             self._poll_timeout)
+            reply = await self._ask(owner, Kind.POLL, {"sid": sid, "t": token},
+                                    self._poll_timeout)
         except asyncio.CancelledError:
             self.store.send(owner, Kind.POLL_ABORT, {"t": token})
             raise
@@ -96,11 +99,18 @@ class Forwarding:
                    headers: list[tuple[str, str]]) -> Response:
         logger.debug("forwarding POST of %s to its owner", sid)
         try:
-            reply = await self.store.request(owner, Kind.POST, {"sid": sid, "b": body}, 10)
+            reply = await self._ask(owner, Kind.POST, {"sid": sid, "b": body}, 10)
         except RequestFailed:
             raise UnknownSession() from None
         _raise_reply(reply)
         return self.server.post_response(headers)
+
+    async def _ask(self, owner: str, kind: Kind, payload: Any, timeout: float) -> Any:
+        self.in_flight += 1
+        try:
+            return await self.store.request(owner, kind, payload, timeout)
+        finally:
+            self.in_flight -= 1
 
     async def upgrade(self, owner: str, sid: str, request: Request,
                       conn: HTTPConnection) -> Response | None:

@@ -115,14 +115,18 @@ class EngineServer:
                     drain_timeout: float = 5.0) -> None:
         """Stop accepting, close every session (each client is told: a pending GET gets
         ``1``, a websocket its close frame), wait up to ``drain_timeout`` for polling
-        clients to collect their ``1``, then close every connection."""
+        clients to collect their ``1`` (and for the requests forwarded to other workers to
+        be answered: when every worker drains, that answer is the owner's ``1``), then
+        close every connection."""
         for server in self._servers:
             server.close()
         for socket in list(self.sockets.values()):
             socket.close(reason)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_timeout
-        while self.sockets and loop.time() < deadline:
+        forwarding = self.forwarding
+        while ((self.sockets or (forwarding is not None and forwarding.in_flight))
+               and loop.time() < deadline):
             await asyncio.sleep(0.05)
         await asyncio.sleep(0)  # let the last writes go out
         for conn in list(self.connections):
@@ -176,7 +180,7 @@ class EngineServer:
         is_ws_upgrade = request.upgrade and request.headers.get("upgrade", "").lower() \
             == "websocket"
         sid = query.get("sid")
-        if sid is not None:
+        if sid:  # an empty sid is no sid, as in the reference
             owner = owner_of(sid)
             if owner is None:
                 raise UnknownSession()

@@ -110,6 +110,7 @@ class Store:
         self._handlers: dict[Kind, Handler] = {}
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._request_targets: dict[int, str] = {}  # who may answer each pending request
         self._gathers: dict[int, _Gather] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._peer_listeners: list[Callable[[set[str]], None]] = []
@@ -166,6 +167,7 @@ class Store:
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        self._request_targets[request_id] = target
         try:
             self._transmit(Envelope(kind, self.owner, payload, target, request_id))
             return await asyncio.wait_for(future, timeout)
@@ -173,6 +175,7 @@ class Store:
             raise RequestFailed(f"{kind.value} to {target}: no answer in {timeout}s") from None
         finally:
             self._pending.pop(request_id, None)
+            self._request_targets.pop(request_id, None)
 
     def cancel_request(self, target: str, kind: Kind, payload: Any) -> None:
         self.send(target, kind, payload)
@@ -242,6 +245,10 @@ class Store:
             return
         future = self._pending.get(request_id)
         if future is not None:
+            # only the target answers (NO_PEER comes in the target's name): request ids are
+            # guessable, and another worker's reply must not pass for the target's
+            if envelope.origin != self._request_targets.get(request_id):
+                return
             if not future.done():
                 if envelope.kind is Kind.NO_PEER:
                     future.set_exception(RequestFailed(f"no worker {envelope.origin}"))
@@ -264,6 +271,11 @@ class Store:
         for gather in self._gathers.values():
             for owner in gone:
                 gather.drop(owner)
+        # a request to a worker that is gone fails now, not at its (possibly long) timeout
+        for request_id, target in list(self._request_targets.items()):
+            future = self._pending.get(request_id)
+            if target in gone and future is not None and not future.done():
+                future.set_exception(RequestFailed(f"worker {target} left"))
         for listener in self._peer_listeners:
             try:
                 listener(set(peers))

@@ -112,6 +112,12 @@ class Hub:
     def _route(self, worker: _Worker, envelope: Envelope, data: bytes) -> None:
         kind = envelope.kind
         if kind is Kind.READY:
+            if worker.owner is not None or envelope.origin in self.workers:
+                # a connection names itself once, and a name in use stays with its worker:
+                # otherwise one worker could take another's traffic and speak for it
+                logger.warning("refused READY as %r (connection of %r)", envelope.origin,
+                               worker.owner)
+                return
             worker.owner = envelope.origin
             worker.pid = envelope.payload if isinstance(envelope.payload, int) else None
             self.workers[envelope.origin] = worker
@@ -123,6 +129,8 @@ class Hub:
         if kind is Kind.PONG:
             worker.last_pong = time.monotonic()
             return
+        if kind is Kind.PEERS or kind is Kind.NO_PEER:
+            return  # the hub's word, never a worker's (a forged PEERS would blind the others)
         if kind is Kind.REGISTER and isinstance(envelope.payload, str):
             self.registry[envelope.payload] = worker.owner
             return

@@ -118,6 +118,9 @@ class RedisStore(Store):
             raise ConnectionError(f"cannot reach Redis at {self.url}: {exc}") from exc
         await self._subscribe()
         await self._beat()
+        # tell the others now, not at their next heartbeat: until they know us, they answer
+        # "unknown session" to requests for our sessions that land on them
+        self._transmit(Envelope(Kind.PEERS, self.owner))
         loop = asyncio.get_running_loop()
         self._tasks_run = [loop.create_task(self._read_loop()),
                            loop.create_task(self._write_loop()),
@@ -208,7 +211,12 @@ class RedisStore(Store):
         try:
             if channel == self._all or channel == self._mine:
                 envelope = self._unpack_envelope(data)
-                if envelope is not None and envelope.origin != self.owner:
+                if envelope is None or envelope.origin == self.owner:
+                    pass
+                elif envelope.kind is Kind.PEERS:  # a worker announcing itself
+                    if envelope.origin not in self.peers:
+                        self._set_peers([*self.peers, envelope.origin])
+                else:
                     self.deliver(envelope)
             elif channel.startswith(f"{self.key}-request#"):
                 self._on_js_request(data, channel[len(self.key) + len("-request#"):-1])
