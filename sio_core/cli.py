@@ -114,19 +114,22 @@ async def _serve(args: argparse.Namespace, app: Any) -> int:
     server = EngineServer(handler, config, owner=owner, store=store)
     if store is not None and hasattr(app, "attach_store"):
         app.attach_store(store)
+    if store is not None:
+        # the store first: a request forwarded to us, or for a peer, must find peers known
+        try:
+            await store.start()
+        except (ConnectionError, OSError) as exc:
+            logger.error("%s", exc)
+            await store.close()
+            return 1
     try:
         await server.listen(args.host, args.port,
                             reuse_port=os.environ.get(ENV_REUSE_PORT) == "1")
     except OSError as exc:
         logger.error("cannot listen on %s:%s: %s", args.host, args.port, exc.strerror or exc)
+        if store is not None:
+            await store.close()
         return 1
-    if store is not None:
-        try:
-            await store.start()
-        except (ConnectionError, OSError) as exc:
-            logger.error("%s", exc)
-            await server.close(drain_timeout=0)
-            return 1
     logger.info("listening on http://%s:%s%s", args.host, args.port, config.path)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -93,7 +93,12 @@ class RedisStore(Store):
         options = {"socket_connect_timeout": 5, **(client_options or {})}
         self.pub = pub_client or aioredis.Redis.from_url(url, **options)
         self.sub = sub_client or aioredis.Redis.from_url(url, **options)
-        self.cmd = command_client or aioredis.Redis.from_url(url, **options)
+        # commands come in bursts (a session registered or deleted per handshake and close):
+        # a bounded pool that waits for a free connection, where the default pool raises
+        # MaxConnectionsError past 100 at once (and the DEL of a session would be lost)
+        self.cmd = command_client or aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool.from_url(url, max_connections=32, timeout=10,
+                                                     **options))
         self.heartbeat = heartbeat
         self.requests_timeout = requests_timeout
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(queue_limit)
@@ -441,6 +446,10 @@ class RedisStore(Store):
         self._registered[sid] = ttl
         with contextlib.suppress(Exception):
             await self.cmd.set(self._sid_key(sid), self.owner, ex=int(ttl) + 1)
+            if sid not in self._registered:
+                # the session ended while the SET was on its way: unregister's DEL may have
+                # run first (another pooled connection), so the key would outlive the session
+                await self.cmd.delete(self._sid_key(sid))
 
     async def unregister(self, sid: str) -> None:
         self._registered.pop(sid, None)

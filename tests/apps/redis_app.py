@@ -1,0 +1,72 @@
+"""The Socket.IO application of the Redis tests (``tests/test_redis.py``).
+
+Served with ``python -m sio_core serve tests.apps.redis_app:io --store redis://... --store-key K``
+on several nodes (``SIO_TEST_NODE`` names the node in what the app reports). The same events exist
+on "/" and "/admin":
+
+=======================  =========================================================================
+event (client -> server)  what the server does; what the ack carries
+=======================  =========================================================================
+whoami                    acks {"node", "worker", "id"}: who owns this socket
+join(room)                joins ``room``; acks the node
+chat(msg)                 ``socket.broadcast.emit("chat", msg)`` (everyone else, on every node);
+                          acks "sent"
+bcast(room, event, x)     ``nsp.to(room).emit(event, x)`` (no ``to`` when ``room`` is null, sender
+                          included); acks "sent"
+=======================  =========================================================================
+
+Server-side events (``io.serverSideEmit`` of another server, sio_core or JavaScript): ``hello``
+logs one line ``server-side hello <args as JSON>`` and answers (for the ack form) with
+{"node", "worker"}.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from sio_core import Server, Socket
+
+logger = logging.getLogger("tests.apps.redis_app")
+
+NODE = os.environ.get("SIO_TEST_NODE", "?")
+#: set by the supervisor for each worker process; a single process is worker #1
+WORKER = os.environ.get("SIO_CORE_WORKER_ID", "1")
+
+io = Server(cors_allowed_origins="*")
+
+
+def setup(socket: Socket) -> None:
+    nsp = socket.namespace
+
+    @socket.on("whoami")
+    def whoami() -> dict[str, Any]:
+        return {"node": NODE, "worker": WORKER, "id": socket.id}
+
+    @socket.on("join")
+    def join(room: str) -> str:
+        socket.join(room)
+        return NODE
+
+    @socket.on("chat")
+    async def chat(msg: Any) -> str:
+        await socket.broadcast.emit("chat", msg)
+        return "sent"
+
+    @socket.on("bcast")
+    async def bcast(room: str | None, event: str, payload: Any) -> str:
+        target: Any = nsp.to(room) if room is not None else nsp
+        await target.emit(event, payload)
+        return "sent"
+
+
+@io.on("hello")
+def hello(*args: Any) -> dict[str, str]:
+    logger.info("server-side hello %s", json.dumps(args))
+    return {"node": NODE, "worker": WORKER}
+
+
+io.on("connection", setup)
+io.of("/admin").on("connection", setup)
