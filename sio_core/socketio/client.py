@@ -32,7 +32,9 @@ DISCONNECT_REASONS = {
     CloseReason.TRANSPORT_ERROR: "transport error",
     CloseReason.PARSE_ERROR: "parse error",
     CloseReason.PING_TIMEOUT: "ping timeout",
-    CloseReason.FORCED_CLOSE: "forced server close",
+    # the application closed the Engine.IO session (socket.conn.close()), or the Socket.IO
+    # layer did on undecodable input: the reference says "forced close" for both
+    CloseReason.FORCED_CLOSE: "forced close",
     CloseReason.SERVER_SHUTTING_DOWN: "server shutting down",
 }
 
@@ -64,7 +66,7 @@ class Client:
         socket = self.sockets.get(name)
         if packet.type is sio.PacketType.CONNECT:
             if socket is not None or name in self._connecting:
-                self.protocol_error()
+                self.invalid_state()
                 return
             auth = packet.data if isinstance(packet.data, dict) else {}
             self._connecting.add(name)
@@ -76,7 +78,7 @@ class Client:
         elif name in self._connecting:
             pass  # sent while its CONNECT is still in the middlewares: dropped
         else:
-            self.protocol_error()
+            self.invalid_state()
 
     async def _connect(self, name: str, auth: dict[str, Any]) -> None:
         try:
@@ -166,9 +168,20 @@ class Client:
         self.conn.close()
 
     def protocol_error(self) -> None:
+        """Undecodable Socket.IO input: the reference closes the Engine.IO session, so the
+        sockets see "forced close" ("parse error" is for undecodable Engine.IO packets)."""
         logger.debug("closing %s: protocol error", self.conn.sid)
         self._cancel_connect_timer()
-        self.conn.close(CloseReason.PARSE_ERROR)
+        self.conn.close(CloseReason.FORCED_CLOSE)
+
+    def invalid_state(self) -> None:
+        """A packet the connection's state forbids (a second CONNECT, a packet for a
+        namespace not joined, a CONNECT_ERROR from the client): as the reference's
+        ``Client.close()``, the sockets see "forced server close", then the session ends."""
+        logger.debug("closing %s: packet not allowed in this state", self.conn.sid)
+        for socket in list(self.sockets.values()):
+            socket.on_close("forced server close")
+        self.close()
 
     def _connect_timeout(self) -> None:
         self._connect_timer = None

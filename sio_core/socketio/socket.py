@@ -211,8 +211,8 @@ class Socket(EventEmitter):
                 handlers.call(callback, tuple(packet.data), f"ack {packet.id} of {self!r}")
         elif ptype is sio.PacketType.DISCONNECT:
             self.on_close("client namespace disconnect")
-        else:  # CONNECT_ERROR from a client, or a second CONNECT: protocol error
-            self.client.protocol_error()
+        else:  # CONNECT_ERROR from a client, or a second CONNECT: not allowed here
+            self.client.invalid_state()
 
     def _on_event(self, packet: sio.Packet) -> None:
         event, *args = packet.data
