@@ -5,7 +5,8 @@ the server hands out at ``/socket.io/socket.io.js``.
 Two browser contexts (two independent visitors, no shared cookies or storage) open the page; what
 one sends must show up exactly once on both pages, in order, after the client has upgraded to
 WebSocket; the server's log must show which worker connected the clients and processed the
-messages.
+messages. With ``--workers 4`` the same holds for two pages whose sockets belong to different
+workers.
 
 Every wait is playwright's own (``expect``, ``wait_for_function``) with a scaled timeout, or
 ``wait_for_log``; there are no sleeps.
@@ -147,6 +148,56 @@ async def test_chat_in_two_browser_contexts(
     )
     log = server.log_text()
     assert count(r"connected by worker #\d+", log) == 2, log
+    assert count(r"message processed by worker #\d+", log) == 2, log
+    assert "Traceback" not in log, log
+    assert errors == []
+
+
+async def worker_of(server: ServerProcess, page: Page) -> str:
+    """The worker that owns the page's socket: the one that logged its connection."""
+    socket_id = await page.evaluate("() => socket.id")
+    match = await server.wait_for_log(
+        rf"connected by worker #(\d+) \({re.escape(socket_id)}\)", timeout=5
+    )
+    return match[1]
+
+
+async def test_chat_across_workers(browser: Browser, server_factory: Any, tmp_path: Path) -> None:
+    """The demo with four workers: two pages whose sockets belong to different workers still
+    see each other's messages (a broadcast through the master, upgrades that may land on any
+    worker)."""
+    server: ServerProcess = await server_factory("--workers", "4")
+    await server.wait_for_log(r"\[master\] .*4 workers ready", timeout=30)
+    errors: list[str] = []
+
+    page_a = await open_chat(browser, server.url + "/", errors, "A")
+    worker_a = await worker_of(server, page_a)
+    # each page's handshake lands on a worker the kernel picks: open pages until one lands on
+    # another worker than A's (each try does so with probability 3/4)
+    page_b = None
+    for attempt in range(12):
+        page = await open_chat(browser, server.url + "/", errors, f"B{attempt}")
+        worker_b = await worker_of(server, page)
+        if worker_b != worker_a:
+            page_b = page
+            break
+        await page.context.close()
+    assert page_b is not None, f"every page connected to worker #{worker_a}"
+
+    await send(page_a, MESSAGE_A)
+    await expect_messages(page_a, [MESSAGE_A])
+    await expect_messages(page_b, [MESSAGE_A])
+
+    await send(page_b, MESSAGE_B)
+    await expect_messages(page_b, [MESSAGE_A, MESSAGE_B])
+    await expect_messages(page_a, [MESSAGE_A, MESSAGE_B])
+
+    await page_b.screenshot(path=tmp_path / "chat-workers-b.png", full_page=True)
+
+    # each message was handled by the worker that owns its sender's socket
+    await server.wait_for_log(rf"\[worker #{worker_a}\] .*message processed by worker #{worker_a}")
+    await server.wait_for_log(rf"\[worker #{worker_b}\] .*message processed by worker #{worker_b}")
+    log = server.log_text()
     assert count(r"message processed by worker #\d+", log) == 2, log
     assert "Traceback" not in log, log
     assert errors == []

@@ -1,0 +1,756 @@
+"""The store contract (sio_core.stores.base), one suite run against every backend.
+
+How this works: the ``cluster`` fixture is parametrised over the backends and yields a
+:class:`Cluster`, a factory of connected workers of one backend (``a, b = await cluster(2)``):
+
+- ``memory``: MemoryStores sharing one MemoryBus (packed and unpacked on the way, like a bus);
+- ``hub``: a Hub on a Unix socket under tmp_path and HubStores, all in this process;
+- ``redis``: RedisStores on a real redis-server (see the hook below), marked ``redis``.
+
+Every contract test takes ``cluster`` and so runs once per backend; what only one backend
+promises (the hub's rules for its workers) and the envelope codec are tested after them. A test
+never sleeps to let messages arrive: it awaits what it expects, and ``flush`` proves that nothing
+more is on the way (every worker has heard back from every other since).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import struct
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sio_core.stores.base import MAX_ENVELOPE, Envelope, Kind, RequestFailed, Store
+from sio_core.stores.hub import Hub, HubStore
+from sio_core.stores.memory import MemoryBus, MemoryStore
+from tests.support import scaled
+
+# --- redis: the hook --------------------------------------------------------------------------
+# RedisStore (sio_core/stores/redis.py) is written against the same contract. These cases are
+# collected only once that module imports; they are marked ``redis`` and use the redis_url /
+# redis_prefix fixtures (a skip without a redis-server, a failure under CI=true). If its
+# constructor differs, adjust make_redis_store, nothing else.
+try:
+    from sio_core.stores.redis import RedisStore
+except ImportError:
+    RedisStore = None
+
+
+def make_redis_store(owner: str, url: str, prefix: str) -> Store:
+    assert RedisStore is not None
+    # a short heartbeat: peers are found (and lost) by it, and settle() waits for them
+    return RedisStore(url, owner=owner, key=prefix, heartbeat=scaled(0.05))
+
+
+BACKENDS: list[Any] = ["memory", "hub"]
+if RedisStore is not None:
+    BACKENDS.append(pytest.param("redis", marks=pytest.mark.redis))
+# -----------------------------------------------------------------------------------------------
+
+#: how long to wait for something that should happen (only ever reached when a test fails)
+WAIT = scaled(5)
+#: the timeout of a request or gather that is meant to run out
+SHORT = scaled(0.25)
+#: "at once": well under WAIT, far above a loop turn or a round trip through the hub
+FAST = scaled(1)
+
+# The kinds the tests exchange: none that a backend intercepts (the hub's READY, PING...) or
+# translates (RedisStore publishes BROADCAST, SERVER_SIDE_EMIT... in the JavaScript adapter's
+# format, whose payloads are Socket.IO packets).
+KIND = Kind.FETCH_SOCKETS
+OTHER_KIND = Kind.WS_IN
+#: the kind flush() uses; no handler, so a request of it is answered None
+FLUSH = Kind.CLIENT_COUNT
+
+
+class Cluster:
+    """Workers of one backend. ``await cluster(n)`` starts n more and returns them once every
+    live worker sees every other one among its peers."""
+
+    def __init__(self, backend: str, make: Callable[[str], Store], fast_no_peer: bool) -> None:
+        self.backend = backend
+        #: a request to a worker that is not there fails at once (NO_PEER), not at its timeout
+        self.fast_no_peer = fast_no_peer
+        self.stores: list[Store] = []
+        self.hub: Hub | None = None
+        self._make = make
+        self._names = itertools.count(1)
+        self._started: list[Store] = []
+        self._peers_changed = asyncio.Event()
+
+    async def __call__(self, n: int = 1) -> list[Store]:
+        new = []
+        for _ in range(n):
+            store = self._make(f"w{next(self._names)}")
+            store.on_peers(lambda peers: self._peers_changed.set())
+            self._started.append(store)
+            await store.start()
+            self.stores.append(store)
+            new.append(store)
+        await self.settle()
+        return new
+
+    async def stop(self, store: Store) -> None:
+        """Close one worker; returns once the others no longer count it among their peers."""
+        self.stores.remove(store)
+        await store.close()
+        await self.settle()
+
+    async def lost(self, store: Store) -> None:
+        """A worker that went away on its own: wait until the others see it gone."""
+        self.stores.remove(store)
+        await self.settle()
+
+    async def settle(self) -> None:
+        async with asyncio.timeout(WAIT):
+            while True:
+                self._peers_changed.clear()
+                if all(s.peers == {o.owner for o in self.stores if o is not s}
+                       for s in self.stores):
+                    return
+                await self._peers_changed.wait()
+
+    async def aclose(self) -> None:
+        for store in reversed(self._started):
+            await store.close()
+
+
+@contextlib.contextmanager
+def hub_socket_path(tmp_path: Path) -> Iterator[str]:
+    # sun_path holds about 100 bytes; a deep basetemp would not fit
+    path = tmp_path / "hub.sock"
+    if len(str(path)) < 100:
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="sio-hub-") as short:
+        yield str(Path(short) / "hub.sock")
+
+
+@contextlib.asynccontextmanager
+async def open_cluster(backend: str, request: pytest.FixtureRequest,
+                       tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with contextlib.AsyncExitStack() as stack:
+        if backend == "memory":
+            bus = MemoryBus()
+            cluster = Cluster(backend, lambda owner: MemoryStore(owner, bus), fast_no_peer=True)
+        elif backend == "hub":
+            hub = Hub(stack.enter_context(hub_socket_path(tmp_path)))
+            await hub.start()
+            stack.push_async_callback(hub.close)
+            cluster = Cluster(backend, lambda owner: HubStore(owner, hub.path), fast_no_peer=True)
+            cluster.hub = hub
+        else:
+            url = request.getfixturevalue("redis_url")
+            prefix = request.getfixturevalue("redis_prefix")
+            cluster = Cluster(backend, lambda owner: make_redis_store(owner, url, prefix),
+                              fast_no_peer=False)
+        stack.push_async_callback(cluster.aclose)
+        yield cluster
+
+
+@pytest.fixture(params=BACKENDS)
+async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with open_cluster(request.param, request, tmp_path) as c:
+        yield c
+
+
+@pytest.fixture
+async def hub_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with open_cluster("hub", request, tmp_path) as c:
+        yield c
+
+
+class Inbox:
+    """A handler that keeps what it is given (and answers ``answer(envelope)`` if given)."""
+
+    def __init__(self, answer: Callable[[Envelope], Any] | None = None) -> None:
+        self.envelopes: list[Envelope] = []
+        self._answer = answer
+        self._changed = asyncio.Event()
+
+    def __call__(self, envelope: Envelope) -> Any:
+        self.envelopes.append(envelope)
+        self._changed.set()
+        return None if self._answer is None else self._answer(envelope)
+
+    @property
+    def payloads(self) -> list[Any]:
+        return [e.payload for e in self.envelopes]
+
+    async def wait(self, count: int = 1) -> list[Any]:
+        async with asyncio.timeout(WAIT):
+            while len(self.envelopes) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.payloads
+
+
+def listen(store: Store, kind: Kind = KIND,
+           answer: Callable[[Envelope], Any] | None = None) -> Inbox:
+    inbox = Inbox(answer)
+    store.on(kind, inbox)
+    return inbox
+
+
+def never_answer(store: Store, kind: Kind = KIND) -> asyncio.Event:
+    """A handler that never returns; the event is set once it has been called."""
+    called = asyncio.Event()
+
+    async def handler(envelope: Envelope) -> Any:
+        called.set()
+        await asyncio.get_running_loop().create_future()
+
+    store.on(kind, handler)
+    return called
+
+
+async def flush(cluster: Cluster) -> None:
+    """Return once every envelope sent before the call has been delivered: every worker asks
+    every other one something and waits for the answer, twice over (an answer from y to x
+    comes after whatever x sent y before asking; the second round covers whatever was
+    travelling to x itself)."""
+    for _ in range(2):
+        for x, y in itertools.permutations(cluster.stores, 2):
+            await x.request(y.owner, FLUSH, None, WAIT)
+
+
+# --- publish and send --------------------------------------------------------------------------
+
+
+async def test_publish_reaches_every_other_worker_once(cluster: Cluster) -> None:
+    stores = await cluster(3)
+    inboxes = [listen(s) for s in stores]
+    a = stores[0]
+    a.publish(KIND, {"n": 1})
+    await flush(cluster)
+    assert inboxes[0].payloads == []
+    for inbox in inboxes[1:]:
+        assert inbox.payloads == [{"n": 1}]
+        (envelope,) = inbox.envelopes
+        assert envelope.origin == a.owner
+        assert envelope.target is None
+
+
+async def test_publish_alone_goes_nowhere(cluster: Cluster) -> None:
+    (a,) = await cluster(1)
+    inbox = listen(a)
+    a.publish(KIND, "hello")
+    (b,) = await cluster(1)
+    await flush(cluster)
+    assert inbox.payloads == []
+    assert a.peers == {b.owner}
+
+
+async def test_send_reaches_only_its_target(cluster: Cluster) -> None:
+    a, b, c = await cluster(3)
+    inboxes = {s.owner: listen(s) for s in (a, b, c)}
+    a.send(c.owner, KIND, "for c")
+    await flush(cluster)
+    assert inboxes[a.owner].payloads == []
+    assert inboxes[b.owner].payloads == []
+    (envelope,) = inboxes[c.owner].envelopes
+    assert (envelope.kind, envelope.origin, envelope.target, envelope.payload) == (
+        KIND, a.owner, c.owner, "for c")
+
+
+async def test_messages_between_two_workers_keep_their_order(cluster: Cluster) -> None:
+    a, b = await cluster(2)
+    sent = listen(b, KIND)
+    published = listen(b, OTHER_KIND)
+    for n in range(500):
+        a.send(b.owner, KIND, n)
+    for n in range(500):
+        a.publish(OTHER_KIND, n)
+    assert await sent.wait(500) == list(range(500))
+    assert await published.wait(500) == list(range(500))
+
+
+PAYLOADS: list[Any] = [
+    None,
+    True,
+    0,
+    -1,
+    2**63 - 1,
+    -(2**63),
+    1.5,
+    "",
+    "é ✓ 😀",
+    b"",
+    bytes(range(256)),
+    b"\x00\xff" * 65536,
+    [b"\x00", "b", [1, [2, [3, []]]], {}],
+    {"sid": "abc", "b": b"\x89PNG\r\n", "nested": {"list": [None, 1.25, {"x": b"y"}]}},
+    {1: "an int key", "s": "a str key"},
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: type(p).__name__)
+async def test_payloads_survive_the_trip(cluster: Cluster, payload: Any) -> None:
+    a, b = await cluster(2)
+    inbox = listen(b, answer=lambda envelope: envelope.payload)
+    answer = await a.request(b.owner, KIND, payload, WAIT)
+    assert inbox.payloads == [payload]
+    assert answer == payload
+    assert type(answer) is type(payload)
+
+
+# --- request -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["sync", "async"])
+async def test_request_returns_the_target_handlers_answer(cluster: Cluster, style: str) -> None:
+    a, b, c = await cluster(3)
+    seen: list[Envelope] = []
+
+    def answer(envelope: Envelope) -> Any:
+        seen.append(envelope)
+        return {"echo": envelope.payload, "by": c.owner}
+
+    async def answer_later(envelope: Envelope) -> Any:
+        await asyncio.sleep(0)  # a real suspension, so the reply is sent from another task
+        return answer(envelope)
+
+    c.on(KIND, answer if style == "sync" else answer_later)
+    others = listen(b)
+    assert await a.request(c.owner, KIND, [1, "two"], WAIT) == {"echo": [1, "two"], "by": c.owner}
+    (envelope,) = seen
+    assert (envelope.origin, envelope.target) == (a.owner, c.owner)
+    assert envelope.request_id is not None
+    await flush(cluster)
+    assert others.payloads == []
+
+
+async def test_concurrent_requests_get_their_own_answers(cluster: Cluster) -> None:
+    a, b, c = await cluster(3)
+
+    async def answer(envelope: Envelope) -> Any:
+        # the last asked answers first
+        await asyncio.sleep(0)
+        for _ in range(20 - envelope.payload["n"]):
+            await asyncio.sleep(0)
+        return {"n": envelope.payload["n"], "by": envelope.target}
+
+    b.on(KIND, answer)
+    c.on(KIND, answer)
+    answers = await asyncio.gather(*(
+        a.request(target.owner, KIND, {"n": n}, WAIT)
+        for n in range(20) for target in (b, c)))
+    assert answers == [{"n": n, "by": t.owner} for n in range(20) for t in (b, c)]
+
+
+async def test_request_with_no_handler_is_answered_none(cluster: Cluster) -> None:
+    a, b = await cluster(2)
+    assert await a.request(b.owner, KIND, "anyone?", WAIT) is None
+
+
+async def test_request_to_an_unknown_worker_fails_at_once(cluster: Cluster) -> None:
+    (a,) = await cluster(1)
+    timeout = WAIT if cluster.fast_no_peer else SHORT
+    started = time.monotonic()
+    with pytest.raises(RequestFailed):
+        await a.request("nobody", KIND, None, timeout)
+    if cluster.fast_no_peer:
+        assert time.monotonic() - started < FAST
+
+
+async def test_request_to_a_worker_that_left_fails_at_once(cluster: Cluster) -> None:
+    a, b = await cluster(2)
+    await cluster.stop(b)
+    timeout = WAIT if cluster.fast_no_peer else SHORT
+    started = time.monotonic()
+    with pytest.raises(RequestFailed):
+        await a.request(b.owner, KIND, None, timeout)
+    if cluster.fast_no_peer:
+        assert time.monotonic() - started < FAST
+
+
+async def test_request_times_out_when_the_handler_never_answers(cluster: Cluster) -> None:
+    a, b = await cluster(2)
+    called = never_answer(b)
+    started = time.monotonic()
+    with pytest.raises(RequestFailed):
+        await a.request(b.owner, KIND, None, SHORT)
+    elapsed = time.monotonic() - started
+    assert called.is_set()
+    assert SHORT * 0.9 <= elapsed < WAIT
+    # the store goes on working after a timeout
+    listen(b, OTHER_KIND, answer=lambda envelope: "still here")
+    assert await a.request(b.owner, OTHER_KIND, None, WAIT) == "still here"
+
+
+async def test_request_fails_when_its_target_leaves_midway(cluster: Cluster) -> None:
+    a, b = await cluster(2)
+    called = never_answer(b)
+    started = time.monotonic()
+    pending = asyncio.ensure_future(a.request(b.owner, KIND, None, WAIT))
+    async with asyncio.timeout(WAIT):
+        await called.wait()
+    await cluster.stop(b)
+    with pytest.raises(RequestFailed):
+        await pending
+    assert time.monotonic() - started < WAIT / 2
+
+
+async def test_a_reply_counts_only_from_the_target(cluster: Cluster) -> None:
+    # c answers a's request to b: a store must not take that for b's answer
+    a, b, c = await cluster(3)
+    called = never_answer(b)
+    pending = asyncio.ensure_future(a.request(b.owner, KIND, None, SHORT))
+    async with asyncio.timeout(WAIT):
+        await called.wait()
+    (request_id,) = a._pending
+    c._transmit(Envelope(Kind.REPLY, c.owner, "forged", a.owner, request_id))
+    await flush(cluster)
+    with pytest.raises(RequestFailed):
+        await pending
+
+
+async def test_close_fails_the_pending_requests(cluster: Cluster) -> None:
+    a, b = await cluster(2)
+    called = never_answer(b)
+    pending = asyncio.ensure_future(a.request(b.owner, KIND, None, WAIT))
+    async with asyncio.timeout(WAIT):
+        await called.wait()
+    started = time.monotonic()
+    await cluster.stop(a)
+    with pytest.raises(RequestFailed):
+        await pending
+    assert time.monotonic() - started < FAST
+
+
+# --- gather ------------------------------------------------------------------------------------
+
+
+async def test_gather_returns_one_answer_per_peer(cluster: Cluster) -> None:
+    stores = await cluster(4)
+    for store in stores:
+        listen(store, answer=lambda envelope, owner=store.owner: {"by": owner,
+                                                                  "asked": envelope.payload})
+    a = stores[0]
+    answers = await a.gather(KIND, "count", WAIT)
+    assert sorted(answers, key=lambda r: r["by"]) == [
+        {"by": s.owner, "asked": "count"} for s in sorted(stores[1:], key=lambda s: s.owner)]
+
+
+async def test_gather_alone_returns_nothing_at_once(cluster: Cluster) -> None:
+    (a,) = await cluster(1)
+    started = time.monotonic()
+    assert await a.gather(KIND, None, WAIT) == []
+    assert time.monotonic() - started < FAST
+
+
+async def test_gather_with_a_silent_peer_returns_the_others_after_the_timeout(
+        cluster: Cluster) -> None:
+    a, b, c = await cluster(3)
+    called = never_answer(b)
+    listen(c, answer=lambda envelope: "from c")
+    started = time.monotonic()
+    assert await a.gather(KIND, None, SHORT) == ["from c"]
+    elapsed = time.monotonic() - started
+    assert called.is_set()
+    assert SHORT * 0.9 <= elapsed < WAIT
+
+
+async def test_gather_when_a_peer_leaves_midway_does_not_wait_for_it(cluster: Cluster) -> None:
+    a, b, c = await cluster(3)
+    called = never_answer(b)
+    listen(c, answer=lambda envelope: "from c")
+    started = time.monotonic()
+    gathering = asyncio.ensure_future(a.gather(KIND, None, WAIT))
+    async with asyncio.timeout(WAIT):
+        await called.wait()
+    await cluster.stop(b)
+    assert await gathering == ["from c"]
+    assert time.monotonic() - started < WAIT / 2
+
+
+# --- peers -------------------------------------------------------------------------------------
+
+
+async def test_peers_follow_workers_joining_and_leaving(cluster: Cluster) -> None:
+    a, b = await cluster(2)
+    assert (a.peers, b.peers) == ({b.owner}, {a.owner})
+    calls: list[set[str]] = []
+    a.on_peers(calls.append)
+    (c,) = await cluster(1)
+    assert a.peers == {b.owner, c.owner}
+    assert calls[-1] == {b.owner, c.owner}
+    calls[-1].clear()  # a listener's set is its own copy
+    assert a.peers == {b.owner, c.owner}
+    del calls[:]
+    await cluster.stop(b)
+    assert a.peers == {c.owner}
+    assert calls[-1] == {c.owner}
+    assert c.peers == {a.owner}
+
+
+async def test_a_failing_peers_listener_does_not_stop_the_others(cluster: Cluster) -> None:
+    a, b = await cluster(2)
+    calls: list[set[str]] = []
+
+    def broken(peers: set[str]) -> None:
+        raise RuntimeError("listener bug")
+
+    a.on_peers(broken)
+    a.on_peers(calls.append)
+    (c,) = await cluster(1)
+    assert calls[-1] == {b.owner, c.owner}
+
+
+# --- handlers that fail ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["sync", "async"])
+async def test_a_failing_handler_does_not_break_the_store(
+        cluster: Cluster, style: str, caplog: pytest.LogCaptureFixture) -> None:
+    a, b = await cluster(2)
+
+    def answer(envelope: Envelope) -> Any:
+        if envelope.payload == "boom":
+            raise ValueError("handler bug")
+        return f"ok {envelope.payload}"
+
+    async def answer_later(envelope: Envelope) -> Any:
+        await asyncio.sleep(0)
+        return answer(envelope)
+
+    b.on(KIND, answer if style == "sync" else answer_later)
+    inbox = listen(b, OTHER_KIND)
+    assert await a.request(b.owner, KIND, "boom", WAIT) is None
+    a.send(b.owner, KIND, "boom")  # no answer expected: nothing should be sent back
+    assert await a.request(b.owner, KIND, "after", WAIT) == "ok after"
+    a.publish(OTHER_KIND, "still flowing")
+    assert await inbox.wait() == ["still flowing"]
+    assert "handler bug" in caplog.text
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+
+async def test_registry_register_lookup_unregister(cluster: Cluster) -> None:
+    a, b = await cluster(2)
+    sid = f"AbCdEfGh-_012345.{a.owner}"
+    await a.register(sid, scaled(60))
+    # the hub keeps the registry and register() does not wait for it: ask on the same
+    # connection first, so the registration is known to have arrived
+    assert await a.lookup(sid) == a.owner
+    assert await b.lookup(sid) == a.owner
+    assert await b.lookup(f"AbCdEfGh-_012345.{b.owner}") is None
+    await a.unregister(sid)
+    assert await a.lookup(sid) is None
+    assert await b.lookup(sid) is None
+
+
+# --- the hub's rules for its workers -----------------------------------------------------------
+
+_LENGTH = struct.Struct(">I")
+
+
+def hub_writer(store: Store) -> asyncio.StreamWriter:
+    assert isinstance(store, HubStore) and store._writer is not None
+    return store._writer
+
+
+def raw_frame(data: bytes) -> bytes:
+    return _LENGTH.pack(len(data)) + data
+
+
+async def test_hub_drops_envelopes_with_a_forged_origin(hub_cluster: Cluster) -> None:
+    a, b, c = await hub_cluster(3)
+    inbox_b, inbox_c = listen(b), listen(c)
+    a._transmit(Envelope(KIND, b.owner, "forged send", c.owner))
+    a._transmit(Envelope(KIND, b.owner, "forged publish"))
+    a._transmit(Envelope(KIND, "hub", "forged hub"))
+    a.send(c.owner, KIND, "real")
+    await flush(hub_cluster)
+    assert inbox_b.payloads == []
+    assert inbox_c.payloads == ["real"]
+    assert [e.origin for e in inbox_c.envelopes] == [a.owner]
+
+
+async def test_hub_does_not_let_a_worker_rename_itself(hub_cluster: Cluster) -> None:
+    # a second READY on a's connection, naming b: b keeps its name and its traffic
+    a, b, c = await hub_cluster(3)
+    inbox_a, inbox_b = listen(a), listen(b)
+    a._transmit(Envelope(Kind.READY, b.owner, 0))
+    c.send(b.owner, KIND, "for b")
+    a._transmit(Envelope(KIND, b.owner, "a as b", c.owner))
+    await flush(hub_cluster)
+    assert inbox_b.payloads == ["for b"]
+    assert inbox_a.payloads == []
+    assert {s.owner: s.peers for s in (a, b, c)} == {
+        a.owner: {b.owner, c.owner}, b.owner: {a.owner, c.owner}, c.owner: {a.owner, b.owner}}
+
+
+async def test_hub_keeps_a_name_in_use_with_its_worker(hub_cluster: Cluster) -> None:
+    # another connection saying READY as b does not take b's place
+    a, b = await hub_cluster(2)
+    assert hub_cluster.hub is not None
+    inbox_b = listen(b)
+    _, writer = await asyncio.open_unix_connection(hub_cluster.hub.path)
+    try:
+        writer.write(raw_frame(Envelope(Kind.READY, b.owner, 0).pack()))
+        writer.write(raw_frame(Envelope(KIND, b.owner, "impostor", a.owner).pack()))
+        await writer.drain()
+        a.send(b.owner, KIND, "for b")
+        assert await inbox_b.wait() == ["for b"]
+        await flush(hub_cluster)
+        assert (a.peers, b.peers) == ({b.owner}, {a.owner})
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    # the impostor's connection going away does not take b with it
+    await flush(hub_cluster)
+    assert (a.peers, b.peers) == ({b.owner}, {a.owner})
+
+
+async def test_hub_does_not_relay_its_own_messages_from_a_worker(hub_cluster: Cluster) -> None:
+    # PEERS and NO_PEER are the hub's to say; a worker sending them would blind the others
+    a, b, c = await hub_cluster(3)
+    called = never_answer(c)
+    pending = asyncio.ensure_future(b.request(c.owner, KIND, None, WAIT))
+    async with asyncio.timeout(WAIT):
+        await called.wait()
+    (request_id,) = b._pending
+    a._transmit(Envelope(Kind.PEERS, a.owner, []))
+    a._transmit(Envelope(Kind.NO_PEER, a.owner, None, b.owner, request_id))
+    await flush(hub_cluster)
+    assert b.peers == {a.owner, c.owner}
+    assert c.peers == {a.owner, b.owner}
+    assert not pending.done()
+    pending.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pending
+
+
+async def test_hub_registry_only_the_owner_removes_a_session(hub_cluster: Cluster) -> None:
+    a, b = await hub_cluster(2)
+    sid = f"AbCdEfGh-_012345.{a.owner}"
+    await a.register(sid, scaled(60))
+    assert await a.lookup(sid) == a.owner
+    await b.unregister(sid)
+    assert await b.lookup(sid) == a.owner
+    # a worker's sessions leave the registry with it
+    await hub_cluster.stop(a)
+    assert await b.lookup(sid) is None
+
+
+async def test_hub_drops_garbage_and_keeps_the_connection(hub_cluster: Cluster) -> None:
+    a, b = await hub_cluster(2)
+    inbox = listen(b)
+    writer = hub_writer(a)
+    writer.write(raw_frame(b"not msgpack \xc1"))
+    writer.write(raw_frame(msgpack.packb(["emit", a.owner])))
+    writer.write(raw_frame(msgpack.packb(["no such kind", a.owner, b.owner, None, 1])))
+    writer.write(raw_frame(b""))
+    a.send(b.owner, KIND, "after the garbage")
+    assert await inbox.wait() == ["after the garbage"]
+    await flush(hub_cluster)
+    assert inbox.payloads == ["after the garbage"]
+    assert b.peers == {a.owner}
+
+
+async def test_hub_closes_a_worker_that_sends_an_oversized_frame(hub_cluster: Cluster) -> None:
+    a, b, c = await hub_cluster(3)
+    assert isinstance(a, HubStore)
+    lost = asyncio.Event()
+    a.on_lost = lost.set
+    hub_writer(a).write(_LENGTH.pack(MAX_ENVELOPE + 1))
+    async with asyncio.timeout(WAIT):
+        await lost.wait()
+    await hub_cluster.lost(a)
+    assert (b.peers, c.peers) == ({c.owner}, {b.owner})
+    listen(c, answer=lambda envelope: "c is fine")
+    assert await b.request(c.owner, KIND, None, WAIT) == "c is fine"
+
+
+# --- the envelope codec: bus input is untrusted ------------------------------------------------
+
+
+def packed(*items: Any) -> bytes:
+    return msgpack.packb(list(items), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+ENVELOPES = [
+    Envelope(Kind.BROADCAST, "w1"),
+    Envelope(Kind.REPLY, "w2", {"b": b"\x00\xff", "n": [1, None]}, "w1", 7),
+    Envelope(Kind.POLL, "node-a_w~3", {"sid": "x"}, "hub", 2**63 - 1),
+    Envelope(Kind.PEERS, "hub", ["w1", "w2"]),
+]
+
+
+@pytest.mark.parametrize("envelope", ENVELOPES, ids=lambda e: e.kind.value)
+def test_envelope_round_trip(envelope: Envelope) -> None:
+    assert Envelope.unpack(envelope.pack()) == envelope
+
+
+MALFORMED: list[tuple[str, bytes]] = [
+    ("empty", b""),
+    ("never-used byte", b"\xc1"),
+    ("truncated", Envelope(Kind.REPLY, "w1", "x" * 50, "w2", 1).pack()[:-3]),
+    ("trailing bytes", Envelope(Kind.REPLY, "w1").pack() + b"\x00"),
+    ("not a list", msgpack.packb({"kind": "reply"})),
+    ("a string", msgpack.packb("reply")),
+    ("four items", packed("reply", "w1", None, None)),
+    ("six items", packed("reply", "w1", None, None, None, None)),
+    ("unknown kind", packed("shout", "w1", None, None, None)),
+    ("kind as bytes", packed(b"reply", "w1", None, None, None)),
+    ("kind as int", packed(1, "w1", None, None, None)),
+    ("kind as list", packed(["reply"], "w1", None, None, None)),
+    ("origin None", packed("reply", None, None, None, None)),
+    ("origin int", packed("reply", 1, None, None, None)),
+    ("origin bytes", packed("reply", b"w1", None, None, None)),
+    ("target int", packed("reply", "w1", 2, None, None)),
+    ("target list", packed("reply", "w1", ["w2"], None, None)),
+    ("request id str", packed("reply", "w1", "w2", "1", None)),
+    ("request id float", packed("reply", "w1", "w2", 1.0, None)),
+    ("request id map", packed("reply", "w1", "w2", {}, None)),
+    ("unhashable map key", b"\x95\xa5reply\xa2w1\xc0\xc0\x81\x91\x01\x02"),
+    ("nested too deep", b"\x91" * 100_000),
+    ("oversized", Envelope(Kind.BROADCAST, "w1", b"x" * MAX_ENVELOPE).pack()),
+]
+
+
+@pytest.mark.parametrize(("data", "name"), [(d, n) for n, d in MALFORMED],
+                         ids=[n for n, _ in MALFORMED])
+def test_malformed_envelopes_are_dropped(data: bytes, name: str) -> None:
+    assert Envelope.unpack(data) is None
+
+
+def check_unpacked(data: bytes) -> None:
+    envelope = Envelope.unpack(data)
+    if envelope is not None:
+        assert isinstance(envelope.kind, Kind)
+        assert isinstance(envelope.origin, str)
+        assert envelope.target is None or isinstance(envelope.target, str)
+        assert envelope.request_id is None or isinstance(envelope.request_id, int)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_unpack_of_any_bytes_never_raises(data: bytes) -> None:
+    check_unpacked(data)
+
+
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+    | st.text(max_size=8) | st.binary(max_size=8) | st.sampled_from([k.value for k in Kind]),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(
+        st.text(max_size=4) | st.integers(-(2**63), 2**63 - 1), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(msgpack_values, st.lists(msgpack_values, min_size=4, max_size=6)))
+def test_unpack_of_any_msgpack_value_never_raises(value: Any) -> None:
+    check_unpacked(msgpack.packb(value, use_bin_type=True))
