@@ -144,14 +144,18 @@ class EngineSession:
         self._outbox.clear()
         if self.transport is Transport.POLLING:
             if self._close_due:
-                out.append(CLOSE)
-                self._close_due = self._noop_due = False
+                # reference (engine.io's Socket.close()): what is queued drains first, in a
+                # response of its own, and the "1" goes in the next one, so a client reads
+                # those packets before it sees the session end
+                if not out:
+                    out.append(CLOSE)
+                    self._close_due = self._noop_due = False
             elif self._noop_due:
                 out.append(NOOP)
                 # after the probe every poll ends at once: the client is pausing polling
                 self._noop_due = self.state is State.UPGRADING and self._probed
             self.poll_pending = False
-            if self.state is State.CLOSING:
+            if self.state is State.CLOSING and not self._close_due:
                 self._set_state(State.CLOSED)
         return out
 
