@@ -1,0 +1,39 @@
+"""The benchmark application on sio_core (the same events as js_server.js and pysio_app.py).
+
+Served with ``python -m sio_core serve benchmarks.servers.sio_app:io --port P``.
+
+=====================  =====================================================================
+event                  what the server does
+=====================  =====================================================================
+echo(data)             acks ``data`` back (the echo scenarios)
+bcast(n, payload)      ``io.emit("m", payload)`` n times, to every client, then acks n: one
+                       request from the load generator starts a whole round of fan-out, so
+                       the client -> server path is not what is measured
+ready                  acks "ok" (a round trip through the Socket.IO layer)
+=====================  =====================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sio_core import Server, Socket
+
+io = Server()
+
+
+@io.on("connection")
+def connection(socket: Socket) -> None:
+    @socket.on("echo")
+    def echo(data: Any) -> Any:
+        return data
+
+    @socket.on("bcast")
+    async def bcast(n: int, payload: Any) -> int:
+        for _ in range(n):
+            await io.emit("m", payload)
+        return n
+
+    @socket.on("ready")
+    def ready() -> str:
+        return "ok"
