@@ -134,6 +134,27 @@ def _refuse(value: object) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+class _HasBinary(Exception):
+    """Raised by the plain encoder's ``default`` hook: the data holds bytes."""
+
+
+def _no_binary(value: object) -> Any:
+    if isinstance(value, _BytesLike):
+        raise _HasBinary
+    return _refuse(value)
+
+
+def _encoder(default: Any) -> json.JSONEncoder:
+    # allow_nan=False as in _dumps; built once (json.dumps with options builds one per call)
+    return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                            default=default)
+
+
+#: the common case, written in one pass: data without bytes (the hook stops at the first)
+_PLAIN = _encoder(_no_binary)
+_NO_ATTACHMENTS = _encoder(_refuse)
+
+
 def _dumps(data: Any, default: Any, ensure_ascii: bool) -> str:
     # allow_nan=False: JSON.parse rejects NaN/Infinity, and a client that cannot parse a packet
     # drops the connection. Better to fail at the emit that caused it.
@@ -166,16 +187,20 @@ def encode(packet: Packet) -> list[str | bytes]:
     buffers: list[bytes] = []
     if data is not None:
         if ptype in _ACK_CAPABLE:
-            hook = _Attachments()
-            payload = _dumps(data, hook, ensure_ascii=False)
+            try:
+                payload = _PLAIN.encode(data)
+            except _HasBinary:
+                hook = _Attachments()
+                payload = _dumps(data, hook, ensure_ascii=False)
+                buffers = hook.buffers
             if not payload.isascii() and _SURROGATE_RE.search(payload):
                 # A lone surrogate (e.g. from a client's "\ud800" escape) cannot be written as
                 # UTF-8; escaped, it is valid JSON that JSON.parse reads back to the same string.
                 hook = _Attachments()
                 payload = _dumps(data, hook, ensure_ascii=True)
-            buffers = hook.buffers
+                buffers = hook.buffers
         else:
-            payload = _dumps(data, _refuse, ensure_ascii=False)
+            payload = _NO_ATTACHMENTS.encode(data)
             if not payload.isascii() and _SURROGATE_RE.search(payload):
                 payload = _dumps(data, _refuse, ensure_ascii=True)
 
@@ -363,9 +388,8 @@ class Decoder:
 
         ack_id: int | None = None
         # One digit past the limit is enough to know there are too many.
-        stop = pos
-        while stop < end and stop - pos <= _MAX_ACK_ID_DIGITS and "0" <= text[stop] <= "9":
-            stop += 1
+        digits = _ASCII_DIGITS_RE.match(text, pos, pos + _MAX_ACK_ID_DIGITS + 1)
+        stop = digits.end() if digits is not None else pos
         if stop > pos:
             if ptype not in _ACK_CAPABLE:
                 raise SocketIOProtocolError("ack id on a packet type that takes none")

@@ -49,6 +49,8 @@ def arity_of(fn: Callable[..., Any]) -> int | None:
 class EventEmitter:
     def __init__(self) -> None:
         self._listeners: dict[str, list[Listener]] = {}
+        #: events that have (or had) a ``once`` listener: only those need filtering
+        self._once_events: set[str] = set()
 
     def on(self, event: str, handler: F | None = None) -> Any:
         """Add a listener; usable as ``obj.on("event", fn)`` or ``@obj.on("event")``."""
@@ -87,13 +89,16 @@ class EventEmitter:
 
     def _add(self, event: str, fn: Callable[..., Any], *, once: bool) -> None:
         self._listeners.setdefault(event, []).append(Listener(fn, once, arity_of(fn)))
+        if once:
+            self._once_events.add(event)
 
     def _take(self, event: str) -> list[Listener]:
         """The listeners to call for one occurrence of event (``once`` ones removed)."""
         items = self._listeners.get(event)
         if not items:
             return []
-        if any(item.once for item in items):
+        if event in self._once_events:
+            self._once_events.discard(event)
             kept = [item for item in items if not item.once]
             if kept:
                 self._listeners[event] = kept
@@ -102,7 +107,26 @@ class EventEmitter:
         return list(items)
 
 
-def call(fn: Callable[..., Any], args: tuple[Any, ...], context: str,
+class Context:
+    """What a handler runs for ("event 'x' of <Socket ...>"), for the log line of its
+    exception: formatted only if one is logged, not on every event."""
+
+    __slots__ = ("_args", "_template")
+
+    def __init__(self, template: str, *args: object) -> None:
+        self._template = template
+        self._args = args
+
+    def __str__(self) -> str:
+        return self._template.format(*self._args)
+
+
+#: results that are certainly not awaitable: most handlers return one of these, and
+#: inspect.isawaitable (an ABC check) costs more than the rest of a small handler's call
+_PLAIN_RESULTS = frozenset({type(None), str, int, float, bool, bytes, list, dict, tuple})
+
+
+def call(fn: Callable[..., Any], args: tuple[Any, ...], context: str | Context,
          on_result: Callable[[Any], None] | None = None) -> asyncio.Task[Any] | None:
     """Run one handler; feed its result (awaited if need be) to ``on_result``."""
     try:
@@ -110,7 +134,7 @@ def call(fn: Callable[..., Any], args: tuple[Any, ...], context: str,
     except Exception:
         logger.exception("error in handler for %s", context)
         return None
-    if inspect.isawaitable(result):
+    if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
         task = asyncio.get_running_loop().create_task(_finish(result, context, on_result))
         _tasks.add(task)
         task.add_done_callback(_tasks.discard)
@@ -120,7 +144,7 @@ def call(fn: Callable[..., Any], args: tuple[Any, ...], context: str,
     return None
 
 
-async def _finish(awaitable: Awaitable[Any], context: str,
+async def _finish(awaitable: Awaitable[Any], context: str | Context,
                   on_result: Callable[[Any], None] | None) -> None:
     try:
         result = await awaitable
@@ -133,7 +157,7 @@ async def _finish(awaitable: Awaitable[Any], context: str,
         _deliver(on_result, result, context)
 
 
-def _deliver(on_result: Callable[[Any], None], result: Any, context: str) -> None:
+def _deliver(on_result: Callable[[Any], None], result: Any, context: str | Context) -> None:
     try:
         on_result(result)
     except Exception:

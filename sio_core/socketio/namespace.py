@@ -256,7 +256,9 @@ class ParentNamespace(_Operators):
 
     def create_child(self, name: str) -> Namespace:
         child = Namespace(self.server, name)
-        child._listeners = self._template._listeners  # shared: handlers added later apply
+        # shared: handlers added later apply
+        child._listeners = self._template._listeners
+        child._once_events = self._template._once_events
         child.middlewares = self.middlewares
         self.children.add(child)
         return child

@@ -208,30 +208,36 @@ class Socket(EventEmitter):
         elif ptype is sio.PacketType.ACK or ptype is sio.PacketType.BINARY_ACK:
             callback = self._acks.pop(packet.id, None) if packet.id is not None else None
             if callback is not None:
-                handlers.call(callback, tuple(packet.data), f"ack {packet.id} of {self!r}")
+                handlers.call(callback, tuple(packet.data),
+                              handlers.Context("ack {} of {!r}", packet.id, self))
         elif ptype is sio.PacketType.DISCONNECT:
             self.on_close("client namespace disconnect")
         else:  # CONNECT_ERROR from a client, or a second CONNECT: not allowed here
             self.client.invalid_state()
 
     def _on_event(self, packet: sio.Packet) -> None:
-        event, *args = packet.data
-        context = f"event {event!r} of {self!r}"
-        for fn in list(self._any):
-            handlers.call(fn, (event, *args), context)
+        data = packet.data
+        event = data[0]
+        args = tuple(data[1:])
+        context = handlers.Context("event {!r} of {!r}", event, self)
+        if self._any:
+            for fn in list(self._any):
+                handlers.call(fn, (event, *args), context)
         listeners = self._take(event)
-        ack: Callable[..., None] | None = None
-        if packet.id is not None:
-            ack = self._acker(packet.id)
+        if packet.id is None:
+            for listener in listeners:
+                handlers.call(listener.fn, args, context)
+            return
+        ack = self._acker(packet.id)
         for index, listener in enumerate(listeners):
-            call_args: tuple[Any, ...] = tuple(args)
-            on_result: Callable[[Any], None] | None = None
-            if ack is not None and index == 0:
-                arity = listener.arity
-                if arity is None or arity > len(args):
-                    call_args = (*args, ack)
-                on_result = _result_to_ack(ack)
-            handlers.call(listener.fn, call_args, context, on_result)
+            if index:
+                handlers.call(listener.fn, args, context)
+                continue
+            # the first listener answers the ack: with its return value, or by calling the
+            # ack callable passed after the event's arguments (when it takes one more)
+            arity = listener.arity
+            call_args = (*args, ack) if arity is None or arity > len(args) else args
+            handlers.call(listener.fn, call_args, context, _result_to_ack(ack))
 
     def _acker(self, ack_id: int) -> Callable[..., None]:
         sent = False

@@ -318,6 +318,8 @@ class _Flusher:
         dirty, self._dirty = self._dirty, []
         self._scheduled = False
         for socket in dirty:
+            if not socket._pump_scheduled:
+                continue  # pumped since it was added (e.g. right after its input)
             try:
                 socket._pump()
             except Exception:
