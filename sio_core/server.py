@@ -11,6 +11,7 @@ answers with the reference's status and ``{"code": N, "message": ...}``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import socket as socket_module
@@ -237,7 +238,9 @@ class EngineServer:
     def _new_socket(self, transport: Transport, request: Request) -> EngineSocket:
         core = EngineSession(new_sid(self.owner), transport, self._timing,
                              asyncio.get_running_loop().time())
-        socket = EngineSocket(core, self.handler, self._forget, request_info=request)
+        # kept for socket.handshake: the parsed parts, not the raw bytes beside them
+        info = dataclasses.replace(request, raw_headers=[], body=b"", trailing=b"")
+        socket = EngineSocket(core, self.handler, self._forget, request_info=info)
         self.sockets[socket.sid] = socket
         if self.store is not None:
             self._background(self.store.register(socket.sid, self._session_ttl))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import enum
 import json
-from collections import deque
 from dataclasses import dataclass
 
 from ..exceptions import BadRequest, EngineIOProtocolError
@@ -75,7 +74,7 @@ class EngineSession:
         self.timing = timing
         self.state = State.OPEN
         self.close_reason: CloseReason | None = None
-        self._outbox: deque[Packet] = deque()
+        self._outbox: list[Packet] = []
         #: polling only: a GET is waiting for output
         self.poll_pending = False
         #: polling only: a POST is being processed (the reference refuses overlapping POSTs)
@@ -140,8 +139,7 @@ class EngineSession:
 
     def take_output(self) -> list[Packet]:
         """Everything to write now, in order. For polling this answers the pending GET."""
-        out = list(self._outbox)
-        self._outbox.clear()
+        out, self._outbox = self._outbox, []
         if self.transport is Transport.POLLING:
             if self._close_due:
                 # reference (engine.io's Socket.close()): what is queued drains first, in a

@@ -141,8 +141,10 @@ class Client:
 
     def build_handshake(self, auth: dict[str, Any]) -> Handshake:
         request = self.conn.request
-        headers = dict(getattr(request, "headers", {}) or {})
-        query = dict(getattr(request, "query", {}) or {})
+        # the request's own dicts, shared by the client's sockets, as the reference's
+        # socket.handshake.headers is the request's headers object
+        headers = getattr(request, "headers", None) or {}
+        query = getattr(request, "query", None) or {}
         client = getattr(request, "client", None)
         text, issued = handshake_time()
         raw_url = getattr(request, "raw_url", b"") or b""

@@ -14,6 +14,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from types import FunctionType
 from typing import Any, TypeVar
 
 logger = logging.getLogger("sio_core.socketio")
@@ -33,6 +34,11 @@ class Listener:
 
 
 def arity_of(fn: Callable[..., Any]) -> int | None:
+    if type(fn) is FunctionType and not fn.__dict__:
+        # a plain function (no __wrapped__ or __signature__ to follow): its code says it,
+        # at a fraction of inspect.signature's cost (listeners are added per connection)
+        code = fn.__code__
+        return None if code.co_flags & inspect.CO_VARARGS else code.co_argcount
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -50,7 +56,8 @@ class EventEmitter:
     def __init__(self) -> None:
         self._listeners: dict[str, list[Listener]] = {}
         #: events that have (or had) a ``once`` listener: only those need filtering
-        self._once_events: set[str] = set()
+        #: (None until there is one: an empty set per socket costs 216 bytes)
+        self._once_events: set[str] | None = None
 
     def on(self, event: str, handler: F | None = None) -> Any:
         """Add a listener; usable as ``obj.on("event", fn)`` or ``@obj.on("event")``."""
@@ -90,6 +97,8 @@ class EventEmitter:
     def _add(self, event: str, fn: Callable[..., Any], *, once: bool) -> None:
         self._listeners.setdefault(event, []).append(Listener(fn, once, arity_of(fn)))
         if once:
+            if self._once_events is None:
+                self._once_events = set()
             self._once_events.add(event)
 
     def _take(self, event: str) -> list[Listener]:
@@ -97,8 +106,9 @@ class EventEmitter:
         items = self._listeners.get(event)
         if not items:
             return []
-        if event in self._once_events:
-            self._once_events.discard(event)
+        once_events = self._once_events
+        if once_events is not None and event in once_events:
+            once_events.discard(event)
             kept = [item for item in items if not item.once]
             if kept:
                 self._listeners[event] = kept

@@ -257,8 +257,11 @@ class ParentNamespace(_Operators):
     def create_child(self, name: str) -> Namespace:
         child = Namespace(self.server, name)
         # shared: handlers added later apply
-        child._listeners = self._template._listeners
-        child._once_events = self._template._once_events
+        template = self._template
+        if template._once_events is None:
+            template._once_events = set()  # created now, so that the children share it
+        child._listeners = template._listeners
+        child._once_events = template._once_events
         child.middlewares = self.middlewares
         self.children.add(child)
         return child

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -95,6 +94,12 @@ class _Refuse(Exception):
 
 
 class HTTPConnection(asyncio.Protocol):
+    # slots: thousands of these live as long as their websockets do
+    __slots__ = ("_body", "_body_size", "_client", "_closing", "_config", "_connections",
+                 "_drain_waiter", "_handler", "_header_bytes", "_headers", "_loop", "_parser",
+                 "_queue", "_taken_over", "_task", "_timer", "_url", "_write_paused",
+                 "transport")
+
     def __init__(self, handler: Handler, config: Config, *,
                  connections: set[HTTPConnection] | None = None) -> None:
         self._handler = handler
@@ -102,7 +107,8 @@ class HTTPConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._connections = connections
         self.transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpRequestParser(self)
+        #: None once the connection is taken over: nothing after an upgrade is HTTP
+        self._parser: Any = httptools.HttpRequestParser(self)
         self._client: tuple[str, int] | None = None
         # the request being parsed
         self._url = b""
@@ -111,7 +117,7 @@ class HTTPConnection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         # complete requests waiting for the handler, and the handler's task
-        self._queue: deque[Request] = deque()
+        self._queue: list[Request] = []  # a few at most: see on_message_complete
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._taken_over: ConnectionHandler | None = None
@@ -265,7 +271,7 @@ class HTTPConnection(asyncio.Protocol):
 
     async def _run(self) -> None:
         while self._queue and not self._closing:
-            request = self._queue.popleft()
+            request = self._queue.pop(0)
             keep_alive = self._parser.should_keep_alive() and not request.upgrade
             try:
                 response = await self._handler(request, self)
@@ -306,6 +312,10 @@ class HTTPConnection(asyncio.Protocol):
         """Hand the raw connection to ``handler`` (after an upgrade)."""
         self._cancel_timer()
         self._taken_over = handler
+        # what only HTTP needed: released, as the connection may now live for hours
+        self._parser = None
+        self._task = None  # the handler's task, which returns right after this
+        self._headers = []
         if self.transport is not None and not self._closing:
             self.transport.resume_reading()
         if trailing:

@@ -42,14 +42,25 @@ def frame_of(packet: Packet) -> bytes:
     return cached
 
 
+#: the request headers websockets' ServerProtocol reads to validate and answer a handshake;
+#: the others are not replayed to it (they are parsed once, by the HTTP layer)
+_HANDSHAKE_HEADERS = frozenset({b"connection", b"upgrade", b"sec-websocket-key",
+                                b"sec-websocket-version", b"sec-websocket-extensions",
+                                b"sec-websocket-protocol", b"origin"})
+
+
 def _raw_head(request: Request) -> bytes:
     lines = [b"GET " + request.raw_url + b" HTTP/1.1"]
-    lines.extend(name + b": " + value for name, value in request.raw_headers)
+    lines.extend(name + b": " + value for name, value in request.raw_headers
+                 if name.lower() in _HANDSHAKE_HEADERS)  # repeated ones too: refused there
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 class WebSocketConnection:
     """One accepted WebSocket; implements the HTTP layer's ConnectionHandler."""
+
+    __slots__ = ("_closed", "_config", "_fragment_size", "_fragment_text", "_fragments",
+                 "_http", "_paused", "_protocol", "on_close", "on_message")
 
     def __init__(self, http: HTTPConnection, protocol: ServerProtocol, config: Config) -> None:
         self._http = http
@@ -233,6 +244,9 @@ def accept(
         return Response(response.status_code, [("Content-Type", "text/plain")],
                         bytes(response.body or b""), close=True)
     protocol.send_response(response)
+    # websockets' parser generator keeps the handshake request it parsed for the life of the
+    # connection: empty the headers we were handed, as nothing reads them any more
+    ws_request.headers.clear()
     connection = WebSocketConnection(http, protocol, config)
     connection._flush()
     return connection
