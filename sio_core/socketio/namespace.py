@@ -113,10 +113,12 @@ class Namespace(EventEmitter, _Operators):
     # -- broadcasting: this worker's sockets, and the other workers' through the cluster ---
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> Awaitable[None]:
-        self.adapter.broadcast(packet, opts)
         cluster = self.server.cluster
         if cluster is not None and not opts.local:
+            # published first: the store's write goes out before this worker's own fan-out,
+            # so the other workers deliver theirs meanwhile
             cluster.broadcast(packet, opts)
+        self.adapter.broadcast(packet, opts)
         return DONE
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,

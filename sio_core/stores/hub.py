@@ -17,7 +17,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from .base import MAX_ENVELOPE, Envelope, Kind, Store
 
@@ -26,20 +26,40 @@ logger = logging.getLogger("sio_core.hub")
 _LENGTH = struct.Struct(">I")
 
 
+#: how much one read takes from the socket: many frames of a burst of broadcasts at once
+_READ_SIZE = 256 * 1024
+
+
 def frame(envelope: Envelope) -> bytes:
     data = envelope.pack()
     return _LENGTH.pack(len(data)) + data
 
 
-async def read_frame(reader: asyncio.StreamReader) -> bytes | None:
-    try:
-        head = await reader.readexactly(4)
-        (length,) = _LENGTH.unpack(head)
-        if length > MAX_ENVELOPE:
-            return None
-        return await reader.readexactly(length)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
+async def read_frames(reader: asyncio.StreamReader) -> AsyncIterator[list[bytes]]:
+    """The frames that arrive, a batch per read (one await for a whole burst, not two per
+    frame); ends at EOF, on a connection error, or at a frame longer than MAX_ENVELOPE."""
+    buffer = bytearray()
+    while True:
+        try:
+            data = await reader.read(_READ_SIZE)
+        except ConnectionError:
+            return
+        if not data:
+            return
+        buffer += data
+        frames: list[bytes] = []
+        start, end = 0, len(buffer)
+        while end - start >= 4:
+            (length,) = _LENGTH.unpack_from(buffer, start)
+            if length > MAX_ENVELOPE:
+                return
+            if end - start - 4 < length:
+                break
+            frames.append(bytes(buffer[start + 4:start + 4 + length]))
+            start += 4 + length
+        del buffer[:start]
+        if frames:
+            yield frames
 
 
 class _Worker:
@@ -50,6 +70,8 @@ class _Worker:
         self.pid: int | None = None
 
     def write(self, data: bytes) -> None:
+        # written at once, not coalesced per loop turn: the receiving worker starts its
+        # share of a burst of broadcasts while the sender is still producing it
         if not self.writer.is_closing():
             self.writer.write(data)
 
@@ -91,14 +113,11 @@ class Hub:
         worker = _Worker(writer)
         self._connections.add(worker)
         try:
-            while True:
-                data = await read_frame(reader)
-                if data is None:
-                    break
-                envelope = Envelope.unpack(data)
-                if envelope is None:
-                    continue
-                self._route(worker, envelope, data)
+            async for frames in read_frames(reader):
+                for data in frames:
+                    envelope = Envelope.unpack(data)
+                    if envelope is not None:
+                        self._route(worker, envelope, data)
         except asyncio.CancelledError:
             pass  # the master is shutting down
         finally:
@@ -198,19 +217,17 @@ class HubStore(Store):
             await self._read_frames(reader)
 
     async def _read_frames(self, reader: asyncio.StreamReader) -> None:
-        while True:
-            data = await read_frame(reader)
-            if data is None:
-                break
-            envelope = Envelope.unpack(data)
-            if envelope is None:
-                continue
-            if envelope.kind is Kind.PING:
-                self._transmit(Envelope(Kind.PONG, self.owner))
-                continue
-            self.deliver(envelope)
-            if envelope.kind is Kind.PEERS and self._peers_known is not None:
-                self._peers_known.set()
+        async for frames in read_frames(reader):
+            for data in frames:
+                envelope = Envelope.unpack(data)
+                if envelope is None:
+                    continue
+                if envelope.kind is Kind.PING:
+                    self._transmit(Envelope(Kind.PONG, self.owner))
+                    continue
+                self.deliver(envelope)
+                if envelope.kind is Kind.PEERS and self._peers_known is not None:
+                    self._peers_known.set()
         logger.error("lost the connection to the master hub")
         self.on_lost()
 
