@@ -15,7 +15,7 @@ import dataclasses
 import json
 import logging
 import socket as socket_module
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +152,10 @@ class EngineServer:
 
     # -- routing ------------------------------------------------------------------------
 
-    async def handle(self, request: Request, conn: HTTPConnection) -> Response | None:
+    def handle(self, request: Request,
+               conn: HTTPConnection) -> Response | Awaitable[Response | None] | None:
+        """Answer a request: at once where possible (the HTTP layer then needs no task), or
+        with an awaitable where the answer must wait (a long-poll, a forwarded request)."""
         path = self.config.path
         if request.path in self.static.files:
             return self.static.respond(request)
@@ -163,17 +166,28 @@ class EngineServer:
             if request.method == "OPTIONS":
                 return preflight(self.config, request)
             try:
-                return await self._engine(request, conn, headers)
+                result = self._engine(request, conn, headers)
             except HTTPError as exc:
                 return error_response(exc, headers, close=request.upgrade)
+            if result is None or isinstance(result, Response):
+                return result
+            return self._answer_later(result, headers, request.upgrade)
         if request.upgrade:
             return text_response(400, "Bad Request")
         if self.static:
             return self.static.respond(request)
         return text_response(404, "Not Found")
 
-    async def _engine(self, request: Request, conn: HTTPConnection,
-                      headers: list[tuple[str, str]]) -> Response | None:
+    @staticmethod
+    async def _answer_later(pending: Awaitable[Response | None], headers: list[tuple[str, str]],
+                            upgrade: bool) -> Response | None:
+        try:
+            return await pending
+        except HTTPError as exc:
+            return error_response(exc, headers, close=upgrade)
+
+    def _engine(self, request: Request, conn: HTTPConnection,
+                headers: list[tuple[str, str]]) -> Response | Awaitable[Response | None] | None:
         query = request.query
         transport = query.get("transport")
         if transport is None or transport not in self.config.transports:
@@ -186,8 +200,8 @@ class EngineServer:
             if owner is None:
                 raise UnknownSession()
             if owner != self.owner:
-                return await self._forward(owner, sid, transport, is_ws_upgrade, request, conn,
-                                           headers)
+                return self._forward(owner, sid, transport, is_ws_upgrade, request, conn,
+                                     headers)
             socket = self._lookup(sid)
             if transport == "websocket":
                 if not is_ws_upgrade:
@@ -196,7 +210,7 @@ class EngineServer:
             if socket.transport != "polling":
                 raise BadRequest()  # polling after the upgrade (reference: 400 code 3)
             if request.method == "GET":
-                return await self._poll(socket, headers)
+                return self._poll(socket, headers)
             if request.method == "POST":
                 return self._post(socket, request, headers)
             raise BadRequest()
@@ -306,8 +320,16 @@ class EngineServer:
 
     # -- polling ------------------------------------------------------------------------
 
-    async def _poll(self, socket: EngineSocket, headers: list[tuple[str, str]]) -> Response:
-        packets = await socket.poll()
+    def _poll(self, socket: EngineSocket,
+              headers: list[tuple[str, str]]) -> Response | Awaitable[Response]:
+        packets = socket.poll_now()
+        if packets is not None:
+            return self.poll_response(engineio.encode_payload(packets).encode(), headers)
+        return self._poll_wait(socket, headers)
+
+    async def _poll_wait(self, socket: EngineSocket,
+                         headers: list[tuple[str, str]]) -> Response:
+        packets = await socket.poll_wait()
         return self.poll_response(engineio.encode_payload(packets).encode(), headers)
 
     def _post(self, socket: EngineSocket, request: Request,

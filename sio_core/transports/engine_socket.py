@@ -142,6 +142,14 @@ class EngineSocket:
 
     async def poll(self) -> list[Packet]:
         """Answer a GET: what is queued now, or wait until something is."""
+        ready = self.poll_now()
+        if ready is not None:
+            return ready
+        return await self.poll_wait()
+
+    def poll_now(self) -> list[Packet] | None:
+        """A GET begins: what is queued now, or None if it must wait (then call
+        :meth:`poll_wait`). Raises BadRequest as :meth:`EngineSession.begin_poll` does."""
         try:
             self.core.begin_poll()
         except Exception:
@@ -151,6 +159,10 @@ class EngineSocket:
             out = self.core.take_output()
             self._pump()
             return out
+        return None
+
+    async def poll_wait(self) -> list[Packet]:
+        """The GET that poll_now left pending: wait until there is output."""
         waiter: asyncio.Future[list[Packet]] = self._loop.create_future()
         self._poll_waiter = waiter
         self._arm_timer()
