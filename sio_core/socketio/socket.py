@@ -228,7 +228,7 @@ class Socket(EventEmitter):
             for listener in listeners:
                 handlers.call(listener.fn, args, context)
             return
-        ack = self._acker(packet.id)
+        ack = _Ack(self, packet.id)
         for index, listener in enumerate(listeners):
             if index:
                 handlers.call(listener.fn, args, context)
@@ -237,20 +237,7 @@ class Socket(EventEmitter):
             # ack callable passed after the event's arguments (when it takes one more)
             arity = listener.arity
             call_args = (*args, ack) if arity is None or arity > len(args) else args
-            handlers.call(listener.fn, call_args, context, _result_to_ack(ack))
-
-    def _acker(self, ack_id: int) -> Callable[..., None]:
-        sent = False
-
-        def ack(*args: Any) -> None:
-            nonlocal sent
-            if sent or not self.connected:
-                return
-            sent = True
-            self.client.send_packet(
-                sio.Packet(sio.PacketType.ACK, self.namespace.name, list(args), ack_id))
-
-        return ack
+            handlers.call(listener.fn, call_args, context, ack.result)
 
     def on_close(self, reason: str) -> None:
         if not self.connected:
@@ -273,15 +260,33 @@ class Socket(EventEmitter):
                           else args, f"{event} of {self!r}")
 
 
-def _result_to_ack(ack: Callable[..., None]) -> Callable[[Any], None]:
-    def on_result(result: Any) -> None:
-        if result is None:
+class _Ack:
+    """The ``ack`` callable of one client EVENT that asked for one: it answers once (later
+    calls, or calls after the socket left, do nothing); a handler's return value feeds it
+    through :meth:`result` (None: no answer yet; a tuple: several arguments)."""
+
+    __slots__ = ("_id", "_sent", "_socket")
+
+    def __init__(self, socket: Socket, ack_id: int) -> None:
+        self._socket = socket
+        self._id = ack_id
+        self._sent = False
+
+    def __call__(self, *args: Any) -> None:
+        socket = self._socket
+        if self._sent or not socket.connected:
             return
-        if isinstance(result, tuple):
-            ack(*result)
+        self._sent = True
+        socket.client.send_packet(
+            sio.Packet(sio.PacketType.ACK, socket.namespace.name, list(args), self._id))
+
+    def result(self, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, tuple):
+            self(*value)
         else:
-            ack(result)
-    return on_result
+            self(value)
 
 
 def _with_timeout(socket: Socket, callback: Callable[..., Any],

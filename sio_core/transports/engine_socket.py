@@ -125,6 +125,9 @@ class EngineSocket:
 
     def receive(self, packets: list[Packet]) -> None:
         messages = self.core.receive_many(packets, self._loop.time())
+        # what the handlers send now is written by the pump below, in the same write: no
+        # end-of-turn pump needs scheduling for it (the pump clears the flag)
+        self._pump_scheduled = True
         for data in messages:
             if self.core.state is State.CLOSED:
                 break
