@@ -322,14 +322,16 @@ class EngineServer:
 
     def _poll(self, socket: EngineSocket,
               headers: list[tuple[str, str]]) -> Response | Awaitable[Response]:
-        packets = socket.poll_now()
-        if packets is not None:
-            return self.poll_response(engineio.encode_payload(packets).encode(), headers)
+        ready = socket.poll_ready()
+        if ready is not None:
+            return self.poll_response(engineio.encode_payload(ready).encode(), headers)
+        # the whole GET (begin, then wait) in one coroutine: output sent before it runs
+        # is still found by it
         return self._poll_wait(socket, headers)
 
     async def _poll_wait(self, socket: EngineSocket,
                          headers: list[tuple[str, str]]) -> Response:
-        packets = await socket.poll_wait()
+        packets = await socket.poll()
         return self.poll_response(engineio.encode_payload(packets).encode(), headers)
 
     def _post(self, socket: EngineSocket, request: Request,

@@ -541,3 +541,22 @@ async def test_slow_request_head_is_timed_out(server_factory: ServerFactory) -> 
     assert REQUEST_TIMEOUT * 0.8 <= elapsed <= scaled(REQUEST_TIMEOUT + 2.0), elapsed
     await assert_healthy(server)
 
+
+
+async def test_post_right_behind_a_get_answers_that_get(server_factory: ServerFactory) -> None:
+    """A GET and a POST written back to back on two open connections (so that the server
+    reads both in one loop turn, GET first): the POST's echo answers that GET. A regression
+    test: a GET taken in but not yet waiting must still receive what the POST queued."""
+    server = await server_factory(*SERVER_ARGS)
+    sid = await handshake(server)
+    async with await RawConnection.open(server) as get_conn, \
+            await RawConnection.open(server) as post_conn:
+        for attempt in range(20):
+            get_conn.writer.write(http_request("GET", polling(sid)))
+            post_conn.writer.write(http_request("POST", polling(sid), f"4m{attempt}".encode()))
+            await asyncio.gather(get_conn.writer.drain(), post_conn.writer.drain())
+            posted, polled = await asyncio.gather(post_conn.answer(), get_conn.answer())
+            assert (posted.status, posted.body) == (200, b"ok"), posted
+            assert (polled.status, polled.body) == (200, f"4m{attempt}".encode()), polled
+    await close_session(server, sid)
+    await assert_healthy(server)

@@ -143,29 +143,18 @@ class EngineSocket:
 
     # polling
 
+    def poll_ready(self) -> list[Packet] | None:
+        """Answer a GET at once if output is queued (no task, no waiting); None if there
+        is none, and then nothing has happened: the GET goes to :meth:`poll`."""
+        if not self.core.has_output():
+            return None
+        return self._begin_poll()
+
     async def poll(self) -> list[Packet]:
         """Answer a GET: what is queued now, or wait until something is."""
-        ready = self.poll_now()
+        ready = self._begin_poll()
         if ready is not None:
             return ready
-        return await self.poll_wait()
-
-    def poll_now(self) -> list[Packet] | None:
-        """A GET begins: what is queued now, or None if it must wait (then call
-        :meth:`poll_wait`). Raises BadRequest as :meth:`EngineSession.begin_poll` does."""
-        try:
-            self.core.begin_poll()
-        except Exception:
-            self._pump()  # an overlap closed the session: answer the first GET with "1"
-            raise
-        if self.core.has_output():
-            out = self.core.take_output()
-            self._pump()
-            return out
-        return None
-
-    async def poll_wait(self) -> list[Packet]:
-        """The GET that poll_now left pending: wait until there is output."""
         waiter: asyncio.Future[list[Packet]] = self._loop.create_future()
         self._poll_waiter = waiter
         self._arm_timer()
@@ -178,6 +167,18 @@ class EngineSocket:
                 self.core.abort_poll()
                 self._pump()
             raise
+
+    def _begin_poll(self) -> list[Packet] | None:
+        try:
+            self.core.begin_poll()
+        except Exception:
+            self._pump()  # an overlap closed the session: answer the first GET with "1"
+            raise
+        if self.core.has_output():
+            out = self.core.take_output()
+            self._pump()
+            return out
+        return None
 
     def post_begin(self) -> None:
         try:

@@ -15,6 +15,7 @@ its client is gone). Most requests so cost no task and no extra loop turn.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class HTTPConnection(asyncio.Protocol):
     # slots: thousands of these live as long as their websockets do
     __slots__ = ("_body", "_body_size", "_client", "_closing", "_config", "_connections",
                  "_drain_waiter", "_handler", "_header_bytes", "_headers", "_loop", "_parser",
+                 "_pending",
                  "_queue", "_taken_over", "_task", "_timer", "_timer_at", "_url",
                  "_write_paused",
                  "transport")
@@ -123,6 +125,9 @@ class HTTPConnection(asyncio.Protocol):
         # complete requests waiting for the handler, and the handler's task
         self._queue: list[Request] = []  # a few at most: see on_message_complete
         self._task: asyncio.Task[None] | None = None
+        #: the awaitable the task will await, until it starts: a task cancelled before its
+        #: first step never awaits it, so connection_lost closes it
+        self._pending: Awaitable[Response | None] | None = None
         # One timer, re-armed lazily: each request moves the deadline (_timer_at) and the
         # timer, when it fires early, sleeps on until it; a call_later plus a cancel per
         # request would cost more than parsing the request does.
@@ -154,6 +159,9 @@ class HTTPConnection(asyncio.Protocol):
             return
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        pending, self._pending = self._pending, None
+        if inspect.iscoroutine(pending):
+            pending.close()  # its task never started: nothing ran, nothing to undo
         self._queue.clear()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
@@ -285,6 +293,7 @@ class HTTPConnection(asyncio.Protocol):
                 logger.exception("error handling %s %s", request.method, request.path)
                 result = text_response(500, "Internal Server Error")
             if result is not None and not isinstance(result, Response):
+                self._pending = result
                 self._task = self._loop.create_task(self._wait(request, result, keep_alive))
                 return
             if not self._answer(request, result, keep_alive):
@@ -295,6 +304,7 @@ class HTTPConnection(asyncio.Protocol):
 
     async def _wait(self, request: Request, pending: Awaitable[Response | None],
                     keep_alive: bool) -> None:
+        self._pending = None
         try:
             response = await pending
         except asyncio.CancelledError:
