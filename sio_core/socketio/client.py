@@ -22,6 +22,7 @@ from ..transports.engine_socket import EngineSocket
 from .socket import Handshake, Socket, handshake_time
 
 if TYPE_CHECKING:
+    from .namespace import Namespace
     from .server import Server
 
 logger = logging.getLogger("sio_core.socketio")
@@ -69,6 +70,12 @@ class Client:
                 self.invalid_state()
                 return
             auth = packet.data if isinstance(packet.data, dict) else {}
+            namespace = self.server.namespace_now(name)
+            if namespace is not None and not namespace.middlewares:
+                # nothing to await (no middleware, no dynamic match): connected at once,
+                # without a task and a loop turn per connection
+                self._connect_now(namespace, auth)
+                return
             self._connecting.add(name)
             task = asyncio.get_running_loop().create_task(self._connect(name, auth))
             _connects.add(task)
@@ -92,6 +99,13 @@ class Client:
             self.refuse(name, "Internal server error", None)
         finally:
             self._connecting.discard(name)
+
+    def _connect_now(self, namespace: Namespace, auth: dict[str, Any]) -> None:
+        try:
+            namespace.admit(self, Socket(namespace, self, auth))
+        except Exception:
+            logger.exception("error connecting to namespace %s", namespace.name)
+            self.refuse(namespace.name, "Internal server error", None)
 
     def on_close(self, reason: CloseReason) -> None:
         self._cancel_connect_timer()

@@ -208,6 +208,10 @@ class Namespace(EventEmitter, _Operators):
                 message = getattr(result, "message", None) or str(result) or "Not authorized"
                 client.refuse(self.name, message, getattr(result, "data", None))
                 return
+        self.admit(client, socket)
+
+    def admit(self, client: Client, socket: Socket) -> None:
+        """The socket joins: the client gets its CONNECT reply, then the listeners run."""
         if client.conn.closed:
             return
         self.sockets[socket.id] = socket

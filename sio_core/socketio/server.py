@@ -58,6 +58,10 @@ class Server(_Operators):
     def namespaces(self) -> dict[str, Namespace]:
         return dict(self._namespaces)
 
+    def namespace_now(self, name: str) -> Namespace | None:
+        """The namespace of that name if it exists already (no dynamic match needed)."""
+        return self._namespaces.get(name)
+
     async def find_namespace(self, name: str, auth: dict[str, Any]) -> Namespace | None:
         namespace = self._namespaces.get(name)
         if namespace is not None:
