@@ -33,7 +33,7 @@
 
 "use strict";
 
-const readline = require("node:readline");
+const { print, serveCommands } = require("./commands");
 const { io } = require("socket.io-client");
 
 const url = process.argv[2];
@@ -41,9 +41,6 @@ const clients = new Map(); // name -> {socket, received, sids}
 const groups = new Map(); // group -> [names]
 const waits = []; // {tag, names, event, count}
 
-function print(obj) {
-  process.stdout.write(JSON.stringify(obj) + "\n");
-}
 
 function record(client, event, value) {
   let list = client.received[event];
@@ -192,14 +189,4 @@ const handlers = {
   },
 };
 
-readline.createInterface({ input: process.stdin }).on("line", (line) => {
-  if (!line.trim()) return;
-  try {
-    const cmd = JSON.parse(line);
-    const handler = handlers[cmd.op];
-    if (handler === undefined) throw new Error(`unknown op ${cmd.op}`);
-    handler(cmd);
-  } catch (err) {
-    print({ ev: "error", message: String(err && err.stack ? err.stack : err) });
-  }
-}).on("close", () => process.exit(0));
+serveCommands(handlers);

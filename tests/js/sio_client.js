@@ -30,15 +30,12 @@
 
 "use strict";
 
-const readline = require("node:readline");
+const { print, serveCommands } = require("./commands");
 const { io } = require("socket.io-client");
 
 const url = process.argv[2];
 const sockets = new Map();
 
-function print(obj) {
-  process.stdout.write(JSON.stringify(obj) + "\n");
-}
 
 function fromJson(value) {
   if (Array.isArray(value)) return value.map(fromJson);
@@ -147,16 +144,6 @@ const handlers = {
   },
 };
 
-readline.createInterface({ input: process.stdin }).on("line", (line) => {
-  if (!line.trim()) return;
-  try {
-    const cmd = JSON.parse(line);
-    const handler = handlers[cmd.op];
-    if (handler === undefined) throw new Error(`unknown op ${cmd.op}`);
-    handler(cmd);
-  } catch (err) {
-    print({ ev: "error", message: String(err && err.stack ? err.stack : err) });
-  }
-}).on("close", () => process.exit(0));
+serveCommands(handlers);
 
 print({ ev: "ready" });
