@@ -860,3 +860,16 @@ def test_no_transition_out_of_closed() -> None:
         with pytest.raises(AssertionError):
             s._set_state(state)
     assert s.state is State.CLOSED
+
+
+@pytest.mark.parametrize("transport", [POLLING, WEBSOCKET])
+def test_send_many_queues_in_order_until_the_session_closes(transport: Transport) -> None:
+    s = session(transport)
+    s.send(HELLO)
+    assert s.send_many([WORLD, HELLO])
+    if transport is POLLING:
+        s.begin_poll()
+    assert s.take_output() == [HELLO, WORLD, HELLO]
+    s.close(CloseReason.FORCED_CLOSE)
+    assert not s.send_many([WORLD])  # closing or closed: refused, nothing queued
+    assert WORLD not in s.take_output()

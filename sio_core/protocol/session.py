@@ -125,6 +125,13 @@ class EngineSession:
         self._outbox.append(packet)
         return True
 
+    def send_many(self, packets: list[Packet]) -> bool:
+        """Queue several packets (a broadcast's); as :meth:`send`."""
+        if self.state is State.CLOSING or self.state is State.CLOSED:
+            return False
+        self._outbox.extend(packets)
+        return True
+
     @property
     def writable(self) -> bool:
         """Whether the current transport can take output now."""

@@ -95,8 +95,14 @@ class Adapter:
         packets = [engineio.message(part) for part in sio.encode(packet)]
         count = 0
         volatile = opts.volatile
-        for socket in self.match(opts):
-            if socket.client.send_packets(packets, volatile=volatile):
+        if opts.rooms or opts.except_rooms or volatile:
+            for socket in self.match(opts):
+                if socket.client.send_packets(packets, volatile=volatile):
+                    count += 1
+            return count
+        # everyone in the namespace (io.emit): the loop that fan-out is, kept minimal
+        for socket in list(self.namespace.sockets.values()):
+            if socket.client.conn.send_packets(packets):
                 count += 1
         return count
 

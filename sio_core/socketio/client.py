@@ -129,10 +129,9 @@ class Client:
         return True
 
     def send_packets(self, packets: list[Packet], *, volatile: bool = False) -> bool:
-        """Engine.IO packets shared by every recipient of a broadcast."""
+        """Engine.IO packets shared by every recipient of a broadcast (a closing session
+        refuses them itself)."""
         conn = self.conn
-        if conn.closed:
-            return False
         if volatile and not conn.core.writable:
             return False
         return conn.send_packets(packets)

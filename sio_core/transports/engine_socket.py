@@ -99,12 +99,11 @@ class EngineSocket:
 
     def send_packets(self, packets: list[Packet]) -> bool:
         """Queue packets that may be shared with other sockets (a broadcast): they are
-        framed once, whoever writes them first."""
-        core = self.core
-        for packet in packets:
-            if not core.send(packet):
-                return False
-        self._schedule_pump()
+        framed once, whoever writes them first. Called once per recipient: kept short."""
+        if not self.core.send_many(packets):
+            return False
+        if not self._pump_scheduled:
+            self._schedule_pump()
         return True
 
     def buffered(self) -> int:
