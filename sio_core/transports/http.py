@@ -101,10 +101,8 @@ class HTTPConnection(asyncio.Protocol):
     # slots: thousands of these live as long as their websockets do
     __slots__ = ("_body", "_body_size", "_client", "_closing", "_config", "_connections",
                  "_drain_waiter", "_handler", "_header_bytes", "_headers", "_loop", "_parser",
-                 "_pending",
-                 "_queue", "_taken_over", "_task", "_timer", "_timer_at", "_url",
-                 "_write_paused",
-                 "transport")
+                 "_pending", "_queue", "_taken_over", "_task", "_timer", "_timer_at", "_url",
+                 "_write_paused", "transport")
 
     def __init__(self, handler: Handler, config: Config, *,
                  connections: set[HTTPConnection] | None = None) -> None:
@@ -203,7 +201,7 @@ class HTTPConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._refuse(400)
             return
-        self._maybe_start()
+        self._serve_queue()
 
     # -- parser callbacks ---------------------------------------------------------------
 
@@ -278,7 +276,7 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- handling -----------------------------------------------------------------------
 
-    def _maybe_start(self, answered: bool = False) -> None:
+    def _serve_queue(self, answered: bool = False) -> None:
         """Answer the queued requests, in order, until one must wait (it gets a task).
         Once the queue is answered the connection is idle: the keep-alive timeout runs."""
         if self._task is not None and not self._task.done():
@@ -314,7 +312,7 @@ class HTTPConnection(asyncio.Protocol):
             response = text_response(500, "Internal Server Error")
         if self._answer(request, response, keep_alive):
             self._task = None
-            self._maybe_start(answered=True)
+            self._serve_queue(answered=True)
 
     def _answer(self, request: Request, response: Response | None, keep_alive: bool) -> bool:
         """Write the response; whether the connection goes on serving HTTP."""
