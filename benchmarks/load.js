@@ -428,33 +428,33 @@ async function runBcast() {
   out(result);
 }
 
-// Closed-loop echo: every client has one echo in flight; the ack's round trip is the latency.
-async function runEcho() {
+// Closed-loop echo: every client has one echo in flight; the ack's round trip is the latency
+// (websocket or long-polling clients).
+// `ackIdOf(a, b, c)` reads the ack id from what the client's onAck got after the client.
+async function runEchoLoop(mode, newClient, ackIdOf) {
   let measuring = false;
   let stopping = false;
   let acks = 0;
   const lat = [];
   const handler = {
     onEvent() {},
-    onAck(client, buf, start, end) {
+    onAck(client, a, b, c) {
       const t = now();
-      if (ackId(buf, start, end) !== client.nextAckId - 1) return;
+      if (ackIdOf(a, b, c) !== client.nextAckId - 1) return;
       if (measuring) {
         acks++;
         lat.push(t - client.sentAt);
       }
       if (!stopping) sendEcho(client);
-      else client.inFlight = false;
     },
     onClose: onLost,
   };
   function sendEcho(client) {
     const id = client.nextAckId++;
     client.sentAt = now();
-    client.inFlight = true;
     client.send(`42${id}["echo",${payloadJson}]`);
   }
-  const opened = await openClients(cfg.clients, handler, newWs);
+  const opened = await openClients(cfg.clients, handler, newClient);
   const clients = opened.clients;
   out({ event: "connected", clients: clients.length, seconds: opened.seconds,
         failed: opened.failed, failures: opened.failures });
@@ -471,11 +471,15 @@ async function runEcho() {
   const seconds = (now() - t0) / 1000;
   const cpu = cpuSinceMark();
   out(Object.assign({
-    event: "result", mode: "echo", clients: clients.length, acks, seconds,
+    event: "result", mode, clients: clients.length, acks, seconds,
     acks_per_s: acks / seconds, loadgen_cpu: cpu, lost: lost.count, lost_reasons: lost.reasons,
     connect_seconds: opened.seconds,
   }, latencyStats(lat)));
   for (const c of clients) c.close();
+}
+
+function runEcho() {
+  return runEchoLoop("echo", newWs, ackId);  // onAck(client, buf, start, end)
 }
 
 // Idle connections: how fast they open, and (measured by run.py) what they cost the server.
@@ -724,52 +728,10 @@ class PollClient {
   }
 }
 
-async function runPolling() {
-  let measuring = false;
-  let stopping = false;
-  let acks = 0;
-  const lat = [];
-  const handler = {
-    onEvent() {},
-    onAck(client, packet) {
-      const t = now();
-      const id = Number(packet.slice(2, packet.indexOf("[")));
-      if (id !== client.nextAckId - 1) return;
-      if (measuring) {
-        acks++;
-        lat.push(t - client.sentAt);
-      }
-      if (!stopping) sendEcho(client);
-    },
-    onClose: onLost,
-  };
-  function sendEcho(client) {
-    const id = client.nextAckId++;
-    client.sentAt = now();
-    client.send(`42${id}["echo",${payloadJson}]`);
-  }
-  const opened = await openClients(cfg.clients, handler, (port, h) => new PollClient(port, h));
-  const clients = opened.clients;
-  out({ event: "connected", clients: clients.length, seconds: opened.seconds,
-        failed: opened.failed, failures: opened.failures });
-  if (clients.length === 0) fail("no client connected");
-  for (const c of clients) sendEcho(c);
-  await sleep(cfg.warmup * 1000);
-  out({ event: "measuring" });
-  markCpu();
-  measuring = true;
-  const t0 = now();
-  await sleep(cfg.duration * 1000);
-  measuring = false;
-  stopping = true;
-  const seconds = (now() - t0) / 1000;
-  const cpu = cpuSinceMark();
-  out(Object.assign({
-    event: "result", mode: "polling", clients: clients.length, acks, seconds,
-    acks_per_s: acks / seconds, loadgen_cpu: cpu, lost: lost.count, lost_reasons: lost.reasons,
-    connect_seconds: opened.seconds,
-  }, latencyStats(lat)));
-  for (const c of clients) c.close();
+function runPolling() {
+  // onAck(client, packet): the packet as text, "43<id>[...]"
+  return runEchoLoop("polling", (port, h) => new PollClient(port, h),
+                     (packet) => Number(packet.slice(2, packet.indexOf("["))));
 }
 
 const modes = { bcast: runBcast, echo: runEcho, idle: runIdle, polling: runPolling };
