@@ -32,7 +32,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
@@ -74,6 +74,16 @@ def _decode_request(data: bytes, unpack: Unpack) -> Any:
     if data[:1] == b"{":
         return json.loads(data)
     return unpack(data)
+
+
+#: the longest each step of RedisStore.close() may take
+CLOSE_TIMEOUT = 5.0
+
+
+async def _bounded(step: Awaitable[Any]) -> None:
+    """Run one close step; its errors and a timeout only end it."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(step, CLOSE_TIMEOUT)
 
 
 class RedisStore(Store):
@@ -133,22 +143,27 @@ class RedisStore(Store):
         self.health["connected"] = True
 
     async def close(self) -> None:
+        """Stop the loops, take this node out of the peers and registry, close the clients.
+        Every step is bounded (CLOSE_TIMEOUT): a Redis that does not answer, or a client
+        call that swallows a cancellation, cannot make a shutdown hang."""
         self._closing = True
         for task in self._tasks_run:
             task.cancel()
-        for task in self._tasks_run:
-            with contextlib.suppress(BaseException):
-                await task
-        with contextlib.suppress(Exception):
+        if self._tasks_run:
+            _, pending = await asyncio.wait(self._tasks_run, timeout=CLOSE_TIMEOUT)
+            if pending:
+                logger.warning("%d Redis store task(s) did not stop", len(pending))
+
+        async def forget() -> None:
             await self.cmd.zrem(self._peers_key, self.owner)
             if self._registered:
                 await self.cmd.delete(*[self._sid_key(s) for s in self._registered])
+
+        await _bounded(forget())
         if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+            await _bounded(self._pubsub.aclose())
         for client in {id(c): c for c in (self.pub, self.sub, self.cmd)}.values():
-            with contextlib.suppress(Exception):
-                await client.aclose()
+            await _bounded(client.aclose())
         await super().close()
 
     def add_namespace(self, name: str) -> None:
@@ -396,7 +411,7 @@ class RedisStore(Store):
                                self.health["dropped"])
 
     async def _write_loop(self) -> None:
-        while True:
+        while not self._closing:
             channel, data = await self._queue.get()
             try:
                 await self.pub.publish(channel, data)
@@ -424,7 +439,7 @@ class RedisStore(Store):
 
     async def _beat_loop(self) -> None:
         refreshed = time.monotonic()
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.heartbeat)
             try:
                 await self._beat()
