@@ -511,8 +511,15 @@ async def test_server_shutting_down(server_factory: ServerFactory, transport: st
         main = await sio.connected("main", transports=[transport])
         admin = await sio.connected("admin", "/admin", share="main", auth={"token": TOKEN})
         srv.send_signal(signal.SIGTERM)
-        assert await sio.disconnected("main") == "transport close"
-        assert await sio.disconnected("admin") == "transport close"
+        # a websocket client gets the close; so does a polling client whose GET is pending.
+        # One that is just between two polls (it re-polls on a new connection as soon as a
+        # poll is answered) may find the listener already closed by the drain: refused, it
+        # says "transport error", as against the reference server, which closes its
+        # listener too
+        expected = ("transport close",) if transport == "websocket" else (
+            "transport close", "transport error")
+        assert await sio.disconnected("main") in expected
+        assert await sio.disconnected("admin") in expected
         await srv.wait_for_log(rf"disconnect nsp=/ id={main} reason=server shutting down$")
         await srv.wait_for_log(rf"disconnect nsp=/admin id={admin} reason=server shutting down$")
 

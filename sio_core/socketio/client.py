@@ -95,8 +95,7 @@ class Client:
                 return
             await namespace.add(self, auth)
         except Exception:
-            logger.exception("error connecting to namespace %s", name)
-            self.refuse(name, "Internal server error", None)
+            self._connect_failed(name)
         finally:
             self._connecting.discard(name)
 
@@ -104,8 +103,12 @@ class Client:
         try:
             namespace.admit(self, Socket(namespace, self, auth))
         except Exception:
-            logger.exception("error connecting to namespace %s", namespace.name)
-            self.refuse(namespace.name, "Internal server error", None)
+            self._connect_failed(namespace.name)
+
+    def _connect_failed(self, name: str) -> None:
+        """A bug on the server's side while connecting: logged; the client is refused."""
+        logger.exception("error connecting to namespace %s", name)
+        self.refuse(name, "Internal server error", None)
 
     def on_close(self, reason: CloseReason) -> None:
         self._cancel_connect_timer()
