@@ -210,7 +210,7 @@ ROWS = [
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class Address:
     host: str
     port: int
 
@@ -229,7 +229,7 @@ def describe(answer: Answer, http10: bool) -> str:
     return " ".join(part for part in (str(answer.status), connection, body) if part)
 
 
-async def run_row(server: Endpoint, row: Row) -> Seen:
+async def run_row(server: Address, row: Row) -> Seen:
     sid = await handshake(server)
     answers: list[str] = []
     last: Answer | None = None
@@ -281,7 +281,7 @@ async def ends(conn: RawConnection) -> str:
     return "closed" if rest == b"" else f"more data: {rest[:80]!r}"
 
 
-async def run_table(server: Endpoint) -> list[Seen]:
+async def run_table(server: Address) -> list[Seen]:
     return [await run_row(server, row) for row in ROWS]
 
 
@@ -294,10 +294,10 @@ def differences(rows: Sequence[Row], seen: Sequence[Seen], expected: Sequence[Se
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def reference() -> AsyncIterator[Endpoint]:
+async def reference() -> AsyncIterator[Address]:
     async with await start_node(REFERENCE_JS, str(MAX_PAYLOAD)) as node:
         listening = await node.next_event({"event": "listening"}, timeout=10)
-        yield Endpoint("127.0.0.1", int(listening["port"]))
+        yield Address("127.0.0.1", int(listening["port"]))
 
 
 async def start_ours(log_path: Path, workers: int) -> ServerProcess:
@@ -316,7 +316,7 @@ async def start_ours(log_path: Path, workers: int) -> ServerProcess:
 # --- the tests -----------------------------------------------------------------------------------
 
 
-async def test_the_reference_answers_as_the_table_says(reference: Endpoint) -> None:
+async def test_the_reference_answers_as_the_table_says(reference: Address) -> None:
     seen = await run_table(reference)
     assert seen == [row.seen for row in ROWS], differences(ROWS, seen, [r.seen for r in ROWS])
 

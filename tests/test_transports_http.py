@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable
 from typing import Self
 from urllib.parse import parse_qsl
 
@@ -91,6 +92,15 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return head, await reader.readexactly(int(match.group(1)))
 
 
+async def barrier(served: Served) -> None:
+    """Once a request on a new connection is answered, the server has processed what reached
+    it before on the others (it reads its connections in order)."""
+    reader, writer = await served.connect()
+    writer.write(b"GET /barrier HTTP/1.1\r\nHost: x\r\n\r\n")
+    await read_answer(reader)
+    writer.close()
+
+
 async def test_pipelined_answers_wait_while_the_write_buffer_is_full() -> None:
     """A thousand pipelined requests, read by the server before the client reads any answer
     (20 KB each, 20 MB in all): no answer is made while the transport's write buffer is over
@@ -110,12 +120,7 @@ async def test_pipelined_answers_wait_while_the_write_buffer_is_full() -> None:
         reader, writer = await served.connect()
         writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(count)))
         await writer.drain()
-        # a barrier: a request on another connection, answered once the server has read
-        # the pipelined ones (it reads its connections in order)
-        barrier_reader, barrier_writer = await served.connect()
-        barrier_writer.write(b"GET /barrier HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert (await read_answer(barrier_reader))[1].startswith(b"/barrier.")
-        barrier_writer.close()
+        await barrier(served)  # the server has read the pipelined requests
         for index in range(count):
             _, body = await read_answer(reader)
             assert body.startswith(b"/%d." % index), (index, body[:20])
@@ -158,3 +163,56 @@ async def test_lingering_close_ends_at_lingering_bytes() -> None:
                 sent += 65536
         await served.until_closed()
         writer.close()
+
+
+class Waiting:
+    """A handler whose answers wait until ``release``; it notes the ones cancelled."""
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+        self.cancelled: list[str] = []
+
+    def __call__(self, request: Request, conn: HTTPConnection) -> Response | Awaitable[Response]:
+        if request.path == "/barrier":
+            return Response(200)
+        return self.answer(request)
+
+    async def answer(self, request: Request) -> Response:
+        try:
+            await self.released.wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(request.path)
+            raise
+        return Response(200, [], b"answer to " + request.path.encode())
+
+
+async def test_a_post_is_answered_after_the_clients_eof() -> None:
+    """The client shuts its side after a POST whose answer waits: it still gets the answer
+    (as from Node's http server), then the server closes."""
+    handler = Waiting()
+    async with Served(handler, Config()) as served:
+        reader, writer = await served.connect()
+        writer.write(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n40")
+        writer.write_eof()
+        await barrier(served)
+        handler.released.set()
+        _, body = await read_answer(reader)
+        assert body == b"answer to /p"
+        assert await reader.read() == b""
+        await served.until_closed()
+        writer.close()
+    assert handler.cancelled == []
+
+
+async def test_a_waiting_get_is_given_up_at_the_clients_eof() -> None:
+    """A GET whose answer waits (a long-poll) is cancelled when its client's EOF comes: the
+    client is most likely gone, and the session must learn it."""
+    handler = Waiting()
+    async with Served(handler, Config()) as served:
+        reader, writer = await served.connect()
+        writer.write(b"GET /g HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write_eof()
+        assert await reader.read() == b""
+        await served.until_closed()
+        writer.close()
+    assert handler.cancelled == ["/g"]
