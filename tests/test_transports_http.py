@@ -50,7 +50,8 @@ def test_parse_query_is_parse_qsl(text: str) -> None:
 
 class Served:
     """``HTTPConnection``s with ``handler`` on a free loopback port; ``connections`` holds the
-    live ones (each leaves it in connection_lost)."""
+    live ones (each leaves it in connection_lost), and ``until_closed`` awaits the last one's
+    connection_lost."""
 
     def __init__(self, handler: Handler, config: Config) -> None:
         self.handler = handler
@@ -58,12 +59,11 @@ class Served:
         self.connections: set[HTTPConnection] = set()
         self.server: asyncio.Server | None = None
         self.port = 0
+        self.all_closed = asyncio.Event()
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: HTTPConnection(self.handler, self.config, connections=self.connections),
-            "127.0.0.1", 0)
+        self.server = await loop.create_server(lambda: TrackedConnection(self), "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -78,11 +78,21 @@ class Served:
         return await asyncio.open_connection("127.0.0.1", self.port)
 
     async def until_closed(self, timeout: float = 5.0) -> None:
-        """Until the server has no connection left (checked every 10 ms: connection_lost is
-        the server's own event, which the client cannot await)."""
-        async with asyncio.timeout(scaled(timeout)):
-            while self.connections:
-                await asyncio.sleep(0.01)
+        """Until the server has no connection left."""
+        await asyncio.wait_for(self.all_closed.wait(), scaled(timeout))
+
+
+class TrackedConnection(HTTPConnection):
+    """Tells its Served when the last connection is lost."""
+
+    def __init__(self, served: Served) -> None:
+        super().__init__(served.handler, served.config, connections=served.connections)
+        self.served = served
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self.served.connections:
+            self.served.all_closed.set()
 
 
 async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:

@@ -15,14 +15,14 @@ A connection's life is :class:`ConnState`, changed in few places::
 
     READING --(Connection: close, HTTP/1.0, an upgrade, a refusal)--> LAST
     LAST --(all answered)--> LINGERING --(client's EOF, lingering bounds)--> CLOSED
-    READING --(the client's EOF, all answered)--> CLOSED
+    READING/LAST --(the client's EOF, all answered)--> CLOSED
     READING/LAST --(take_over)--> TAKEN_OVER;  any --(close, connection lost)--> CLOSED
 
 Back-pressure: answers are written as they are made, but while the transport's write
 buffer is over its high-water mark (pause_writing) no further request is answered, and
 once a few are queued the socket is no longer read: a client that pipelines requests and
-does not read the answers holds at most one read of requests and the high-water mark
-plus one answer, not every answer.
+does not read the answers costs a few parsed requests (_MAX_QUEUED, and at most one
+_FEED_SLICE of them more) and the high-water mark plus one answer, not every answer.
 """
 
 from __future__ import annotations
