@@ -122,7 +122,7 @@ class Forwarding:
         except RequestFailed:
             raise UnknownSession() from None
         _raise_reply(reply)
-        ws = websocket.accept(request, conn, self.server.config)
+        ws = websocket.accept(request, conn, self.server.config, self.server.websockets)
         if isinstance(ws, Response):
             self.store.send(owner, Kind.WS_CLOSE, {"p": proxy_id})
             return ws

@@ -129,9 +129,9 @@ async def poll_until(condition: Callable[[], bool], what: str, timeout: float) -
         await asyncio.sleep(0.02)
 
 
-async def cluster_server(log_path: Path, *options: str) -> ServerProcess:
+async def cluster_server(log_path: Path, *options: str, port: int | None = None) -> ServerProcess:
     server = ServerProcess(APP, "--workers", str(WORKERS), *options, log_path=log_path,
-                           stop_timeout=15)
+                           port=port, stop_timeout=15)
     await server.start()
     try:
         await server.wait_for_log(READY, timeout=30)
@@ -202,6 +202,21 @@ class Clients:
             raise AssertionError(
                 f"not every client received {event!r} {count} times within"
                 f" {scaled(timeout):.1f}s; short: {short}") from exc
+
+    async def pause(self, who: Who) -> None:
+        """The websocket clients stop reading their connection (until ``resume``)."""
+        await self.node.send({"op": "pause", **self._who(who)})
+
+    async def resume(self, who: Who) -> None:
+        await self.node.send({"op": "resume", **self._who(who)})
+
+    def disconnects(self) -> dict[str, list[JsonObject]]:
+        """name -> its "disconnect" lines so far (reason, detail, websocket close code)."""
+        out: dict[str, list[JsonObject]] = defaultdict(list)
+        for event in self.node.events:
+            if event.get("ev") == "disconnect":
+                out[event["name"]].append(event)
+        return out
 
     async def stats(self, who: Who) -> dict[str, JsonObject]:
         tag = self._tag()
@@ -641,44 +656,70 @@ async def test_killed_worker_is_replaced_and_only_its_clients_reconnect(tmp_path
 # --- SIGTERM to the master -----------------------------------------------------------------------
 
 
-async def test_sigterm_drains_every_client_and_exits_0(tmp_path: Path) -> None:
-    shutdown_timeout = 5.0
+async def test_sigterm_drains_every_client_cleanly_and_they_reconnect(tmp_path: Path) -> None:
+    """SIGTERM to the master: every client is told in a way on which the official client
+    reconnects ("transport close": the polling ones get their ``1``, the websocket ones a
+    closing handshake, code 1000), even one that reads slowly and has megabytes still to
+    read; the master exits 0 within --shutdown-timeout; and a server started again on the
+    same port gets every client back."""
+    shutdown_timeout = 8.0
+    flood_count, flood_size = 24, 500_000  # 12 MB for the slow reader: more than the kernel holds
     server = await cluster_server(tmp_path / "server.log",
                                   "--shutdown-timeout", str(shutdown_timeout))
+    again: ServerProcess | None = None
     try:
         async with node_clients(server) as clients:
-            names = [*await clients.open("tw", 12, ["websocket"], reconnection=False),
-                     *await clients.open("tp", 12, ["polling"], reconnection=False)]
+            names = [*await clients.open("tw", 12, ["websocket"]),
+                     *await clients.open("tp", 12, ["polling"]),
+                     *await clients.open("slow", 1, ["websocket"])]
             who = await clients.emit(names, "whoami")
             assert len({answer["worker"] for answer in who.values()}) >= 3, who  # spread
+            await clients.pause("slow")
+            await clients.emit_no_ack("slow", "flood", flood_count, flood_size)
+            await server.wait_for_log(rf"flooded {who['slow0']['id']} with {flood_count} x")
+            # traffic while the signal comes: the polling clients are between two GETs now
+            # and then, and their next GET must still find a worker to give it the "1"
+            await clients.emit_no_ack([name for name in names if name.startswith("tw")],
+                                      "bcast", None, None, "tick", 1)
 
             loop = asyncio.get_running_loop()
             started = loop.time()
             server.send_signal(signal.SIGTERM)
-            await clients.wait(names, "$disconnect", 1, timeout=shutdown_timeout + 5)
+            fast = [name for name in names if name != "slow0"]
+            await clients.wait(fast, "$disconnect", 1, timeout=shutdown_timeout)
+            # the slow reader reads again only now: its worker must still be there, writing
+            await clients.resume("slow")
+            await clients.wait("slow", "$disconnect", 1, timeout=shutdown_timeout)
             await poll_until(lambda: server.returncode is not None, "the master's exit",
                              shutdown_timeout + 5)
             seconds = loop.time() - started
-            stats = await clients.stats(names)
-            disconnects = {event["name"]: event for event in clients.node.events
-                           if event.get("ev") == "disconnect"}
-        assert server.returncode == 0, server.log_text()
-        assert seconds <= scaled(shutdown_timeout) + 1.0, f"exited after {seconds:.1f}s"
-        told = (["transport close"], ["io server disconnect"])
-        for name, client in stats.items():
-            if name.startswith("tp") and disconnects[name]["detail"] == "xhr poll error 0":
-                # A polling client between two GETs when the workers closed their listeners
-                # (the drain's first step): its next GET finds no listener (no HTTP answer at
-                # all, status 0), so it cannot be told: the workers would have to keep listening
-                # (refusing only new sessions) until their sessions are gone.
-                continue
-            assert received(client, "$disconnect") in told, (name, disconnects[name])
+            assert server.returncode == 0, server.log_text()
+            assert seconds <= scaled(shutdown_timeout) + 1.0, f"exited after {seconds:.1f}s"
+            first = {name: lines[0] for name, lines in clients.disconnects().items()}
+            assert sorted(first) == sorted(names)
+            for name, line in first.items():
+                assert line["reason"] == "transport close", line
+                if not name.startswith("tp"):
+                    assert line["code"] == 1000, line  # a closing handshake, not a cut
+            stats = await clients.stats("slow")
+            assert len(received(stats["slow0"], "flood")) == flood_count
+
+            # they did not give up: a server on the same port gets every one of them back
+            again = await cluster_server(tmp_path / "again.log", port=server.port)
+            await clients.wait(names, "$connect", 2, timeout=20)
+            answers = await clients.emit(names, "whoami")
+            assert sorted(answers) == sorted(names)
+            # stopped while its clients are there (else a polling session closed after its
+            # client went away would wait the drain's whole timeout for a GET)
+            assert await again.stop() == 0, again.log_text()
         log = server.log_text()
         assert "received SIGTERM: draining workers" in log, log
         assert "all workers stopped" in log, log
         assert "Traceback" not in log, log
     finally:
         await server.stop()
+        if again is not None:
+            await again.stop()
     assert not server.leftovers_killed, "workers outlived the master"
 
 
