@@ -75,7 +75,7 @@ CROWD_ROOM = "crowd"
 
 SESSION_UNKNOWN = {"code": 1, "message": "Session ID unknown"}
 
-READY = re.compile(r"\[master\] INFO sio_core\.supervisor: 4 workers ready")
+READY = r"\[master\] INFO sio_core\.supervisor: {workers} workers ready"
 FORWARDED = re.compile(
     r"\[worker #(\d+)\] DEBUG sio_core\.forwarding: forwarding (GET|POST|websocket upgrade)"
     r" of (\S+) to its owner"
@@ -129,12 +129,13 @@ async def poll_until(condition: Callable[[], bool], what: str, timeout: float) -
         await asyncio.sleep(0.02)
 
 
-async def cluster_server(log_path: Path, *options: str, port: int | None = None) -> ServerProcess:
-    server = ServerProcess(APP, "--workers", str(WORKERS), *options, log_path=log_path,
+async def cluster_server(log_path: Path, *options: str, port: int | None = None,
+                         workers: int = WORKERS) -> ServerProcess:
+    server = ServerProcess(APP, "--workers", str(workers), *options, log_path=log_path,
                            port=port, stop_timeout=15)
     await server.start()
     try:
-        await server.wait_for_log(READY, timeout=30)
+        await server.wait_for_log(READY.format(workers=workers), timeout=30)
     except BaseException:
         await server.stop()
         raise
@@ -648,6 +649,65 @@ async def test_killed_worker_is_replaced_and_only_its_clients_reconnect(tmp_path
                     break
             assert served is not None, f"no client was served by the new worker (pid {new_pid})"
             assert served["worker"] == victim
+        assert "Traceback" not in server.log_text()
+    finally:
+        await server.stop()
+
+
+# --- a hung worker ------------------------------------------------------------------------------
+
+#: SupervisorOptions' liveness ping interval and timeout (the defaults: serve has no option)
+LIVENESS_INTERVAL, LIVENESS_TIMEOUT = 2.0, 10.0
+
+
+@pytest.mark.parametrize("store", ["hub", "redis"])
+async def test_hung_worker_is_replaced_whatever_the_store(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A worker whose event loop stops (SIGSTOP: the process is there, its listener too, and
+    nothing answers) is killed and replaced by the master within the liveness timeout, with
+    the hub as the store and with Redis (where the workers never meet in the master); its
+    clients reconnect and new clients are served, by the new worker too."""
+    options: list[str] = []
+    if store == "redis":
+        redis_url: str = request.getfixturevalue("redis_url")
+        prefix: str = request.getfixturevalue("redis_prefix")
+        options = ["--store", redis_url, "--store-key", prefix]
+    server = await cluster_server(tmp_path / "server.log", *options, workers=2)
+    try:
+        async with node_clients(server) as clients:
+            await clients.open("h", 12, ["websocket"])
+            who = await clients.emit("h", "whoami")
+            victims = [name for name, answer in who.items() if answer["worker"] == "1"]
+            (pid,) = started_pids(server.log_text(), "1")
+
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await server.wait_for_log(
+                    rf"\[master\] ERROR sio_core\.supervisor: worker #1 \(pid {pid}\) stopped"
+                    r" answering; replacing it",
+                    timeout=LIVENESS_TIMEOUT + LIVENESS_INTERVAL + 5)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)  # gone by now; if not, let it be stopped
+            await server.wait_for_log(
+                r"(?s)stopped answering; replacing it.*started worker #1 \(pid \d+\)"
+                r".*\[worker #1\] INFO sio_core: listening on", timeout=15)
+            await poll_until(lambda: not pid_alive(pid), "the hung worker's end", 5)
+            new_pid = started_pids(server.log_text(), "1")[-1]
+
+            await clients.wait(victims, "$connect", 2, timeout=15)  # its clients came back
+            again = await clients.emit("h", "whoami")
+            assert all(answer["pid"] != pid for answer in again.values()), again
+            served = None
+            for batch in range(6):  # new clients, until the new worker serves one
+                group = f"n{batch}"
+                await clients.open(group, 6, ["websocket"])
+                answers = await clients.emit(group, "whoami")
+                served = next((a for a in answers.values() if a["pid"] == new_pid), None)
+                if served is not None:
+                    break
+            assert served is not None, f"no client was served by the new worker (pid {new_pid})"
         assert "Traceback" not in server.log_text()
     finally:
         await server.stop()
