@@ -654,6 +654,106 @@ async def test_killed_worker_is_replaced_and_only_its_clients_reconnect(tmp_path
         await server.stop()
 
 
+async def health_by_owner(http: aiohttp.ClientSession, url: str,
+                          until: Callable[[dict[str, JsonObject]], bool],
+                          timeout: float) -> dict[str, JsonObject]:
+    """GET /_sio_core/health again and again (each lands on whichever worker the kernel
+    picks) until ``until(owner -> that worker's last answer)``; those answers."""
+    seen: dict[str, JsonObject] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + scaled(timeout)
+    while not until(seen):
+        assert loop.time() < deadline, f"health answers: {seen}"
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.get(url + "/_sio_core/health") as resp:
+                health = await resp.json()
+            seen[health["owner"]] = health
+    return seen
+
+
+async def raw_long_poll(host: str, port: int, path_and_query: str) -> bytes:
+    """One GET on a connection of its own, by hand: what came back before the connection
+    ended (b"" if nothing). Unlike aiohttp, which retries a GET whose connection closed
+    before the answer, this tells the test what happened to that one request."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        return await reader.read()
+    except ConnectionError:
+        return b""
+    finally:
+        writer.close()
+
+
+async def test_a_dead_relay_leaves_the_owners_sessions_working(tmp_path: Path) -> None:
+    """kill -9 of a worker that relays long-poll GETs of sessions owned by other workers.
+
+    Each of those GETs had its TCP connection on the dead worker: it ends without an answer.
+    What follows is the client's: the official clients (node's socket.io-client,
+    python-socketio) take a failed poll for a transport error, drop the session and
+    reconnect (see the next test). A client that polls again carries on: the owner has
+    released the GET that can no longer be answered (once it has heard that the relay is
+    gone: the hub's word), so the next GET is not an "overlapping GET" that would close the
+    session, and what the session had to send waits for it instead of going to the dead
+    relay."""
+    server = await cluster_server(tmp_path / "server.log", "--log-level", "debug")
+    url = server.url + PATH
+    query = {"EIO": "4", "transport": "polling"}
+    try:
+        connector = aiohttp.TCPConnector(force_close=True)  # each request: a new connection
+        async with aiohttp.ClientSession(connector=connector) as http:
+            sids = []
+            for _ in range(16):
+                async with http.get(url, params=query) as resp:
+                    sids.append(json.loads((await resp.text())[1:])["sid"])
+            owners = set(await health_by_owner(http, server.url, lambda seen: len(seen) == 4,
+                                               timeout=10))
+            polls = {sid: asyncio.create_task(raw_long_poll(
+                server.host, server.port, f"{PATH}?EIO=4&transport=polling&sid={sid}"))
+                for sid in sids}
+            try:
+                # most GETs land on another worker than the session's owner: wait for those
+                await server.wait_for_log(r"(?s)(forwarding GET of .*){8}")
+                relayed: dict[str, list[str]] = defaultdict(list)  # relay -> sids
+                for sid, via in forwarded(server.log_text()).items():
+                    relayed[via[0][0]].append(sid)
+                relay, orphans = max(relayed.items(), key=lambda item: len(item[1]))
+                (dead,) = (owner for owner in owners if f"-w{relay}-" in owner)
+                (pid,) = started_pids(server.log_text(), relay)
+                os.kill(pid, signal.SIGKILL)
+                for sid in orphans:
+                    assert await asyncio.wait_for(polls[sid], scaled(10)) == b"", sid
+                # their owners have heard that the relay is gone
+                await health_by_owner(
+                    http, server.url,
+                    lambda seen: all(owner in seen and dead not in seen[owner]["peers"]
+                                     for owner in {sid.partition(".")[2] for sid in orphans}),
+                    timeout=10)
+
+                for sid in orphans:
+                    params = {**query, "sid": sid}
+                    # a Socket.IO CONNECT: the owner's answer is queued for the next GET ...
+                    async with http.post(url, params=params, data=b"40") as resp:
+                        assert resp.status == 200, (sid, await resp.text())
+                    # ... which a live worker takes (before, the session was closed as
+                    # soon as that GET reached its owner: "overlapping GET")
+                    async with asyncio.timeout(scaled(5)), \
+                            http.get(url, params=params) as resp:
+                        body = await resp.text()
+                    assert resp.status == 200 and body.startswith('40{"sid":'), (sid, body)
+            finally:
+                for task in polls.values():
+                    task.cancel()
+                await asyncio.gather(*polls.values(), return_exceptions=True)
+                for sid in sids:  # the clients leave ("1"), or the drain would wait for them
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.post(url, params={**query, "sid": sid}, data=b"1"):
+                            pass
+    finally:
+        await server.stop()
+
+
 # --- a hung worker ------------------------------------------------------------------------------
 
 #: SupervisorOptions' liveness ping interval and timeout (the defaults: serve has no option)
