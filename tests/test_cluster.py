@@ -755,6 +755,51 @@ async def test_a_dead_relay_leaves_the_owners_sessions_working(tmp_path: Path) -
         await server.stop()
 
 
+async def test_polling_clients_relayed_through_a_killed_worker_reconnect(
+    tmp_path: Path
+) -> None:
+    """kill -9 of one worker while polling clients (official node clients) make requests
+    through every worker. Its own clients lose their sessions and reconnect. A client of
+    another worker whose GET or POST was relayed by the killed one at that moment sees that
+    request fail: socket.io-client takes a failed poll or post for a "transport error"
+    (engine.io-client closes the transport on "xhr poll error" / "xhr post error", it never
+    repeats the request), drops the session and reconnects with a new one. Nothing in the
+    server can spare that client its error (its TCP connection was on the dead worker);
+    every other client sees nothing. Whatever happened, every client is connected and
+    answering afterwards, and none was told anything but a reason it reconnects on."""
+    server = await cluster_server(tmp_path / "server.log", "--ping-interval", "1",
+                                  "--ping-timeout", "5")
+    try:
+        async with node_clients(server) as clients:
+            await clients.open("p", 16, ["polling"])
+            who = await clients.emit("p", "whoami")
+            names = sorted(who)
+            victim = Counter(who[name]["worker"] for name in names).most_common()[-1][0]
+            (pid,) = started_pids(server.log_text(), victim)
+            os.kill(pid, signal.SIGKILL)
+            victims = [name for name in names if who[name]["worker"] == victim]
+            await clients.wait(victims, "$connect", 2, timeout=15)
+            await server.wait_for_log(rf"(?s)exited with -9; restarting.*started worker"
+                                      rf" #{victim} .*\[worker #{victim}\] INFO sio_core:"
+                                      r" listening on", timeout=15)
+            after = await clients.emit(names, "whoami")  # answered once connected again
+            assert all(answer["pid"] != pid for answer in after.values()), after
+            stats = await clients.stats(names)
+            collateral = []
+            for name in names:
+                reasons = received(stats[name], "$disconnect")
+                assert set(reasons) <= {"transport error", "transport close"}, (name, reasons)
+                assert len(received(stats[name], "$connect")) == len(reasons) + 1, name
+                assert stats[name]["connected"], name
+                if reasons and name not in victims:
+                    collateral.append(name)
+            print(f"{len(victims)} clients of the killed worker and {len(collateral)} of"
+                  f" {len(names) - len(victims)} others reconnected")
+        assert "Traceback" not in server.log_text()
+    finally:
+        await server.stop()
+
+
 # --- a hung worker ------------------------------------------------------------------------------
 
 #: SupervisorOptions' liveness ping interval and timeout (the defaults: serve has no option)
