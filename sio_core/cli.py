@@ -147,13 +147,15 @@ async def _serve(args: argparse.Namespace, app: Any) -> int:
         loop.add_signal_handler(signal.SIGINT, stop.set)
     # the master's channel (liveness, readiness, the drain's second phase); its loss means
     # the master is gone, and so are we
-    control = WorkerControl.from_environment(on_lost=stop.set)
+    control = WorkerControl.from_environment(on_stop=stop.set)
     if control is not None:
         control.ready()
     await stop.wait()
     logger.info("shutting down")
     # the master kills what is left at shutdown_timeout: keep a second for closing
     deadline = loop.time() + max(0.0, args.shutdown_timeout - 1)
+    if control is not None and control.retiring:
+        server.stop_listening()  # the other workers take the new connections
     await server.drain(deadline - loop.time())
     if control is not None:
         await control.drained(deadline - loop.time())

@@ -5,7 +5,9 @@ How this works: for each worker the master makes a socketpair and passes one end
 
 - master -> worker: ``ping`` (the worker's event loop answers ``pong``: a loop that is
   blocked, or a process that is stopped, does not, and the master replaces the worker);
-  ``exit`` (every worker being stopped has drained: stop listening and exit now).
+  ``exit`` (every worker being stopped has drained: stop listening and exit now);
+  ``retire`` (SIGHUP: this worker alone goes, the others stay: stop listening at once,
+  as they take the new connections, then drain and exit).
 - worker -> master: ``ready`` (it listens), ``pong``, ``drained`` (every session of it is
   closed and its client told, every websocket it carried has closed).
 
@@ -27,7 +29,7 @@ logger = logging.getLogger("sio_core.control")
 
 ENV_CONTROL_FD = "SIO_CORE_CONTROL_FD"
 
-PING, PONG, READY, DRAINED, EXIT = "ping", "pong", "ready", "drained", "exit"
+PING, PONG, READY, DRAINED, EXIT, RETIRE = "ping", "pong", "ready", "drained", "exit", "retire"
 
 #: the longest line read: the words above are short, anything longer ends the channel
 _MAX_LINE = 64
@@ -81,32 +83,39 @@ class Channel:
 
 
 class WorkerControl:
-    """The worker's end: answers pings, says ready and drained, waits for exit."""
+    """The worker's end: answers pings, says ready and drained, waits for exit.
+    ``on_stop`` is called when the worker must stop: it is retired, or the master is gone."""
 
-    def __init__(self, sock: socket.socket, on_lost: Callable[[], None]) -> None:
+    def __init__(self, sock: socket.socket, on_stop: Callable[[], None]) -> None:
         self._exit = asyncio.Event()
-        self._lost = on_lost
+        self._stop = on_stop
+        #: the master retires this worker alone (SIGHUP): it stops listening at once
+        self.retiring = False
         self.channel = Channel(sock, self._on_word, self._on_lost)
         self.channel.start()
 
     @classmethod
-    def from_environment(cls, on_lost: Callable[[], None]) -> WorkerControl | None:
+    def from_environment(cls, on_stop: Callable[[], None]) -> WorkerControl | None:
         """The channel the master passed at spawn; None for a worker started on its own."""
         fd = os.environ.get(ENV_CONTROL_FD)
         if not fd:
             return None
-        return cls(socket.socket(fileno=int(fd)), on_lost)
+        return cls(socket.socket(fileno=int(fd)), on_stop)
 
     def _on_word(self, word: str) -> None:
         if word == PING:
             self.channel.send(PONG)
         elif word == EXIT:
             self._exit.set()
+        elif word == RETIRE:
+            self.retiring = True
+            self._exit.set()
+            self._stop()
 
     def _on_lost(self) -> None:
         logger.error("lost the channel to the master")
         self._exit.set()
-        self._lost()
+        self._stop()
 
     def ready(self) -> None:
         self.channel.send(READY)

@@ -140,6 +140,10 @@ class EngineServer:
             await asyncio.sleep(0.05)
         return True
 
+    def stop_listening(self) -> None:
+        for server in self._servers:
+            server.close()
+
     def _drained(self) -> bool:
         forwarding = self.forwarding
         return not (self.sockets or self.websockets
@@ -152,8 +156,7 @@ class EngineServer:
         write to leave (a process that exits drops a transport's unsent bytes)."""
         if not self._draining:
             await self.drain(drain_timeout, reason)
-        for server in self._servers:
-            server.close()
+        self.stop_listening()
         for conn in list(self.connections):
             conn.close()
         for ws in list(self.websockets):
@@ -165,7 +168,6 @@ class EngineServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
-        self._servers.clear()
 
     def _health(self) -> Response:
         store = self.store

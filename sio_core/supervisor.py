@@ -16,7 +16,9 @@ on it:
   "drained", the master tells them to exit, and exits 0 once they are gone, killing any
   left after the timeout. Listening until then matters: a polling client needs one more
   GET to collect its ``1``, through whichever worker the kernel picks;
-- SIGHUP: workers are replaced one at a time (the new one ready before the old one goes).
+- SIGHUP: workers are replaced one at a time (the new one ready before the old one goes):
+  the old one is told to retire on its control channel, stops listening at once (the
+  others take the new connections, and relay its sessions' requests to it) and drains.
 
 A worker that fails before it is ready at start-up (app import error, port taken) stops
 everything with one clear line and a non-zero exit, not a restart loop.
@@ -38,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .control import DRAINED, ENV_CONTROL_FD, EXIT, PING, PONG, READY, Channel
+from .control import DRAINED, ENV_CONTROL_FD, EXIT, PING, PONG, READY, RETIRE, Channel
 from .stores.hub import Hub
 
 logger = logging.getLogger("sio_core.supervisor")
@@ -270,14 +272,17 @@ class Supervisor:
             deadline = time.monotonic() + self.options.startup_timeout
             while not new.ready and new.process.poll() is None and time.monotonic() < deadline:
                 await self._sleep(0.1)
-            await self._terminate([old])
+            await self._terminate([old], retire=True)
 
-    async def _terminate(self, workers: list[_Worker]) -> None:
-        """Drain ``workers`` in two phases (see the module's docstring), within
-        shutdown_timeout; kill what is left then."""
+    async def _terminate(self, workers: list[_Worker], retire: bool = False) -> None:
+        """Drain ``workers`` in two phases (see the module's docstring), or retire them
+        (SIGHUP, see there), within shutdown_timeout; kill what is left then."""
         for worker in workers:
             if worker.process.poll() is None:
-                worker.process.send_signal(signal.SIGTERM)
+                if retire and worker.control is not None:
+                    worker.control.send(RETIRE)
+                else:
+                    worker.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.options.shutdown_timeout
         while time.monotonic() < deadline and not all(
                 w.drained or w.process.poll() is not None for w in workers):

@@ -594,6 +594,19 @@ async def test_polling_clients_stay_connected_while_requests_land_on_every_worke
     assert "Traceback" not in log, log
 
 
+async def served_by(clients: Clients, pid: int) -> JsonObject:
+    """Open new clients (groups n0, n1, ...) until the worker process ``pid`` serves one:
+    that client's whoami."""
+    for batch in range(6):
+        group = f"n{batch}"
+        await clients.open(group, 8, ["websocket"])
+        answers = await clients.emit(group, "whoami")
+        served = next((a for a in answers.values() if a["pid"] == pid), None)
+        if served is not None:
+            return served
+    raise AssertionError(f"no new client was served by the new worker (pid {pid})")
+
+
 # --- a worker killed -----------------------------------------------------------------------------
 
 
@@ -638,16 +651,7 @@ async def test_killed_worker_is_replaced_and_only_its_clients_reconnect(tmp_path
                 assert len(received(stats[name], "$connect")) == 1, name
                 assert received(stats[name], "$disconnect") == [], name
 
-            # the new worker serves: open clients until one of them is its own
-            served = None
-            for batch in range(6):
-                group = f"n{batch}"
-                await clients.open(group, 8, ["websocket"])
-                answers = await clients.emit(group, "whoami")
-                served = next((a for a in answers.values() if a["pid"] == new_pid), None)
-                if served is not None:
-                    break
-            assert served is not None, f"no client was served by the new worker (pid {new_pid})"
+            served = await served_by(clients, new_pid)
             assert served["worker"] == victim
         assert "Traceback" not in server.log_text()
     finally:
@@ -845,15 +849,7 @@ async def test_hung_worker_is_replaced_whatever_the_store(
             await clients.wait(victims, "$connect", 2, timeout=15)  # its clients came back
             again = await clients.emit("h", "whoami")
             assert all(answer["pid"] != pid for answer in again.values()), again
-            served = None
-            for batch in range(6):  # new clients, until the new worker serves one
-                group = f"n{batch}"
-                await clients.open(group, 6, ["websocket"])
-                answers = await clients.emit(group, "whoami")
-                served = next((a for a in answers.values() if a["pid"] == new_pid), None)
-                if served is not None:
-                    break
-            assert served is not None, f"no client was served by the new worker (pid {new_pid})"
+            await served_by(clients, new_pid)
         assert "Traceback" not in server.log_text()
     finally:
         await server.stop()
