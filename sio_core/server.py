@@ -130,6 +130,10 @@ class EngineServer:
         self._draining = True
         for socket in list(self.sockets.values()):
             socket.close(reason)
+        for ws in list(self.websockets):
+            # the ones relayed for other workers' sessions too (their owners are told): a
+            # worker retired alone (SIGHUP) must not wait for owners that stay
+            ws.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not self._drained():
