@@ -99,6 +99,7 @@ def config_from_args(args: argparse.Namespace, base: Config) -> Config:
 
 
 async def _serve(args: argparse.Namespace, app: Any) -> int:
+    from .control import WorkerControl
     from .server import EngineServer
     from .stores.base import Store
     from .supervisor import ENV_HUB, ENV_OWNER, ENV_REUSE_PORT
@@ -144,9 +145,23 @@ async def _serve(args: argparse.Namespace, app: Any) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides; it sends SIGTERM
     else:
         loop.add_signal_handler(signal.SIGINT, stop.set)
+    # the master's channel (liveness, readiness, the drain's second phase); its loss means
+    # the master is gone, and so are we
+    control = WorkerControl.from_environment(on_stop=stop.set)
+    if control is not None:
+        control.ready()
     await stop.wait()
     logger.info("shutting down")
-    await server.close(drain_timeout=max(0.0, args.shutdown_timeout - 1))
+    # the master kills what is left at shutdown_timeout: keep a second for closing
+    deadline = loop.time() + max(0.0, args.shutdown_timeout - 1)
+    if control is not None and control.retiring:
+        server.stop_listening()  # the other workers take the new connections
+    await server.drain(deadline - loop.time())
+    if control is not None:
+        await control.drained(deadline - loop.time())
+    await server.close(drain_timeout=0, flush_timeout=max(0.0, deadline - loop.time()) + 0.5)
+    if control is not None:
+        control.close()
     if store is not None:
         await store.close()
     return 0

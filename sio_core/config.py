@@ -31,6 +31,11 @@ class Config:
     #: A server-closed polling session waits this long for a GET to deliver the ``1``.
     #: Reference default (closeTimeout): 30 s.
     close_timeout: float = 30.0
+    #: A websocket the server closes waits this long for the client's close frame (the
+    #: closing handshake, RFC 6455 section 7.1.1) before its TCP connection is cut. The
+    #: reference's ws library waits 30 s; a client that follows the RFC answers within a
+    #: round trip, and a shutdown waits for these handshakes.
+    websocket_close_timeout: float = 5.0
     #: The largest POST body / WebSocket message a client may send, in bytes; announced
     #: as ``maxPayload``. Reference default (maxHttpBufferSize): 1e6.
     max_payload: int = 1_000_000

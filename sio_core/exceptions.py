@@ -11,7 +11,8 @@
     │   │   ├── BadRequest              400 {"code":3,"message":"Bad request"}
     │   │   ├── Forbidden               403 {"code":4,"message":"Forbidden"}
     │   │   ├── UnsupportedProtocolVersion  400 {"code":5,...}
-    │   │   └── PayloadTooLarge         413
+    │   │   ├── PayloadTooLarge         413
+    │   │   └── ShuttingDown            503 (a handshake while the server drains)
     │   └── ProtocolError           a malformed packet: the session (or connection) is closed
     │       ├── EngineIOProtocolError
     │       └── SocketIOProtocolError
@@ -87,6 +88,15 @@ class PayloadTooLarge(HTTPError):
     status = 413
     code = None
     message = "Payload too large"
+
+
+class ShuttingDown(HTTPError):
+    # Not the reference's (it stops listening at once): a draining worker still listens,
+    # for the GETs that collect its sessions' "1", and turns new sessions away. A bare
+    # 503, as the Engine.IO codes have none for it; the client retries its handshake.
+    status = 503
+    code = None
+    message = "Server shutting down"
 
 
 class ProtocolError(RemoteError):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .exceptions import BadRequest, HTTPError, UnknownSession
 from .stores.base import Envelope, Kind, RequestFailed, Store
 from .transports import websocket
+from .transports.engine_socket import EngineSocket
 from .transports.http import HTTPConnection, Request, Response
 from .transports.remote import RemoteWebSocket, WebSocketProxy
 
@@ -54,7 +55,8 @@ class Forwarding:
         self.server = server
         self.store = store
         self._ids = itertools.count(1)
-        self._polls: dict[tuple[str, int], asyncio.Task[Any]] = {}
+        #: the owner's forwarded long-polls, by (relaying worker, its token)
+        self._polls: dict[tuple[str, int], tuple[asyncio.Task[Any], EngineSocket]] = {}
         self._remote_ws: dict[str, RemoteWebSocket] = {}  # owner side, by proxy id
         self._proxies: dict[str, WebSocketProxy] = {}  # accepting side, by proxy id
         #: forwarded GETs and POSTs waiting for their owner's answer: a draining worker
@@ -122,7 +124,7 @@ class Forwarding:
         except RequestFailed:
             raise UnknownSession() from None
         _raise_reply(reply)
-        ws = websocket.accept(request, conn, self.server.config)
+        ws = websocket.accept(request, conn, self.server.config, self.server.websockets)
         if isinstance(ws, Response):
             self.store.send(owner, Kind.WS_CLOSE, {"p": proxy_id})
             return ws
@@ -158,7 +160,7 @@ class Forwarding:
         key = (envelope.origin, payload.get("t", 0))
         task = asyncio.current_task()
         if task is not None:
-            self._polls[key] = task
+            self._polls[key] = (task, socket)
         try:
             packets = await socket.poll()
         except HTTPError as exc:
@@ -172,9 +174,9 @@ class Forwarding:
     def _on_poll_abort(self, envelope: Envelope) -> None:
         payload = envelope.payload
         if isinstance(payload, dict):
-            task = self._polls.pop((envelope.origin, payload.get("t", 0)), None)
-            if task is not None:
-                task.cancel()
+            poll = self._polls.pop((envelope.origin, payload.get("t", 0)), None)
+            if poll is not None:
+                poll[0].cancel()
 
     def _on_post(self, envelope: Envelope) -> Any:
         payload = envelope.payload
@@ -236,6 +238,13 @@ class Forwarding:
     # -- workers that go away ---------------------------------------------------------------
 
     def _on_peers(self, peers: set[str]) -> None:
+        # A long-poll relayed by a worker that is gone: its client's connection went with
+        # that worker, and no POLL_ABORT will come. Released, not aborted: the session is
+        # not at fault, and a client that retries the GET through a live worker carries on
+        # (an abort would close it, and the retry would find an overlapping GET meanwhile).
+        for (relay, _), (_, socket) in list(self._polls.items()):
+            if relay not in peers:
+                socket.release_poll()
         for proxy in list(self._proxies.values()):
             if proxy.owner not in peers:
                 proxy.owner_closed()

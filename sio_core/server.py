@@ -26,6 +26,7 @@ from .exceptions import (
     EngineIOProtocolError,
     HTTPError,
     PayloadTooLarge,
+    ShuttingDown,
     UnknownSession,
     UnknownTransport,
     UnsupportedProtocolVersion,
@@ -86,6 +87,10 @@ class EngineServer:
         self.static = StaticFiles(self.config.static_dir,
                                   {**client_files(self.config), **self.config.static_files})
         self.connections: set[HTTPConnection] = set()
+        #: every accepted websocket (a session's, or relayed for another worker's session)
+        #: until its TCP connection has closed: a drain waits for their closing handshakes
+        self.websockets: set[websocket.WebSocketConnection] = set()
+        self._draining = False
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timing = Timing(self.config.ping_interval, self.config.ping_timeout,
@@ -112,29 +117,61 @@ class EngineServer:
         self._servers.append(server)
         return server
 
-    async def close(self, reason: CloseReason = CloseReason.SERVER_SHUTTING_DOWN,
-                    drain_timeout: float = 5.0) -> None:
-        """Stop accepting, close every session (each client is told: a pending GET gets
-        ``1``, a websocket its close frame), wait up to ``drain_timeout`` for polling
-        clients to collect their ``1`` (and for the requests forwarded to other workers to
-        be answered: when every worker drains, that answer is the owner's ``1``), then
-        close every connection."""
-        for server in self._servers:
-            server.close()
+    async def drain(self, timeout: float,
+                    reason: CloseReason = CloseReason.SERVER_SHUTTING_DOWN) -> bool:
+        """The first phase of a shutdown: refuse new sessions (503), close every session
+        (its client is told: a polling one gets ``1`` with its next GET, a websocket a
+        closing handshake), and wait up to ``timeout`` until they are all gone, every
+        request forwarded to another worker is answered (when every worker drains, that
+        answer is the owner's ``1``) and every websocket, this worker's sessions' or
+        relayed for another's, has closed its TCP connection. Keeps listening: a polling
+        client still needs its next GET to reach some worker. Whether all that happened
+        in time."""
+        self._draining = True
         for socket in list(self.sockets.values()):
             socket.close(reason)
+        for ws in list(self.websockets):
+            # the ones relayed for other workers' sessions too (their owners are told): a
+            # worker retired alone (SIGHUP) must not wait for owners that stay
+            ws.close()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + drain_timeout
-        forwarding = self.forwarding
-        while ((self.sockets or (forwarding is not None and forwarding.in_flight))
-               and loop.time() < deadline):
+        deadline = loop.time() + timeout
+        while not self._drained():
+            if loop.time() >= deadline:
+                logger.warning("drain timed out: %d session(s), %d websocket(s) left",
+                               len(self.sockets), len(self.websockets))
+                return False
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0)  # let the last writes go out
+        return True
+
+    def stop_listening(self) -> None:
+        for server in self._servers:
+            server.close()
+
+    def _drained(self) -> bool:
+        forwarding = self.forwarding
+        return not (self.sockets or self.websockets
+                    or (forwarding is not None and forwarding.in_flight))
+
+    async def close(self, reason: CloseReason = CloseReason.SERVER_SHUTTING_DOWN,
+                    drain_timeout: float = 5.0, flush_timeout: float = 1.0) -> None:
+        """:meth:`drain` (for at most ``drain_timeout``), then stop listening and close
+        every connection, waiting up to ``flush_timeout`` for what they still have to
+        write to leave (a process that exits drops a transport's unsent bytes)."""
+        if not self._draining:
+            await self.drain(drain_timeout, reason)
+        self.stop_listening()
         for conn in list(self.connections):
             conn.close()
-        for server in self._servers:
-            await server.wait_closed()
-        self._servers.clear()
+        for ws in list(self.websockets):
+            ws.abort()  # a drain that timed out: no closing handshake any more
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + flush_timeout
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
 
     def _health(self) -> Response:
         store = self.store
@@ -220,6 +257,8 @@ class EngineServer:
             raise BadRequest()
         if query.get("EIO") != "4":
             raise UnsupportedProtocolVersion()
+        if self._draining:
+            raise ShuttingDown()
         if transport == "websocket":
             return self._open_websocket(request, conn)
         return self._open_polling(request, headers)
@@ -291,7 +330,7 @@ class EngineServer:
         return Response(200, [("Content-Type", _PLAIN), *headers], body)
 
     def _open_websocket(self, request: Request, conn: HTTPConnection) -> Response | None:
-        ws = websocket.accept(request, conn, self.config)
+        ws = websocket.accept(request, conn, self.config, self.websockets)
         if isinstance(ws, Response):
             return ws
         socket = self._new_socket(Transport.WEBSOCKET, request)
@@ -306,7 +345,7 @@ class EngineServer:
                  socket: EngineSocket) -> Response | None:
         if socket.core.transport is not Transport.POLLING or not self.config.allow_upgrades:
             raise BadRequest()
-        ws = websocket.accept(request, conn, self.config)
+        ws = websocket.accept(request, conn, self.config, self.websockets)
         if isinstance(ws, Response):
             return ws
         try:

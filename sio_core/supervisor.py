@@ -3,13 +3,22 @@
 How this works (a boring supervisor, on purpose): the master checks that the port is free,
 starts the hub (the workers' meeting point) and N worker processes, each of which binds
 the port with SO_REUSEPORT so the kernel spreads connections; the master holds no client
-traffic. Signal handlers only record the signal; the main loop acts on it:
+traffic. Each worker also gets a control channel of its own (sio_core/control.py), which
+does not depend on the store. Signal handlers only record the signal; the main loop acts
+on it:
 
 - a worker that exits is restarted, with a backoff that grows while it keeps dying;
-- a worker that stops answering the hub's liveness ping is killed and restarted;
-- SIGTERM / SIGINT: every worker is told to drain (clients get an Engine.IO close), and
-  the master exits 0 once they are gone, killing any left after the timeout;
-- SIGHUP: workers are replaced one at a time (the new one ready before the old one goes).
+- a worker that stops answering the liveness ping on its control channel (a blocked
+  event loop, a stopped process) is killed and restarted;
+- SIGTERM / SIGINT: a drain in two phases. Every worker is sent SIGTERM: it refuses new
+  sessions and closes its own (polling clients get ``1``, websockets a closing
+  handshake) while it keeps listening and relaying; once every worker has said
+  "drained", the master tells them to exit, and exits 0 once they are gone, killing any
+  left after the timeout. Listening until then matters: a polling client needs one more
+  GET to collect its ``1``, through whichever worker the kernel picks;
+- SIGHUP: workers are replaced one at a time (the new one ready before the old one goes):
+  the old one is told to retire on its control channel, stops listening at once (the
+  others take the new connections, and relay its sessions' requests to it) and drains.
 
 A worker that fails before it is ready at start-up (app import error, port taken) stops
 everything with one clear line and a non-zero exit, not a restart loop.
@@ -31,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .control import DRAINED, ENV_CONTROL_FD, EXIT, PING, PONG, READY, RETIRE, Channel
 from .stores.hub import Hub
 
 logger = logging.getLogger("sio_core.supervisor")
@@ -48,9 +58,14 @@ class SupervisorOptions:
     port: int
     #: arguments for ``python -m sio_core`` that run one worker
     worker_args: list[str]
+    #: SIGTERM: how long the workers have to drain before they are killed
     shutdown_timeout: float = 10.0
+    #: a worker not ready (listening) by then stops the start-up with an error
     startup_timeout: float = 30.0
-    #: the hub pings every worker this often; one silent for liveness_timeout is replaced
+    #: the master pings every worker this often over its control channel; a worker whose
+    #: event loop has not answered for liveness_timeout is killed and replaced. 10 s: far
+    #: beyond any healthy loop turn, short enough that its share of new connections (the
+    #: kernel keeps handing them to its listener) does not wait long
     liveness_interval: float = 2.0
     liveness_timeout: float = 10.0
     node_id: str = field(default_factory=lambda: secrets.token_hex(3))
@@ -63,8 +78,11 @@ class _Worker:
     owner: str
     process: subprocess.Popen[bytes]
     started: float
+    control: Channel | None = None
     ready: bool = False
-    failures: int = 0
+    drained: bool = False
+    #: the last pong on the control channel (or the time it became ready)
+    last_pong: float = 0.0
 
 
 def port_is_free(host: str, port: int) -> OSError | None:
@@ -112,16 +130,33 @@ class Supervisor:
         env[ENV_REUSE_PORT] = "1"
         if self.hub is not None:
             env[ENV_HUB] = self.hub.path
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sio_core", *self.options.worker_args], env=env)
+        ours, theirs = socket.socketpair()
+        env[ENV_CONTROL_FD] = str(theirs.fileno())
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "sio_core", *self.options.worker_args], env=env,
+                pass_fds=(theirs.fileno(),))
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         worker = _Worker(index, owner, process, time.monotonic())
+        worker.control = Channel(ours, lambda word: self._on_control(worker, word),
+                                 self._wake.set)
+        worker.control.start()
         logger.info("started worker #%d (pid %d)", index, process.pid)
         return worker
 
-    def _on_ready(self, owner: str, pid: int | None) -> None:
-        for worker in self.workers.values():
-            if worker.owner == owner:
-                worker.ready = True
+    def _on_control(self, worker: _Worker, word: str) -> None:
+        if word == PONG:
+            worker.last_pong = time.monotonic()
+            return
+        if word == READY:
+            worker.ready = True
+            worker.last_pong = time.monotonic()
+        elif word == DRAINED:
+            worker.drained = True
         self._wake.set()
 
     async def run(self) -> int:
@@ -136,7 +171,6 @@ class Supervisor:
             loop.add_signal_handler(sig, self._record, sig)
         if opts.use_hub:
             self.hub = Hub(str(Path(self._tmp) / "hub.sock"))
-            self.hub.on_ready = self._on_ready
             await self.hub.start()
         try:
             for index in range(1, opts.workers + 1):
@@ -148,6 +182,9 @@ class Supervisor:
             logger.info("%d workers ready on http://%s:%d", opts.workers, opts.host, opts.port)
             return await self._main_loop()
         finally:
+            for worker in self.workers.values():
+                if worker.control is not None:
+                    worker.control.close()
             if self.hub is not None:
                 await self.hub.close()
             with contextlib.suppress(OSError):
@@ -164,7 +201,7 @@ class Supervisor:
                     logger.error("worker #%d exited during start-up (exit code %d); stopping",
                                  worker.index, code)
                     return code or 1
-            if all(w.ready for w in self.workers.values()) or not self.options.use_hub:
+            if all(w.ready for w in self.workers.values()):
                 return 0
             if time.monotonic() > deadline:
                 logger.error("workers not ready within %.0fs; stopping",
@@ -190,8 +227,10 @@ class Supervisor:
             if sig is signal.SIGHUP:
                 await self._reload()
             now = time.monotonic()
-            if self.hub is not None and now - last_ping >= self.options.liveness_interval:
-                self.hub.ping_all()
+            if now - last_ping >= self.options.liveness_interval:
+                for worker in self.workers.values():
+                    if worker.ready and worker.control is not None:
+                        worker.control.send(PING)
                 last_ping = now
             self._check_workers(now)
             await self._sleep(0.2)
@@ -216,15 +255,13 @@ class Supervisor:
             logger.warning("worker #%d (pid %d) exited with %s; restarting", index,
                            worker.process.pid, code)
             self._backoff[index] = min(delay * 2, 30.0)
+            if worker.control is not None:
+                worker.control.close()
             self.workers[index] = self._spawn(index)
 
     def _unresponsive(self, worker: _Worker, now: float) -> bool:
-        if self.hub is None or not worker.ready:
-            return False
-        last = self.hub.last_pong(worker.owner)
-        if last is None:
-            return now - worker.started > self.options.liveness_timeout
-        return now - last > self.options.liveness_timeout
+        # counted from its readiness: a worker still importing the app is not hung
+        return worker.ready and now - worker.last_pong > self.options.liveness_timeout
 
     async def _reload(self) -> None:
         logger.info("SIGHUP: replacing workers one at a time")
@@ -235,13 +272,24 @@ class Supervisor:
             deadline = time.monotonic() + self.options.startup_timeout
             while not new.ready and new.process.poll() is None and time.monotonic() < deadline:
                 await self._sleep(0.1)
-            await self._terminate([old])
+            await self._terminate([old], retire=True)
 
-    async def _terminate(self, workers: list[_Worker]) -> None:
+    async def _terminate(self, workers: list[_Worker], retire: bool = False) -> None:
+        """Drain ``workers`` in two phases (see the module's docstring), or retire them
+        (SIGHUP, see there), within shutdown_timeout; kill what is left then."""
         for worker in workers:
             if worker.process.poll() is None:
-                worker.process.send_signal(signal.SIGTERM)
+                if retire and worker.control is not None:
+                    worker.control.send(RETIRE)
+                else:
+                    worker.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.options.shutdown_timeout
+        while time.monotonic() < deadline and not all(
+                w.drained or w.process.poll() is not None for w in workers):
+            await self._sleep(0.05)
+        for worker in workers:
+            if worker.control is not None:
+                worker.control.send(EXIT)
         while time.monotonic() < deadline and any(w.process.poll() is None for w in workers):
             await asyncio.sleep(0.05)
         for worker in workers:
@@ -249,6 +297,8 @@ class Supervisor:
                 logger.warning("worker #%d did not stop in time; killing it", worker.index)
                 worker.process.kill()
                 worker.process.wait()
+            if worker.control is not None:
+                worker.control.close()
 
     async def _stop_all(self) -> None:
         await self._terminate(list(self.workers.values()))

@@ -75,7 +75,7 @@ CROWD_ROOM = "crowd"
 
 SESSION_UNKNOWN = {"code": 1, "message": "Session ID unknown"}
 
-READY = re.compile(r"\[master\] INFO sio_core\.supervisor: 4 workers ready")
+READY = r"\[master\] INFO sio_core\.supervisor: {workers} workers ready"
 FORWARDED = re.compile(
     r"\[worker #(\d+)\] DEBUG sio_core\.forwarding: forwarding (GET|POST|websocket upgrade)"
     r" of (\S+) to its owner"
@@ -129,12 +129,13 @@ async def poll_until(condition: Callable[[], bool], what: str, timeout: float) -
         await asyncio.sleep(0.02)
 
 
-async def cluster_server(log_path: Path, *options: str) -> ServerProcess:
-    server = ServerProcess(APP, "--workers", str(WORKERS), *options, log_path=log_path,
-                           stop_timeout=15)
+async def cluster_server(log_path: Path, *options: str, port: int | None = None,
+                         workers: int = WORKERS) -> ServerProcess:
+    server = ServerProcess(APP, "--workers", str(workers), *options, log_path=log_path,
+                           port=port, stop_timeout=15)
     await server.start()
     try:
-        await server.wait_for_log(READY, timeout=30)
+        await server.wait_for_log(READY.format(workers=workers), timeout=30)
     except BaseException:
         await server.stop()
         raise
@@ -202,6 +203,21 @@ class Clients:
             raise AssertionError(
                 f"not every client received {event!r} {count} times within"
                 f" {scaled(timeout):.1f}s; short: {short}") from exc
+
+    async def pause(self, who: Who) -> None:
+        """The websocket clients stop reading their connection (until ``resume``)."""
+        await self.node.send({"op": "pause", **self._who(who)})
+
+    async def resume(self, who: Who) -> None:
+        await self.node.send({"op": "resume", **self._who(who)})
+
+    def disconnects(self) -> dict[str, list[JsonObject]]:
+        """name -> its "disconnect" lines so far (reason, detail, websocket close code)."""
+        out: dict[str, list[JsonObject]] = defaultdict(list)
+        for event in self.node.events:
+            if event.get("ev") == "disconnect":
+                out[event["name"]].append(event)
+        return out
 
     async def stats(self, who: Who) -> dict[str, JsonObject]:
         tag = self._tag()
@@ -578,6 +594,19 @@ async def test_polling_clients_stay_connected_while_requests_land_on_every_worke
     assert "Traceback" not in log, log
 
 
+async def served_by(clients: Clients, pid: int) -> JsonObject:
+    """Open new clients (groups n0, n1, ...) until the worker process ``pid`` serves one:
+    that client's whoami."""
+    for batch in range(6):
+        group = f"n{batch}"
+        await clients.open(group, 8, ["websocket"])
+        answers = await clients.emit(group, "whoami")
+        served = next((a for a in answers.values() if a["pid"] == pid), None)
+        if served is not None:
+            return served
+    raise AssertionError(f"no new client was served by the new worker (pid {pid})")
+
+
 # --- a worker killed -----------------------------------------------------------------------------
 
 
@@ -622,17 +651,205 @@ async def test_killed_worker_is_replaced_and_only_its_clients_reconnect(tmp_path
                 assert len(received(stats[name], "$connect")) == 1, name
                 assert received(stats[name], "$disconnect") == [], name
 
-            # the new worker serves: open clients until one of them is its own
-            served = None
-            for batch in range(6):
-                group = f"n{batch}"
-                await clients.open(group, 8, ["websocket"])
-                answers = await clients.emit(group, "whoami")
-                served = next((a for a in answers.values() if a["pid"] == new_pid), None)
-                if served is not None:
-                    break
-            assert served is not None, f"no client was served by the new worker (pid {new_pid})"
+            served = await served_by(clients, new_pid)
             assert served["worker"] == victim
+        assert "Traceback" not in server.log_text()
+    finally:
+        await server.stop()
+
+
+async def health_by_owner(http: aiohttp.ClientSession, url: str,
+                          until: Callable[[dict[str, JsonObject]], bool],
+                          timeout: float) -> dict[str, JsonObject]:
+    """GET /_sio_core/health again and again (each lands on whichever worker the kernel
+    picks) until ``until(owner -> that worker's last answer)``; those answers."""
+    seen: dict[str, JsonObject] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + scaled(timeout)
+    while not until(seen):
+        assert loop.time() < deadline, f"health answers: {seen}"
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.get(url + "/_sio_core/health") as resp:
+                health = await resp.json()
+            seen[health["owner"]] = health
+    return seen
+
+
+async def raw_long_poll(host: str, port: int, path_and_query: str) -> bytes:
+    """One GET on a connection of its own, by hand: what came back before the connection
+    ended (b"" if nothing). Unlike aiohttp, which retries a GET whose connection closed
+    before the answer, this tells the test what happened to that one request."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET {path_and_query} HTTP/1.1\r\nHost: {host}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        return await reader.read()
+    except ConnectionError:
+        return b""
+    finally:
+        writer.close()
+
+
+async def test_a_dead_relay_leaves_the_owners_sessions_working(tmp_path: Path) -> None:
+    """kill -9 of a worker that relays long-poll GETs of sessions owned by other workers.
+
+    Each of those GETs had its TCP connection on the dead worker: it ends without an answer.
+    What follows is the client's: the official clients (node's socket.io-client,
+    python-socketio) take a failed poll for a transport error, drop the session and
+    reconnect (see the next test). A client that polls again carries on: the owner has
+    released the GET that can no longer be answered (once it has heard that the relay is
+    gone: the hub's word), so the next GET is not an "overlapping GET" that would close the
+    session, and what the session had to send waits for it instead of going to the dead
+    relay."""
+    server = await cluster_server(tmp_path / "server.log", "--log-level", "debug")
+    url = server.url + PATH
+    query = {"EIO": "4", "transport": "polling"}
+    try:
+        connector = aiohttp.TCPConnector(force_close=True)  # each request: a new connection
+        async with aiohttp.ClientSession(connector=connector) as http:
+            sids = []
+            for _ in range(16):
+                async with http.get(url, params=query) as resp:
+                    sids.append(json.loads((await resp.text())[1:])["sid"])
+            owners = set(await health_by_owner(http, server.url, lambda seen: len(seen) == 4,
+                                               timeout=10))
+            polls = {sid: asyncio.create_task(raw_long_poll(
+                server.host, server.port, f"{PATH}?EIO=4&transport=polling&sid={sid}"))
+                for sid in sids}
+            try:
+                # most GETs land on another worker than the session's owner: wait for those
+                await server.wait_for_log(r"(?s)(forwarding GET of .*){8}")
+                relayed: dict[str, list[str]] = defaultdict(list)  # relay -> sids
+                for sid, via in forwarded(server.log_text()).items():
+                    relayed[via[0][0]].append(sid)
+                relay, orphans = max(relayed.items(), key=lambda item: len(item[1]))
+                (dead,) = (owner for owner in owners if f"-w{relay}-" in owner)
+                (pid,) = started_pids(server.log_text(), relay)
+                os.kill(pid, signal.SIGKILL)
+                for sid in orphans:
+                    assert await asyncio.wait_for(polls[sid], scaled(10)) == b"", sid
+                # their owners have heard that the relay is gone
+                await health_by_owner(
+                    http, server.url,
+                    lambda seen: all(owner in seen and dead not in seen[owner]["peers"]
+                                     for owner in {sid.partition(".")[2] for sid in orphans}),
+                    timeout=10)
+
+                for sid in orphans:
+                    params = {**query, "sid": sid}
+                    # a Socket.IO CONNECT: the owner's answer is queued for the next GET ...
+                    async with http.post(url, params=params, data=b"40") as resp:
+                        assert resp.status == 200, (sid, await resp.text())
+                    # ... which a live worker takes (before, the session was closed as
+                    # soon as that GET reached its owner: "overlapping GET")
+                    async with asyncio.timeout(scaled(5)), \
+                            http.get(url, params=params) as resp:
+                        body = await resp.text()
+                    assert resp.status == 200 and body.startswith('40{"sid":'), (sid, body)
+            finally:
+                for task in polls.values():
+                    task.cancel()
+                await asyncio.gather(*polls.values(), return_exceptions=True)
+                for sid in sids:  # the clients leave ("1"), or the drain would wait for them
+                    for _ in range(3):  # a connection may meet a listener that is going
+                        with contextlib.suppress(aiohttp.ClientError):
+                            async with http.post(url, params={**query, "sid": sid}, data=b"1"):
+                                break
+    finally:
+        await server.stop()
+
+
+async def test_polling_clients_relayed_through_a_killed_worker_reconnect(
+    tmp_path: Path
+) -> None:
+    """kill -9 of one worker while polling clients (official node clients) make requests
+    through every worker. Its own clients lose their sessions and reconnect. A client of
+    another worker whose GET or POST was relayed by the killed one at that moment sees that
+    request fail: socket.io-client takes a failed poll or post for a "transport error"
+    (engine.io-client closes the transport on "xhr poll error" / "xhr post error", it never
+    repeats the request), drops the session and reconnects with a new one. Nothing in the
+    server can spare that client its error (its TCP connection was on the dead worker);
+    every other client sees nothing. Whatever happened, every client is connected and
+    answering afterwards, and none was told anything but a reason it reconnects on."""
+    server = await cluster_server(tmp_path / "server.log", "--ping-interval", "1",
+                                  "--ping-timeout", "5")
+    try:
+        async with node_clients(server) as clients:
+            await clients.open("p", 16, ["polling"])
+            who = await clients.emit("p", "whoami")
+            names = sorted(who)
+            victim = Counter(who[name]["worker"] for name in names).most_common()[-1][0]
+            (pid,) = started_pids(server.log_text(), victim)
+            os.kill(pid, signal.SIGKILL)
+            victims = [name for name in names if who[name]["worker"] == victim]
+            await clients.wait(victims, "$connect", 2, timeout=15)
+            await server.wait_for_log(rf"(?s)exited with -9; restarting.*started worker"
+                                      rf" #{victim} .*\[worker #{victim}\] INFO sio_core:"
+                                      r" listening on", timeout=15)
+            after = await clients.emit(names, "whoami")  # answered once connected again
+            assert all(answer["pid"] != pid for answer in after.values()), after
+            stats = await clients.stats(names)
+            collateral = []
+            for name in names:
+                reasons = received(stats[name], "$disconnect")
+                assert set(reasons) <= {"transport error", "transport close"}, (name, reasons)
+                assert len(received(stats[name], "$connect")) == len(reasons) + 1, name
+                assert stats[name]["connected"], name
+                if reasons and name not in victims:
+                    collateral.append(name)
+            print(f"{len(victims)} clients of the killed worker and {len(collateral)} of"
+                  f" {len(names) - len(victims)} others reconnected")
+        assert "Traceback" not in server.log_text()
+    finally:
+        await server.stop()
+
+
+# --- a hung worker ------------------------------------------------------------------------------
+
+#: SupervisorOptions' liveness ping interval and timeout (the defaults: serve has no option)
+LIVENESS_INTERVAL, LIVENESS_TIMEOUT = 2.0, 10.0
+
+
+@pytest.mark.parametrize("store", ["hub", "redis"])
+async def test_hung_worker_is_replaced_whatever_the_store(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A worker whose event loop stops (SIGSTOP: the process is there, its listener too, and
+    nothing answers) is killed and replaced by the master within the liveness timeout, with
+    the hub as the store and with Redis (where the workers never meet in the master); its
+    clients reconnect and new clients are served, by the new worker too."""
+    options: list[str] = []
+    if store == "redis":
+        redis_url: str = request.getfixturevalue("redis_url")
+        prefix: str = request.getfixturevalue("redis_prefix")
+        options = ["--store", redis_url, "--store-key", prefix]
+    server = await cluster_server(tmp_path / "server.log", *options, workers=2)
+    try:
+        async with node_clients(server) as clients:
+            await clients.open("h", 12, ["websocket"])
+            who = await clients.emit("h", "whoami")
+            victims = [name for name, answer in who.items() if answer["worker"] == "1"]
+            (pid,) = started_pids(server.log_text(), "1")
+
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await server.wait_for_log(
+                    rf"\[master\] ERROR sio_core\.supervisor: worker #1 \(pid {pid}\) stopped"
+                    r" answering; replacing it",
+                    timeout=LIVENESS_TIMEOUT + LIVENESS_INTERVAL + 5)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)  # gone by now; if not, let it be stopped
+            await server.wait_for_log(
+                r"(?s)stopped answering; replacing it.*started worker #1 \(pid \d+\)"
+                r".*\[worker #1\] INFO sio_core: listening on", timeout=15)
+            await poll_until(lambda: not pid_alive(pid), "the hung worker's end", 5)
+            new_pid = started_pids(server.log_text(), "1")[-1]
+
+            await clients.wait(victims, "$connect", 2, timeout=15)  # its clients came back
+            again = await clients.emit("h", "whoami")
+            assert all(answer["pid"] != pid for answer in again.values()), again
+            await served_by(clients, new_pid)
         assert "Traceback" not in server.log_text()
     finally:
         await server.stop()
@@ -641,44 +858,70 @@ async def test_killed_worker_is_replaced_and_only_its_clients_reconnect(tmp_path
 # --- SIGTERM to the master -----------------------------------------------------------------------
 
 
-async def test_sigterm_drains_every_client_and_exits_0(tmp_path: Path) -> None:
-    shutdown_timeout = 5.0
+async def test_sigterm_drains_every_client_cleanly_and_they_reconnect(tmp_path: Path) -> None:
+    """SIGTERM to the master: every client is told in a way on which the official client
+    reconnects ("transport close": the polling ones get their ``1``, the websocket ones a
+    closing handshake, code 1000), even one that reads slowly and has megabytes still to
+    read; the master exits 0 within --shutdown-timeout; and a server started again on the
+    same port gets every client back."""
+    shutdown_timeout = 8.0
+    flood_count, flood_size = 24, 500_000  # 12 MB for the slow reader: more than the kernel holds
     server = await cluster_server(tmp_path / "server.log",
                                   "--shutdown-timeout", str(shutdown_timeout))
+    again: ServerProcess | None = None
     try:
         async with node_clients(server) as clients:
-            names = [*await clients.open("tw", 12, ["websocket"], reconnection=False),
-                     *await clients.open("tp", 12, ["polling"], reconnection=False)]
+            names = [*await clients.open("tw", 12, ["websocket"]),
+                     *await clients.open("tp", 12, ["polling"]),
+                     *await clients.open("slow", 1, ["websocket"])]
             who = await clients.emit(names, "whoami")
             assert len({answer["worker"] for answer in who.values()}) >= 3, who  # spread
+            await clients.pause("slow")
+            await clients.emit_no_ack("slow", "flood", flood_count, flood_size)
+            await server.wait_for_log(rf"flooded {who['slow0']['id']} with {flood_count} x")
+            # traffic while the signal comes: the polling clients are between two GETs now
+            # and then, and their next GET must still find a worker to give it the "1"
+            await clients.emit_no_ack([name for name in names if name.startswith("tw")],
+                                      "bcast", None, None, "tick", 1)
 
             loop = asyncio.get_running_loop()
             started = loop.time()
             server.send_signal(signal.SIGTERM)
-            await clients.wait(names, "$disconnect", 1, timeout=shutdown_timeout + 5)
+            fast = [name for name in names if name != "slow0"]
+            await clients.wait(fast, "$disconnect", 1, timeout=shutdown_timeout)
+            # the slow reader reads again only now: its worker must still be there, writing
+            await clients.resume("slow")
+            await clients.wait("slow", "$disconnect", 1, timeout=shutdown_timeout)
             await poll_until(lambda: server.returncode is not None, "the master's exit",
                              shutdown_timeout + 5)
             seconds = loop.time() - started
-            stats = await clients.stats(names)
-            disconnects = {event["name"]: event for event in clients.node.events
-                           if event.get("ev") == "disconnect"}
-        assert server.returncode == 0, server.log_text()
-        assert seconds <= scaled(shutdown_timeout) + 1.0, f"exited after {seconds:.1f}s"
-        told = (["transport close"], ["io server disconnect"])
-        for name, client in stats.items():
-            if name.startswith("tp") and disconnects[name]["detail"] == "xhr poll error 0":
-                # A polling client between two GETs when the workers closed their listeners
-                # (the drain's first step): its next GET finds no listener (no HTTP answer at
-                # all, status 0), so it cannot be told: the workers would have to keep listening
-                # (refusing only new sessions) until their sessions are gone.
-                continue
-            assert received(client, "$disconnect") in told, (name, disconnects[name])
+            assert server.returncode == 0, server.log_text()
+            assert seconds <= scaled(shutdown_timeout) + 1.0, f"exited after {seconds:.1f}s"
+            first = {name: lines[0] for name, lines in clients.disconnects().items()}
+            assert sorted(first) == sorted(names)
+            for name, line in first.items():
+                assert line["reason"] == "transport close", line
+                if not name.startswith("tp"):
+                    assert line["code"] == 1000, line  # a closing handshake, not a cut
+            stats = await clients.stats("slow")
+            assert len(received(stats["slow0"], "flood")) == flood_count
+
+            # they did not give up: a server on the same port gets every one of them back
+            again = await cluster_server(tmp_path / "again.log", port=server.port)
+            await clients.wait(names, "$connect", 2, timeout=20)
+            answers = await clients.emit(names, "whoami")
+            assert sorted(answers) == sorted(names)
+            # stopped while its clients are there (else a polling session closed after its
+            # client went away would wait the drain's whole timeout for a GET)
+            assert await again.stop() == 0, again.log_text()
         log = server.log_text()
         assert "received SIGTERM: draining workers" in log, log
         assert "all workers stopped" in log, log
         assert "Traceback" not in log, log
     finally:
         await server.stop()
+        if again is not None:
+            await again.stop()
     assert not server.leftovers_killed, "workers outlived the master"
 
 

@@ -297,6 +297,29 @@ def test_abort_poll_while_closing_finishes_the_close() -> None:
     assert_ended(s, CloseReason.FORCED_CLOSE)
 
 
+def test_release_poll_keeps_the_session_and_its_output_for_the_next_get() -> None:
+    # the worker that relayed the GET is gone: not the client's fault (sio_core/forwarding.py)
+    s = session(POLLING)
+    s.begin_poll()
+    s.release_poll()
+    assert not s.poll_pending
+    assert s.state is State.OPEN
+    s.send(HELLO)
+    s.begin_poll()  # not an overlapping GET
+    assert s.take_output() == [HELLO]
+
+
+def test_release_poll_while_closing_keeps_the_1_for_the_next_get() -> None:
+    s = session(POLLING)
+    s.begin_poll()
+    s.close(CloseReason.SERVER_SHUTTING_DOWN)
+    s.release_poll()  # unlike abort_poll: the client may still come for its "1"
+    assert s.state is State.CLOSING
+    s.begin_poll()
+    assert s.take_output() == [CLOSE]
+    assert_ended(s, CloseReason.SERVER_SHUTTING_DOWN)
+
+
 def test_posts_in_sequence_are_fine() -> None:
     s = session(POLLING)
     for _ in range(3):

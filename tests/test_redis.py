@@ -635,6 +635,20 @@ async def poll_until(
         await asyncio.sleep(interval)
 
 
+async def store_health(server: ServerProcess) -> JsonObject:
+    """The store's part of the node's /_sio_core/health (one worker per node here)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, \
+            http.get(server.url + "/_sio_core/health") as resp:
+        health: JsonObject = (await resp.json())["store_health"]
+        return health
+
+
+async def health_says(server: ServerProcess, check: Callable[[JsonObject], bool]) -> bool:
+    return check(await store_health(server))
+
+
 async def broadcasts_flow(peer: Peer, tag: str, timeout: float) -> float:
     """Until a broadcast from each node's client reaches the other node's client: the seconds
     it took. Probes are re-sent until then (while Redis is back but not yet resubscribed, some
@@ -689,22 +703,44 @@ async def test_redis_restart_and_pubsub_kill(redis_prefix: str, tmp_path: Path) 
         await peer.connect("b", node_b.url, ["websocket"])
         await broadcasts_flow(peer, "before", timeout=5)
 
-        # Redis restarted (its data lost): broadcasts come back within a few seconds
+        for server in (node_a, node_b):
+            health = await store_health(server)
+            assert health["connected"] and health["reconnects"] == 0, health
+            assert health["subscriber_down_seconds"] == 0, health
+            assert health["publish_failed"] == health["queue_dropped"] == 0, health
+
+        # Redis down: the subscriber is seen down, and what is published meanwhile cannot
+        # go out: counted (the broadcast of the client of A reaches its own node only)
         await redis.shutdown()
+        assert await peer.emit("a", "bcast", None, "probe", "while down") == ["sent"]
+        await poll_until(lambda: health_says(node_a, lambda h: h["publish_failed"] >= 1
+                                             and not h["connected"]),
+                         timeout=10, what="node A counting a failed publish")
+        # Redis back (its data lost): broadcasts come back within a few seconds
         await redis.start()
         took = await broadcasts_flow(peer, "restart", timeout=8)
         for server in (node_a, node_b):
             await server.wait_for_log(r"Redis subscription restored \(reconnect #1\)", timeout=5)
-        print(f"broadcasts resumed {took:.1f}s after Redis restarted")
+            health = await store_health(server)
+            assert health["connected"] and health["reconnects"] == 1, health
+            assert health["subscriber_down_seconds"] > 0, health
+        print(f"broadcasts resumed {took:.1f}s after Redis restarted;"
+              f" node A: {await store_health(node_a)}")
 
         # the subscriber connections killed: likewise
+        down_before = {server: (await store_health(server))["subscriber_down_seconds"]
+                       for server in (node_a, node_b)}
         async with redis_client(redis.url) as client:
             killed = await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
         assert killed >= 2, killed
         took = await broadcasts_flow(peer, "kill", timeout=8)
         for server in (node_a, node_b):
             await server.wait_for_log(r"Redis subscription restored \(reconnect #2\)", timeout=5)
-        print(f"broadcasts resumed {took:.1f}s after CLIENT KILL TYPE pubsub")
+            health = await store_health(server)
+            assert health["connected"] and health["reconnects"] == 2, health
+            assert health["subscriber_down_seconds"] > down_before[server], health
+        print(f"broadcasts resumed {took:.1f}s after CLIENT KILL TYPE pubsub;"
+              f" node A: {await store_health(node_a)}")
 
         assert peer.troubles() == []
         for server in (node_a, node_b):

@@ -191,6 +191,16 @@ class EngineSession:
             else:
                 self.close(CloseReason.TRANSPORT_ERROR, notify=False)
 
+    def release_poll(self) -> None:
+        """The pending GET can no longer be answered, through no fault of the client (the
+        worker that relayed it is gone): it is forgotten and the session goes on; what is
+        queued waits for the client's next GET. (Unlike :meth:`abort_poll`, this closes
+        nothing.)"""
+        if self.poll_pending:
+            self.poll_pending = False
+            if self.state is State.CLOSING and not self._close_due:
+                self._set_state(State.CLOSED)  # that GET was to carry the session's last word
+
     def begin_post(self) -> None:
         if self.transport is not Transport.POLLING:
             raise BadRequest("polling request after upgrade")

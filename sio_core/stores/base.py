@@ -51,8 +51,6 @@ class Kind(enum.StrEnum):
     REPLY = "reply"
     NO_PEER = "no_peer"  # the target is gone: the request fails at once
     PEERS = "peers"  # the hub's list of live workers
-    PING = "ping"
-    PONG = "pong"
     READY = "ready"
     REGISTER = "register"
     UNREGISTER = "unregister"

@@ -5,8 +5,9 @@ How this works: the master runs a :class:`Hub` on a Unix socket; each worker's
 a 4-byte big-endian length and a packed :class:`~sio_core.stores.base.Envelope`. The hub
 relays an envelope to its target, or to every other worker when it has none; a request
 for a worker that is not connected gets NO_PEER at once. Whenever the set of workers
-changes, every worker is sent the new list (PEERS). The hub also pings each worker
-(liveness: the master replaces one that stops answering) and keeps the session registry.
+changes, every worker is sent the new list (PEERS). The hub also keeps the session
+registry. (Liveness is not the hub's: the master pings each worker on a channel of its
+own, sio_core/control.py, whatever the store.)
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import struct
-import time
 from collections.abc import AsyncIterator, Callable
 
 from .base import MAX_ENVELOPE, Envelope, Kind, Store
@@ -66,8 +65,6 @@ class _Worker:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.owner: str | None = None
-        self.last_pong = time.monotonic()
-        self.pid: int | None = None
 
     def write(self, data: bytes) -> None:
         # written at once, not coalesced per loop turn: the receiving worker starts its
@@ -77,14 +74,12 @@ class _Worker:
 
 
 class Hub:
-    """The master's side. ``on_ready(owner, pid)`` and ``on_gone(owner)`` tell the
-    supervisor which workers are up."""
+    """The master's side."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.workers: dict[str, _Worker] = {}
         self.registry: dict[str, str] = {}
-        self.on_ready: Callable[[str, int | None], None] = lambda owner, pid: None
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Worker] = set()
 
@@ -99,15 +94,6 @@ class Hub:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
-
-    def last_pong(self, owner: str) -> float | None:
-        worker = self.workers.get(owner)
-        return worker.last_pong if worker is not None else None
-
-    def ping_all(self) -> None:
-        data = frame(Envelope(Kind.PING, "hub"))
-        for worker in self.workers.values():
-            worker.write(data)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         worker = _Worker(writer)
@@ -138,16 +124,11 @@ class Hub:
                                worker.owner)
                 return
             worker.owner = envelope.origin
-            worker.pid = envelope.payload if isinstance(envelope.payload, int) else None
             self.workers[envelope.origin] = worker
             self._announce()
-            self.on_ready(envelope.origin, worker.pid)
             return
         if worker.owner is None or envelope.origin != worker.owner:
             return  # a worker speaks only for itself
-        if kind is Kind.PONG:
-            worker.last_pong = time.monotonic()
-            return
         if kind is Kind.PEERS or kind is Kind.NO_PEER:
             return  # the hub's word, never a worker's (a forged PEERS would blind the others)
         if kind is Kind.REGISTER and isinstance(envelope.payload, str):
@@ -197,7 +178,7 @@ class HubStore(Store):
         reader, writer = await asyncio.open_unix_connection(self.path)
         self._writer = writer
         self._peers_known = asyncio.Event()
-        writer.write(frame(Envelope(Kind.READY, self.owner, os.getpid())))
+        writer.write(frame(Envelope(Kind.READY, self.owner)))
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
         await asyncio.wait_for(self._peers_known.wait(), 10)
 
@@ -221,9 +202,6 @@ class HubStore(Store):
             for data in frames:
                 envelope = Envelope.unpack(data)
                 if envelope is None:
-                    continue
-                if envelope.kind is Kind.PING:
-                    self._transmit(Envelope(Kind.PONG, self.owner))
                     continue
                 self.deliver(envelope)
                 if envelope.kind is Kind.PEERS and self._peers_known is not None:

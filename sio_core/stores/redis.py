@@ -17,10 +17,15 @@ How this works:
   worker's heartbeat; the **session registry** is ``<key>-sio:sid:<sid>`` with a TTL,
   refreshed while the session lives and deleted when it ends.
 - **Resilience**: three clients (pub, sub, commands), given ready-made or built from the URL.
-  If the subscriber connection drops (Redis restarted, ``CLIENT KILL TYPE pubsub``), it
-  reconnects and resubscribes with backoff and says so in the log and in :attr:`health`.
-  Outgoing messages go through one bounded queue (order kept); when Redis is slow or down
-  and the queue is full, messages are dropped and counted, never buffered without bound.
+  Redis pub/sub keeps nothing for a subscriber that is away, so every moment the
+  subscription is down loses what the other nodes publish meanwhile: when it drops (Redis
+  restarted, ``CLIENT KILL TYPE pubsub``) it is made again at once, then with a backoff
+  bounded by ``reconnect_backoff_max``; the subscriber built from the URL does no retries
+  of its own (redis-py's default retries for up to seconds, silently, before an error
+  shows). Outgoing messages go through one bounded queue (order kept); a publish that
+  fails (Redis down) is dropped, and when the queue is full new messages are dropped, never
+  buffered without bound. :attr:`health` counts it all: publishes failed, messages dropped
+  from the queue, the seconds the subscription was down, the reconnects.
   Everything from the bus is untrusted: decoded with size limits, never with pickle.
 """
 
@@ -37,6 +42,8 @@ from typing import Any
 
 import msgpack
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from .base import MAX_ENVELOPE, Envelope, Kind, Store
 
@@ -95,14 +102,18 @@ class RedisStore(Store):
                  client_options: dict[str, Any] | None = None,
                  pack: Pack = msgpack_pack, unpack: Unpack = msgpack_unpack,
                  heartbeat: float = 2.0, queue_limit: int = 10_000,
-                 requests_timeout: float = 5.0) -> None:
+                 requests_timeout: float = 5.0, reconnect_backoff_max: float = 1.0) -> None:
         super().__init__(owner or node_id or secrets.token_hex(3))
         self.url = url
         self.key = key
         self.pack, self.unpack = pack, unpack
         options = {"socket_connect_timeout": 5, **(client_options or {})}
-        self.pub = pub_client or aioredis.Redis.from_url(url, **options)
-        self.sub = sub_client or aioredis.Redis.from_url(url, **options)
+        # a publish is tried twice (a killed connection is made again), then counted lost;
+        # the subscriber not at all: its loss is this store's to see, count and repair
+        self.pub = pub_client or aioredis.Redis.from_url(
+            url, **{"retry": Retry(NoBackoff(), 1), **options})
+        self.sub = sub_client or aioredis.Redis.from_url(
+            url, **{"retry": Retry(NoBackoff(), 0), **options})
         # commands come in bursts (a session registered or deleted per handshake and close):
         # a bounded pool that waits for a free connection, where the default pool raises
         # MaxConnectionsError past 100 at once (and the DEL of a session would be lost)
@@ -111,14 +122,24 @@ class RedisStore(Store):
                                                      **options))
         self.heartbeat = heartbeat
         self.requests_timeout = requests_timeout
+        #: the longest wait between two attempts to resubscribe (the first is at once):
+        #: while Redis is down, one attempt a second costs nothing, and the subscription is
+        #: back at most that long after Redis is
+        self.reconnect_backoff_max = reconnect_backoff_max
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(queue_limit)
         self._tasks_run: list[asyncio.Task[None]] = []
         self._pubsub: Any = None
         self._namespaces: set[str] = {"/"}
         self._registered: dict[str, float] = {}
         self._closing = False
-        self.health: dict[str, Any] = {"connected": False, "reconnects": 0, "dropped": 0,
-                                       "last_error": None}
+        # health (see the health property)
+        self._connected = False
+        self._reconnects = 0
+        self._publish_failed = 0
+        self._queue_dropped = 0
+        self._down_seconds = 0.0
+        self._down_since: float | None = None
+        self._last_error: str | None = None
         self._all = f"{key}-sio#all#"
         self._mine = f"{key}-sio#{self.owner}#"
         self._peers_key = f"{key}-sio:peers"
@@ -140,7 +161,19 @@ class RedisStore(Store):
         self._tasks_run = [loop.create_task(self._read_loop()),
                            loop.create_task(self._write_loop()),
                            loop.create_task(self._beat_loop())]
-        self.health["connected"] = True
+        self._connected = True
+
+    @property
+    def health(self) -> dict[str, Any]:
+        """For /_sio_core/health: what Redis outages cost this node."""
+        down = self._down_seconds
+        if self._down_since is not None:
+            down += time.monotonic() - self._down_since
+        return {"connected": self._connected, "reconnects": self._reconnects,
+                "subscriber_down_seconds": round(down, 3),
+                "publish_failed": self._publish_failed, "queue_dropped": self._queue_dropped,
+                "dropped": self._publish_failed + self._queue_dropped,
+                "queued": self._queue.qsize(), "last_error": self._last_error}
 
     async def close(self) -> None:
         """Stop the loops, take this node out of the peers and registry, close the clients.
@@ -190,34 +223,47 @@ class RedisStore(Store):
     # -- reading ----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        delay = 0.1
         while not self._closing:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
-                if message is not None:
-                    self._on_message(message)
-                delay = 0.1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.health["connected"] = False
-                self.health["last_error"] = str(exc)
-                logger.warning("Redis subscription lost (%s); reconnecting in %.1fs", exc, delay)
+                await self._resubscribe(exc)
+                continue
+            if message is not None:
+                self._on_message(message)
+
+    async def _resubscribe(self, exc: Exception) -> None:
+        """The subscription is lost: make it again, at once and then with a bounded
+        backoff, until it is back (or the store closes)."""
+        self._connected = False
+        self._down_since = down_since = time.monotonic()
+        self._last_error = str(exc)
+        logger.warning("Redis subscription lost (%s); resubscribing", exc)
+        delay = 0.0
+        while not self._closing:
+            if delay:
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                with contextlib.suppress(Exception):
-                    await self._pubsub.aclose()
-                try:
-                    await self._subscribe()
-                except Exception as again:
-                    self.health["last_error"] = str(again)
-                    continue
-                self.health["connected"] = True
-                self.health["reconnects"] += 1
-                logger.warning("Redis subscription restored (reconnect #%d)",
-                               self.health["reconnects"])
-                with contextlib.suppress(Exception):
-                    await self._beat()
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+            try:
+                await self._subscribe()
+                break
+            except Exception as again:
+                self._last_error = str(again)
+                delay = min(max(2 * delay, 0.05), self.reconnect_backoff_max)
+        else:
+            return
+        down = time.monotonic() - down_since
+        self._down_seconds += down
+        self._down_since = None
+        self._connected = True
+        self._reconnects += 1
+        logger.warning("Redis subscription restored (reconnect #%d) after %.3fs",
+                       self._reconnects, down)
+        with contextlib.suppress(Exception):
+            await self._beat()  # the peers may have changed meanwhile
 
     def _on_message(self, message: dict[str, Any]) -> None:
         channel = message.get("channel")
@@ -405,10 +451,10 @@ class RedisStore(Store):
         try:
             self._queue.put_nowait((channel, data))
         except asyncio.QueueFull:
-            self.health["dropped"] += 1
-            if self.health["dropped"] % 1000 == 1:
+            self._queue_dropped += 1
+            if self._queue_dropped % 1000 == 1:
                 logger.warning("Redis is not keeping up: %d messages dropped so far",
-                               self.health["dropped"])
+                               self._queue_dropped)
 
     async def _write_loop(self) -> None:
         while not self._closing:
@@ -418,8 +464,8 @@ class RedisStore(Store):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.health["dropped"] += 1
-                self.health["last_error"] = str(exc)
+                self._publish_failed += 1
+                self._last_error = str(exc)
                 logger.debug("publish to %s failed: %s", channel, exc)
                 await asyncio.sleep(0.05)  # Redis is down: do not spin
 
@@ -452,7 +498,7 @@ class RedisStore(Store):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.health["last_error"] = str(exc)
+                self._last_error = str(exc)
 
     def _sid_key(self, sid: str) -> str:
         return f"{self.key}-sio:sid:{sid}"

@@ -167,6 +167,16 @@ class EngineSocket:
                 self._pump()
             raise
 
+    def release_poll(self) -> None:
+        """The pending GET will never reach its client (it was relayed by a worker that is
+        gone): end its wait with nothing, and keep the session; see
+        :meth:`EngineSession.release_poll`."""
+        waiter, self._poll_waiter = self._poll_waiter, None
+        if waiter is not None and not waiter.done():
+            self.core.release_poll()
+            waiter.set_result([])
+            self._pump()
+
     def _begin_poll(self) -> list[Packet] | None:
         try:
             self.core.begin_poll()

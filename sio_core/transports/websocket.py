@@ -6,10 +6,18 @@ and answers 101), and the :class:`WebSocketConnection` then takes the TCP connec
 bytes in -> frames -> ``on_message(str | bytes)``; ``send(...)`` -> frames -> bytes out.
 Fragmented messages are reassembled here; ping/pong/close frames are answered by the
 protocol object. Each Engine.IO packet travels in one frame.
+
+Closing is a closing handshake (RFC 6455 section 7.1.1): the server sends its close frame,
+reads on until the client's close frame comes back, and then closes the TCP connection
+first. Closing the TCP connection right after the close frame would have the client's
+answer (or anything it sent meanwhile) meet a closed socket, which the kernel answers
+with a reset, and a reset can destroy the close frame before the client has read it.
+A client that does not answer within ``websocket_close_timeout`` is cut off.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
@@ -59,10 +67,12 @@ def _raw_head(request: Request) -> bytes:
 class WebSocketConnection:
     """One accepted WebSocket; implements the HTTP layer's ConnectionHandler."""
 
-    __slots__ = ("_closed", "_config", "_fragment_size", "_fragment_text", "_fragments",
-                 "_http", "_paused", "_protocol", "on_close", "on_message")
+    __slots__ = ("_close_timer", "_closed", "_config", "_fragment_size", "_fragment_text",
+                 "_fragments", "_http", "_paused", "_protocol", "_registry", "on_close",
+                 "on_message")
 
-    def __init__(self, http: HTTPConnection, protocol: ServerProtocol, config: Config) -> None:
+    def __init__(self, http: HTTPConnection, protocol: ServerProtocol, config: Config,
+                 registry: set[WebSocketConnection] | None = None) -> None:
         self._http = http
         self._protocol = protocol
         self._config = config
@@ -73,6 +83,11 @@ class WebSocketConnection:
         self._fragment_size = 0
         self._closed = False
         self._paused = False
+        self._close_timer: asyncio.TimerHandle | None = None
+        #: the server's set of open websockets (a drain waits for it to empty)
+        self._registry = registry
+        if registry is not None:
+            registry.add(self)
 
     @property
     def closed(self) -> bool:
@@ -95,7 +110,10 @@ class WebSocketConnection:
                 break
             if isinstance(event, Frame):
                 self._frame(event)
-        if self._protocol.state is WSState.CLOSED or self._protocol.close_expected():
+        protocol = self._protocol
+        # eof_sent: the closing handshake is complete (or the connection failed), and the
+        # server closes the TCP connection first; CLOSED: the client's TCP is gone
+        if protocol.eof_sent or protocol.state is WSState.CLOSED:
             self._close_transport()
 
     def _frame(self, frame: Frame) -> None:
@@ -126,9 +144,17 @@ class WebSocketConnection:
         self.on_message(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
         if not self._closed:
             self._closed = True
             self.on_close()
+
+    def _forget(self) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        if self._registry is not None:
+            self._registry.discard(self)
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -180,13 +206,17 @@ class WebSocketConnection:
         return transport.get_write_buffer_size() if transport is not None else 0
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake; the TCP connection closes once it completes."""
-        if self._closed:
+        """Start the closing handshake; the TCP connection closes once it completes (see
+        the module's docstring), or after websocket_close_timeout."""
+        if self._closed or self._close_timer is not None:
             return
-        if self._protocol.state is WSState.OPEN:
-            self._protocol.send_close(code, reason)
-            self._flush()
-        self._close_transport()
+        if self._protocol.state is not WSState.OPEN:
+            self._close_transport()
+            return
+        self._protocol.send_close(code, reason)
+        self._flush()
+        self._close_timer = asyncio.get_running_loop().call_later(
+            self._config.websocket_close_timeout, self.abort)
 
     def abort(self) -> None:
         transport = self._http.transport
@@ -211,7 +241,11 @@ class WebSocketConnection:
             transport.write_eof()
 
     def _close_transport(self) -> None:
-        # after a close frame went out (or came in and was answered): end the TCP stream
+        # the closing handshake is over: end the TCP stream once what is queued is written
+        # (the registry lets go when the TCP connection is gone: connection_lost)
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
         transport = self._http.transport
         if transport is not None and not transport.is_closing():
             transport.close()
@@ -229,9 +263,11 @@ def _ignore_close() -> None:
 
 
 def accept(
-    request: Request, http: HTTPConnection, config: Config
+    request: Request, http: HTTPConnection, config: Config,
+    registry: set[WebSocketConnection] | None = None,
 ) -> WebSocketConnection | Response:
-    """Validate the upgrade request and answer 101; or return the refusal to send."""
+    """Validate the upgrade request and answer 101; or return the refusal to send. The
+    accepted connection is in ``registry`` until its TCP connection is gone."""
     protocol = ServerProtocol(max_size=config.max_payload)
     protocol.receive_data(_raw_head(request))
     events = protocol.events_received()
@@ -247,6 +283,6 @@ def accept(
     # websockets' parser generator keeps the handshake request it parsed for the life of the
     # connection: empty the headers we were handed, as nothing reads them any more
     ws_request.headers.clear()
-    connection = WebSocketConnection(http, protocol, config)
+    connection = WebSocketConnection(http, protocol, config, registry)
     connection._flush()
     return connection

@@ -21,6 +21,8 @@ sse                        ``await io.server_side_emit_with_ack("hello")``; acks
                            other worker's ``hello`` listener returns its worker id)
 join_all(room, within)     ``io.in_(within).sockets_join(room)`` (``io.sockets_join(room)`` when
                            ``within`` is null); acks "done"
+flood(n, size)             emits ``n`` "flood" events of ``size`` characters to this socket, then
+                           logs "flooded <id> with <n> x <size>"; acks n
 disconnect_all(room)       ``io.in_(room).disconnect_sockets()`` (``io.disconnect_sockets()``
                            when ``room`` is null); no ack (the sender may be among the
                            disconnected)
@@ -94,6 +96,14 @@ def connection(socket: Socket) -> None:
     async def join_all(room: str, within: str | None) -> str:
         await (io.in_(within) if within is not None else io).sockets_join(room)
         return "done"
+
+    @socket.on("flood")
+    def flood(count: int, size: int) -> int:
+        payload = "x" * size
+        for _ in range(count):
+            socket.emit("flood", payload)
+        logger.info("flooded %s with %d x %d", socket.id, count, size)
+        return count
 
     @socket.on("disconnect_all")
     async def disconnect_all(room: str | None) -> None:

@@ -23,10 +23,14 @@
 //       prints {"ev":"stats","tag","clients":{name: {id, sid, sids, transport, connected,
 //       received: {event: [first arguments]}}}}.
 //   {"op":"close","group":"g"}      socket.disconnect() (no reconnection follows)
+//   {"op":"pause","group":"g"}      a websocket client stops reading its TCP connection (ws's
+//                                   pause(): what the server sends piles up in the kernel, then
+//                                   in the server's write buffer); {"op":"resume",...} reads again
 //   {"op":"exit"}
 //
 // Live lines: {"ev":"connect","name","id","sid","transport","n"} (n > 1: a reconnection),
-// {"ev":"disconnect","name","reason","detail"}, {"ev":"connect_error","name","message"},
+// {"ev":"disconnect","name","reason","detail","code"} (code: the websocket close code, 1000 for a
+// clean closing handshake, 1006 for a TCP connection that ended without one; null over polling), {"ev":"connect_error","name","message"},
 // {"ev":"error","message"}.
 //
 // The server's "ping" (and any event sent with an ack) is answered with the client's name.
@@ -124,7 +128,9 @@ function openClient(name, cmd) {
     // a transport error's details: its message and description (for polling, the HTTP status
     // of the request that failed; 0 when there was no HTTP answer at all)
     const detail = details ? `${details.message} ${details.description}` : null;
-    print({ ev: "disconnect", name, reason, detail });
+    const context = details && details.context;
+    const code = context && typeof context.code === "number" ? context.code : null;
+    print({ ev: "disconnect", name, reason, detail, code });
     record(client, "$disconnect", reason);
   });
   socket.on("connect_error", (err) => {
@@ -182,6 +188,12 @@ const handlers = {
   },
   close(cmd) {
     for (const name of targets(cmd)) clients.get(name).socket.disconnect();
+  },
+  pause(cmd) {
+    for (const name of targets(cmd)) clients.get(name).socket.io.engine.transport.ws.pause();
+  },
+  resume(cmd) {
+    for (const name of targets(cmd)) clients.get(name).socket.io.engine.transport.ws.resume();
   },
   exit() {
     for (const { socket } of clients.values()) socket.disconnect();
