@@ -24,6 +24,7 @@ from . import handlers
 from .adapter import BroadcastOptions
 from .broadcast import AckGather, rooms_of
 from .handlers import DONE
+from .socket import Handshake
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -80,17 +81,42 @@ def _packable(value: Any) -> Any:
     return value
 
 
+def _str_keys(value: Any) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if isinstance(k, str)} if isinstance(value, dict) \
+        else {}
+
+
+def handshake_from_wire(value: Any) -> Handshake:
+    """A remote socket's handshake (ours or a JavaScript server's), as a local socket's."""
+    info = value if isinstance(value, dict) else {}
+    address, when, issued, url = (info.get("address"), info.get("time"), info.get("issued"),
+                                  info.get("url"))
+    return Handshake(
+        headers=_str_keys(info.get("headers")), query=_str_keys(info.get("query")),
+        auth=_str_keys(info.get("auth")),
+        address=address if isinstance(address, str) else None,
+        time=when if isinstance(when, str) else "",
+        issued=issued if isinstance(issued, int) else 0,
+        url=url if isinstance(url, str) else "",
+        secure=info.get("secure") is True, xdomain=info.get("xdomain") is True)
+
+
 class RemoteSocket:
     """A socket of another worker, as fetch_sockets returns it (the JavaScript
     RemoteSocket): its id, handshake, rooms and data, and actions that go through the
-    cluster."""
+    cluster. It reads like a local Socket: the same attributes, and ``emit``, ``join``,
+    ``leave`` and ``disconnect`` that act at once (published, fire-and-forget) and return
+    an already-done awaitable, as the Socket's do."""
 
     def __init__(self, namespace: Namespace, info: dict[str, Any]) -> None:
         self.namespace = namespace
         self.id: str = info["id"]
-        self.handshake: dict[str, Any] = info.get("handshake") or {}
-        self.rooms: set[str] = set(info.get("rooms") or [])
-        self.data: Any = info.get("data")
+        self.handshake = handshake_from_wire(info.get("handshake"))
+        rooms = info.get("rooms")
+        self.rooms: set[str] = {r for r in rooms if isinstance(r, str)} \
+            if isinstance(rooms, list) else set()
+        data = info.get("data")
+        self.data: Any = data if data is not None else {}
 
     def __repr__(self) -> str:
         return f"<RemoteSocket {self.id} {self.namespace.name}>"

@@ -79,12 +79,18 @@ class Socket(EventEmitter):
     def rooms(self) -> set[str]:
         return self.namespace.adapter.socket_rooms(self.id)
 
-    def join(self, *rooms: str | Iterable[str]) -> None:
-        self.namespace.adapter.add_all(self.id, rooms_of(rooms))
+    # join, leave and disconnect act at once and return an already-done awaitable, as a
+    # RemoteSocket's do (theirs are published, fire-and-forget, as in the JavaScript
+    # server): the same code, with or without ``await``, works on what fetch_sockets returns
 
-    def leave(self, *rooms: str | Iterable[str]) -> None:
+    def join(self, *rooms: str | Iterable[str]) -> Awaitable[None]:
+        self.namespace.adapter.add_all(self.id, rooms_of(rooms))
+        return DONE
+
+    def leave(self, *rooms: str | Iterable[str]) -> Awaitable[None]:
         for room in rooms_of(rooms):
             self.namespace.adapter.delete(self.id, room)
+        return DONE
 
     # -- emitting to this client ------------------------------------------------------------
 
@@ -179,16 +185,17 @@ class Socket(EventEmitter):
 
     # -- ending -----------------------------------------------------------------------------
 
-    def disconnect(self, close: bool = False) -> None:
+    def disconnect(self, close: bool = False) -> Awaitable[None]:
         """Leave the namespace (the client gets DISCONNECT); with ``close`` also end the
         client's whole connection."""
         if not self.connected:
-            return
+            return DONE
         if close:
             self.client.disconnect_all()
-            return
+            return DONE
         self.client.send_packet(sio.Packet(sio.PacketType.DISCONNECT, self.namespace.name))
         self.on_close("server namespace disconnect")
+        return DONE
 
     @property
     def conn(self) -> Any:
