@@ -1,7 +1,7 @@
 """``python -m sio_core serve [APP] [options]``: run a server.
 
 APP is ``module:attribute`` (like uvicorn's app argument): the attribute is an application
-object, or a callable returning one. Without APP the chat demo is served.
+object, or a callable returning one. Without APP the chat demo (sio_core.demo) is served.
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ from .config import MAX_SECONDS, Config, check_count, check_path, check_seconds,
 
 logger = logging.getLogger("sio_core")
 
-DEFAULT_APP = "web.app:io"
-#: the repository root, where web/ lives (the demo is run from a checkout)
-REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_APP = "sio_core.demo.app:io"
 #: see --gc-threshold: 10,000 gives most of the gain (Python 3.13 itself moved to 2,000)
 GC_THRESHOLD = 10_000
 STORE_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -284,8 +282,6 @@ def main(argv: list[str] | None = None) -> int:
                         format=f"%(asctime)s [{role}] %(levelname)s %(name)s: %(message)s")
     # one line per websocket opened is noise at any scale
     logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.root.level))
-    if args.app is None and str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:

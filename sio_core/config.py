@@ -136,8 +136,8 @@ class Config:
     #: Serve the official client bundle at ``<path>socket.io.js`` (and .min.js, .map), as
     #: the reference's serveClient does, from the npm package ``socket.io-client``.
     serve_client: bool = True
-    #: Where that package's ``dist`` directory is; None: look in ./node_modules and in the
-    #: node_modules of the sio_core checkout.
+    #: Where that package's ``dist`` directory is; None: the copy a wheel of sio_core ships
+    #: (sio_core/client_dist), else ./node_modules, else the sio_core checkout's.
     client_dist_dir: str | None = None
 
     def __post_init__(self) -> None:
