@@ -11,6 +11,7 @@ comes off the bus is checked for shape before use: it is untrusted input.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -152,6 +153,7 @@ class Cluster:
         self.store = store
         self._gathers: dict[int, AckGather] = {}
         self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
         on = store.on
         on(Kind.BROADCAST, self._on_broadcast)
         on(Kind.BROADCAST_ACKS, self._on_broadcast_acks)
@@ -178,18 +180,28 @@ class Cluster:
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
                            gather: AckGather) -> None:
-        peers = len(self.store.peers)
-        if not peers:
-            return
         request = next(self._ids)
-        gather.pending_counts += peers
+        gather.counting = True
         self._gathers[request] = gather
         gather.future.add_done_callback(lambda _: self._gathers.pop(request, None))
         self.store.publish(Kind.BROADCAST_ACKS, {"packet": packet_to_wire(packet),
                                                  "opts": opts_to_wire(opts), "req": request})
+        # counted while the request travels; the counts that come first wait for it
+        task = asyncio.get_running_loop().create_task(self._count_servers(packet, gather))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _count_servers(self, packet: sio.Packet, gather: AckGather) -> None:
+        try:
+            count = await self.store.count_servers(packet.namespace)
+        except Exception as exc:
+            # the acks of the clients counted so far still come; the timeout ends the rest
+            logger.warning("cannot count the servers for a broadcast with acks: %s", exc)
+            return
+        gather.add_servers(count)
 
     async def fetch_sockets(self, namespace: Namespace, opts: BroadcastOptions) -> list[Any]:
-        replies = await self.store.gather(
+        replies = await self.store.ask_servers(
             Kind.FETCH_SOCKETS, {"nsp": namespace.name, "opts": opts_to_wire(opts)},
             REQUEST_TIMEOUT)
         out: list[Any] = []
@@ -216,7 +228,7 @@ class Cluster:
 
     async def server_side_emit_with_ack(self, namespace: Namespace, event: str,
                                         args: tuple[Any, ...], timeout: float) -> list[Any]:
-        return await self.store.gather(
+        return await self.store.ask_servers(
             Kind.SERVER_SIDE_EMIT, {"nsp": namespace.name, "data": [event, *args]}, timeout)
 
     # -- incoming ---------------------------------------------------------------------------
@@ -315,8 +327,6 @@ class Cluster:
 def run_listeners(listeners: list[Callable[..., Any]], args: tuple[Any, ...],
                   context: str) -> Awaitable[Any]:
     """Run server-side-emit listeners; the first one's result is the answer."""
-    import asyncio
-
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def on_result(result: Any) -> None:
