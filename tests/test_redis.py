@@ -444,10 +444,12 @@ async def test_two_nodes_behind_a_round_robin_proxy(
 # --- 2. a mixed fleet: the JavaScript adapter and emitter ----------------------------------------
 
 
-@pytest.mark.interop
-async def test_javascript_adapter_and_emitter_interop(
+@contextlib.asynccontextmanager
+async def mixed_fleet(
     redis_url: str, redis_prefix: str, tmp_path: Path
-) -> None:
+) -> AsyncIterator[tuple[ServerProcess, Peer, str]]:
+    """A sio_core node of two workers ("P"), and the peer script's JavaScript server on the same
+    Redis and key: (the node, the peer, the JavaScript server's URL). Both stop at the end."""
     py = await start_node_server(
         *redis_args(redis_url, redis_prefix), workers=2, name="P", log_path=tmp_path / "py.log"
     )
@@ -459,7 +461,14 @@ async def test_javascript_adapter_and_emitter_interop(
                 await start_peer(tmp_path, redis_url, redis_prefix, str(js_port))
             )
         )
-        js_url = f"http://127.0.0.1:{js_port}"
+        yield py, peer, f"http://127.0.0.1:{js_port}"
+
+
+@pytest.mark.interop
+async def test_javascript_adapter_and_emitter_interop(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    async with mixed_fleet(redis_url, redis_prefix, tmp_path) as (py, peer, js_url):
         # the JavaScript adapter counts its servers with PUBSUB NUMSUB: itself + 2 sio_core workers
         assert (await peer.call("numsub", "numsub"))["count"] == 3
 
@@ -554,20 +563,10 @@ async def test_requests_from_sio_core_reach_javascript_servers(
     """What sio_core asks the fleet (fetch_sockets, a broadcast with acks, a server-side emit
     with an ack) reaches a JavaScript server on the same Redis as it reaches sio_core's other
     workers: counted with PUBSUB NUMSUB and asked in the JavaScript adapter's format."""
-    py = await start_node_server(
-        *redis_args(redis_url, redis_prefix), workers=2, name="P", log_path=tmp_path / "py.log"
-    )
-    async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(py.stop)
-        js_port = free_port()
-        peer = Peer(
-            await stack.enter_async_context(
-                await start_peer(tmp_path, redis_url, redis_prefix, str(js_port))
-            )
-        )
+    async with mixed_fleet(redis_url, redis_prefix, tmp_path) as (py, peer, js_url):
         assert (await peer.call("numsub", "numsub"))["count"] == 3
         ids = {
-            "js": await peer.connect("js", f"http://127.0.0.1:{js_port}"),
+            "js": await peer.connect("js", js_url),
             "py": await peer.connect("py", py.url),
             "py2": await peer.connect("py2", py.url),
         }
