@@ -447,9 +447,10 @@ async def test_two_nodes_behind_a_round_robin_proxy(
 @contextlib.asynccontextmanager
 async def mixed_fleet(
     redis_url: str, redis_prefix: str, tmp_path: Path
-) -> AsyncIterator[tuple[ServerProcess, Peer, str]]:
+) -> AsyncIterator[tuple[ServerProcess, Peer, dict[str, str]]]:
     """A sio_core node of two workers ("P"), and the peer script's JavaScript server on the same
-    Redis and key: (the node, the peer, the JavaScript server's URL). Both stop at the end."""
+    Redis and key, with the peer's clients "js" (on the JavaScript server), "py" and "py2" (on
+    the node): (the node, the peer, name -> socket id). Both stop at the end."""
     py = await start_node_server(
         *redis_args(redis_url, redis_prefix), workers=2, name="P", log_path=tmp_path / "py.log"
     )
@@ -461,23 +462,22 @@ async def mixed_fleet(
                 await start_peer(tmp_path, redis_url, redis_prefix, str(js_port))
             )
         )
-        yield py, peer, f"http://127.0.0.1:{js_port}"
+        # the JavaScript adapter counts its servers with PUBSUB NUMSUB: itself + 2 sio_core workers
+        assert (await peer.call("numsub", "numsub"))["count"] == 3
+        ids = {
+            "js": await peer.connect("js", f"http://127.0.0.1:{js_port}"),
+            "py": await peer.connect("py", py.url),
+            "py2": await peer.connect("py2", py.url),
+        }
+        yield py, peer, ids
 
 
 @pytest.mark.interop
 async def test_javascript_adapter_and_emitter_interop(
     redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
-    async with mixed_fleet(redis_url, redis_prefix, tmp_path) as (py, peer, js_url):
-        # the JavaScript adapter counts its servers with PUBSUB NUMSUB: itself + 2 sio_core workers
-        assert (await peer.call("numsub", "numsub"))["count"] == 3
-
-        ids = {
-            "js": await peer.connect("js", js_url),
-            "py": await peer.connect("py", py.url),
-            "py2": await peer.connect("py2", py.url),
-            "pyadmin": await peer.connect("pyadmin", py.url + "/admin"),
-        }
+    async with mixed_fleet(redis_url, redis_prefix, tmp_path) as (py, peer, ids):
+        ids["pyadmin"] = await peer.connect("pyadmin", py.url + "/admin")
         assert await peer.emit("js", "join", "room1") == ["js"]
         assert await peer.emit("py", "join", "room1") == ["P"]
         assert await peer.emit("pyadmin", "join", "room1") == ["P"]
@@ -563,13 +563,7 @@ async def test_requests_from_sio_core_reach_javascript_servers(
     """What sio_core asks the fleet (fetch_sockets, a broadcast with acks, a server-side emit
     with an ack) reaches a JavaScript server on the same Redis as it reaches sio_core's other
     workers: counted with PUBSUB NUMSUB and asked in the JavaScript adapter's format."""
-    async with mixed_fleet(redis_url, redis_prefix, tmp_path) as (py, peer, js_url):
-        assert (await peer.call("numsub", "numsub"))["count"] == 3
-        ids = {
-            "js": await peer.connect("js", js_url),
-            "py": await peer.connect("py", py.url),
-            "py2": await peer.connect("py2", py.url),
-        }
+    async with mixed_fleet(redis_url, redis_prefix, tmp_path) as (py, peer, ids):
         for name in ids:
             assert len(await peer.emit(name, "join", "room1")) == 1
 
