@@ -1,14 +1,17 @@
 """Every limit and timing of the server, in one place, each default with its reason.
 
 ``None`` means unlimited where a field says so. Times are in seconds (the Engine.IO
-handshake carries them in milliseconds; the conversion happens on the wire only).
+handshake carries them in milliseconds; the conversion happens on the wire only). Every
+field is checked when a Config is built or replaced: a float field is a time (positive,
+finite), an int field a size or a count (at least 1 unless ``_MINIMUM`` says otherwise).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import partial
 from typing import Any
 
 TRANSPORTS = ("polling", "websocket")
@@ -21,12 +24,8 @@ MAX_SECONDS = (2**31 - 1) / 1000 / 2
 #: (RFC 3986, 3.3), so that it matches a request's path as sent, with no escaping
 _PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
 
-#: the fields that are times in seconds (positive); counts that must be at least 1; and
-#: limits that are such a count or None (unlimited)
-_SECONDS = ("ping_interval", "ping_timeout", "upgrade_timeout", "close_timeout",
-            "connect_timeout", "ack_timeout", "request_timeout", "keepalive_timeout")
-_COUNTS = ("max_payload", "max_request_line", "max_header_count", "max_header_bytes")
-_LIMITS = ("max_packets_per_payload", "max_outbound_buffer")
+#: the int fields whose least value is not 1
+_MINIMUM = {"max_attachments": 0}
 
 
 def check_seconds(value: float) -> float:
@@ -146,11 +145,15 @@ class Config:
         object.__setattr__(self, "transports",
                            _checked("transports", self.transports, check_transports))
         object.__setattr__(self, "path", _checked("path", self.path, check_path))
-        for name in _SECONDS:
-            _checked(name, getattr(self, name), check_seconds)
-        for name in (*_COUNTS, *(n for n in _LIMITS if getattr(self, n) is not None)):
-            _checked(name, getattr(self, name), check_count)
-        _checked("max_attachments", self.max_attachments, lambda n: check_count(n, 0))
+        # by type, so that a new field is checked too: every float field is a time in
+        # seconds, every int field a size or a count (None, where allowed: unlimited)
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.type == "float":
+                _checked(item.name, value, check_seconds)
+            elif item.type == "int" or (item.type == "int | None" and value is not None):
+                _checked(item.name, value, partial(check_count,
+                                                   minimum=_MINIMUM.get(item.name, 1)))
         if self.health_path is not None:
             _checked("health_path", self.health_path, check_path)
         origins = self.cors_allowed_origins
