@@ -20,6 +20,7 @@ How this works (once for the module):
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import shutil
 import subprocess
 import sys
@@ -51,9 +52,10 @@ class Installed:
     bin_dir: Path
 
 
-def run(*argv: str | Path, cwd: Path | None = None) -> str:
+def run(*argv: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True,
-                          timeout=scaled(120), check=False, stdin=subprocess.DEVNULL)
+                          env={**os.environ, **(env or {})}, timeout=scaled(120), check=False,
+                          stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"{argv}: {proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -143,7 +145,8 @@ async def wheel_server(installed: Installed, tmp_path: Path) -> AsyncIterator[Se
     cwd.mkdir()
     env = {"PATH": str(installed.bin_dir), "PYTHONPATH": "", "VIRTUAL_ENV": ""}
     assert shutil.which("node", path=env["PATH"]) is None
-    where = run(installed.python, "-c", "import sio_core; print(sio_core.__file__)", cwd=cwd)
+    where = run(installed.python, "-c", "import sio_core; print(sio_core.__file__)", cwd=cwd,
+                env=env)
     assert Path(where.strip()).is_relative_to(installed.python.parent.parent), where
     async with ServerProcess(log_path=tmp_path / "server.log", python=str(installed.python),
                              cwd=cwd, env=env) as server:
