@@ -1,7 +1,7 @@
 """``python -m sio_core serve [APP] [options]``: run a server.
 
 APP is ``module:attribute`` (like uvicorn's app argument): the attribute is an application
-object, or a callable returning one. Without APP the chat demo is served.
+object, or a callable returning one. Without APP the chat demo (sio_core.demo) is served.
 """
 
 from __future__ import annotations
@@ -13,56 +13,147 @@ import gc
 import importlib
 import logging
 import os
+import re
 import secrets
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from .config import Config
+from .config import MAX_SECONDS, Config, check_count, check_path, check_seconds, check_transports
 
 logger = logging.getLogger("sio_core")
 
-DEFAULT_APP = "web.app:io"
-#: the repository root, where web/ lives (the demo is run from a checkout)
-REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_APP = "sio_core.demo.app:io"
 #: see --gc-threshold: 10,000 gives most of the gain (Python 3.13 itself moved to 2,000)
 GC_THRESHOLD = 10_000
+STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+_NODE_ID = re.compile(r"[A-Za-z0-9_~-]{1,48}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad option is one line on stderr and exit 2 (argparse's own status), without the
+    usage block: the line names the option and what it must be; --help has the rest."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _checked(parse: Callable[[str], Any], check: Callable[[Any], Any],
+             what: str) -> Callable[[str], Any]:
+    """An argparse type: ``parse`` the text (else "'x' is not <what>"), then ``check`` the
+    value with the Config's own rule (its ValueError says what it must be)."""
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return convert
+
+
+def _port(text: str) -> int:
+    port = int(text) if text.isdigit() else -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text if port >= 0 else repr(text)} is not a TCP"
+                                         " port (1-65535)")
+    return port
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return os.cpu_count() or 1
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, or 'auto'")
+    if int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1, or 'auto'")
+    return int(text)
+
+
+def _drain_seconds(value: float) -> float:
+    if not 0 <= value <= MAX_SECONDS:
+        raise ValueError(f"must be a number of seconds, 0 or more (got {value!r})")
+    return value
+
+
+def _node_id(text: str) -> str:
+    # it is part of every sid's owner, "<node>-w<N>-<nonce>" (sio_core/protocol/sid.py)
+    if not _NODE_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"must be 1-48 characters of [A-Za-z0-9_~-] (got"
+                                         f" {text!r})")
+    return text
+
+
+def _store_url(text: str) -> str:
+    if not text.startswith(STORE_SCHEMES):
+        raise argparse.ArgumentTypeError(f"unsupported store URL {text!r} (use"
+                                         " redis://host:port/db)")
+    return text
+
+
+def _store_key(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _directory(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"not a directory: {text!r}")
+    return text
+
+
+def _transports(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+SECONDS = _checked(float, check_seconds, "a number of seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sio_core")
+    parser = _Parser(prog="python -m sio_core")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("app", nargs="?", default=None,
                        help="module:attribute of the application (default: the chat demo)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--port", type=_port, default=3000)
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
-    serve.add_argument("--path", default=None, help="Engine.IO path (default /socket.io/)")
+    serve.add_argument("--path", default=None, type=_checked(str, check_path, "a path"),
+                       help="Engine.IO path (default /socket.io/)")
     serve.add_argument("--transports", default=None,
+                       type=_checked(_transports, check_transports, "a list of transports"),
                        help="comma-separated allowed transports (polling,websocket)")
-    serve.add_argument("--ping-interval", type=float, default=None, help="seconds")
-    serve.add_argument("--ping-timeout", type=float, default=None, help="seconds")
-    serve.add_argument("--max-payload", type=int, default=None, help="bytes")
+    serve.add_argument("--ping-interval", type=SECONDS, default=None, help="seconds")
+    serve.add_argument("--ping-timeout", type=SECONDS, default=None, help="seconds")
+    serve.add_argument("--max-payload", type=_checked(int, check_count, "a whole number"),
+                       default=None, help="bytes")
     serve.add_argument("--cors-origin", action="append", default=None,
                        help="allowed CORS origin ('*' for any); repeatable")
-    serve.add_argument("--static", default=None, help="directory served at /")
-    serve.add_argument("--workers", default="1",
+    serve.add_argument("--static", default=None, type=_directory,
+                       help="directory served at /")
+    serve.add_argument("--workers", default="1", type=_workers,
                        help="worker processes on one port: a number, or 'auto' (one per CPU)")
-    serve.add_argument("--store", default=None,
+    serve.add_argument("--store", default=None, type=_store_url,
                        help="cluster store URL, e.g. redis://host:6379/0 (default: with "
                             "several workers, the master process relays)")
-    serve.add_argument("--store-key", default="socket.io",
+    serve.add_argument("--store-key", default="socket.io", type=_store_key,
                        help="key prefix of the store's channels and keys (the JavaScript "
                             "redis adapter's `key`; default socket.io)")
-    serve.add_argument("--shutdown-timeout", type=float, default=10.0,
-                       help="seconds to drain on SIGTERM before workers are killed")
-    serve.add_argument("--node-id", default=None, help="this node's id in a cluster")
+    serve.add_argument("--shutdown-timeout", type=_checked(float, _drain_seconds,
+                                                           "a number of seconds"),
+                       default=10.0, help="seconds to drain on SIGTERM before workers are killed")
+    serve.add_argument("--node-id", default=None, type=_node_id,
+                       help="this node's id in a cluster")
     serve.add_argument(
-        "--gc-threshold", type=int, default=GC_THRESHOLD, metavar="N",
+        "--gc-threshold", type=_checked(int, lambda n: check_count(n, 0), "a whole number"),
+        default=GC_THRESHOLD, metavar="N",
         help="the garbage collector's first threshold in each worker (default "
              f"{GC_THRESHOLD}; 0 keeps Python's own, 700)")
     return parser
@@ -84,7 +175,7 @@ def config_from_args(args: argparse.Namespace, base: Config) -> Config:
     if args.path:
         changes["path"] = args.path
     if args.transports:
-        changes["transports"] = tuple(t.strip() for t in args.transports.split(",") if t.strip())
+        changes["transports"] = args.transports
     if args.ping_interval is not None:
         changes["ping_interval"] = args.ping_interval
     if args.ping_timeout is not None:
@@ -168,7 +259,7 @@ async def _serve(args: argparse.Namespace, app: Any) -> int:
 
 
 def make_store(url: str, owner: str, key: str = "socket.io") -> Any:
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(STORE_SCHEMES):
         from .stores.redis import RedisStore
 
         return RedisStore(url, owner=owner, key=key)
@@ -196,15 +287,6 @@ def check_store(url: str) -> str | None:
     return asyncio.run(ping())
 
 
-def _workers(value: str) -> int:
-    if value == "auto":
-        return os.cpu_count() or 1
-    count = int(value)
-    if count < 1:
-        raise ValueError("--workers must be at least 1")
-    return count
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .supervisor import ENV_OWNER, ENV_WORKER_ID
@@ -215,8 +297,6 @@ def main(argv: list[str] | None = None) -> int:
                         format=f"%(asctime)s [{role}] %(levelname)s %(name)s: %(message)s")
     # one line per websocket opened is noise at any scale
     logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.root.level))
-    if args.app is None and str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
@@ -224,11 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         logger.error("cannot load application %r: %s: %s", args.app, type(exc).__name__, exc)
         return 2
-    try:
-        workers = _workers(args.workers)
-    except ValueError:
-        logger.error("--workers takes a number of at least 1, or 'auto'")
-        return 2
+    workers: int = args.workers
     if args.store and not os.environ.get(ENV_OWNER):
         problem = check_store(args.store)
         if problem is not None:

@@ -1,15 +1,66 @@
 """Every limit and timing of the server, in one place, each default with its reason.
 
 ``None`` means unlimited where a field says so. Times are in seconds (the Engine.IO
-handshake carries them in milliseconds; the conversion happens on the wire only).
+handshake carries them in milliseconds; the conversion happens on the wire only). Every
+field is checked when a Config is built or replaced: a float field is a time (positive,
+finite), an int field a size or a count (at least 1 unless ``_MINIMUM`` says otherwise).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from functools import partial
+from typing import Any
 
 TRANSPORTS = ("polling", "websocket")
+
+#: the longest time the client is told (pingInterval + pingTimeout, in ms): a JavaScript
+#: timer of more than 2**31 - 1 ms fires at once (setTimeout's overflow), which would make
+#: the official client time out right away
+MAX_SECONDS = (2**31 - 1) / 1000 / 2
+#: an Engine.IO path: "/" and then the unreserved and sub-delims characters of a URL path
+#: (RFC 3986, 3.3), so that it matches a request's path as sent, with no escaping
+_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
+
+#: the int fields whose least value is not 1
+_MINIMUM = {"max_attachments": 0}
+
+
+def check_seconds(value: float) -> float:
+    """A positive, finite number of seconds (raises ValueError saying what it must be)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not 0 < value <= MAX_SECONDS:
+        raise ValueError(f"must be a positive number of seconds, at most {int(MAX_SECONDS)}"
+                         f" (got {value!r})")
+    return value
+
+
+def check_count(value: int, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"must be a whole number of at least {minimum} (got {value!r})")
+    return value
+
+
+def check_transports(names: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(names, str):
+        raise ValueError("must be a sequence of transport names, not one string")
+    for name in names:
+        if name not in TRANSPORTS:
+            raise ValueError(f"unknown transport {name!r}; choose from {', '.join(TRANSPORTS)}")
+    if not names:
+        raise ValueError("at least one transport is needed")
+    return tuple(names)
+
+
+def check_path(path: str) -> str:
+    """An Engine.IO path, with its trailing "/" added if missing."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"must start with '/' (got {path!r})")
+    if not _PATH.fullmatch(path):
+        raise ValueError(f"may only have URL path characters, unescaped (got {path!r})")
+    return path if path.endswith("/") else path + "/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,19 +150,35 @@ class Config:
     #: Serve the official client bundle at ``<path>socket.io.js`` (and .min.js, .map), as
     #: the reference's serveClient does, from the npm package ``socket.io-client``.
     serve_client: bool = True
-    #: Where that package's ``dist`` directory is; None: look in ./node_modules and in the
-    #: node_modules of the sio_core checkout.
+    #: Where that package's ``dist`` directory is; None: the copy a wheel of sio_core ships
+    #: (sio_core/client_dist), else ./node_modules, else the sio_core checkout's.
     client_dist_dir: str | None = None
 
     def __post_init__(self) -> None:
-        for name in self.transports:
-            if name not in TRANSPORTS:
-                raise ValueError(f"unknown transport {name!r}; choose from {TRANSPORTS}")
-        if not self.transports:
-            raise ValueError("at least one transport is needed")
-        if self.ping_interval <= 0 or self.ping_timeout <= 0:
-            raise ValueError("ping_interval and ping_timeout must be positive")
-        if not self.path.startswith("/"):
-            raise ValueError("path must start with '/'")
-        if not self.path.endswith("/"):
-            object.__setattr__(self, "path", self.path + "/")
+        # every field is checked here, so that a library user gets the same clear
+        # ValueError as the command line (which checks its options with these functions)
+        object.__setattr__(self, "transports",
+                           _checked("transports", self.transports, check_transports))
+        object.__setattr__(self, "path", _checked("path", self.path, check_path))
+        # by type, so that a new field is checked too: every float field is a time in
+        # seconds, every int field a size or a count (None, where allowed: unlimited)
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.type == "float":
+                _checked(item.name, value, check_seconds)
+            elif item.type == "int" or (item.type == "int | None" and value is not None):
+                _checked(item.name, value, partial(check_count,
+                                                   minimum=_MINIMUM.get(item.name, 1)))
+        if self.health_path is not None:
+            _checked("health_path", self.health_path, check_path)
+        origins = self.cors_allowed_origins
+        if not (origins is None or isinstance(origins, str) or (
+                isinstance(origins, Sequence) and all(isinstance(o, str) for o in origins))):
+            raise ValueError("cors_allowed_origins: None, '*' or a sequence of origins")
+
+
+def _checked(name: str, value: Any, check: Callable[[Any], Any]) -> Any:
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None

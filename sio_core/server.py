@@ -56,6 +56,8 @@ def error_response(exc: HTTPError, headers: list[tuple[str, str]],
                     json.dumps(body, separators=(",", ":")).encode(), close=close)
 
 
+#: the official client bundle in an installed wheel (copied there at build time: setup.py)
+PACKAGED_CLIENT = Path(__file__).resolve().parent / "client_dist"
 _CLIENT_FILES = ("socket.io.js", "socket.io.js.map", "socket.io.min.js", "socket.io.min.js.map",
                  "socket.io.esm.min.js", "socket.io.esm.min.js.map")
 
@@ -65,6 +67,7 @@ def client_files(config: Config) -> dict[str, str]:
     if not config.serve_client:
         return {}
     candidates = [Path(config.client_dist_dir)] if config.client_dist_dir else [
+        PACKAGED_CLIENT,
         Path.cwd() / "node_modules/socket.io-client/dist",
         Path(__file__).resolve().parent.parent / "node_modules/socket.io-client/dist",
     ]

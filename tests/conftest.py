@@ -81,8 +81,9 @@ ServerFactory = Callable[..., Awaitable[ServerProcess]]
 
 @pytest.fixture
 async def server_factory(tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    """``srv = await server_factory("web.app:io", "--workers", "2", env={...})``: a started
-    ServerProcess (log in tmp_path/server-N.log), stopped at teardown if the test did not."""
+    """``srv = await server_factory("sio_core.demo.app:io", "--workers", "2", env={...})``: a
+    started ServerProcess (log in tmp_path/server-N.log), stopped at teardown if the test did
+    not."""
     servers: list[ServerProcess] = []
 
     async def factory(

@@ -99,6 +99,8 @@ class ServerProcess:
         startup_timeout: float = 10.0,
         stop_timeout: float = 10.0,
         module: str = "sio_core",
+        python: str = sys.executable,
+        cwd: Path = REPO_ROOT,
     ) -> None:
         self.args = args
         self.log_path = log_path
@@ -107,6 +109,9 @@ class ServerProcess:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.module = module
+        #: another interpreter (a venv with sio_core installed from a wheel), run from cwd
+        self.python = python
+        self.cwd = cwd
         self.leftovers_killed = False
         self._extra_env = dict(env or {})
         self._proc: asyncio.subprocess.Process | None = None
@@ -118,7 +123,7 @@ class ServerProcess:
     @property
     def argv(self) -> list[str]:
         return [
-            sys.executable, "-m", self.module, "serve", *self.args,
+            self.python, "-m", self.module, "serve", *self.args,
             "--host", self.host, "--port", str(self.port),
         ]  # fmt: skip
 
@@ -146,7 +151,7 @@ class ServerProcess:
         with self.log_path.open("wb") as log:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv,
-                cwd=REPO_ROOT,
+                cwd=self.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

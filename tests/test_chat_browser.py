@@ -1,6 +1,6 @@
 """The chat demo in a real browser: headless Chromium (Debian's, driven by playwright) loads
-``web/static/index.html`` from ``python -m sio_core serve`` with the official JavaScript client
-the server hands out at ``/socket.io/socket.io.js``.
+``sio_core/demo/static/index.html`` from ``python -m sio_core serve`` with the official
+JavaScript client the server hands out at ``/socket.io/socket.io.js``.
 
 Two browser contexts (two independent visitors, no shared cookies or storage) open the page; what
 one sends must show up exactly once on both pages, in order, after the client has upgraded to

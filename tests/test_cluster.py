@@ -497,6 +497,18 @@ async def test_fetch_sockets_and_server_side_emit_span_every_worker(crowd: Crowd
         assert sorted(answers[sender]) == sorted(WORKER_IDS - {crowd.worker[sender]}), answers
 
 
+async def test_fetched_sockets_have_one_shape_on_every_worker(crowd: Crowd) -> None:
+    """What fetch_sockets returns is used the same way whether the socket is this worker's or
+    another's: ``await s.join(room)``, ``s.handshake.address``."""
+    sender = crowd.on_worker("1")
+    shape = await crowd.clients.emit([sender], "fetch_join", "vip", "vip-fetched")
+    assert shape[sender]["local"] > 0 and shape[sender]["remote"] > 0, shape
+    assert shape[sender]["local"] + shape[sender]["remote"] == len(crowd.vip), shape
+    assert shape[sender]["addresses"] == ["127.0.0.1"], shape
+    fetched = await crowd.clients.emit([sender], "fetch", "vip-fetched")
+    assert sorted(fetched[sender]["ids"]) == sorted(crowd.ids[name] for name in crowd.vip)
+
+
 async def test_sockets_join_and_disconnect_sockets_span_every_worker(crowd: Crowd) -> None:
     clients, names = crowd.clients, crowd.names
     sender = crowd.on_worker("2")

@@ -34,7 +34,7 @@ MAX_PAYLOAD = 1000
 ORIGIN = "http://example.com"
 #: every test server: a small --max-payload, CORS for one origin, the demo page as static files
 SERVER_ARGS = (APP, "--max-payload", str(MAX_PAYLOAD), "--cors-origin", ORIGIN,
-               "--static", "web/static",
+               "--static", "sio_core/demo/static",
                # a failed test may leave a polling session behind: do not wait long for it
                "--shutdown-timeout", "2")
 
@@ -242,7 +242,7 @@ class Case:
 
 
 TRAVERSALS = [
-    "/../app.py",  # web/app.py exists, one level above web/static
+    "/../app.py",  # sio_core/demo/app.py exists, one level above its static/
     "/../../pyproject.toml",
     "/../../etc/passwd",
     "/../../../../../../../../etc/passwd",
@@ -330,7 +330,7 @@ CASES = [
     Case("not HTTP at all", raw=b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 64,
          status=400, closes=True),
     Case("bad request line", raw=b"GET  HTTP/1.1\r\n\r\n", status=400, closes=True),
-    # -- static files: never anything outside web/static
+    # -- static files: never anything outside sio_core/demo/static
     *[Case(f"traversal {target}", target=target, status=404) for target in TRAVERSALS],
 ]
 

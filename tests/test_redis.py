@@ -59,7 +59,7 @@ SOAK_SECONDS = 30.0
 #   {"op":"connect","name","url","transports"}  a socket.io-client; then live lines
 #       {"ev":"connect","name","id"}, {"ev":"disconnect","name","reason"},
 #       {"ev":"connect_error","name","message"}, and {"ev":"got","name","event","args"} for
-#       every event it receives
+#       every event it receives (an event that asks for an ack is answered with the name)
 #   {"op":"emit","tag","name","event","args"}   the client emits with an ack
 #       -> {"ev":"ack","tag","args"}
 #   {"op":"io_emit","tag","nsp","room","event","args"}   io.of(nsp).to(room).emit -> "done"
@@ -68,6 +68,7 @@ SOAK_SECONDS = 30.0
 #   {"op":"sse","tag","event","args","ack"}   io.serverSideEmit (with an ack callback: "sse_acks")
 #   {"op":"numsub","tag"}   the adapter's serverCount() (PUBSUB NUMSUB) -> {"ev":"numsub","count"}
 #   {"op":"close","tag"}    every client disconnects -> {"ev":"closed"}
+# The server answers a server-side "hello" that asks for an ack with {"node": "js"}.
 PEER_JS = r"""
 "use strict";
 const http = require("node:http");
@@ -107,6 +108,10 @@ async function startServer() {
   };
   io.on("connection", setup);
   io.of("/admin").on("connection", setup);
+  io.on("hello", (...args) => {
+    const ack = args[args.length - 1];
+    if (typeof ack === "function") ack({ node: "js" });
+  });
   emitter = new Emitter(forEmitter, { key });
   await new Promise((resolve) => httpServer.listen(Number(portArg), "127.0.0.1", resolve));
 }
@@ -131,7 +136,10 @@ const handlers = {
     socket.on("disconnect", (reason) => print({ ev: "disconnect", name, reason }));
     socket.on("connect_error", (err) =>
       print({ ev: "connect_error", name, message: String(err && err.message) }));
-    socket.onAny((event, ...args) => print({ ev: "got", name, event, args }));
+    socket.onAny((event, ...args) => {
+      if (args.length && typeof args[args.length - 1] === "function") args.pop()(name);
+      print({ ev: "got", name, event, args });
+    });
   },
   close(cmd) {
     for (const socket of clients.values()) socket.disconnect();
@@ -436,10 +444,13 @@ async def test_two_nodes_behind_a_round_robin_proxy(
 # --- 2. a mixed fleet: the JavaScript adapter and emitter ----------------------------------------
 
 
-@pytest.mark.interop
-async def test_javascript_adapter_and_emitter_interop(
+@contextlib.asynccontextmanager
+async def mixed_fleet(
     redis_url: str, redis_prefix: str, tmp_path: Path
-) -> None:
+) -> AsyncIterator[tuple[ServerProcess, Peer, dict[str, str]]]:
+    """A sio_core node of two workers ("P"), and the peer script's JavaScript server on the same
+    Redis and key, with the peer's clients "js" (on the JavaScript server), "py" and "py2" (on
+    the node): (the node, the peer, name -> socket id). Both stop at the end."""
     py = await start_node_server(
         *redis_args(redis_url, redis_prefix), workers=2, name="P", log_path=tmp_path / "py.log"
     )
@@ -451,16 +462,22 @@ async def test_javascript_adapter_and_emitter_interop(
                 await start_peer(tmp_path, redis_url, redis_prefix, str(js_port))
             )
         )
-        js_url = f"http://127.0.0.1:{js_port}"
         # the JavaScript adapter counts its servers with PUBSUB NUMSUB: itself + 2 sio_core workers
         assert (await peer.call("numsub", "numsub"))["count"] == 3
-
         ids = {
-            "js": await peer.connect("js", js_url),
+            "js": await peer.connect("js", f"http://127.0.0.1:{js_port}"),
             "py": await peer.connect("py", py.url),
             "py2": await peer.connect("py2", py.url),
-            "pyadmin": await peer.connect("pyadmin", py.url + "/admin"),
         }
+        yield py, peer, ids
+
+
+@pytest.mark.interop
+async def test_javascript_adapter_and_emitter_interop(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    async with mixed_fleet(redis_url, redis_prefix, tmp_path) as (py, peer, ids):
+        ids["pyadmin"] = await peer.connect("pyadmin", py.url + "/admin")
         assert await peer.emit("js", "join", "room1") == ["js"]
         assert await peer.emit("py", "join", "room1") == ["P"]
         assert await peer.emit("pyadmin", "join", "room1") == ["P"]
@@ -533,6 +550,37 @@ async def test_javascript_adapter_and_emitter_interop(
             assert got == Counter(dict.fromkeys(events, 1)), (name, got)
         assert peer.troubles() == []
         assert len(py.log_text().split("server-side hello")) - 1 == 4  # 2 emits x 2 workers
+        await peer.call("close", "closed")
+        await wait_sessions_gone(redis_url, redis_prefix)
+    assert py.returncode == 0
+    assert_clean_log(py)
+
+
+@pytest.mark.interop
+async def test_requests_from_sio_core_reach_javascript_servers(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """What sio_core asks the fleet (fetch_sockets, a broadcast with acks, a server-side emit
+    with an ack) reaches a JavaScript server on the same Redis as it reaches sio_core's other
+    workers: counted with PUBSUB NUMSUB and asked in the JavaScript adapter's format."""
+    async with mixed_fleet(redis_url, redis_prefix, tmp_path) as (py, peer, ids):
+        for name in ids:
+            assert len(await peer.emit(name, "join", "room1")) == 1
+
+        for asker in ("py", "py2"):  # from the worker of each (the same one, or not)
+            # fetch_sockets: the JavaScript server's socket too, with its handshake
+            [fetched] = await peer.emit(asker, "fetch", "room1")
+            assert sorted(fetched["ids"]) == sorted(ids.values()), (asker, fetched)
+            assert fetched["addresses"] == ["127.0.0.1"], fetched
+            # a broadcast with acks: every client of the room, on every server, answers
+            [acked] = await peer.emit(asker, "bcast_acks", "room1", 10)
+            assert acked == {"responses": ["js", "py", "py2"], "timed_out": False}, acked
+            # a server-side emit with an ack: the JavaScript server's answer, and the other
+            # sio_core worker's
+            [answers] = await peer.emit(asker, "sse_ack")
+            assert {"node": "js"} in answers, answers
+            assert len(answers) == 2, answers
+        assert peer.troubles() == []
         await peer.call("close", "closed")
         await wait_sessions_gone(redis_url, redis_prefix)
     assert py.returncode == 0

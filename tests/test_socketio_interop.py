@@ -251,6 +251,25 @@ async def test_events_and_acks_client_to_server(client: SioClient, transport: st
     assert await client.call("a", "echo", "after") == ["after"]
 
 
+async def test_only_a_handler_that_asks_for_it_receives_the_ack_callable(
+    client: SioClient, server: ServerProcess
+) -> None:
+    await client.connected("a", transports=["websocket"])
+    # *args and parameters with defaults take the client's arguments only; the return value
+    # answers (python-socketio's way)
+    assert await client.call("a", "echo_args", 1, "two") == [1, "two"]
+    assert await client.call("a", "echo_args") == []
+    assert await client.call("a", "optional") == [{"x": None}]
+    assert await client.call("a", "optional", "given") == [{"x": "given"}]
+    # the JavaScript way: one more required parameter than the client sent is the callback
+    assert await client.call("a", "js_style", {"d": 1}) == [{"d": 1}]
+    # a parameter named ack or callback gets it by keyword, or None without an ack
+    assert await client.call("a", "callback", "named") == ["named"]
+    assert await client.call("a", "echo_many", 1, "two") == [1, "two"]
+    await client.emit("a", "callback", "no ack asked")
+    await server.wait_for_log(r"callback-less no ack asked")
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_events_and_acks_server_to_client(client: SioClient, transport: str) -> None:
     await client.connected("a", transports=[transport])

@@ -474,6 +474,51 @@ async def test_gather_when_a_peer_leaves_midway_does_not_wait_for_it(cluster: Cl
     assert time.monotonic() - started < WAIT / 2
 
 
+# --- Socket.IO requests to every server of a namespace -----------------------------------------
+# (RedisStore counts and asks in the JavaScript adapter's format, so that JavaScript servers on
+# the same Redis are among them: tests/test_redis.py has those)
+
+FETCH = {"nsp": "/", "opts": {"rooms": ["r"], "except": [], "flags": {"volatile": False}}}
+
+
+async def test_count_servers_counts_the_others(cluster: Cluster) -> None:
+    a, _, _ = await cluster(3)
+    assert await a.count_servers("/") == 2
+
+
+async def test_ask_servers_gets_every_other_servers_answer(cluster: Cluster) -> None:
+    stores = await cluster(3)
+    for store in stores:
+        listen(store, Kind.FETCH_SOCKETS,
+               answer=lambda envelope, owner=store.owner: [
+                   {"id": owner, "rooms": envelope.payload["opts"]["rooms"]}])
+        listen(store, Kind.SERVER_SIDE_EMIT,
+               answer=lambda envelope, owner=store.owner: [owner, envelope.payload["data"]])
+    a = stores[0]
+    others = sorted(s.owner for s in stores[1:])
+    sockets = await a.ask_servers(Kind.FETCH_SOCKETS, FETCH, WAIT)
+    assert sorted(sockets, key=str) == [[{"id": owner, "rooms": ["r"]}] for owner in others]
+    # binary data both ways (JSON cannot carry it: RedisStore packs it as the adapter does)
+    answers = await a.ask_servers(Kind.SERVER_SIDE_EMIT, {"nsp": "/", "data": ["hi", b"\0"]},
+                                  WAIT)
+    assert sorted(answers) == [[owner, ["hi", b"\0"]] for owner in others]
+
+
+async def test_ask_servers_with_a_silent_server_returns_the_others_at_the_timeout(
+        cluster: Cluster) -> None:
+    a, b, c = await cluster(3)
+    called = never_answer(b, Kind.FETCH_SOCKETS)
+    listen(c, Kind.FETCH_SOCKETS, answer=lambda envelope: [{"id": "c"}])
+    assert await a.ask_servers(Kind.FETCH_SOCKETS, FETCH, SHORT) == [[{"id": "c"}]]
+    assert called.is_set()
+
+
+async def test_ask_servers_alone_returns_nothing(cluster: Cluster) -> None:
+    (a,) = await cluster(1)
+    assert await a.count_servers("/") == 0
+    assert await a.ask_servers(Kind.FETCH_SOCKETS, FETCH, WAIT) == []
+
+
 # --- peers -------------------------------------------------------------------------------------
 
 

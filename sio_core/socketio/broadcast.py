@@ -45,15 +45,26 @@ def event_packet(namespace: str, event: str, args: tuple[Any, ...],
 
 class AckGather:
     """Collects the acks of a broadcast: done when every recipient answered, or at the
-    timeout. Recipients may be counted in several steps (one per worker)."""
+    timeout. Recipients are counted in several steps (one per server), and the servers may
+    be counted while their counts come in (as the JavaScript server's broadcast does)."""
 
     def __init__(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         self.future: asyncio.Future[list[Any]] = loop.create_future()
         self.responses: list[Any] = []
         self.expected = 0
-        self.pending_counts = 1  # counts still to come (this worker's, to begin with)
+        #: counts still to come: this worker's, to begin with, plus those of the servers
+        #: added by add_servers (below zero if theirs come before they are counted)
+        self.pending_counts = 1
+        #: the other servers are being counted: not done before add_servers
+        self.counting = False
         self._timer = loop.call_later(timeout, self._timeout)
+
+    def add_servers(self, count: int) -> None:
+        """The other servers were counted: each will send a count of its clients."""
+        self.pending_counts += count
+        self.counting = False
+        self._check()
 
     def add_expected(self, count: int, *, final: bool = True) -> None:
         self.expected += count
@@ -66,8 +77,8 @@ class AckGather:
         self._check()
 
     def _check(self) -> None:
-        if (self.pending_counts <= 0 and len(self.responses) >= self.expected
-                and not self.future.done()):
+        if (not self.counting and self.pending_counts <= 0
+                and len(self.responses) >= self.expected and not self.future.done()):
             self._timer.cancel()
             self.future.set_result(self.responses)
 

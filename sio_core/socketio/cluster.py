@@ -11,6 +11,7 @@ comes off the bus is checked for shape before use: it is untrusted input.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -24,6 +25,7 @@ from . import handlers
 from .adapter import BroadcastOptions
 from .broadcast import AckGather, rooms_of
 from .handlers import DONE
+from .socket import Handshake
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -80,17 +82,42 @@ def _packable(value: Any) -> Any:
     return value
 
 
+def _str_keys(value: Any) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if isinstance(k, str)} if isinstance(value, dict) \
+        else {}
+
+
+def handshake_from_wire(value: Any) -> Handshake:
+    """A remote socket's handshake (ours or a JavaScript server's), as a local socket's."""
+    info = value if isinstance(value, dict) else {}
+    address, when, issued, url = (info.get("address"), info.get("time"), info.get("issued"),
+                                  info.get("url"))
+    return Handshake(
+        headers=_str_keys(info.get("headers")), query=_str_keys(info.get("query")),
+        auth=_str_keys(info.get("auth")),
+        address=address if isinstance(address, str) else None,
+        time=when if isinstance(when, str) else "",
+        issued=issued if isinstance(issued, int) else 0,
+        url=url if isinstance(url, str) else "",
+        secure=info.get("secure") is True, xdomain=info.get("xdomain") is True)
+
+
 class RemoteSocket:
     """A socket of another worker, as fetch_sockets returns it (the JavaScript
     RemoteSocket): its id, handshake, rooms and data, and actions that go through the
-    cluster."""
+    cluster. It reads like a local Socket: the same attributes, and ``emit``, ``join``,
+    ``leave`` and ``disconnect`` that act at once (published, fire-and-forget) and return
+    an already-done awaitable, as the Socket's do."""
 
     def __init__(self, namespace: Namespace, info: dict[str, Any]) -> None:
         self.namespace = namespace
         self.id: str = info["id"]
-        self.handshake: dict[str, Any] = info.get("handshake") or {}
-        self.rooms: set[str] = set(info.get("rooms") or [])
-        self.data: Any = info.get("data")
+        self.handshake = handshake_from_wire(info.get("handshake"))
+        rooms = info.get("rooms")
+        self.rooms: set[str] = {r for r in rooms if isinstance(r, str)} \
+            if isinstance(rooms, list) else set()
+        data = info.get("data")
+        self.data: Any = data if data is not None else {}
 
     def __repr__(self) -> str:
         return f"<RemoteSocket {self.id} {self.namespace.name}>"
@@ -126,6 +153,7 @@ class Cluster:
         self.store = store
         self._gathers: dict[int, AckGather] = {}
         self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
         on = store.on
         on(Kind.BROADCAST, self._on_broadcast)
         on(Kind.BROADCAST_ACKS, self._on_broadcast_acks)
@@ -152,18 +180,28 @@ class Cluster:
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
                            gather: AckGather) -> None:
-        peers = len(self.store.peers)
-        if not peers:
-            return
         request = next(self._ids)
-        gather.pending_counts += peers
+        gather.counting = True
         self._gathers[request] = gather
         gather.future.add_done_callback(lambda _: self._gathers.pop(request, None))
         self.store.publish(Kind.BROADCAST_ACKS, {"packet": packet_to_wire(packet),
                                                  "opts": opts_to_wire(opts), "req": request})
+        # counted while the request travels; the counts that come first wait for it
+        task = asyncio.get_running_loop().create_task(self._count_servers(packet, gather))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _count_servers(self, packet: sio.Packet, gather: AckGather) -> None:
+        try:
+            count = await self.store.count_servers(packet.namespace)
+        except Exception as exc:
+            # the acks of the clients counted so far still come; the timeout ends the rest
+            logger.warning("cannot count the servers for a broadcast with acks: %s", exc)
+            return
+        gather.add_servers(count)
 
     async def fetch_sockets(self, namespace: Namespace, opts: BroadcastOptions) -> list[Any]:
-        replies = await self.store.gather(
+        replies = await self.store.ask_servers(
             Kind.FETCH_SOCKETS, {"nsp": namespace.name, "opts": opts_to_wire(opts)},
             REQUEST_TIMEOUT)
         out: list[Any] = []
@@ -190,7 +228,7 @@ class Cluster:
 
     async def server_side_emit_with_ack(self, namespace: Namespace, event: str,
                                         args: tuple[Any, ...], timeout: float) -> list[Any]:
-        return await self.store.gather(
+        return await self.store.ask_servers(
             Kind.SERVER_SIDE_EMIT, {"nsp": namespace.name, "data": [event, *args]}, timeout)
 
     # -- incoming ---------------------------------------------------------------------------
@@ -289,8 +327,6 @@ class Cluster:
 def run_listeners(listeners: list[Callable[..., Any]], args: tuple[Any, ...],
                   context: str) -> Awaitable[Any]:
     """Run server-side-emit listeners; the first one's result is the answer."""
-    import asyncio
-
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def on_result(result: Any) -> None:

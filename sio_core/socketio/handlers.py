@@ -14,7 +14,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import FunctionType
+from types import CodeType, FunctionType
 from typing import Any, TypeVar
 
 logger = logging.getLogger("sio_core.socketio")
@@ -25,31 +25,63 @@ F = TypeVar("F", bound=Callable[..., Any])
 _tasks: set[asyncio.Task[Any]] = set()
 
 
+#: a parameter of one of these names receives a client's ack callable by keyword
+ACK_PARAMETERS = ("ack", "callback")
+
+
 @dataclass(slots=True)
 class Listener:
     fn: Callable[..., Any]
     once: bool
     #: how many positional arguments fn takes (None: *args, any number)
     arity: int | None
+    #: how fn takes a client's ack callable: by the keyword of that name (a str), or (an
+    #: int n) as one more positional argument when the client sent fewer than n
+    ack: str | int
 
 
-def arity_of(fn: Callable[..., Any]) -> int | None:
+def signature_of(fn: Callable[..., Any]) -> tuple[int | None, str | int]:
+    """``(arity, ack)`` of a listener (see :class:`Listener`), read once when it is added.
+
+    The rule for the ack callable: a parameter named ``ack`` or ``callback`` (not
+    positional-only) gets it by keyword; otherwise it goes after the client's arguments
+    only if the handler has a *required* positional parameter left for it (the JavaScript
+    ``(data, callback) => ...``). A ``*args`` handler or one with defaults (``room=None``)
+    is never handed it unasked: its return value answers, as in python-socketio.
+    """
     if type(fn) is FunctionType and not fn.__dict__:
         # a plain function (no __wrapped__ or __signature__ to follow): its code says it,
         # at a fraction of inspect.signature's cost (listeners are added per connection)
         code = fn.__code__
-        return None if code.co_flags & inspect.CO_VARARGS else code.co_argcount
+        positional = code.co_argcount
+        keywords = code.co_varnames[code.co_posonlyargcount:positional + code.co_kwonlyargcount]
+        for name in ACK_PARAMETERS:
+            if name in keywords:
+                return _arity(code, positional), name
+        return _arity(code, positional), positional - len(fn.__defaults__ or ())
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
-        return None
-    count = 0
+        return None, 0
+    count: int | None = 0
+    required = 0
+    keyword: str | None = None
     for param in signature.parameters.values():
         if param.kind is param.VAR_POSITIONAL:
-            return None
-        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
-            count += 1
-    return count
+            count = None
+        elif param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            if count is not None:
+                count += 1
+            if param.default is param.empty:
+                required += 1
+        if (keyword is None and param.name in ACK_PARAMETERS
+                and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)):
+            keyword = param.name
+    return count, keyword if keyword is not None else required
+
+
+def _arity(code: CodeType, positional: int) -> int | None:
+    return None if code.co_flags & inspect.CO_VARARGS else positional
 
 
 class EventEmitter:
@@ -95,7 +127,7 @@ class EventEmitter:
         return [item.fn for item in self._listeners.get(event, [])]
 
     def _add(self, event: str, fn: Callable[..., Any], *, once: bool) -> None:
-        self._listeners.setdefault(event, []).append(Listener(fn, once, arity_of(fn)))
+        self._listeners.setdefault(event, []).append(Listener(fn, once, *signature_of(fn)))
         if once:
             if self._once_events is None:
                 self._once_events = set()
@@ -137,10 +169,11 @@ _PLAIN_RESULTS = frozenset({type(None), str, int, float, bool, bytes, list, dict
 
 
 def call(fn: Callable[..., Any], args: tuple[Any, ...], context: str | Context,
-         on_result: Callable[[Any], None] | None = None) -> asyncio.Task[Any] | None:
+         on_result: Callable[[Any], None] | None = None,
+         kwargs: dict[str, Any] | None = None) -> asyncio.Task[Any] | None:
     """Run one handler; feed its result (awaited if need be) to ``on_result``."""
     try:
-        result = fn(*args)
+        result = fn(*args, **kwargs) if kwargs else fn(*args)
     except Exception:
         logger.exception("error in handler for %s", context)
         return None

@@ -2,10 +2,10 @@
 
 How this works: the :class:`~sio_core.socketio.client.Client` routes the packets of its
 namespace here. An EVENT calls the ``on_any`` listeners and then the event's listeners; if
-the client asked for an ack, the first listener's return value (or a call of the ``ack``
-callable passed as its last argument, as in the JavaScript server) answers it, once. Emits
-to the client go out through the client's Engine.IO session; acks the client owes are kept
-by id until they come or the socket disconnects.
+the client asked for an ack, the first listener's return value (or a call of the ack
+callable, passed to a handler that asks for it: see handlers.signature_of) answers it,
+once. Emits to the client go out through the client's Engine.IO session; acks the client
+owes are kept by id until they come or the socket disconnects.
 """
 
 from __future__ import annotations
@@ -79,12 +79,18 @@ class Socket(EventEmitter):
     def rooms(self) -> set[str]:
         return self.namespace.adapter.socket_rooms(self.id)
 
-    def join(self, *rooms: str | Iterable[str]) -> None:
-        self.namespace.adapter.add_all(self.id, rooms_of(rooms))
+    # join, leave and disconnect act at once and return an already-done awaitable, as a
+    # RemoteSocket's do (theirs are published, fire-and-forget, as in the JavaScript
+    # server): the same code, with or without ``await``, works on what fetch_sockets returns
 
-    def leave(self, *rooms: str | Iterable[str]) -> None:
+    def join(self, *rooms: str | Iterable[str]) -> Awaitable[None]:
+        self.namespace.adapter.add_all(self.id, rooms_of(rooms))
+        return DONE
+
+    def leave(self, *rooms: str | Iterable[str]) -> Awaitable[None]:
         for room in rooms_of(rooms):
             self.namespace.adapter.delete(self.id, room)
+        return DONE
 
     # -- emitting to this client ------------------------------------------------------------
 
@@ -179,16 +185,17 @@ class Socket(EventEmitter):
 
     # -- ending -----------------------------------------------------------------------------
 
-    def disconnect(self, close: bool = False) -> None:
+    def disconnect(self, close: bool = False) -> Awaitable[None]:
         """Leave the namespace (the client gets DISCONNECT); with ``close`` also end the
         client's whole connection."""
         if not self.connected:
-            return
+            return DONE
         if close:
             self.client.disconnect_all()
-            return
+            return DONE
         self.client.send_packet(sio.Packet(sio.PacketType.DISCONNECT, self.namespace.name))
         self.on_close("server namespace disconnect")
+        return DONE
 
     @property
     def conn(self) -> Any:
@@ -224,20 +231,19 @@ class Socket(EventEmitter):
             for fn in list(self._any):
                 handlers.call(fn, (event, *args), context)
         listeners = self._take(event)
-        if packet.id is None:
-            for listener in listeners:
-                handlers.call(listener.fn, args, context)
-            return
-        ack = _Ack(self, packet.id)
+        ack = _Ack(self, packet.id) if packet.id is not None else None
         for index, listener in enumerate(listeners):
-            if index:
-                handlers.call(listener.fn, args, context)
-                continue
             # the first listener answers the ack: with its return value, or by calling the
-            # ack callable passed after the event's arguments (when it takes one more)
-            arity = listener.arity
-            call_args = (*args, ack) if arity is None or arity > len(args) else args
-            handlers.call(listener.fn, call_args, context, ack.result)
+            # ack callable if it asks for it (handlers.signature_of states the rule)
+            given = ack if index == 0 else None
+            on_result = given.result if given is not None else None
+            slot = listener.ack
+            if isinstance(slot, str):
+                handlers.call(listener.fn, args, context, on_result, {slot: given})
+            elif given is not None and len(args) < slot:
+                handlers.call(listener.fn, (*args, given), context, on_result)
+            else:
+                handlers.call(listener.fn, args, context, on_result)
 
     def on_close(self, reason: str) -> None:
         if not self.connected:

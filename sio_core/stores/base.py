@@ -195,6 +195,19 @@ class Store:
         finally:
             self._gathers.pop(request_id, None)
 
+    # Socket.IO requests to every server of a namespace. Here the servers are the peers; a
+    # backend whose bus other servers share (RedisStore: JavaScript servers with the redis
+    # adapter) counts and asks them all, in the format they understand.
+
+    async def count_servers(self, namespace: str) -> int:
+        """How many other servers answer a request about ``namespace``."""
+        return len(self.peers)
+
+    async def ask_servers(self, kind: Kind, payload: dict[str, Any], timeout: float) -> list[Any]:
+        """A FETCH_SOCKETS or SERVER_SIDE_EMIT request (``payload["nsp"]`` names the
+        namespace) to every other server: their answers, as :meth:`gather`'s."""
+        return await self.gather(kind, payload, timeout)
+
     # -- dispatch (backends call this for each envelope that arrives) -----------------------
 
     def deliver(self, envelope: Envelope) -> None:

@@ -12,7 +12,11 @@ How this works:
   and requests from JavaScript servers (fetchSockets, broadcasts with acks, server-side
   emits with acks) are answered on ``<key>-response#<nsp>#``. We subscribe to each local
   namespace's request channel by name, so the JavaScript servers' NUMSUB counts us and
-  waits for our answers; we give them.
+  waits for our answers; we give them. Our own such requests (fetch_sockets, broadcasts
+  with acks, server-side emits with acks) go the same way, to every server of the
+  namespace, JavaScript or sio_core alike: counted as the JavaScript adapter counts them
+  (PUBSUB NUMSUB of the request channel, less ourselves), asked in its format, and their
+  answers picked off the response channels by request id.
 - **Peers** are a sorted set ``<key>-sio:peers`` (owner -> expiry), refreshed by every
   worker's heartbeat; the **session registry** is ``<key>-sio:sid:<sid>`` with a TTL,
   refreshed while the session lives and deleted when it ends.
@@ -142,6 +146,10 @@ class RedisStore(Store):
         self._last_error: str | None = None
         self._all = f"{key}-sio#all#"
         self._mine = f"{key}-sio#{self.owner}#"
+        #: our requests in the JavaScript format: request id -> the answers so far
+        self._asked: dict[str, _Answers] = {}
+        #: request ids of our broadcasts with acks: this prefix and the cluster's number
+        self._acks_prefix = f"{self.owner}:acks:"
         self._peers_key = f"{key}-sio:peers"
 
     # -- life -------------------------------------------------------------------------------
@@ -373,16 +381,74 @@ class RedisStore(Store):
             result = handler(Envelope(kind, "js", payload))
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 result = await result
-            self._enqueue(f"{self.key}-response#{nsp}#", json_pack(answer(result)))
+            self._enqueue(f"{self.key}-response#{nsp}#", self._js_pack(answer(result)))
 
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _on_js_response(self, data: bytes) -> None:
-        # answers to requests of ours are on our own channel; JavaScript servers' answers
-        # to one another are not for us
-        return None
+        # every server's answers to every request share the channel: ours are known by
+        # their request id, the rest are not for us
+        response = _decode_request(data, self.unpack)
+        if not isinstance(response, dict) or not isinstance(response.get("requestId"), str):
+            return
+        request_id: str = response["requestId"]
+        asked = self._asked.get(request_id)
+        if asked is not None:
+            asked.add(response)
+        elif request_id.startswith(self._acks_prefix):
+            request = request_id[len(self._acks_prefix):]
+            if not request.isdigit():
+                return
+            rtype, count = response.get("type"), response.get("clientCount")
+            if rtype == BROADCAST_CLIENT_COUNT and isinstance(count, int):
+                self.deliver(Envelope(Kind.CLIENT_COUNT, JS, {"req": int(request),
+                                                              "count": count}))
+            elif rtype == BROADCAST_ACK:
+                # the JavaScript adapter passes on a client's first ack argument only
+                self.deliver(Envelope(Kind.CLIENT_ACK, JS, {"req": int(request),
+                                                            "args": [response.get("packet")]}))
+
+    # -- requests of ours to every server of a namespace ------------------------------------
+
+    async def count_servers(self, namespace: str) -> int:
+        """Every server of the namespace (a JavaScript one, or a sio_core worker) subscribes
+        to its request channel: PUBSUB NUMSUB, less ourselves (the JavaScript adapter's
+        serverCount)."""
+        [(_, subscribers)] = await self.cmd.pubsub_numsub(self._request_channel(namespace))
+        return max(0, int(subscribers) - 1)
+
+    async def ask_servers(self, kind: Kind, payload: dict[str, Any], timeout: float) -> list[Any]:
+        nsp = payload["nsp"]
+        expected = await self.count_servers(nsp)
+        if expected == 0:
+            return []
+        request_id = f"{self.owner}:{next(self._ids)}"
+        request: dict[str, Any] = {"uid": self.owner, "requestId": request_id}
+        if kind is Kind.FETCH_SOCKETS:
+            opts = payload["opts"]
+            request.update(type=REMOTE_FETCH, opts={"rooms": opts["rooms"],
+                                                    "except": opts["except"]})
+        else:
+            request.update(type=SERVER_SIDE_EMIT, data=payload["data"])
+        asked = _Answers(expected, "sockets" if kind is Kind.FETCH_SOCKETS else "data")
+        self._asked[request_id] = asked
+        try:
+            self._enqueue(self._request_channel(nsp), self._js_pack(request))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(asked.done), timeout)
+            return list(asked.answers)
+        finally:
+            del self._asked[request_id]
+
+    def _js_pack(self, value: Any) -> bytes:
+        # JSON as the JavaScript adapter sends it; what JSON cannot carry (bytes) in the
+        # parser's format, which it reads too (anything that does not start with "{")
+        try:
+            return json_pack(value)
+        except (TypeError, ValueError):
+            return self.pack(value)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -417,6 +483,18 @@ class RedisStore(Store):
             if len(rooms) == 1:
                 channel += f"{rooms[0]}#"
             self._enqueue(channel, self.pack([self.owner, packet, opts]))
+            return
+        if kind is Kind.BROADCAST_ACKS:
+            # every server of the namespace answers on the response channel: its client
+            # count, then each ack (see _on_js_response); the ack id is each server's own
+            packet = dict(payload.get("packet") or {})
+            packet.pop("id", None)
+            opts = payload.get("opts") or {}
+            self._enqueue(self._request_channel(packet.get("nsp", "/")), self.pack(
+                {"uid": self.owner, "requestId": f"{self._acks_prefix}{payload.get('req')}",
+                 "type": BROADCAST, "packet": packet,
+                 "opts": {"rooms": opts.get("rooms", []), "except": opts.get("except", []),
+                          "flags": opts.get("flags") or {}}}))
             return
         nsp = payload.get("nsp", "/")
         opts = payload.get("opts") or {}
@@ -524,8 +602,29 @@ class RedisStore(Store):
         return value.decode() if isinstance(value, bytes) else str(value)
 
 
-_JS_KINDS = frozenset({Kind.BROADCAST, Kind.SOCKETS_JOIN, Kind.SOCKETS_LEAVE,
-                       Kind.DISCONNECT_SOCKETS, Kind.SERVER_SIDE_EMIT})
+_JS_KINDS = frozenset({Kind.BROADCAST, Kind.BROADCAST_ACKS, Kind.SOCKETS_JOIN,
+                       Kind.SOCKETS_LEAVE, Kind.DISCONNECT_SOCKETS, Kind.SERVER_SIDE_EMIT})
+
+
+class _Answers:
+    """The answers to one request of ours: done when every server counted has answered
+    (each answer counts, as in the JavaScript adapter, even one without the field)."""
+
+    def __init__(self, expected: int, field: str) -> None:
+        self.expected = expected
+        self.field = field
+        self.answers: list[Any] = []
+        self.count = 0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def add(self, response: dict[str, Any]) -> None:
+        if self.done.done():
+            return
+        self.count += 1
+        if self.field in response:
+            self.answers.append(response[self.field])
+        if self.count >= self.expected:
+            self.done.set_result(None)
 
 
 def _sockets_or_rooms(rtype: Any, request_id: Any, sockets: list[Any]) -> dict[str, Any]:

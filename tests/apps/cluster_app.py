@@ -17,6 +17,11 @@ bcast_ack(room, self, t)   ``await op.timeout(t).emit_with_ack("ping")`` with ``
                            ``socket.to(room)`` (sender excluded); acks {"count", "timed_out"}
 fetch(room)                ``await io.in_(room).fetch_sockets()`` (every socket when ``room`` is
                            null); acks {"count", "ids"}
+fetch_join(room, to)       ``await s.join(to)`` for each ``s`` of
+                           ``await io.in_(room).fetch_sockets()`` (this worker's Sockets and
+                           the others' RemoteSockets alike); acks
+                           {"local", "remote", "addresses"}: how many of each kind, and the
+                           distinct ``s.handshake.address``
 sse                        ``await io.server_side_emit_with_ack("hello")``; acks the answers (each
                            other worker's ``hello`` listener returns its worker id)
 join_all(room, within)     ``io.in_(within).sockets_join(room)`` (``io.sockets_join(room)`` when
@@ -87,6 +92,15 @@ def connection(socket: Socket) -> None:
     async def fetch(room: str | None) -> dict[str, Any]:
         sockets = await (io.in_(room) if room is not None else io).fetch_sockets()
         return {"count": len(sockets), "ids": [s.id for s in sockets]}
+
+    @socket.on("fetch_join")
+    async def fetch_join(room: str, to: str) -> dict[str, Any]:
+        sockets = await io.in_(room).fetch_sockets()
+        for fetched in sockets:
+            await fetched.join(to)  # one shape: the same code for a Socket and a RemoteSocket
+        local = sum(isinstance(fetched, Socket) for fetched in sockets)
+        return {"local": local, "remote": len(sockets) - local,
+                "addresses": sorted({fetched.handshake.address for fetched in sockets})}
 
     @socket.on("sse")
     async def sse() -> list[Any]:

@@ -13,6 +13,11 @@ chat(msg)                 ``socket.broadcast.emit("chat", msg)`` (everyone else,
                           acks "sent"
 bcast(room, event, x)     ``nsp.to(room).emit(event, x)`` (no ``to`` when ``room`` is null, sender
                           included); acks "sent"
+fetch(room)               ``await nsp.in_(room).fetch_sockets()``; acks {"ids", "addresses"}:
+                          the sockets' ids and their handshakes' distinct addresses
+bcast_acks(room, t)       ``await nsp.to(room).timeout(t).emit_with_ack("ping")``; acks
+                          {"responses" (sorted), "timed_out"}
+sse_ack                   ``await io.server_side_emit_with_ack("hello", NODE)``; acks the answers
 =======================  =========================================================================
 
 Server-side events (``io.serverSideEmit`` of another server, sio_core or JavaScript): ``hello``
@@ -27,7 +32,7 @@ import logging
 import os
 from typing import Any
 
-from sio_core import Server, Socket
+from sio_core import AckTimeoutError, Server, Socket
 
 logger = logging.getLogger("tests.apps.redis_app")
 
@@ -54,6 +59,24 @@ def setup(socket: Socket) -> None:
     async def chat(msg: Any) -> str:
         await socket.broadcast.emit("chat", msg)
         return "sent"
+
+    @socket.on("fetch")
+    async def fetch(room: str) -> dict[str, Any]:
+        sockets = await nsp.in_(room).fetch_sockets()
+        return {"ids": [s.id for s in sockets],
+                "addresses": sorted({s.handshake.address for s in sockets})}
+
+    @socket.on("bcast_acks")
+    async def bcast_acks(room: str, timeout: float) -> dict[str, Any]:
+        try:
+            responses = await nsp.to(room).timeout(timeout).emit_with_ack("ping")
+        except AckTimeoutError as exc:
+            return {"responses": sorted(exc.responses), "timed_out": True}
+        return {"responses": sorted(responses), "timed_out": False}
+
+    @socket.on("sse_ack")
+    async def sse_ack() -> list[Any]:
+        return await io.server_side_emit_with_ack("hello", NODE)
 
     @socket.on("bcast")
     async def bcast(room: str | None, event: str, payload: Any) -> str:

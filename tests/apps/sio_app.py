@@ -7,7 +7,15 @@ events exist on every namespace ("/", "/admin", the dynamic "/dyn-<digits>"):
 event              what the server does
 =================  =========================================================================
 echo(data)         async handler; its return value acks ``data`` back (bytes included)
-echo_many(*args)   sync handler; calls the ``ack`` callable with every argument
+echo_many(*args)   sync handler; calls the ``ack`` callable (its keyword parameter ``ack``)
+                   with every argument
+echo_args(*args)   returns ``args``: a ``*args`` handler is never handed the ack callable
+optional(x=None)   acks {"x": x}: a parameter with a default is never handed the ack callable
+js_style(d, cb)    ``cb(d)``: one more required parameter than the client sent takes the ack,
+                   as the JavaScript server's ``(data, callback) => ...``
+callback(d)        ``callback(d)``: a parameter named ``callback`` (or ``ack``) gets the ack
+                   callable by keyword, or None when the client asked for no ack (then it
+                   logs ``callback-less <d>``)
 swap(a, b)         returns the tuple ``(b, a)``: an ack with two arguments
 emit_back(e, *a)   emits event ``e`` with arguments ``a`` to this client; acks "sent"
 server_ack(*a)     ``await socket.emit_with_ack("ask", *a)``, then acks the client's answer
@@ -67,10 +75,28 @@ def setup(socket: Socket) -> None:
         return data
 
     @socket.on("echo_many")
-    def echo_many(*args: Any) -> None:
-        if args and callable(args[-1]):
-            *data, ack = args
-            ack(*data)
+    def echo_many(*args: Any, ack: Any = None) -> None:
+        if ack is not None:
+            ack(*args)
+
+    @socket.on("echo_args")
+    def echo_args(*args: Any) -> tuple[Any, ...]:
+        return args
+
+    @socket.on("optional")
+    def optional(x: Any = None) -> dict[str, Any]:
+        return {"x": x}
+
+    @socket.on("js_style")
+    def js_style(data: Any, cb: Any) -> None:
+        cb(data)
+
+    @socket.on("callback")
+    def named(data: Any, callback: Any) -> None:
+        if callback is None:
+            logger.info("callback-less %s", data)
+        else:
+            callback(data)
 
     @socket.on("swap")
     def swap(a: Any, b: Any) -> tuple[Any, Any]:
@@ -78,18 +104,12 @@ def setup(socket: Socket) -> None:
 
     @socket.on("emit_back")
     async def emit_back(event: str, *args: Any) -> str:
-        if args and callable(args[-1]):  # the ack: answered by the return value
-            args = args[:-1]
         await socket.emit(event, *args)
         return "sent"
 
     @socket.on("server_ack")
-    async def server_ack(*args: Any) -> Any:
-        if args and callable(args[-1]):
-            *data, ack = args
-        else:
-            data, ack = list(args), None
-        answer = await socket.emit_with_ack("ask", *data, timeout=10)
+    async def server_ack(*args: Any, ack: Any = None) -> Any:
+        answer = await socket.emit_with_ack("ask", *args, timeout=10)
         if ack is not None:
             ack(answer)
 

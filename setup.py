@@ -1,0 +1,46 @@
+"""The one build step pyproject.toml cannot say: the wheel ships the official JavaScript client.
+
+The chat demo's page (and any page of an application) loads ``/socket.io/socket.io.js``, which
+the server hands out as the reference server does (Config.serve_client). A wheel installed on a
+machine without node has no node_modules to take it from, so the build copies the bundle from
+the npm package ``socket.io-client`` (pinned by package-lock.json, installed by ``npm ci`` or
+scripts/setup.sh) into ``sio_core/client_dist/``, with that package's LICENSE beside it. The
+bundle is a build input: it is never committed to the repository. An sdist carries it (see
+MANIFEST.in), so a wheel built from the sdist has it too.
+
+An editable install (``pip install -e .``, what scripts/setup.sh does) copies nothing: the
+server finds the bundle in the checkout's node_modules.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+CLIENT_PACKAGE = ROOT / "node_modules" / "socket.io-client"
+#: what sio_core.server.client_files serves, and the licence it comes under
+BUNDLE = [f"dist/socket.io{kind}.js{suffix}" for kind in ("", ".min", ".esm.min")
+          for suffix in ("", ".map")] + ["LICENSE"]
+
+
+class BuildWithClient(build_py):
+    def run(self) -> None:
+        super().run()
+        if self.editable_mode:
+            return
+        missing = [name for name in BUNDLE if not (CLIENT_PACKAGE / name).is_file()]
+        if missing:
+            raise SystemExit(
+                f"the wheel ships the official client from {CLIENT_PACKAGE}, which lacks"
+                f" {', '.join(missing)}: run `npm ci` (or `bash scripts/setup.sh`) first")
+        target = Path(self.build_lib) / "sio_core" / "client_dist"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in BUNDLE:
+            shutil.copyfile(CLIENT_PACKAGE / name, target / Path(name).name)
+
+
+setup(cmdclass={"build_py": BuildWithClient})
