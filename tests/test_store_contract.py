@@ -483,14 +483,10 @@ async def test_asks_and_sends_are_handled_in_the_order_made(cluster: Cluster) ->
     assert answers == [{"held": n, "released by": released_by[n]} for n in range(100)]
 
 
-async def test_ask_times_out_and_a_cancelled_ask_is_forgotten(cluster: Cluster) -> None:
+async def test_a_cancelled_ask_is_forgotten(cluster: Cluster) -> None:
+    # (its timeout is request's, tested above: request awaits an ask)
     a, b = await cluster(2)
-    called = never_answer(b)
-    started = time.monotonic()
-    with pytest.raises(RequestFailed):
-        await a.ask(b.owner, KIND, None, SHORT)
-    assert SHORT * 0.9 <= time.monotonic() - started < WAIT
-    assert called.is_set()
+    never_answer(b)
     # the asker gives up: nothing of the request is left behind, a late answer is dropped
     asked = a.ask(b.owner, KIND, None, WAIT)
     asked.cancel()
