@@ -20,9 +20,11 @@ but a keep-alive connection stays on the one it landed on: ``GET /_sio_core/heal
 names that worker (``owner``), so the tests open connections until they hold the ones they
 need.
 
-Also here: a second WebSocket for a session that already has one (upgraded, or upgrading) is
-accepted and closed at once with an empty close frame, the first one untouched: the reference's
-answer, on one worker and when that WebSocket lands on another worker than the owner.
+Also here: a second WebSocket for a session that already has one (upgraded, upgrading, or
+opened on one) is accepted and closed at once with an empty close frame, the first one
+untouched: the reference's answer, on one worker and when that WebSocket lands on another
+worker than the owner. And, in-process, a GET whose connection is lost before the HTTP
+layer's task for it runs is withdrawn (the session closes, as for any dropped poll).
 """
 
 from __future__ import annotations
