@@ -347,8 +347,11 @@ async def test_heartbeat_answered_over_polling(
     result = await client.command("heartbeat", "heartbeat", name="a", pings=5, timeout=15)
     assert result["ok"], result
     assert result["received"] == ["2"] * 5  # pings only, one a poll
-    # the first ping is due one interval after the handshake; later ones an interval apart
-    assert result["pings"][0] >= PING_INTERVAL * 1000 - 50, result["pings"]
+    # the first ping is due one interval after the handshake, each next one an interval after
+    # the pong (a few ms of leeway for the clocks of two processes)
+    pings = result["pings"]
+    gaps = [later - earlier for earlier, later in itertools.pairwise([0, *pings])]
+    assert min(gaps) >= PING_INTERVAL * 1000 - 20, pings
     # still there: a message comes back
     assert wire(await client.post("a", "4still here")) == (200, "ok")
     assert await client.poll_packets("a", 1) == ["4still here"]
@@ -364,30 +367,42 @@ async def test_silent_client_is_closed_on_time(
     sid = sid_of(await client.open("a", deployment, connection="close"))
     ping = await client.get("a")
     assert wire(ping) == (200, "2")
-    assert ping["ms"] >= PING_INTERVAL * 1000 - 50, ping
+    assert ping["ms"] >= PING_INTERVAL * 1000 - 20, ping
     # no pong: the next poll is held until the server gives up on the client
     gone = await client.get("a")
     assert wire(gone) == (200, "1")
     due = (PING_INTERVAL + PING_TIMEOUT) * 1000
-    assert due - 50 <= gone["ms"] <= due + scaled(0.5) * 1000, (gone["ms"], due)
+    assert due - 20 <= gone["ms"] <= due + scaled(0.5) * 1000, (gone["ms"], due)
     assert wire(await client.get("a")) == (400, SESSION_UNKNOWN)
     client.assert_connection_close_honoured()
     await assert_landed_elsewhere(deployment, sid)
 
 
+#: sessions in the close scenario: behind the round-robin proxy, sessions opened one after the
+#: other have owners on alternate nodes while their polls all land on the same node, so some
+#: sessions' pending GET is forwarded and their POST is not (and the other way round)
+CLOSING_SESSIONS = 8
+
+
 async def test_client_close(deployments: Deployments, client: FetchClient) -> None:
     deployment = await deployments.get()
-    sid = sid_of(await client.open("a", deployment, connection="close"))
-    pending = await client.start_get("a")
-    closed = await client.post("a", "1")
-    assert wire(closed) == (200, "ok")
-    # the pending poll ends with a noop (reference: polling onClose)
-    assert wire(await client.answer(pending)) == (200, "6")
-    for response in (await client.get("a"), await client.post("a", "4late")):
-        assert wire(response) == (400, SESSION_UNKNOWN)
-        assert response["headers"]["content-type"] == JSON_TYPE
+    names = [f"s{index}" for index in range(CLOSING_SESSIONS)]
+    sids = [sid_of(await client.open(name, deployment, connection="close")) for name in names]
+    answers = []
+    for name in names:
+        # the POST goes out once the poll's head is on the wire: the poll is pending first
+        pending = await client.start_get(name)
+        closed = await client.post(name, "1")
+        answers.append((wire(await client.answer(pending)), wire(closed)))
+    # the pending poll ends with a noop (reference: polling onClose), the POST with "ok"
+    assert answers == [((200, "6"), (200, "ok"))] * len(names)
+    for name in names:
+        for response in (await client.get(name), await client.post(name, "4late")):
+            assert wire(response) == (400, SESSION_UNKNOWN)
+            assert response["headers"]["content-type"] == JSON_TYPE
     client.assert_connection_close_honoured()
-    await assert_landed_elsewhere(deployment, sid)
+    for sid in sids:
+        await assert_landed_elsewhere(deployment, sid)
 
 
 async def test_upgrade_to_websocket(deployments: Deployments, client: FetchClient) -> None:
