@@ -10,7 +10,14 @@ over the store and answered with the owner's verdict:
   told to abort the poll (the one-pending-GET rule is the owner's, so it holds across
   workers).
 - WebSocket upgrade: the owner begins the upgrade with a RemoteWebSocket, this worker
-  accepts the websocket and relays frames both ways (transports/remote.py).
+  accepts the websocket and relays frames both ways (transports/remote.py). A session that
+  has a websocket already gets this one accepted and closed at once, as on its owner.
+
+Order: the requests of a session that enter through one worker reach its owner in the
+order that worker received them. Each is sent to the owner while the HTTP layer hands it
+over (``Store.ask``, not a task a loop turn later), frames relayed from a websocket too,
+over the store's one ordered channel from this worker to the owner; the owner takes each
+in (a GET becomes pending, a POST is processed) as it is delivered.
 
 An owner that is not a live worker (a forged sid, a dead worker) is "Session ID unknown".
 """
@@ -20,10 +27,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import BadRequest, HTTPError, UnknownSession
-from .stores.base import Envelope, Kind, RequestFailed, Store
+from .protocol import engineio
+from .protocol.engineio import Packet
+from .stores.base import Envelope, Kind, Store
 from .transports import websocket
 from .transports.http import HTTPConnection, Request, Response
 from .transports.remote import RemoteWebSocket, WebSocketProxy
@@ -41,12 +51,21 @@ def _error_reply(exc: HTTPError) -> dict[str, Any]:
     return {"s": exc.status, "e": exc.code}
 
 
-def _raise_reply(reply: Any) -> None:
+def _raise_reply(reply: Any) -> dict[str, Any]:
     if not isinstance(reply, dict):
         raise UnknownSession()
     code = reply.get("e")
     if code is not None:
         raise _ERRORS.get(code, BadRequest)()
+    return reply
+
+
+def _poll_reply(packets: list[Packet]) -> dict[str, Any]:
+    return {"s": 200, "b": engineio.encode_payload(packets).encode()}
+
+
+#: the owner's answer to a websocket for a session that has one: accept it, then close it
+_CLOSE_AT_ONCE = {"s": 101, "c": 1}
 
 
 class Forwarding:
@@ -54,7 +73,7 @@ class Forwarding:
         self.server = server
         self.store = store
         self._ids = itertools.count(1)
-        self._polls: dict[tuple[str, int], asyncio.Task[Any]] = {}
+        self._polls: dict[tuple[str, int], asyncio.Future[Any]] = {}
         self._remote_ws: dict[str, RemoteWebSocket] = {}  # owner side, by proxy id
         self._proxies: dict[str, WebSocketProxy] = {}  # accepting side, by proxy id
         #: forwarded GETs and POSTs waiting for their owner's answer: a draining worker
@@ -81,56 +100,85 @@ class Forwarding:
 
     # -- the receiving worker ---------------------------------------------------------------
 
-    async def poll(self, owner: str, sid: str, headers: list[tuple[str, str]]) -> Response:
+    def poll(self, owner: str, sid: str,
+             headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
         logger.debug("forwarding GET of %s to its owner", sid)
         token = next(self._ids)
-        try:
-            reply = await self._ask(owner, Kind.POLL, {"sid": sid, "t": token},
-                                    self._poll_timeout)
-        except asyncio.CancelledError:
-            self.store.send(owner, Kind.POLL_ABORT, {"t": token})
-            raise
-        except RequestFailed:
-            raise UnknownSession() from None
-        _raise_reply(reply)
-        return self.server.poll_response(reply.get("b", b""), headers)
+        reply = self._ask(owner, Kind.POLL, {"sid": sid, "t": token}, self._poll_timeout)
+        return self._answer(
+            reply, lambda r: self.server.poll_response(r.get("b", b""), headers), headers,
+            withdraw=lambda: self.store.send(owner, Kind.POLL_ABORT, {"t": token}))
 
-    async def post(self, owner: str, sid: str, body: bytes,
-                   headers: list[tuple[str, str]]) -> Response:
+    def post(self, owner: str, sid: str, body: bytes,
+             headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
         logger.debug("forwarding POST of %s to its owner", sid)
-        try:
-            reply = await self._ask(owner, Kind.POST, {"sid": sid, "b": body}, 10)
-        except RequestFailed:
-            raise UnknownSession() from None
-        _raise_reply(reply)
-        return self.server.post_response(headers)
+        reply = self._ask(owner, Kind.POST, {"sid": sid, "b": body}, 10)
+        return self._answer(reply, lambda r: self.server.post_response(headers), headers)
 
-    async def _ask(self, owner: str, kind: Kind, payload: Any, timeout: float) -> Any:
-        self.in_flight += 1
-        try:
-            return await self.store.request(owner, kind, payload, timeout)
-        finally:
-            self.in_flight -= 1
-
-    async def upgrade(self, owner: str, sid: str, request: Request,
-                      conn: HTTPConnection) -> Response | None:
+    def upgrade(self, owner: str, sid: str, request: Request, conn: HTTPConnection,
+                headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
         logger.debug("forwarding websocket upgrade of %s to its owner", sid)
         proxy_id = f"{self.store.owner}:{next(self._ids)}"
-        try:
-            reply = await self.store.request(owner, Kind.WS_OPEN,
-                                             {"sid": sid, "p": proxy_id}, 10)
-        except RequestFailed:
-            raise UnknownSession() from None
-        _raise_reply(reply)
-        ws = websocket.accept(request, conn, self.server.config)
-        if isinstance(ws, Response):
-            self.store.send(owner, Kind.WS_CLOSE, {"p": proxy_id})
-            return ws
-        proxy = WebSocketProxy(self.store, owner, proxy_id, ws,
-                               lambda: self._forget_proxy(proxy_id))
-        self._proxies[proxy_id] = proxy
-        conn.take_over(ws, request.trailing)
-        return None
+        reply = self.store.ask(owner, Kind.WS_OPEN, {"sid": sid, "p": proxy_id}, 10)
+
+        def accept(verdict: dict[str, Any]) -> Response | None:
+            ws = websocket.accept(request, conn, self.server.config)
+            if isinstance(ws, Response):
+                self.store.send(owner, Kind.WS_CLOSE, {"p": proxy_id})
+                return ws
+            if verdict.get("c"):
+                ws.close(None)  # see _on_ws_open
+                conn.take_over(ws)
+                return None
+            proxy = WebSocketProxy(self.store, owner, proxy_id, ws,
+                                   lambda: self._forget_proxy(proxy_id))
+            self._proxies[proxy_id] = proxy
+            conn.take_over(ws, request.trailing)
+            return None
+
+        return self._answer(
+            reply, accept, headers, upgrade=True,
+            withdraw=lambda: self.store.send(owner, Kind.WS_CLOSE, {"p": proxy_id}))
+
+    def _ask(self, owner: str, kind: Kind, payload: Any, timeout: float) -> asyncio.Future[Any]:
+        """A GET or POST for the owner; counted until answered (see in_flight)."""
+        self.in_flight += 1
+        reply = self.store.ask(owner, kind, payload, timeout)
+        reply.add_done_callback(self._landed)
+        return reply
+
+    def _landed(self, reply: asyncio.Future[Any]) -> None:
+        self.in_flight -= 1
+
+    def _answer(self, reply: asyncio.Future[Any],
+                respond: Callable[[dict[str, Any]], Response | None],
+                headers: list[tuple[str, str]], *, upgrade: bool = False,
+                withdraw: Callable[[], object] | None = None) -> asyncio.Future[Response | None]:
+        """The HTTP answer to a forwarded request: ``respond(reply)`` once the owner's
+        reply comes, its error's answer if it is one. Cancelled (the client's connection
+        went away), the request is forgotten here and ``withdraw`` tells the owner."""
+        answer: asyncio.Future[Response | None] = reply.get_loop().create_future()
+
+        def replied(reply: asyncio.Future[Any]) -> None:
+            if answer.done():
+                return  # cancelled first
+            try:
+                if reply.cancelled() or reply.exception() is not None:
+                    raise UnknownSession()  # RequestFailed: the owner is gone or silent
+                response = respond(_raise_reply(reply.result()))
+            except HTTPError as exc:
+                response = self.server.error_response(exc, headers, close=upgrade)
+            answer.set_result(response)
+
+        def cancelled(answer: asyncio.Future[Response | None]) -> None:
+            if answer.cancelled():
+                reply.cancel()
+                if withdraw is not None:
+                    withdraw()
+
+        reply.add_done_callback(replied)
+        answer.add_done_callback(cancelled)
+        return answer
 
     def _forget_proxy(self, proxy_id: str) -> None:
         self._proxies.pop(proxy_id, None)
@@ -146,7 +194,7 @@ class Forwarding:
 
     # -- the owner --------------------------------------------------------------------------
 
-    async def _on_poll(self, envelope: Envelope) -> Any:
+    def _on_poll(self, envelope: Envelope) -> Any:
         payload = envelope.payload
         if not isinstance(payload, dict) or not isinstance(payload.get("sid"), str):
             return _error_reply(BadRequest())
@@ -155,26 +203,22 @@ class Forwarding:
             return _error_reply(UnknownSession())
         if socket.transport != "polling":
             return _error_reply(BadRequest())
-        key = (envelope.origin, payload.get("t", 0))
-        task = asyncio.current_task()
-        if task is not None:
-            self._polls[key] = task
         try:
-            packets = await socket.poll()
+            answer = socket.poll(_poll_reply)  # pending now, before the next envelope
         except HTTPError as exc:
             return _error_reply(exc)
-        finally:
-            self._polls.pop(key, None)
-        from .protocol import engineio
-
-        return {"s": 200, "b": engineio.encode_payload(packets).encode()}
+        if isinstance(answer, asyncio.Future):
+            key = (envelope.origin, payload.get("t", 0))
+            self._polls[key] = answer
+            answer.add_done_callback(lambda _: self._polls.pop(key, None))
+        return answer
 
     def _on_poll_abort(self, envelope: Envelope) -> None:
         payload = envelope.payload
         if isinstance(payload, dict):
-            task = self._polls.pop((envelope.origin, payload.get("t", 0)), None)
-            if task is not None:
-                task.cancel()
+            answer = self._polls.pop((envelope.origin, payload.get("t", 0)), None)
+            if answer is not None:
+                answer.cancel()  # the EngineSocket aborts the poll
 
     def _on_post(self, envelope: Envelope) -> Any:
         payload = envelope.payload
@@ -200,15 +244,17 @@ class Forwarding:
         socket = self.server.sockets.get(payload["sid"])
         if socket is None:
             return _error_reply(UnknownSession())
-        if socket.transport != "polling" or not self.server.config.allow_upgrades:
+        if not self.server.config.allow_upgrades:
             return _error_reply(BadRequest())
         proxy_id = payload["p"]
         remote = RemoteWebSocket(self.store, envelope.origin, proxy_id,
                                  on_lost=lambda: self._remote_ws.pop(proxy_id, None))
         try:
             socket.begin_upgrade(remote)
-        except HTTPError as exc:
-            return _error_reply(exc)
+        except HTTPError:
+            # the session has a websocket already (upgraded, upgrading, or opened on one):
+            # the reference accepts this one and closes it, the session untouched
+            return _CLOSE_AT_ONCE
         self._remote_ws[proxy_id] = remote
         return {"s": 101}
 

@@ -46,15 +46,6 @@ logger = logging.getLogger("sio_core.server")
 _PLAIN = "text/plain; charset=UTF-8"
 
 
-def error_response(exc: HTTPError, headers: list[tuple[str, str]],
-                   close: bool = False) -> Response:
-    body = exc.body()
-    if body is None:
-        return Response(exc.status, headers, b"", close=close)
-    return Response(exc.status, [("Content-Type", "application/json"), *headers],
-                    json.dumps(body, separators=(",", ":")).encode(), close=close)
-
-
 _CLIENT_FILES = ("socket.io.js", "socket.io.js.map", "socket.io.min.js", "socket.io.min.js.map",
                  "socket.io.esm.min.js", "socket.io.esm.min.js.map")
 
@@ -155,7 +146,11 @@ class EngineServer:
     def handle(self, request: Request,
                conn: HTTPConnection) -> Response | Awaitable[Response | None] | None:
         """Answer a request: at once where possible (the HTTP layer then needs no task), or
-        with an awaitable where the answer must wait (a long-poll, a forwarded request)."""
+        with a future where the answer must wait (a long-poll, a forwarded request). Either
+        way the request has been taken in before this returns, so the requests of a session
+        are handled in the order they arrive: a long-poll is pending, a forwarded request
+        is on its way to the owner (behind the ones before it). Cancelling the future (the
+        connection went away) withdraws the request."""
         path = self.config.path
         if request.path in self.static.files:
             return self.static.respond(request)
@@ -166,25 +161,14 @@ class EngineServer:
             if request.method == "OPTIONS":
                 return preflight(self.config, request)
             try:
-                result = self._engine(request, conn, headers)
+                return self._engine(request, conn, headers)
             except HTTPError as exc:
-                return error_response(exc, headers, close=request.upgrade)
-            if result is None or isinstance(result, Response):
-                return result
-            return self._answer_later(result, headers, request.upgrade)
+                return self.error_response(exc, headers, close=request.upgrade)
         if request.upgrade:
             return text_response(400, "Bad Request")
         if self.static:
             return self.static.respond(request)
         return text_response(404, "Not Found")
-
-    @staticmethod
-    async def _answer_later(pending: Awaitable[Response | None], headers: list[tuple[str, str]],
-                            upgrade: bool) -> Response | None:
-        try:
-            return await pending
-        except HTTPError as exc:
-            return error_response(exc, headers, close=upgrade)
 
     def _engine(self, request: Request, conn: HTTPConnection,
                 headers: list[tuple[str, str]]) -> Response | Awaitable[Response | None] | None:
@@ -224,9 +208,9 @@ class EngineServer:
             return self._open_websocket(request, conn)
         return self._open_polling(request, headers)
 
-    async def _forward(self, owner: str, sid: str, transport: str, is_ws_upgrade: bool,
-                       request: Request, conn: HTTPConnection,
-                       headers: list[tuple[str, str]]) -> Response | None:
+    def _forward(self, owner: str, sid: str, transport: str, is_ws_upgrade: bool,
+                 request: Request, conn: HTTPConnection,
+                 headers: list[tuple[str, str]]) -> Awaitable[Response | None]:
         """A session of another worker: its owner answers (sio_core/forwarding.py)."""
         forwarding = self.forwarding
         if forwarding is None or not forwarding.owns_route(owner):
@@ -234,11 +218,11 @@ class EngineServer:
         if transport == "websocket":
             if not is_ws_upgrade:
                 raise BadRequest()
-            return await forwarding.upgrade(owner, sid, request, conn)
+            return forwarding.upgrade(owner, sid, request, conn, headers)
         if request.method == "GET":
-            return await forwarding.poll(owner, sid, headers)
+            return forwarding.poll(owner, sid, headers)
         if request.method == "POST":
-            return await forwarding.post(owner, sid, request.body, headers)
+            return forwarding.post(owner, sid, request.body, headers)
         raise BadRequest()
 
     def _lookup(self, sid: str) -> EngineSocket:
@@ -304,7 +288,7 @@ class EngineServer:
 
     def _upgrade(self, request: Request, conn: HTTPConnection,
                  socket: EngineSocket) -> Response | None:
-        if socket.core.transport is not Transport.POLLING or not self.config.allow_upgrades:
+        if not self.config.allow_upgrades:
             raise BadRequest()
         ws = websocket.accept(request, conn, self.config)
         if isinstance(ws, Response):
@@ -312,7 +296,9 @@ class EngineServer:
         try:
             socket.begin_upgrade(ws)
         except HTTPError:
-            ws.close()
+            # the session has a websocket already (upgraded, upgrading, or opened on one):
+            # the reference accepts this one and closes it, the session untouched
+            ws.close(None)
             conn.take_over(ws)
             return None
         conn.take_over(ws, request.trailing)
@@ -320,19 +306,10 @@ class EngineServer:
 
     # -- polling ------------------------------------------------------------------------
 
-    def _poll(self, socket: EngineSocket,
-              headers: list[tuple[str, str]]) -> Response | Awaitable[Response]:
-        ready = socket.poll_ready()
-        if ready is not None:
-            return self.poll_response(engineio.encode_payload(ready).encode(), headers)
-        # the whole GET (begin, then wait) in one coroutine: output sent before it runs
-        # is still found by it
-        return self._poll_wait(socket, headers)
-
-    async def _poll_wait(self, socket: EngineSocket,
-                         headers: list[tuple[str, str]]) -> Response:
-        packets = await socket.poll()
-        return self.poll_response(engineio.encode_payload(packets).encode(), headers)
+    def _poll(self, socket: EngineSocket, headers: list[tuple[str, str]]
+              ) -> Response | asyncio.Future[Response]:
+        return socket.poll(lambda packets: self.poll_response(
+            engineio.encode_payload(packets).encode(), headers))
 
     def _post(self, socket: EngineSocket, request: Request,
               headers: list[tuple[str, str]]) -> Response:
@@ -354,6 +331,15 @@ class EngineServer:
             socket.receive(packets)
         finally:
             socket.post_end()
+
+    @staticmethod
+    def error_response(exc: HTTPError, headers: list[tuple[str, str]],
+                       close: bool = False) -> Response:
+        body = exc.body()
+        if body is None:
+            return Response(exc.status, headers, b"", close=close)
+        return Response(exc.status, [("Content-Type", "application/json"), *headers],
+                        json.dumps(body, separators=(",", ":")).encode(), close=close)
 
     @staticmethod
     def poll_response(body: bytes, headers: list[tuple[str, str]]) -> Response:

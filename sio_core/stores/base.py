@@ -7,12 +7,21 @@ other workers are (:attr:`Store.peers`); request/response, gathering from a know
 of responders with a timeout, and dispatch to handlers are done here, once, for every
 backend. Envelopes from the bus are untrusted: decoded with size limits into the one
 typed shape, or dropped.
+
+Order: what one worker transmits to another (``send``, ``ask``, ``publish``, replies) is
+delivered in the order it was transmitted, and :meth:`Store.deliver` calls each handler
+at once, in that order. A handler whose answer must wait returns a Future (awaited with no
+task); everything it did before returning happened in arrival order. ``ask`` transmits
+before it returns, so requests asked in turn arrive in turn (``request`` is its coroutine
+form, which transmits only once it runs). The forwarding of a session's requests to its
+owner relies on this (sio_core/forwarding.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -145,8 +154,9 @@ class Store:
     # -- the contract -----------------------------------------------------------------------
 
     def on(self, kind: Kind, handler: Handler) -> None:
-        """``handler(envelope)`` for every envelope of that kind; for a request, what it
-        returns (awaited if need be) is the reply."""
+        """``handler(envelope)`` for every envelope of that kind, called in arrival order; for
+        a request, what it returns is the reply: a value, a Future of it, or a coroutine (run
+        as a task, so its body starts only after the envelopes delivered meanwhile)."""
         self._handlers[kind] = handler
 
     def on_peers(self, listener: Callable[[set[str]], None]) -> None:
@@ -164,18 +174,27 @@ class Store:
     async def request(self, target: str, kind: Kind, payload: Any, timeout: float) -> Any:
         """To one worker; returns its handler's answer. RequestFailed if the target is gone
         or does not answer within timeout."""
+        return await self.ask(target, kind, payload, timeout)
+
+    def ask(self, target: str, kind: Kind, payload: Any, timeout: float) -> asyncio.Future[Any]:
+        """:meth:`request`, transmitted before this returns: what is asked (or sent) in turn
+        reaches the target in turn. The future fails with RequestFailed as ``request`` does;
+        cancelling it forgets the request (a late answer is dropped)."""
         request_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending[request_id] = future
         self._request_targets[request_id] = target
-        try:
-            self._transmit(Envelope(kind, self.owner, payload, target, request_id))
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise RequestFailed(f"{kind.value} to {target}: no answer in {timeout}s") from None
-        finally:
-            self._pending.pop(request_id, None)
-            self._request_targets.pop(request_id, None)
+        timer = loop.call_later(timeout, _time_out, future, kind, target, timeout)
+        future.add_done_callback(functools.partial(self._forget_request, request_id, timer))
+        self._transmit(Envelope(kind, self.owner, payload, target, request_id))
+        return future
+
+    def _forget_request(self, request_id: int, timer: asyncio.TimerHandle,
+                        future: asyncio.Future[Any]) -> None:
+        timer.cancel()
+        self._pending.pop(request_id, None)
+        self._request_targets.pop(request_id, None)
 
     def cancel_request(self, target: str, kind: Kind, payload: Any) -> None:
         self.send(target, kind, payload)
@@ -217,7 +236,10 @@ class Store:
         except Exception:
             logger.exception("error handling %s from %s", kind.value, envelope.origin)
             result = None
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        if isinstance(result, asyncio.Future):
+            if envelope.request_id is not None:
+                result.add_done_callback(functools.partial(self._reply_when_done, envelope))
+        elif asyncio.iscoroutine(result):
             task = asyncio.ensure_future(self._finish(envelope, result))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -234,6 +256,15 @@ class Store:
             result = None
         if envelope.request_id is not None:
             self._reply(envelope, result)
+
+    def _reply_when_done(self, envelope: Envelope, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return  # as a cancelled coroutine handler: no answer (the asker has given up)
+        exc = future.exception()
+        if exc is not None:
+            logger.error("error handling %s from %s", envelope.kind.value, envelope.origin,
+                         exc_info=exc)
+        self._reply(envelope, None if exc is not None else future.result())
 
     def _reply(self, envelope: Envelope, result: Any) -> None:
         self._transmit(Envelope(Kind.REPLY, self.owner, result, envelope.origin,
@@ -301,6 +332,11 @@ class _Gather:
     def _check(self) -> None:
         if not self.done.done() and self.expected <= set(self.replies):
             self.done.set_result(None)
+
+
+def _time_out(future: asyncio.Future[Any], kind: Kind, target: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(RequestFailed(f"{kind.value} to {target}: no answer in {timeout}s"))
 
 
 class _suppress_timeout:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..protocol import engineio
 from ..protocol.engineio import NOOP, Packet
@@ -39,6 +39,8 @@ class WebSocketLike(Protocol):
     def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 logger = logging.getLogger("sio_core.engine")
+
+T = TypeVar("T")
 
 
 class EngineHandler(Protocol):
@@ -69,7 +71,9 @@ class EngineSocket:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._pump_scheduled = False
-        self._poll_waiter: asyncio.Future[list[Packet]] | None = None
+        #: the pending GET: the future of its answer, and what makes the answer of packets
+        self._poll_waiter: asyncio.Future[Any] | None = None
+        self._poll_answer: Callable[[list[Packet]], Any] = _no_answer
         self.websocket: WebSocketLike | None = None
         self._upgrading: WebSocketLike | None = None
         self._finished = False
@@ -142,30 +146,38 @@ class EngineSocket:
 
     # polling
 
-    def poll_ready(self) -> list[Packet] | None:
-        """Answer a GET at once if output is queued (no task, no waiting); None if there
-        is none, and then nothing has happened: the GET goes to :meth:`poll`."""
-        if not self.core.has_output():
-            return None
-        return self._begin_poll()
-
-    async def poll(self) -> list[Packet]:
-        """Answer a GET: what is queued now, or wait until something is."""
+    def poll(self, answer: Callable[[list[Packet]], T]) -> T | asyncio.Future[T]:
+        """Take a GET in, now: a request handled after this one finds it pending (the
+        reference handles a session's requests in arrival order). Returns
+        ``answer(packets)`` at once if output is queued; otherwise a future of it, set when
+        there is some. Cancelling the future (the GET's connection went away) aborts the
+        poll. Raises BadRequest for a GET the session refuses (an overlapping one)."""
         ready = self._begin_poll()
         if ready is not None:
-            return ready
-        waiter: asyncio.Future[list[Packet]] = self._loop.create_future()
+            return answer(ready)
+        waiter: asyncio.Future[T] = self._loop.create_future()
+        waiter.add_done_callback(self._poll_done)
         self._poll_waiter = waiter
+        self._poll_answer = answer
         self._arm_timer()
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            # the GET's connection went away before it was answered
-            if self._poll_waiter is waiter:
-                self._poll_waiter = None
-                self.core.abort_poll()
-                self._pump()
-            raise
+        return waiter
+
+    def _poll_done(self, waiter: asyncio.Future[Any]) -> None:
+        if waiter.cancelled() and self._poll_waiter is waiter:
+            # the reference closes the session ("poll connection closed prematurely")
+            self._poll_waiter = None
+            self.core.abort_poll()
+            self._pump()
+
+    def _poll_open(self) -> bool:
+        """Whether a GET waits for its answer (a cancelled one is left to _poll_done)."""
+        waiter = self._poll_waiter
+        return waiter is not None and not waiter.done()
+
+    def _answer_poll(self, packets: list[Packet]) -> None:
+        waiter, self._poll_waiter = self._poll_waiter, None
+        if waiter is not None:
+            waiter.set_result(self._poll_answer(packets))
 
     def _begin_poll(self) -> list[Packet] | None:
         try:
@@ -219,9 +231,8 @@ class EngineSocket:
             # "5": the websocket carries the session from now on
             self._upgrading = None
             self.attach_websocket(ws)
-            waiter, self._poll_waiter = self._poll_waiter, None
-            if waiter is not None and not waiter.done():
-                waiter.set_result([NOOP])
+            if self._poll_open():
+                self._answer_poll([NOOP])
         self._pump()
 
     def _upgrade_closed(self, ws: WebSocketLike) -> None:
@@ -261,10 +272,8 @@ class EngineSocket:
                 packets = core.take_output()
                 if ws is not None:
                     ws.send_packets(packets)
-            elif core.poll_pending and self._poll_waiter is not None:
-                waiter, self._poll_waiter = self._poll_waiter, None
-                if not waiter.done():
-                    waiter.set_result(core.take_output())
+            elif core.poll_pending and self._poll_open():
+                self._answer_poll(core.take_output())
         if core.state is State.CLOSING:
             core.start_close_timer(self._loop.time())
         if core.state is State.CLOSED:
@@ -298,9 +307,8 @@ class EngineSocket:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        waiter, self._poll_waiter = self._poll_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(self.core.take_output() or [engineio.CLOSE])
+        if self._poll_open():
+            self._answer_poll(self.core.take_output() or [engineio.CLOSE])
         for ws in (self.websocket, self._upgrading):
             if ws is not None:
                 ws.close()
@@ -310,6 +318,10 @@ class EngineSocket:
         except Exception:
             logger.exception("error in close handler (sid %s)", self.sid)
         self._on_finished(self)
+
+
+def _no_answer(packets: list[Packet]) -> None:
+    return None
 
 
 class _Flusher:

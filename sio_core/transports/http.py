@@ -160,6 +160,8 @@ class HTTPConnection(asyncio.Protocol):
         pending, self._pending = self._pending, None
         if inspect.iscoroutine(pending):
             pending.close()  # its task never started: nothing ran, nothing to undo
+        elif isinstance(pending, asyncio.Future):
+            pending.cancel()  # a request taken in at once (a long-poll): withdrawn
         self._queue.clear()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)

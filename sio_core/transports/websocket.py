@@ -179,8 +179,9 @@ class WebSocketConnection:
         transport = self._http.transport
         return transport.get_write_buffer_size() if transport is not None else 0
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake; the TCP connection closes once it completes."""
+    def close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Start the closing handshake; the TCP connection closes once it completes.
+        ``code`` None sends a close frame with no status code (RFC 6455 section 5.5.1)."""
         if self._closed:
             return
         if self._protocol.state is WSState.OPEN:
