@@ -64,6 +64,16 @@ class Config:
     request_timeout: float = 10.0
     #: An idle keep-alive connection is closed after this long. Node.js: 5 s.
     keepalive_timeout: float = 5.0
+    #: Lingering close (RFC 9112 §9.6): after its last answer (a 413 while the client is
+    #: still sending its body, ``Connection: close``, a refusal) a connection is shut on our
+    #: side, and what the client still sends is read and thrown away until it closes, so
+    #: that it reads the answer rather than a reset. This bounds how long: nginx lingers
+    #: 5 s between reads (lingering_timeout) and 30 s in all; this is the whole time.
+    lingering_timeout: float = 5.0
+    #: ... and how many bytes are read for nothing (a client may send an oversize body in
+    #: full before it reads the 413: 16 MiB covers any plausible Socket.IO message).
+    #: Node.js reads and discards an unwanted body without a bound. None: unlimited.
+    lingering_bytes: int | None = 16 * 1024 * 1024
 
     # -- CORS ------------------------------------------------------------------------------
     #: None: no CORS headers (same-origin only); "*": any origin (echoed back, as the

@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import aiohttp
 import pytest
@@ -78,16 +78,24 @@ class Answer:
         return self.body.decode("utf-8", errors="replace")
 
 
+class Endpoint(Protocol):
+    """Where a server listens (a ServerProcess, or the reference server)."""
+
+    host: str
+    port: int
+
+
 class RawConnection:
     """One TCP connection to the server; requests go out exactly as given. Answers are read
-    by Content-Length (the server under test always sends one)."""
+    by Content-Length (the server under test always sends one), by chunks, or up to the
+    server's close, as the reference server sends them."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
 
     @classmethod
-    async def open(cls, server: ServerProcess) -> Self:
+    async def open(cls, server: Endpoint) -> Self:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         return cls(reader, writer)
 
@@ -105,8 +113,22 @@ class RawConnection:
             while (line := await self.reader.readline()) not in (b"\r\n", b""):
                 name, _, value = line.decode("latin-1").partition(":")
                 headers[name.strip().lower()] = value.strip()
-            body = await self.reader.readexactly(int(headers.get("content-length", "0")))
+            body = await self._body(status, headers)
         return Answer(status, headers, body)
+
+    async def _body(self, status: int, headers: dict[str, str]) -> bytes:
+        if status < 200:  # an interim answer (100 Continue) has none
+            return b""
+        if "content-length" in headers:
+            return await self.reader.readexactly(int(headers["content-length"]))
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while size := int((await self.reader.readline()).split(b";")[0], 16):
+                chunks.append(await self.reader.readexactly(size))
+                await self.reader.readexactly(2)  # CRLF
+            await self.reader.readline()  # the (empty) trailer section
+            return b"".join(chunks)
+        return await self.reader.read()  # delimited by the close (an HTTP/1.0 answer)
 
     async def request(self, method: str, target: str, body: bytes = b"",
                       headers: Mapping[str, str] | None = None, timeout: float = 5.0) -> Answer:
@@ -138,7 +160,7 @@ class RawConnection:
         await self.close()
 
 
-async def request(server: ServerProcess, method: str, target: str, body: bytes = b"",
+async def request(server: Endpoint, method: str, target: str, body: bytes = b"",
                   headers: Mapping[str, str] | None = None, timeout: float = 5.0) -> Answer:
     """One request on a connection of its own."""
     async with await RawConnection.open(server) as conn:
@@ -150,7 +172,7 @@ def polling(sid: str | None = None, eio: str = "4") -> str:
     return target if sid is None else f"{target}&sid={sid}"
 
 
-async def handshake(server: ServerProcess) -> str:
+async def handshake(server: Endpoint) -> str:
     answer = await request(server, "GET", polling())
     assert answer.status == 200 and answer.body.startswith(b"0"), answer
     sid: str = json.loads(answer.body[1:])["sid"]

@@ -1,15 +1,22 @@
-"""Unit tests of sio_core.transports.http's helpers (the HTTP server itself is driven over real
-sockets in test_http_errors.py and the interop tests)."""
+"""Unit tests of sio_core.transports.http: its helpers, and HTTPConnection in-process over
+loopback sockets with a handler of the test's own, where the test must see the server's side
+(its write buffer, its connections). The whole server is driven over real sockets in
+test_http_errors.py, test_http_exchanges.py and the interop tests."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+from typing import Self
 from urllib.parse import parse_qsl
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sio_core.transports.http import parse_query
+from sio_core.config import Config
+from sio_core.transports.http import Handler, HTTPConnection, Request, Response, parse_query
+from tests.support import scaled
 
 
 @pytest.mark.parametrize(
@@ -35,3 +42,119 @@ def test_parse_query_is_parse_qsl(text: str) -> None:
     except ValueError:
         expected = {}
     assert parse_query(raw) == expected
+
+
+# --- HTTPConnection in-process, over loopback sockets -------------------------------------------
+
+
+class Served:
+    """``HTTPConnection``s with ``handler`` on a free loopback port; ``connections`` holds the
+    live ones (each leaves it in connection_lost)."""
+
+    def __init__(self, handler: Handler, config: Config) -> None:
+        self.handler = handler
+        self.config = config
+        self.connections: set[HTTPConnection] = set()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: HTTPConnection(self.handler, self.config, connections=self.connections),
+            "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        for conn in list(self.connections):
+            conn.close()
+        await self.server.wait_closed()
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def until_closed(self, timeout: float = 5.0) -> None:
+        """Until the server has no connection left (checked every 10 ms: connection_lost is
+        the server's own event, which the client cannot await)."""
+        async with asyncio.timeout(scaled(timeout)):
+            while self.connections:
+                await asyncio.sleep(0.01)
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    match = re.search(rb"Content-Length: (\d+)", head)
+    assert match is not None, head
+    return head, await reader.readexactly(int(match.group(1)))
+
+
+async def test_pipelined_answers_wait_while_the_write_buffer_is_full() -> None:
+    """A thousand pipelined requests, read by the server before the client reads any answer
+    (20 KB each, 20 MB in all): no answer is made while the transport's write buffer is over
+    its high-water mark, so that buffer never holds more than the mark plus one answer; and
+    the client gets every answer, in order."""
+    size, count = 20_000, 1000
+    buffered: list[int] = []
+    limits: list[tuple[int, int]] = []
+
+    def handler(request: Request, conn: HTTPConnection) -> Response:
+        assert conn.transport is not None
+        buffered.append(conn.transport.get_write_buffer_size())
+        limits.append(conn.transport.get_write_buffer_limits())
+        return Response(200, [], request.path.encode().ljust(size, b"."))
+
+    async with Served(handler, Config()) as served:
+        reader, writer = await served.connect()
+        writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(count)))
+        await writer.drain()
+        # a barrier: a request on another connection, answered once the server has read
+        # the pipelined ones (it reads its connections in order)
+        barrier_reader, barrier_writer = await served.connect()
+        barrier_writer.write(b"GET /barrier HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_answer(barrier_reader))[1].startswith(b"/barrier.")
+        barrier_writer.close()
+        for index in range(count):
+            _, body = await read_answer(reader)
+            assert body.startswith(b"/%d." % index), (index, body[:20])
+        writer.close()
+    high_water = limits[0][1]
+    assert max(buffered) <= high_water, (max(buffered), high_water)
+
+
+async def test_lingering_close_ends_at_lingering_timeout() -> None:
+    """After a 413 the server shuts its side (the client reads the answer, then EOF) but keeps
+    reading what the client still sends, until lingering_timeout: then it closes."""
+    config = Config(max_payload=1000, lingering_timeout=scaled(0.5), lingering_bytes=None)
+    async with Served(lambda request, conn: Response(200), config) as served:
+        reader, writer = await served.connect()
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
+                     + b"x" * 5000)
+        head, _ = await read_answer(reader)
+        assert head.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in head, head
+        assert await reader.read() == b""  # our side is shut...
+        assert served.connections  # ...but the connection is not closed yet: it lingers
+        writer.write(b"x" * 5000)  # still read (and thrown away), no reset
+        await writer.drain()
+        await served.until_closed()
+        writer.close()
+
+
+async def test_lingering_close_ends_at_lingering_bytes() -> None:
+    """A client that goes on sending after its 413 is cut off once lingering_bytes are read."""
+    config = Config(max_payload=1000, lingering_timeout=60, lingering_bytes=100_000)
+    async with Served(lambda request, conn: Response(200), config) as served:
+        reader, writer = await served.connect()
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+        head, _ = await read_answer(reader)
+        assert head.startswith(b"HTTP/1.1 413 "), head
+        sent = 0
+        with pytest.raises(OSError):  # the reset, once the server stops reading
+            while sent < 100_000_000:
+                writer.write(b"x" * 65536)
+                await writer.drain()
+                sent += 65536
+        await served.until_closed()
+        writer.close()

@@ -10,11 +10,25 @@ Response, or None once it has taken the connection over (a WebSocket upgrade, th
 (a long-poll, a request forwarded to another worker). Only then is a task made, and if
 the connection is lost meanwhile it is cancelled (a pending long-poll must learn that
 its client is gone). Most requests so cost no task and no extra loop turn.
+
+A connection's life is :class:`ConnState`, changed in few places::
+
+    READING --(Connection: close, HTTP/1.0, an upgrade, a refusal)--> LAST
+    LAST --(all answered)--> LINGERING --(client's EOF, lingering bounds)--> CLOSED
+    READING --(the client's EOF, all answered)--> CLOSED
+    READING/LAST --(take_over)--> TAKEN_OVER;  any --(close, connection lost)--> CLOSED
+
+Back-pressure: answers are written as they are made, but while the transport's write
+buffer is over its high-water mark (pause_writing) no further request is answered, and
+once a few are queued the socket is no longer read: a client that pipelines requests and
+does not read the answers holds at most one read of requests and the high-water mark
+plus one answer, not every answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -29,6 +43,14 @@ from ..config import Config
 
 logger = logging.getLogger("sio_core.http")
 
+#: Complete requests queued ahead of the handler before the socket is no longer read.
+_MAX_QUEUED = 8
+#: A large read is parsed this much at a time, and not further while _MAX_QUEUED requests
+#: wait: one read of tiny pipelined requests (256 KiB) cannot queue thousands of them.
+_FEED_SLICE = 16 * 1024
+#: RFC 9110 §10.1.1: the interim answer to ``Expect: 100-continue``.
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
 
 @dataclass(slots=True)
 class Request:
@@ -41,6 +63,9 @@ class Request:
     raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     raw_url: bytes = b""
     http_version: str = "1.1"
+    #: whether the client keeps the connection after this request (RFC 9112 §9.3: HTTP/1.1
+    #: unless ``Connection: close``; HTTP/1.0 only with ``Connection: keep-alive``)
+    keep_alive: bool = True
     upgrade: bool = False
     #: bytes that followed an upgrade request (the first WebSocket frames)
     trailing: bytes = b""
@@ -90,6 +115,26 @@ Handler = Callable[[Request, "HTTPConnection"],
                    "Response | Awaitable[Response | None] | None"]
 
 
+class ConnState(enum.Enum):
+    #: requests are read and answered
+    READING = "reading"
+    #: no further request is read (RFC 9112 §9.6: none is processed after a ``close``);
+    #: the queued ones are answered, then the refusal that ended the reading, if any
+    LAST = "last"
+    #: every answer written and our side shut: what the client still sends is read and
+    #: discarded until its EOF or the lingering bounds, so that it reads the last answer
+    #: rather than a reset (RFC 9112 §9.6, "close in stages")
+    LINGERING = "lingering"
+    #: no longer HTTP (a WebSocket)
+    TAKEN_OVER = "taken over"
+    CLOSED = "closed"
+
+
+# module globals: a global's lookup is cheaper than an enum member's, on every request
+_READING, _LAST, _LINGERING = ConnState.READING, ConnState.LAST, ConnState.LINGERING
+_TAKEN_OVER, _CLOSED = ConnState.TAKEN_OVER, ConnState.CLOSED
+
+
 class _Refuse(Exception):
     """Raised inside a parser callback to stop parsing and answer with a status."""
 
@@ -99,10 +144,11 @@ class _Refuse(Exception):
 
 class HTTPConnection(asyncio.Protocol):
     # slots: thousands of these live as long as their websockets do
-    __slots__ = ("_body", "_body_size", "_client", "_closing", "_config", "_connections",
-                 "_drain_waiter", "_handler", "_header_bytes", "_headers", "_loop", "_parser",
-                 "_pending", "_queue", "_taken_over", "_task", "_timer", "_timer_at", "_url",
-                 "_write_paused", "transport")
+    __slots__ = ("_body", "_body_size", "_client", "_config", "_connections", "_continue",
+                 "_discarded", "_eof", "_handler", "_header_bytes", "_headers", "_loop",
+                 "_parser", "_pending", "_queue", "_reading_paused", "_refusal", "_state",
+                 "_taken_over", "_task", "_timer", "_timer_at", "_unparsed", "_url",
+                 "_waiting_get", "_write_paused", "transport")
 
     def __init__(self, handler: Handler, config: Config, *,
                  connections: set[HTTPConnection] | None = None) -> None:
@@ -111,6 +157,7 @@ class HTTPConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._connections = connections
         self.transport: asyncio.Transport | None = None
+        self._state = _READING
         #: None once the connection is taken over: nothing after an upgrade is HTTP
         self._parser: Any = httptools.HttpRequestParser(self)
         self._client: tuple[str, int] | None = None
@@ -120,21 +167,32 @@ class HTTPConnection(asyncio.Protocol):
         self._header_bytes = 0
         self._body: list[bytes] = []
         self._body_size = 0
+        #: its ``Expect: 100-continue`` is due once the answers before it are written
+        self._continue = False
         # complete requests waiting for the handler, and the handler's task
-        self._queue: list[Request] = []  # a few at most: see on_message_complete
+        self._queue: list[Request] = []  # a few at most: see _feed
+        #: the rest of a read, parsed once the queue drains
+        self._unparsed = b""
         self._task: asyncio.Task[None] | None = None
+        #: the task answers a GET (see eof_received)
+        self._waiting_get = False
         #: the awaitable the task will await, until it starts: a task cancelled before its
         #: first step never awaits it, so connection_lost closes it
         self._pending: Awaitable[Response | None] | None = None
+        #: the answer that ended the reading (413, 431, ...), sent after the queued ones
+        self._refusal: Response | None = None
         # One timer, re-armed lazily: each request moves the deadline (_timer_at) and the
         # timer, when it fires early, sleeps on until it; a call_later plus a cancel per
         # request would cost more than parsing the request does.
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._taken_over: ConnectionHandler | None = None
-        self._closing = False
         self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        #: the client sent its EOF (a half-close): nothing more comes
+        self._eof = False
+        #: bytes read and thrown away since the reading ended
+        self._discarded = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -148,7 +206,7 @@ class HTTPConnection(asyncio.Protocol):
         self._set_timer(self._config.request_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._closing = True
+        self._state = _CLOSED
         self._drop_timer()
         if self._connections is not None:
             self._connections.discard(self)
@@ -163,8 +221,22 @@ class HTTPConnection(asyncio.Protocol):
         elif isinstance(pending, asyncio.Future):
             pending.cancel()  # a request taken in at once (a long-poll): withdrawn
         self._queue.clear()
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
+        self._unparsed = b""
+
+    def eof_received(self) -> bool | None:
+        """The client sends nothing more (it closed, or shut its side only): what it asked
+        for is answered, as Node's http server does, the transport kept open for it. But a
+        GET whose answer waits (a long-poll) is given up, the connection closed: its client
+        is most likely gone, and the session must learn it (the reference closes it, "poll
+        connection closed prematurely"); a GET can be asked again, a POST's outcome not."""
+        self._eof = True
+        if self._task is not None and self._waiting_get:
+            return None
+        state = self._state
+        if state is _LAST or (state is _READING and (
+                self._queue or self._unparsed or self._task is not None)):
+            return True
+        return None  # nothing to answer (or lingering, or a websocket): close
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -175,35 +247,72 @@ class HTTPConnection(asyncio.Protocol):
         self._write_paused = False
         if self._taken_over is not None:
             self._taken_over.resume_writing()
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
+        elif self._queue or self._unparsed:
+            self._serve_queue()  # answering stopped for the client to read: carry on
 
     def data_received(self, data: bytes) -> None:
         if self._taken_over is not None:
             self._taken_over.data_received(data)
             return
-        if self._closing:
-            return
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
-            if self._queue:
-                self._queue[-1].upgrade = True
-                self._queue[-1].trailing = data[offset:]
-            # nothing after an upgrade request is HTTP any more: stop reading until the
-            # handler decides (it takes the connection over, or answers and closes)
-            assert self.transport is not None
-            self.transport.pause_reading()
-        except httptools.HttpParserCallbackError as exc:
-            ctx = exc.__context__
-            status = ctx.status if isinstance(ctx, _Refuse) else 400
-            self._refuse(status)
-            return
-        except httptools.HttpParserError:
-            self._refuse(400)
-            return
-        self._serve_queue()
+        state = self._state
+        if state is _READING:
+            self._feed(data)
+            self._serve_queue()
+        elif state is _LAST or state is _LINGERING:
+            self._discard(len(data))
+
+    # -- parsing ------------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        """Parse ``data`` into queued requests. A large read is parsed a slice at a time and
+        kept for later once _MAX_QUEUED requests wait; the socket is then not read until
+        the queue drains."""
+        parser = self._parser
+        queue = self._queue
+        size = len(data)
+        pos = 0
+        while pos < size and self._state is _READING:
+            if len(queue) >= _MAX_QUEUED:
+                self._unparsed = data[pos:]
+                break
+            if size <= _FEED_SLICE:  # the usual read: at once
+                chunk = data
+                pos = size
+            else:
+                chunk = data[pos:pos + _FEED_SLICE]
+                pos += _FEED_SLICE
+            try:
+                parser.feed_data(chunk)
+            except httptools.HttpParserUpgrade as exc:
+                offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(chunk)
+                if queue:
+                    queue[-1].upgrade = True
+                    queue[-1].trailing = chunk[offset:] + data[pos:]
+                # nothing after an upgrade request is HTTP any more: stop reading until the
+                # handler decides (it takes the connection over, or answers and closes)
+                self._state = _LAST
+                self._pause_reading()
+                return
+            except httptools.HttpParserCallbackError as exc:
+                ctx = exc.__context__
+                self._refuse(ctx.status if isinstance(ctx, _Refuse) else 400)
+                return
+            except httptools.HttpParserError:
+                # after a request with ``Connection: close`` llhttp refuses any more data;
+                # we ignore it (RFC 9112 §9.6), the reference answers 400 instead
+                if self._state is _READING:
+                    self._refuse(400)
+                return
+        if len(queue) >= _MAX_QUEUED or self._unparsed:
+            self._pause_reading()
+
+    def _discard(self, size: int) -> None:
+        """Input after the last request (a refused body, data after ``Connection: close``),
+        read only so that closing does not reset the connection; bounded."""
+        self._discarded += size
+        limit = self._config.lingering_bytes
+        if limit is not None and self._discarded > limit:
+            self._abort()
 
     # -- parser callbacks ---------------------------------------------------------------
 
@@ -228,9 +337,30 @@ class HTTPConnection(asyncio.Protocol):
             raise _Refuse(431)
 
     def on_headers_complete(self) -> None:
-        length = self._parser_content_length()
-        if length is not None and length > self._config.max_payload:
+        length = expect = None
+        for name, value in self._headers:
+            key = name.lower()
+            if key == b"content-length":
+                length = value
+            elif key == b"expect":
+                expect = value
+        # answered at once, before the body (and so without a 100 Continue: RFC 9110
+        # §10.1.1 "an immediate response with a final status code"); the reference
+        # answers after reading max_payload bytes of it
+        if length is not None and int(length) > self._config.max_payload:
             raise _Refuse(413)
+        if expect is not None and self._parser.get_http_version() != "1.0":
+            self._expect(expect)
+
+    def _expect(self, value: bytes) -> None:
+        """RFC 9110 §10.1.1, as Node's http server answers it: ``100-continue`` gets the
+        interim 100, any other expectation 417 (HTTP/1.0 expectations are ignored)."""
+        if b"100-continue" not in [token.strip() for token in value.lower().split(b",")]:
+            raise _Refuse(417)
+        if self._queue or self._task is not None:
+            self._continue = True  # after the answers before it (_serve_queue)
+        else:
+            self.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -240,6 +370,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._cancel_timer()
+        self._continue = False  # the body is here: a 100 is moot
         parsed = httptools.parse_url(self._url)
         path = parsed.path.decode("latin-1")
         raw_query = parsed.query or b""
@@ -249,8 +380,11 @@ class HTTPConnection(asyncio.Protocol):
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        parser = self._parser
+        # read here: llhttp resets its flags once the message is complete
+        keep_alive = parser.should_keep_alive()
         self._queue.append(Request(
-            method=self._parser.get_method().decode("latin-1"),
+            method=parser.get_method().decode("latin-1"),
             path=path,
             query=query,
             headers=headers,
@@ -258,52 +392,66 @@ class HTTPConnection(asyncio.Protocol):
             client=self._client,
             raw_headers=self._headers,
             raw_url=bytes(self._url),
-            http_version=self._parser.get_http_version(),
+            http_version=parser.get_http_version(),
+            keep_alive=keep_alive,
         ))
         self._body = []
         self._url = b""
         self._headers = []
-        # pipelining: do not buffer more than a few requests ahead of the handler
-        if len(self._queue) > 8 and self.transport is not None:
-            self.transport.pause_reading()
-
-    def _parser_content_length(self) -> int | None:
-        for name, value in self._headers:
-            if name.lower() == b"content-length":
-                try:
-                    return int(value)
-                except ValueError:
-                    return None
-        return None
+        if not keep_alive:
+            self._state = _LAST
 
     # -- handling -----------------------------------------------------------------------
 
-    def _serve_queue(self, answered: bool = False) -> None:
-        """Answer the queued requests, in order, until one must wait (it gets a task).
-        Once the queue is answered the connection is idle: the keep-alive timeout runs."""
-        if self._task is not None and not self._task.done():
+    def _serve_queue(self) -> None:
+        """Answer the queued requests, in order, until one must wait (it gets a task) or
+        the client is not reading its answers (the write buffer is over its high-water
+        mark: resume_writing carries on). Then parse what a read left over; and once all
+        is answered, read on (the keep-alive timeout runs), or end the connection."""
+        if self._task is not None:
             return  # the waiting one's task carries on with the queue when it is answered
-        self._task = None
-        while self._queue and not self._closing:
-            request = self._queue.pop(0)
-            keep_alive = self._parser.should_keep_alive() and not request.upgrade
-            try:
-                result = self._handler(request, self)
-            except Exception:
-                logger.exception("error handling %s %s", request.method, request.path)
-                result = text_response(500, "Internal Server Error")
-            if result is not None and not isinstance(result, Response):
-                self._pending = result
-                self._task = self._loop.create_task(self._wait(request, result, keep_alive))
-                return
-            if not self._answer(request, result, keep_alive):
-                return
-            answered = True
-        if answered and not self._closing:
-            self._set_timer(self._config.keepalive_timeout)
+        queue = self._queue
+        answered = False
+        while True:
+            while queue:
+                if self._write_paused or self._state is _CLOSED:
+                    return
+                request = queue.pop(0)
+                try:
+                    result = self._handler(request, self)
+                except Exception:
+                    logger.exception("error handling %s %s", request.method, request.path)
+                    result = text_response(500, "Internal Server Error")
+                if result is not None and not isinstance(result, Response):
+                    self._pending = result
+                    waiting_get = request.method == "GET" or request.method == "HEAD"
+                    self._waiting_get = waiting_get
+                    self._task = self._loop.create_task(self._wait(request, result))
+                    if waiting_get and self._eof:
+                        self.close()  # given up, as in eof_received: connection_lost cancels
+                    return
+                if not self._answer(request, result):
+                    return
+                answered = True
+            if not self._unparsed or self._state is not _READING:
+                break
+            data, self._unparsed = self._unparsed, b""
+            self._feed(data)
+        state = self._state
+        if state is _LAST or (state is _READING and self._eof):
+            self._finish()
+        elif state is _READING:
+            if self._continue:
+                self._continue = False
+                self.write(_CONTINUE)
+            if answered:
+                self._set_timer(self._config.keepalive_timeout)
+            if self._reading_paused:
+                self._reading_paused = False
+                assert self.transport is not None
+                self.transport.resume_reading()
 
-    async def _wait(self, request: Request, pending: Awaitable[Response | None],
-                    keep_alive: bool) -> None:
+    async def _wait(self, request: Request, pending: Awaitable[Response | None]) -> None:
         self._pending = None
         try:
             response = await pending
@@ -312,38 +460,73 @@ class HTTPConnection(asyncio.Protocol):
         except Exception:
             logger.exception("error handling %s %s", request.method, request.path)
             response = text_response(500, "Internal Server Error")
-        if self._answer(request, response, keep_alive):
-            self._task = None
-            self._serve_queue(answered=True)
+        self._task = None
+        if self._answer(request, response):
+            self._serve_queue()
 
-    def _answer(self, request: Request, response: Response | None, keep_alive: bool) -> bool:
-        """Write the response; whether the connection goes on serving HTTP."""
+    def _answer(self, request: Request, response: Response | None) -> bool:
+        """Write the response; whether the connection goes on with HTTP."""
         if response is None:  # taken over
             return False
-        if response.close or request.upgrade:
-            keep_alive = False
+        keep_alive = request.keep_alive and not response.close and not request.upgrade
+        if keep_alive and request.http_version == "1.0":
+            # HTTP/1.0 persists only when the answer says so (RFC 9112 §C.2.2); the
+            # reference's Node http server also tells the keep-alive timeout
+            response = Response(response.status, [
+                *response.headers, ("Connection", "keep-alive"),
+                ("Keep-Alive", f"timeout={int(self._config.keepalive_timeout)}"),
+            ], response.body)
         self.write(response.serialize(keep_alive))
         if not keep_alive:
-            self.close()
-            return False
-        if self.transport is not None and not self._closing:
-            self.transport.resume_reading()
-        return True
+            # nothing after a close is answered (RFC 9112 §9.6)
+            if self._state is _READING:
+                self._state = _LAST
+            self._queue.clear()
+            self._unparsed = b""
+            self._refusal = None
+        return self._state is not _CLOSED
+
+    def _finish(self) -> None:
+        """Every request is answered and no other follows: send the refusal that ended the
+        reading, if any, then close in stages (RFC 9112 §9.6): shut our side, read and
+        discard what the client still sends until its EOF, or until lingering_bytes or
+        lingering_timeout, then close; a client still sending (an oversize body) so reads
+        its answer instead of a reset, as with nginx's and Node's lingering close."""
+        refusal, self._refusal = self._refusal, None
+        if refusal is not None:
+            self.write(refusal.serialize(False))
+        transport = self.transport
+        if self._eof or transport is None:
+            self.close()  # the client sends nothing more: nothing can reset
+            return
+        self._state = _LINGERING
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._set_timer(self._config.lingering_timeout)
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self._closing:
+        if self.transport is not None and self._state is not _CLOSED:
             self.transport.write(data)
 
-    async def drain(self) -> None:
-        if self._write_paused and not self._closing:
-            self._drain_waiter = self._loop.create_future()
-            await self._drain_waiter
-
     def close(self) -> None:
-        if self.transport is not None and not self._closing:
-            self._closing = True
+        if self.transport is not None and self._state is not _CLOSED:
+            self._state = _CLOSED
             self._drop_timer()
             self.transport.close()
+
+    def _abort(self) -> None:
+        if self.transport is not None and self._state is not _CLOSED:
+            self._state = _CLOSED
+            self._drop_timer()
+            self.transport.abort()
 
     def take_over(self, handler: ConnectionHandler, trailing: bytes = b"") -> None:
         """Hand the raw connection to ``handler`` (after an upgrade)."""
@@ -353,8 +536,11 @@ class HTTPConnection(asyncio.Protocol):
         self._parser = None
         self._task = None  # the handler's task, if any: it returns right after this
         self._headers = []
-        if self.transport is not None and not self._closing:
-            self.transport.resume_reading()
+        if self._state is not _CLOSED:
+            self._state = _TAKEN_OVER
+            if self._reading_paused and self.transport is not None:
+                self._reading_paused = False
+                self.transport.resume_reading()
         if trailing:
             handler.data_received(trailing)
 
@@ -365,8 +551,11 @@ class HTTPConnection(asyncio.Protocol):
     # -- errors and timers --------------------------------------------------------------
 
     def _refuse(self, status: int) -> None:
-        self.write(text_response(status, _REASONS.get(status, "Bad Request")).serialize(False))
-        self.close()
+        """Read no further request: once the queued ones are answered, answer ``status``
+        (with an empty body, as Node's http server and engine.io do) and close."""
+        self._refusal = Response(status)
+        self._state = _LAST
+        self._unparsed = b""
 
     def _set_timer(self, delay: float) -> None:
         deadline = self._loop.time() + delay
@@ -400,12 +589,14 @@ class HTTPConnection(asyncio.Protocol):
         self._on_timeout()
 
     def _on_timeout(self) -> None:
-        if self._task is not None and not self._task.done():
-            return  # a handler is running (e.g. a long-poll): not idle
-        if self._taken_over is None:
+        state = self._state
+        if state is _LINGERING:
+            self._abort()  # the client neither closed nor stopped sending in time
+        elif state is _READING and self._task is None and not self._queue:
             # a slow request head/body answers 408; an idle keep-alive just closes
             if self._url or self._headers:
                 self._refuse(408)
+                self._serve_queue()
             else:
                 self.close()
 
@@ -427,8 +618,3 @@ def parse_query(raw: bytes) -> dict[str, str]:
             query[name] = value
     return query
 
-
-def serve_kwargs(handler: Handler, config: Config,
-                 connections: set[HTTPConnection]) -> dict[str, Any]:
-    """``protocol_factory`` for loop.create_server."""
-    return {"protocol_factory": lambda: HTTPConnection(handler, config, connections=connections)}
