@@ -42,7 +42,6 @@ from tests.support import (
     JsonObject,
     NodeProcess,
     ServerProcess,
-    free_port,
     scaled,
     start_node,
 )
@@ -128,13 +127,12 @@ class Deployments:
     async def _start(self, heartbeat: bool) -> Deployment:
         log = self.directory / f"{self.config}-{'heartbeat' if heartbeat else 'default'}"
         if self.config == "reference":
-            port = free_port()
             timing = [PING_INTERVAL, PING_TIMEOUT] if heartbeat else []
-            node = await start_node(ECHO_SERVER, str(port),
+            node = await start_node(ECHO_SERVER,
                                     *(str(round(seconds * 1000)) for seconds in timing))
             await self.stack.enter_async_context(node)
-            await node.next_event({"ev": "ready"}, timeout=10)
-            return Deployment(self.config, f"http://127.0.0.1:{port}", [])
+            ready = await node.next_event({"ev": "ready"}, timeout=10)
+            return Deployment(self.config, f"http://127.0.0.1:{ready['port']}", [])
         # the scenarios leave sessions open: a stop has no client to wait for
         options = ("--shutdown-timeout", "1")
         if heartbeat:
