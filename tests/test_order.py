@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +39,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from sio_core.echo import EchoApp
+from sio_core.server import EngineServer
+from sio_core.transports.http import HTTPConnection
 from tests.proxy import RoundRobinProxy
 from tests.support import ServerProcess, scaled
 from tests.test_http_errors import WS_HEADERS, Answer, RawConnection, http_request
@@ -217,67 +221,54 @@ async def open_entries(front: Front, *, forwarded: bool) -> AsyncIterator[Entrie
         await found.aclose()
 
 
-async def back_to_back(first: bytes, first_conn: RawConnection, second: bytes,
-                       second_conn: RawConnection, *answers: Awaitable[Answer]
-                       ) -> list[tuple[int, bytes]]:
-    """Write two requests with nothing between them, then collect the answers."""
-    first_conn.writer.write(first)
-    second_conn.writer.write(second)
+async def back_to_back(first: tuple[bytes, RawConnection], second: tuple[bytes, RawConnection],
+                       *answers: Awaitable[Answer]) -> list[tuple[int, bytes]]:
+    """Write two requests (bytes, connection) with nothing between them, then collect the
+    answers."""
+    for data, conn in (first, second):
+        conn.writer.write(data)
     results = await asyncio.gather(*answers)
     return [(answer.status, answer.body) for answer in results]
 
 
 # --- the sequences -------------------------------------------------------------------------------
+
+
 async def get_then_close(entries: Entries) -> None:
     """GET, then POST "1": the pending GET is ended with a noop."""
     get, post = entries.get, entries.post
     for attempt in range(REPEATS):
         sid = await entries.handshake()
         got, posted = await back_to_back(
-            http_request("GET", polling(sid)), get,
-            http_request("POST", polling(sid), b"1"), post,
+            (http_request("GET", polling(sid)), get),
+            (http_request("POST", polling(sid), b"1"), post),
             get.answer(), post.answer())
         assert (got, posted) == (GOT_NOOP, POSTED), (attempt, got, posted)
 
 
-async def get_then_upgrade(entries: Entries) -> None:
-    """After the probe: GET, then "5" on the websocket: the GET is answered with a noop."""
+async def get_and_upgrade(entries: Entries, *, get_first: bool) -> None:
+    """After the probe, a GET and "5" on the websocket: GET first, it is answered with a
+    noop (once probed, every poll ends at once); "5" first, the GET is polling after the
+    upgrade: 400."""
     for attempt in range(REPEATS):
         sid = await entries.handshake()
         ws = await entries.probed(sid)
         try:
             await entries.barrier()
-            (got,) = await back_to_back(
-                http_request("GET", polling(sid)), entries.get,
-                ws.frame("5"), ws.conn,
-                entries.get.answer())
-            assert got == GOT_NOOP, (attempt, got)
+            get = (http_request("GET", polling(sid)), entries.get)
+            upgrade = (ws.frame("5"), ws.conn)
+            (got,) = await back_to_back(*((get, upgrade) if get_first else (upgrade, get)),
+                                        entries.get.answer())
+            assert got == (GOT_NOOP if get_first else BAD_REQUEST), (attempt, got)
             await ws.echoes("4upgraded")
         finally:
             await ws.close()
 
 
-async def upgrade_then_get(entries: Entries) -> None:
-    """After the probe: "5" on the websocket, then GET: polling after the upgrade is 400."""
-    for attempt in range(REPEATS):
-        sid = await entries.handshake()
-        ws = await entries.probed(sid)
-        try:
-            await entries.barrier()
-            (got,) = await back_to_back(
-                ws.frame("5"), ws.conn,
-                http_request("GET", polling(sid)), entries.get,
-                entries.get.answer())
-            assert got == BAD_REQUEST, (attempt, got)
-            await ws.echoes("4upgraded")
-        finally:
-            await ws.close()
-
-
-SEQUENCES = {
+SEQUENCES: dict[str, Callable[[Entries], Awaitable[None]]] = {
     "get_then_close": get_then_close,
-    "get_then_upgrade": get_then_upgrade,
-    "upgrade_then_get": upgrade_then_get,
+    "get_then_upgrade": functools.partial(get_and_upgrade, get_first=True),
+    "upgrade_then_get": functools.partial(get_and_upgrade, get_first=False),
 }
 
 
@@ -375,6 +366,61 @@ async def test_second_websocket_is_closed_on_one_worker(one_worker: ServerProces
     async with open_entries(Front(one_worker.host, one_worker.port), forwarded=False) as found:
         await second_websocket_is_closed(found)
     assert_clean_log(one_worker)
+
+
+class _Transport:
+    """Just enough of an asyncio transport for an HTTPConnection driven by hand."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 50000) if name == "peername" else default
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def test_a_get_taken_in_is_withdrawn_when_its_connection_is_lost_at_once() -> None:
+    """In-process, with the connection driven by hand: a GET is pending as soon as the
+    HTTP layer hands it over (not a loop turn later, in its task); and if its connection is
+    lost before that task even starts, the GET is withdrawn as one whose connection went
+    away while it waited: the session closes (reference: "poll connection closed
+    prematurely"), rather than keep a GET that nobody will read."""
+    server = EngineServer(EchoApp())
+
+    def connection() -> tuple[HTTPConnection, _Transport]:
+        conn = HTTPConnection(server.handle, server.config)
+        transport = _Transport()
+        conn.connection_made(transport)
+        return conn, transport
+
+    conn, transport = connection()
+    conn.data_received(http_request("GET", polling()))
+    sid = json.loads(bytes(transport.written).partition(b"\r\n\r\n")[2][1:])["sid"]
+    socket = server.sockets[sid]
+    conn, _ = connection()
+    conn.data_received(http_request("GET", polling(sid)))
+    assert socket.core.poll_pending
+    conn.connection_lost(None)
+    async with asyncio.timeout(scaled(5)):
+        while sid in server.sockets:
+            await asyncio.sleep(0)
+    assert socket.core.close_reason is not None
+    assert socket.core.close_reason.value == "transport error"
 
 
 # --- four workers: forwarded through the master hub ----------------------------------------------

@@ -428,6 +428,90 @@ async def test_close_fails_the_pending_requests(cluster: Cluster) -> None:
     assert time.monotonic() - started < FAST
 
 
+# --- order: what one worker asks and sends another arrives in turn -----------------------------
+
+
+async def test_asks_and_sends_are_handled_in_the_order_made(cluster: Cluster) -> None:
+    """The guarantee the forwarding of a session's requests rests on: ``ask`` transmits
+    before it returns, the bus keeps the order between two workers, and ``deliver`` calls
+    each handler as its envelope arrives, a handler whose answer waits (a Future, like a
+    long-poll) included: what it did before returning is seen by the handlers after it."""
+    a, b = await cluster(2)
+    loop = asyncio.get_running_loop()
+    handled: list[tuple[str, int]] = []
+    held: list[tuple[int, asyncio.Future[Any]]] = []
+
+    def hold(envelope: Envelope) -> asyncio.Future[Any]:
+        # answered later: by the next release
+        handled.append(("hold", envelope.payload))
+        future: asyncio.Future[Any] = loop.create_future()
+        held.append((envelope.payload, future))
+        return future
+
+    def release(envelope: Envelope) -> Any:
+        handled.append(("release", envelope.payload))
+        for n, future in held:
+            future.set_result({"held": n, "released by": envelope.payload})
+        held.clear()
+        return "released"
+
+    b.on(KIND, hold)
+    b.on(OTHER_KIND, release)
+    made: list[tuple[str, int]] = []
+    holds, releases = [], []
+    for n in range(100):  # one burst, no await between: the order made is the order asked
+        holds.append(a.ask(b.owner, KIND, n, WAIT))
+        made.append(("hold", n))
+        if n % 3 == 2:
+            a.send(b.owner, OTHER_KIND, n)  # a send between the asks keeps its place too
+            made.append(("release", n))
+        if n % 5 == 4:
+            releases.append(a.ask(b.owner, OTHER_KIND, n, WAIT))
+            made.append(("release", n))
+    releases.append(a.ask(b.owner, OTHER_KIND, 100, WAIT))
+    made.append(("release", 100))
+    assert await asyncio.gather(*releases) == ["released"] * len(releases)
+    assert handled == made
+    answers = await asyncio.gather(*holds)
+    # each held ask was answered by the first release made after it
+    released_by = {}
+    for kind, n in reversed(made):
+        if kind == "release":
+            first_release = n
+        else:
+            released_by[n] = first_release
+    assert answers == [{"held": n, "released by": released_by[n]} for n in range(100)]
+
+
+async def test_a_cancelled_ask_is_forgotten(cluster: Cluster) -> None:
+    # (its timeout is request's, tested above: request awaits an ask)
+    a, b = await cluster(2)
+    never_answer(b)
+    # the asker gives up: nothing of the request is left behind, a late answer is dropped
+    asked = a.ask(b.owner, KIND, None, WAIT)
+    asked.cancel()
+    await flush(cluster)
+    assert a._pending == {} and a._request_targets == {}
+
+
+async def test_a_cancelled_handler_future_sends_no_answer(cluster: Cluster) -> None:
+    # the owner's side of an aborted long-poll: the handler's future is cancelled there
+    a, b = await cluster(2)
+    futures: list[asyncio.Future[Any]] = []
+
+    def hold(envelope: Envelope) -> asyncio.Future[Any]:
+        futures.append(asyncio.get_running_loop().create_future())
+        return futures[-1]
+
+    b.on(KIND, hold)
+    asked = a.ask(b.owner, KIND, None, SHORT)
+    await flush(cluster)
+    (future,) = futures
+    future.cancel()
+    with pytest.raises(RequestFailed):  # its timeout, not an answer
+        await asked
+
+
 # --- gather ------------------------------------------------------------------------------------
 
 
@@ -510,7 +594,7 @@ async def test_a_failing_peers_listener_does_not_stop_the_others(cluster: Cluste
 # --- handlers that fail ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("style", ["sync", "async"])
+@pytest.mark.parametrize("style", ["sync", "async", "future"])
 async def test_a_failing_handler_does_not_break_the_store(
         cluster: Cluster, style: str, caplog: pytest.LogCaptureFixture) -> None:
     a, b = await cluster(2)
@@ -524,7 +608,15 @@ async def test_a_failing_handler_does_not_break_the_store(
         await asyncio.sleep(0)
         return answer(envelope)
 
-    b.on(KIND, answer if style == "sync" else answer_later)
+    def answer_in_a_future(envelope: Envelope) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            future.set_result(answer(envelope))
+        except ValueError as exc:
+            future.set_exception(exc)
+        return future
+
+    b.on(KIND, {"sync": answer, "async": answer_later, "future": answer_in_a_future}[style])
     inbox = listen(b, OTHER_KIND)
     assert await a.request(b.owner, KIND, "boom", WAIT) is None
     a.send(b.owner, KIND, "boom")  # no answer expected: nothing should be sent back

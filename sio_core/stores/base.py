@@ -237,8 +237,7 @@ class Store:
             logger.exception("error handling %s from %s", kind.value, envelope.origin)
             result = None
         if isinstance(result, asyncio.Future):
-            if envelope.request_id is not None:
-                result.add_done_callback(functools.partial(self._reply_when_done, envelope))
+            result.add_done_callback(functools.partial(self._reply_when_done, envelope))
         elif asyncio.iscoroutine(result):
             task = asyncio.ensure_future(self._finish(envelope, result))
             self._tasks.add(task)
@@ -264,7 +263,8 @@ class Store:
         if exc is not None:
             logger.error("error handling %s from %s", envelope.kind.value, envelope.origin,
                          exc_info=exc)
-        self._reply(envelope, None if exc is not None else future.result())
+        if envelope.request_id is not None:
+            self._reply(envelope, None if exc is not None else future.result())
 
     def _reply(self, envelope: Envelope, result: Any) -> None:
         self._transmit(Envelope(Kind.REPLY, self.owner, result, envelope.origin,
