@@ -403,8 +403,9 @@ async def test_client_close(deployments: Deployments, client: FetchClient) -> No
             # in order: the pending poll ends with a noop (reference: polling onClose)
             assert poll == (200, "6"), (sid, entered)
         else:
-            # through two processes, their order at the owner is not guaranteed (DESIGN.md,
-            # "Order"): the GET finds the session open (6) or already gone
+            # through two processes, their order at the owner is not guaranteed (README,
+            # "Order of a session's requests": the client's own close may overtake its
+            # pending GET): the GET finds the session open (6) or already gone
             assert poll in ((200, "6"), (400, SESSION_UNKNOWN)), (sid, entered)
     for name in names:
         for response in (await client.get(name), await client.post(name, "4late")):
