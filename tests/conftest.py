@@ -133,10 +133,19 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key/channel prefix of this test's own, e.g. ``sio-test-3f2a...``; at teardown the keys
     under it are deleted (by SCAN, one by one: nothing else on the server is touched)."""
+    prefix = unique_redis_prefix()
+    yield prefix
+    delete_redis_keys(redis_url, prefix)
+
+
+def unique_redis_prefix() -> str:
+    return f"sio-test-{uuid.uuid4().hex}"
+
+
+def delete_redis_keys(redis_url: str, prefix: str) -> None:
+    """Delete the keys under ``prefix`` (by SCAN, one by one: nothing else is touched)."""
     import redis
 
-    prefix = f"sio-test-{uuid.uuid4().hex}"
-    yield prefix
     client = redis.Redis.from_url(redis_url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
