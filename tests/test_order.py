@@ -111,10 +111,10 @@ class RawWebSocket:
         self.conn = conn
 
     @staticmethod
-    def frame(text: str) -> bytes:
+    def frame(text: str, opcode: int = 0x1) -> bytes:
         data = text.encode()
         assert len(data) < 126
-        return bytes([0x81, 0x80 | len(data)]) + b"\0\0\0\0" + data
+        return bytes([0x80 | opcode, 0x80 | len(data)]) + b"\0\0\0\0" + data
 
     async def send(self, text: str) -> None:
         await self.conn.send(self.frame(text))
@@ -143,8 +143,10 @@ class RawWebSocket:
 
     async def closed_at_once(self) -> None:
         """The server closes it: a close frame with no status code (as the reference's
-        ``websocket.close()``), then the end of the connection."""
+        ``websocket.close()``) and, once the client answers it (the closing handshake of
+        RFC 6455 section 7.1.1), the end of the connection."""
         assert await self.receive() == (CLOSE, b"")
+        await self.conn.send(self.frame("", CLOSE))
         assert await self.conn.closed_by_server()
 
     async def close(self) -> None:
