@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -37,7 +38,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.support import REPO_ROOT, ServerProcess, scaled, start_node
 
@@ -351,4 +352,355 @@ async def test_dynamic_namespaces_do_not_accumulate(server: ServerProcess) -> No
             await one_round(server, round_ * per_round)
     # later rounds reuse what the first one freed: a worker keeping namespaces would not
     assert rest.growth < LEAK_BOUND, f"peak RSS grew by {rest.growth >> 20} MiB more"
+    await assert_healthy(server)
+
+
+# --- fuzzing -------------------------------------------------------------------------------------
+
+#: cases per configuration, and how many run at once
+CASES = 2400
+CONCURRENCY = 24
+#: a request the server has all of is answered within this (a long-poll within the 1 s ping
+#: interval; a truncated one with 408 after the 3 s request timeout); scaled
+ANSWER_WITHIN = 8.0
+
+EVENTS = ["echo", "echo_sync", "shout", "join", "ask", "gather", "connect", "disconnect",
+          "message", "x", ""]
+NAMESPACES = ["", "/", "/admin", "/dyn-1", "/dyn-77", "/m-a", "/m-", "/nope", "/dyn-x",
+              "/" + "n" * 300, "/a,b", "admin"]
+
+
+class Fuzz:
+    """Seeded generators of hostile input; one case = one connection or request sequence."""
+
+    def __init__(self, server: ServerProcess, seed: int) -> None:
+        self.server = server
+        self.rng = random.Random(seed)
+        self.failures: list[str] = []
+        self.live_sids: list[str] = []  # sids of sessions some case opened
+
+    # -- values ---------------------------------------------------------------------------------
+
+    def json_text(self, depth: int = 0) -> str:
+        """Mostly valid JSON: deep, huge, odd; now and then not JSON at all."""
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.03:
+            return rng.choice(["NaN", "Infinity", "-Infinity", "1e400", "01", "[1,]", "{", "]",
+                               '"\\ud800"', '"\\u12"', "tru", "'x'", "\x00", ""])
+        if roll < 0.06:
+            return "1" * rng.choice([20, 400, 4300, 4301, 20_000])  # Python caps int digits
+        if roll < 0.09:
+            # around 970 the recursion limit ends decoding, or a handler sending it back
+            depth_ = rng.choice([50, 99, 100, 101, 2000, 100_000, rng.randrange(950, 990)])
+            return "[" * depth_ + "]" * depth_
+        if roll < 0.12:
+            num = rng.choice([0, 1, 2, -1, 10**9, True, None, "0"])
+            return json.dumps({"_placeholder": True, "num": num})
+        if depth < 4 and roll < 0.4:
+            items = [self.json_text(depth + 1) for _ in range(rng.randrange(4))]
+            if rng.random() < 0.5:
+                return "[" + ",".join(items) + "]"
+            keys = [json.dumps(self.text(8)) for _ in items]
+            return "{" + ",".join(f"{k}:{v}" for k, v in zip(keys, items, strict=True)) + "}"
+        return json.dumps(rng.choice([
+            None, True, False, 0, -1, 2**53, 2**64, -(2**63), 1.5, 1e308, -0.0, 5e-324,
+            self.text(20), self.text(2000), "\u2028", "😀",
+        ]), ensure_ascii=rng.random() < 0.5)
+
+    def text(self, size: int) -> str:
+        rng = self.rng
+        alphabet = rng.choice(["abc", "\x00\x1e\x7f", "é✓😀", "[]{}\",:\\", "0123456789-/"])
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(size + 1)))
+
+    def mutate(self, text: str) -> str:
+        rng = self.rng
+        if not text or rng.random() < 0.6:
+            return text
+        at = rng.randrange(len(text) + 1)
+        how = rng.randrange(4)
+        if how == 0:
+            return text[:at]  # truncated
+        if how == 1:
+            return text[:at] + rng.choice("0123456789-,/[]{}\"\x1eb") + text[at:]
+        if how == 2:
+            return text[:at] + text[at + 1:]
+        return text[:at] + text[at:] * 2
+
+    # -- packets --------------------------------------------------------------------------------
+
+    def sio_packet(self) -> tuple[str, list[bytes]]:
+        """A Socket.IO packet (text) and the attachments to send after it."""
+        rng = self.rng
+        ptype = rng.choice("0012222333456667")
+        header = ptype
+        attachments: list[bytes] = []
+        if ptype in "56":
+            count = rng.choice([1, 1, 2, 3, 0, 11, 10**10])
+            header += f"{count}-"
+            attachments = [rng.randbytes(rng.choice([0, 1, 100, 70_000]))
+                           for _ in range(min(count, 3) if rng.random() < 0.8 else 1)]
+        nsp = rng.choice(NAMESPACES)
+        if nsp:
+            header += nsp + ","
+        if rng.random() < 0.4:
+            header += rng.choice(["1", "0", str(rng.randrange(2**53)), "9" * 20, "-1"])
+        if ptype == "0":
+            payload = rng.choice(["", "{}", '{"token":"s3cret"}', self.json_text()])
+        elif ptype in "25":
+            event = json.dumps(rng.choice(EVENTS))
+            args = [self.json_text() for _ in range(rng.randrange(3))]
+            if ptype == "5":
+                args += [json.dumps({"_placeholder": True, "num": rng.choice([0, 0, 1, 2, 5])})
+                         for _ in range(rng.choice([1, 1, 2, 3, 1000]))]
+            payload = "[" + ",".join([event, *args]) + "]"
+        elif ptype in "36":
+            payload = "[" + ",".join(self.json_text() for _ in range(rng.randrange(3))) + "]"
+        else:
+            payload = rng.choice(["", self.json_text()])
+        return self.mutate(header + payload), attachments
+
+    def eio_messages(self) -> list[str | bytes]:
+        """Engine.IO packets for one websocket message each, or one polling payload."""
+        rng = self.rng
+        out: list[str | bytes] = []
+        for _ in range(rng.randrange(1, 5)):
+            roll = rng.random()
+            if roll < 0.7:
+                text, attachments = self.sio_packet()
+                out.append("4" + text)
+                out.extend(attachments)
+            elif roll < 0.8:
+                out.append(rng.randbytes(rng.randrange(40)))
+            else:
+                out.append(rng.choice(["2", "3", "2probe", "5", "6", "1", "0", "7", "", "4",
+                                       "9", "b", "3probe", self.text(30)]))
+        return out
+
+    def payload(self, messages: list[str | bytes]) -> bytes:
+        rng = self.rng
+        parts = []
+        for message in messages:
+            if isinstance(message, bytes):
+                encoded = base64.b64encode(message).decode()
+                parts.append("b" + (encoded if rng.random() < 0.9 else encoded[:-1] + "*"))
+            else:
+                parts.append(message)
+        body = "\x1e".join(parts).encode("utf-8", "surrogatepass")
+        if rng.random() < 0.05:
+            body += rng.choice([b"\xff\xfe", b"\xc3", b"\x1e"])
+        return body
+
+    # -- cases ----------------------------------------------------------------------------------
+
+    def fail(self, case: str, what: str) -> None:
+        self.failures.append(f"{case}: {what}")
+
+    async def run(self, count: int) -> None:
+        cases = [self.websocket_case, self.polling_case, self.http_case, self.frames_case]
+        weights = [35, 30, 25, 10]
+        plan = [(index, self.rng.choices(cases, weights)[0]) for index in range(count)]
+        queue = iter(plan)
+
+        async def worker() -> None:
+            for index, case in queue:
+                name = f"case {index} ({case.__name__}, seed {SEED})"
+                try:
+                    async with asyncio.timeout(scaled(ANSWER_WITHIN * 2)):
+                        await case(name)
+                except TimeoutError:
+                    self.fail(name, "no end in time (a hang)")
+                except (OSError, ConnectionClosed, InvalidHandshake, aiohttp.ClientError):
+                    pass  # the server closed on us: an answer too
+
+        await asyncio.gather(*[worker() for _ in range(CONCURRENCY)])
+
+    async def websocket_case(self, name: str) -> None:
+        rng = self.rng
+        sid = rng.choice([None, None, None, *self.live_sids[-5:]])
+        async with connect(ws_url(self.server, sid), max_size=None, compression=None,
+                           open_timeout=scaled(ANSWER_WITHIN)) as ws:
+            if sid is not None:
+                await ws.send(rng.choice(["2probe", "5", "4x", "2probe"]))
+            elif rng.random() < 0.7:
+                await ws.send("40" + rng.choice(["", "/dyn-3,", "/admin,", '{"x":1}']))
+            for message in self.eio_messages():
+                await ws.send(message)
+            if rng.random() < 0.5:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        async for _ in ws:
+                            pass
+            if rng.random() < 0.3:  # abandoned: no close frame, the TCP connection just goes
+                ws.transport.abort()
+
+    async def polling_case(self, name: str) -> None:
+        rng = self.rng
+        connector = aiohttp.TCPConnector(force_close=True)  # any request may land on any worker
+        timeout = aiohttp.ClientTimeout(total=scaled(ANSWER_WITHIN))
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            async with http.get(polling_url(self.server)) as response:
+                text = await response.text()
+            sid = json.loads(text[1:])["sid"]
+            self.live_sids.append(sid)
+            if rng.random() < 0.2:
+                sid = rng.choice([sid + "x", sid.split(".")[0], "", "." + sid.split(".")[1],
+                                  sid.split(".")[0] + ".000000-w9-0000", self.text(40)])
+            for _ in range(rng.randrange(1, 4)):
+                roll = rng.random()
+                if roll < 0.6:
+                    body = self.payload(self.eio_messages())
+                    if rng.random() < 0.1:
+                        body = rng.randbytes(rng.choice([0, 10, 1000]))
+                    headers = {"Content-Type": rng.choice(["text/plain;charset=UTF-8",
+                                                           "application/octet-stream", "x/y"])}
+                    async with http.post(polling_url(self.server, sid), data=body,
+                                         headers=headers) as response:
+                        await self.check_status(name, "POST", response)
+                elif roll < 0.9:
+                    async with http.get(polling_url(self.server, sid)) as response:
+                        await self.check_status(name, "GET", response)
+                else:  # two GETs at once: the second is a protocol error
+                    await asyncio.gather(*[self.get(http, name, sid) for _ in range(2)])
+
+    async def get(self, http: aiohttp.ClientSession, name: str, sid: str) -> None:
+        async with http.get(polling_url(self.server, sid)) as response:
+            await self.check_status(name, "GET", response)
+
+    async def check_status(self, name: str, what: str, response: aiohttp.ClientResponse) -> None:
+        body = await response.read()
+        if response.status >= 500:
+            self.fail(name, f"{what} answered {response.status} {body[:200]!r}")
+
+    def http_request(self) -> tuple[bytes, bool]:
+        """A raw request, and whether all of it is sent (else the body is cut short)."""
+        rng = self.rng
+        method = rng.choice(["GET", "GET", "POST", "POST", "OPTIONS", "PUT", "DELETE", "HEAD",
+                             "PATCH", "TRACE", "FOO", "get", "G\x00T"])
+        path = rng.choice(["/socket.io/", "/socket.io/", "/socket.io", "/", "/_sio_core/health",
+                           "/socket.io/socket.io.js", "/socket.io/x", "//socket.io/", "*",
+                           "/" + self.text(50)])
+        params = {"EIO": rng.choice(["4", "4", "3", "5", "", "x", "4\x00"]),
+                  "transport": rng.choice(["polling", "websocket", "flashsocket", ""]),
+                  "sid": rng.choice([None, *self.live_sids[-3:], "x" * 2000, "%zz", "a.b"]),
+                  "b64": rng.choice([None, "1", "true"]), "t": rng.choice([None, "x"])}
+        query = "&".join(f"{k}={v}" for k, v in params.items()
+                         if v is not None and rng.random() < 0.9)
+        if rng.random() < 0.05:
+            query += "&" + "a=1&" * rng.choice([10, 3000])
+        target = path + ("?" + query if query else "")
+        body = self.payload(self.eio_messages()) if method == "POST" else b""
+        if method == "POST" and rng.random() < 0.03:
+            body = rng.randbytes(1_100_000)  # past max_payload: 413
+        headers = [f"Host: {self.server.host}:{self.server.port}"]
+        if rng.random() < 0.3:
+            headers.append("Content-Type: " + rng.choice(["text/plain", "application/json",
+                                                          "application/octet-stream"]))
+        if rng.random() < 0.2:
+            headers.append(rng.choice(["Connection: close", "Connection: keep-alive",
+                                       "Connection: Upgrade", "Upgrade: websocket",
+                                       "Origin: http://evil.example", "Expect: 100-continue"]))
+        if rng.random() < 0.05:
+            headers += [f"X-{n}: {'v' * rng.choice([1, 100])}"
+                        for n in range(rng.choice([50, 150]))]
+        if rng.random() < 0.03:
+            headers.append("X-Long: " + "v" * 20_000)
+        complete = True
+        length_roll = rng.random()
+        if body or method == "POST":
+            if length_roll < 0.7:
+                headers.append(f"Content-Length: {len(body)}")
+            elif length_roll < 0.8:
+                headers.append(f"Content-Length: {len(body) + rng.randrange(1, 100)}")
+                complete = False
+            elif length_roll < 0.85:
+                headers.append(rng.choice(["Content-Length: -1", "Content-Length: x",
+                                           "Content-Length: 99999999999999999999"]))
+            elif length_roll < 0.95:
+                headers.append("Transfer-Encoding: chunked")
+                body = (f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+                        if rng.random() < 0.8 else b"zz\r\n" + body)
+        version = rng.choice(["HTTP/1.1", "HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.1 x"])
+        head = f"{method} {target} {version}\r\n" + "".join(h + "\r\n" for h in headers) + "\r\n"
+        raw = head.encode("utf-8", "surrogatepass") + body
+        if rng.random() < 0.05:  # cut anywhere
+            raw = raw[: rng.randrange(len(raw) + 1)]
+            complete = False
+        return raw, complete
+
+    async def http_case(self, name: str) -> None:
+        raw, complete = self.http_request()
+        reader, writer = await asyncio.open_connection(self.server.host, self.server.port)
+        try:
+            writer.write(raw)
+            await writer.drain()
+            try:
+                async with asyncio.timeout(scaled(ANSWER_WITHIN)):
+                    status_line = await reader.readline()
+            except TimeoutError:
+                if complete:
+                    self.fail(name, f"no answer to {raw[:120]!r}")
+                return
+            match = re.match(rb"HTTP/1\.[01] (\d{3}) ", status_line)
+            if status_line and match is None:
+                self.fail(name, f"not an HTTP answer: {status_line[:100]!r}")
+            elif match is not None and int(match[1]) >= 500:
+                self.fail(name, f"{status_line.strip()!r} to {raw[:200]!r}")
+        finally:
+            writer.transport.abort()
+
+    def ws_frame(self) -> bytes:
+        """One WebSocket frame from a client, often broken (RFC 6455 section 5.2)."""
+        rng = self.rng
+        payload = rng.choice([b"40", b"42[\"echo\",1]", b"\xff\xfe", rng.randbytes(30),
+                              b"4" + self.sio_packet()[0].encode("utf-8", "surrogatepass")])
+        opcode = rng.choice([1, 1, 2, 0, 8, 9, 10, 3, 11, 15])
+        first = (0x80 if rng.random() < 0.9 else 0) | (rng.choice([0, 0, 0, 1, 4]) << 4) | opcode
+        masked = rng.random() < 0.9
+        length = len(payload)
+        mask_bit = 0x80 if masked else 0
+        if length < 126:
+            header = bytes([first, mask_bit | length])
+        elif length < 65536:
+            header = bytes([first, mask_bit | 126]) + length.to_bytes(2, "big")
+        else:
+            header = bytes([first, mask_bit | 127]) + length.to_bytes(8, "big")
+        if rng.random() < 0.05:  # a length it will never send
+            header = bytes([first, 0xFF]) + (2**63 - 1).to_bytes(8, "big")
+        if not masked:
+            return header + payload
+        key = rng.randbytes(4)
+        return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+    async def frames_case(self, name: str) -> None:
+        rng = self.rng
+        reader, writer = await asyncio.open_connection(self.server.host, self.server.port)
+        try:
+            key = base64.b64encode(rng.randbytes(16)).decode()
+            writer.write((f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                          f"Host: {self.server.host}\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                          f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+            async with asyncio.timeout(scaled(ANSWER_WITHIN)):
+                status_line = await reader.readline()
+            if not status_line.startswith(b"HTTP/1.1 101"):
+                self.fail(name, f"upgrade answered {status_line!r}")
+                return
+            if rng.random() < 0.3:
+                writer.write(rng.randbytes(rng.randrange(1, 2000)))
+            else:
+                writer.write(b"".join(self.ws_frame() for _ in range(rng.randrange(1, 6))))
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    while await reader.read(65536):
+                        pass
+        finally:
+            writer.transport.abort()
+
+
+async def test_fuzz(server: ServerProcess) -> None:
+    fuzz = Fuzz(server, SEED + server.workers)  # type: ignore[attr-defined]
+    await fuzz.run(CASES)
+    assert not fuzz.failures, f"{len(fuzz.failures)} failures:\n" + "\n".join(fuzz.failures[:20])
     await assert_healthy(server)

@@ -315,3 +315,22 @@ async def test_a_refused_packet_closes_the_connection(message: str) -> None:
     # as for any undecodable packet (the sockets hear of it once the client has the close)
     assert session.closed
     assert session.core.close_reason is CloseReason.FORCED_CLOSE
+
+
+async def test_nothing_after_a_refused_packet_is_handled() -> None:
+    """Packets behind a refused one in the same polling payload are dropped: the session is
+    closing (the reference's engine drops packets once its socket is not open)."""
+    io = Server()
+    events: list[Any] = []
+
+    @io.on("connection")
+    def connection(socket: Socket) -> None:
+        socket.on("after", events.append)
+
+    session = Session(io)
+    session.send("0")
+    await settle()
+    session.send('2["after",1]', "2{}", '2["after",2]', "0/other,")
+    await settle()
+    assert events == [1]
+    assert session.closed
