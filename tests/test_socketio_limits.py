@@ -20,6 +20,7 @@ import pytest
 from sio_core import ConnectionRefusedError, Server, Socket
 from sio_core.protocol import engineio
 from sio_core.protocol.session import CloseReason, EngineSession, Timing, Transport
+from sio_core.stores.memory import MemoryStore
 from sio_core.transports.engine_socket import EngineSocket
 
 _sids = itertools.count()
@@ -152,6 +153,33 @@ async def test_a_child_is_not_removed_under_a_connect_in_its_middlewares() -> No
     assert slow.received()[0].startswith("0/room-1,")
     assert io.namespaces["/room-1"] is child
     assert len(child.sockets) == 1
+
+
+class NamespaceTrackingStore(MemoryStore):
+    """A MemoryStore that records what the server tells a store about namespaces (RedisStore
+    follows the JavaScript servers' requests per namespace)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.followed: set[str] = set()
+
+    def add_namespace(self, name: str) -> None:
+        self.followed.add(name)
+
+    def remove_namespace(self, name: str) -> None:
+        self.followed.discard(name)
+
+
+async def test_the_store_forgets_a_removed_child() -> None:
+    io = dynamic_server()
+    store = NamespaceTrackingStore()
+    io.attach_store(store)
+    session = Session(io)
+    session.send("0/room-1,", "0/user-1,")
+    await settle()
+    assert store.followed == {"/", "/room-1", "/user-1"}
+    session.send("1/room-1,")
+    assert store.followed == {"/", "/user-1"}
 
 
 async def test_cleanup_can_be_turned_off_as_in_the_reference() -> None:

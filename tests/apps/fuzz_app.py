@@ -25,9 +25,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sio_core import AckTimeoutError, ConnectionRefusedError, Server, Socket
-
-TOKEN = "s3cret"
+from sio_core import AckTimeoutError, Server, Socket
+from tests.apps.sio_app import check_token  # auth.token must be "s3cret"
 
 io = Server(
     cors_allowed_origins="*",
@@ -77,14 +76,8 @@ def setup(socket: Socket) -> None:
             return len(exc.responses)
 
 
-def check_token(socket: Socket) -> None:
-    if socket.handshake.auth.get("token") != TOKEN:
-        raise ConnectionRefusedError("not authorized", {"code": 42})
-
-
-io.on("connection", setup)
 admin = io.of("/admin")
 admin.use(check_token)
-admin.on("connection", setup)
-io.of(re.compile(r"^/dyn-\d+$")).on("connection", setup)
-io.of(lambda name, auth: name.startswith("/m-")).on("connection", setup)
+for namespace in (io, admin, io.of(re.compile(r"^/dyn-\d+$")),
+                  io.of(lambda name, auth: name.startswith("/m-"))):
+    namespace.on("connection", setup)
