@@ -123,6 +123,12 @@ class Config:
             raise ValueError("at least one transport is needed")
         if self.ping_interval <= 0 or self.ping_timeout <= 0:
             raise ValueError("ping_interval and ping_timeout must be positive")
+        for name in ("max_json_depth", "max_namespaces_per_client", "max_pending_acks"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (None: unlimited)")
+        if self.max_dynamic_namespaces is not None and self.max_dynamic_namespaces < 0:
+            raise ValueError("max_dynamic_namespaces must be at least 0 (None: unlimited)")
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
         if not self.path.endswith("/"):

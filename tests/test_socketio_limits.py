@@ -362,3 +362,13 @@ async def test_nothing_after_a_refused_packet_is_handled() -> None:
     await settle()
     assert events == [1]
     assert session.closed
+
+
+@pytest.mark.parametrize(
+    "option",
+    [{"max_json_depth": 0}, {"max_namespaces_per_client": 0}, {"max_pending_acks": -1},
+     {"max_dynamic_namespaces": -1}],
+)
+def test_bounds_are_checked(option: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match=next(iter(option))):
+        Server(**option)
