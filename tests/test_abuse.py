@@ -314,14 +314,15 @@ async def test_one_attachment_named_many_times_over_polling(server: ServerProces
 
 
 #: 50 clients in 100 dynamic namespaces each: 5,000 sockets and namespaces at once, ~6 KB
-#: each (measured ~30 MB above the baseline). Each round uses new names: a worker that kept
-#: the empty namespaces grew by ~5 MB per round (measured), one that removes them by < 1 MB
-#: over five rounds.
+#: each (measured: 15-27 MB above the baseline, whatever the round). Each round uses new names.
 CLIENTS = 50
 NAMESPACES_PER_CLIENT = 100  # Config.max_namespaces_per_client
-ROUNDS = 6
+ROUNDS = 8
 ROUND_BOUND = 64 * MiB
-LEAK_BOUND = 8 * MiB
+#: A worker that kept the empty namespaces was left ~5 MB larger by each round (measured,
+#: one worker: 60, 65, 70, 73, 79, 83 MB after rounds 1-6); one that removes them stays
+#: within ~1 MB of where the first round left it.
+LEAK_BOUND = 12 * MiB
 
 
 async def one_round(server: ServerProcess, first: int) -> None:
@@ -342,16 +343,23 @@ async def one_round(server: ServerProcess, first: int) -> None:
 
 async def test_dynamic_namespaces_do_not_accumulate(server: ServerProcess) -> None:
     """5,000 clients joining 5,000 names of a dynamic namespace left 5,001 namespaces behind:
-    now an empty child namespace is removed, and the memory of a round is given back."""
+    now an empty child namespace is removed (the health answer counts them: back to zero
+    after every round), and what a round costs is given back.
+
+    The RSS a round leaves behind is compared on one worker only: with two, the kernel spreads
+    each round's connections differently, and a worker that gets more of them than before
+    grows without keeping anything."""
     per_round = CLIENTS * NAMESPACES_PER_CLIENT
-    async with MemoryWatch(server) as first:
+    pids = worker_pids(server)
+    async with MemoryWatch(server) as watch:
         await one_round(server, 0)
-    assert first.growth < ROUND_BOUND, f"peak RSS grew by {first.growth >> 20} MiB"
-    async with MemoryWatch(server) as rest:
+        after_first = {pid: memory_kib(pid, "VmRSS") * 1024 for pid in pids}
         for round_ in range(1, ROUNDS):
             await one_round(server, round_ * per_round)
-    # later rounds reuse what the first one freed: a worker keeping namespaces would not
-    assert rest.growth < LEAK_BOUND, f"peak RSS grew by {rest.growth >> 20} MiB more"
+        left = max(memory_kib(pid, "VmRSS") * 1024 - after_first[pid] for pid in pids)
+    assert watch.growth < ROUND_BOUND, f"peak RSS grew by {watch.growth >> 20} MiB"
+    if len(pids) == 1:
+        assert left < LEAK_BOUND, f"{ROUNDS - 1} more rounds left {left >> 20} MiB behind"
     await assert_healthy(server)
 
 
