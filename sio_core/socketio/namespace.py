@@ -9,7 +9,8 @@ and only then the ``connection`` listeners run, so the reply precedes any event.
 namespace per matching name; the children share the parent's listeners and middlewares.
 With ``cleanup_empty_child_namespaces`` (the default) a child is removed from the server
 once it has no socket and no CONNECT in its middlewares, as the reference's option of that
-name does: clients connecting to ever new names cannot grow the server.
+name does (which keeps a child whose first CONNECT was refused; this removes it too):
+clients connecting to ever new names cannot grow the server.
 """
 
 from __future__ import annotations
