@@ -25,7 +25,7 @@ MAX_SECONDS = (2**31 - 1) / 1000 / 2
 _PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
 
 #: the int fields whose least value is not 1
-_MINIMUM = {"max_attachments": 0}
+_MINIMUM = {"max_attachments": 0, "max_dynamic_namespaces": 0}
 
 
 def check_seconds(value: float) -> float:
@@ -103,8 +103,35 @@ class Config:
     #: Reference default (connectTimeout): 45 s.
     connect_timeout: float = 45.0
     #: Binary attachments one Socket.IO packet may announce (each is held in memory until
-    #: the packet completes). python-socketio and socket.io-parser have similar caps.
+    #: the packet completes). python-socketio and socket.io-parser have similar caps. Each
+    #: must be named by exactly one placeholder (stricter than socket.io-parser, which allows
+    #: repeats: 30,000 placeholders naming one 1 MB attachment would decode to 30 GB of data
+    #: to copy or re-send), so this also caps the placeholders of a packet.
     max_attachments: int = 10
+    #: How deep the JSON of one packet may nest (its argument array is level 1). Python's
+    #: json recurses once per level against the interpreter's recursion limit (1000): data
+    #: nested ~970 deep decodes, but a handler a few calls deeper fails to send it back.
+    #: Application data nests a few levels; 100 leaves room to wrap it. None: unlimited.
+    max_json_depth: int | None = 100
+    #: Namespaces one client (Engine.IO session) may have joined or be joining at once. Each
+    #: CONNECT of a few bytes costs a socket (~2-3 KB); past this the CONNECT is answered with
+    #: CONNECT_ERROR. The reference has no cap; applications use a handful. None: unlimited.
+    max_namespaces_per_client: int | None = 100
+    #: Acks one socket may owe the server (emits with a callback it has not answered).
+    #: A client that never answers would otherwise grow the socket's table with every emit or
+    #: broadcast with ack (the reference's never shrinks); past this the oldest is given up:
+    #: it fails with TimeoutError (a timed callback is called with one) or is dropped.
+    #: None: unlimited.
+    max_pending_acks: int | None = 1000
+    #: Remove a child namespace of a dynamic namespace (``io.of(regex)`` or a matcher) once
+    #: its last socket has left, as the reference's ``cleanupEmptyChildNamespaces`` (which is
+    #: off by default there): otherwise clients connecting to ever new matching names grow
+    #: the server forever (~3 KB per namespace). Namespaces made by ``io.of(name)`` stay.
+    cleanup_empty_child_namespaces: bool = True
+    #: Child namespaces of dynamic namespaces that may exist at once on a worker; a CONNECT
+    #: that would create one more is answered with CONNECT_ERROR "Invalid namespace", as for
+    #: an unknown namespace. ~3 KB each: 10,000 is ~30 MB. None: unlimited.
+    max_dynamic_namespaces: int | None = 10_000
     #: Default time to wait for a client's ack when a broadcast uses .timeout().
     ack_timeout: float = 10.0
 

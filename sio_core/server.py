@@ -177,6 +177,10 @@ class EngineServer:
             "peers": sorted(store.peers) if store is not None else [],
             "store_health": getattr(store, "health", None),
         }
+        # the layer above may add its own counts (the Socket.IO server: its namespaces)
+        stats = getattr(self.handler, "stats", None)
+        if stats is not None:
+            body.update(stats())
         return Response(200, [("Content-Type", "application/json"),
                               ("Cache-Control", "no-cache")],
                         json.dumps(body, separators=(",", ":")).encode())

@@ -203,12 +203,12 @@ BINARY_CASES: list[tuple[str, list[bytes], Packet]] = [
         [b"first", b"second"],
         Packet(BINARY_EVENT, "/admin", ["e", b"first", b"second"], 7),
     ),
-    # Placeholders in any order, nested in objects and arrays, one of them used twice.
+    # Placeholders in any order, nested in objects and arrays.
     (
         '53-["e",{"a":[{"_placeholder":true,"num":2},{"b":{"_placeholder":true,"num":0}}]},'
-        '{"_placeholder":true,"num":1},{"_placeholder":true,"num":2}]',
+        '{"_placeholder":true,"num":1}]',
         [b"zero", b"one", b"two"],
-        Packet(BINARY_EVENT, data=["e", {"a": [b"two", {"b": b"zero"}]}, b"one", b"two"]),
+        Packet(BINARY_EVENT, data=["e", {"a": [b"two", {"b": b"zero"}]}, b"one"]),
     ),
     ('61-12[{"_placeholder":true,"num":0}]', [b""], Packet(BINARY_ACK, data=[b""], id=12)),
     (
@@ -216,11 +216,11 @@ BINARY_CASES: list[tuple[str, list[bytes], Packet]] = [
         [b"k", b"l"],
         Packet(BINARY_ACK, "/x", [[b"l"], {"k": b"k"}], 3),
     ),
-    # The reference parser ignores a placeholder's extra keys and unused attachments.
+    # The reference parser ignores a placeholder's extra keys.
     (
-        '52-["e",{"_placeholder":true,"num":1,"extra":0}]',
-        [b"unused", b"used"],
-        Packet(BINARY_EVENT, data=["e", b"used"]),
+        '52-["e",{"_placeholder":true,"num":1,"extra":0},{"_placeholder":true,"num":0}]',
+        [b"zero", b"one"],
+        Packet(BINARY_EVENT, data=["e", b"one", b"zero"]),
     ),
     # "_placeholder" must be exactly true to count.
     (
@@ -260,7 +260,7 @@ def test_decoder_is_reusable_across_packets() -> None:
 
 def test_text_while_awaiting_attachments_is_an_error() -> None:
     decoder = Decoder()
-    assert decoder.feed_text('52-["e",{"_placeholder":true,"num":0}]') is None
+    assert decoder.feed_text(binary_header(2)) is None
     assert decoder.feed_binary(b"a") is None
     with pytest.raises(SocketIOProtocolError):
         decoder.feed_text('2["e"]')
@@ -287,17 +287,51 @@ def test_feed_binary_refuses_non_bytes() -> None:
         decoder.feed_binary(3)  # type: ignore[arg-type]
 
 
+def binary_header(count: int) -> str:
+    """A BINARY_EVENT header with ``count`` attachments, each named once."""
+    placeholders = "".join(f',{{"_placeholder":true,"num":{n}}}' for n in range(count))
+    return f'5{count}-["e"{placeholders}]'
+
+
 def test_attachment_limit() -> None:
-    header = '5{}-["e"]'
-    assert Decoder(max_attachments=3).feed_text(header.format(3)) is None
+    assert Decoder(max_attachments=3).feed_text(binary_header(3)) is None
     with pytest.raises(SocketIOProtocolError):
-        Decoder(max_attachments=3).feed_text(header.format(4))
+        Decoder(max_attachments=3).feed_text(binary_header(4))
     with pytest.raises(SocketIOProtocolError):
-        Decoder().feed_text(header.format(11))
-    assert Decoder(max_attachments=None).feed_text(header.format(100_000)) is None
+        Decoder().feed_text(binary_header(11))
+    assert Decoder(max_attachments=None).feed_text(binary_header(100_000)) is None
     # The digits are bounded even without a limit.
     with pytest.raises(SocketIOProtocolError):
-        Decoder(max_attachments=None).feed_text(header.format("9" * 5000))
+        Decoder(max_attachments=None).feed_text('5' + "9" * 5000 + '-["e"]')
+
+
+def nested(depth: int, inner: str = "1") -> str:
+    """JSON arrays and objects alternating, ``depth`` levels around ``inner``."""
+    opening = "".join("[" if level % 2 else '{"k":' for level in range(depth))
+    closing = "".join("]" if level % 2 else "}" for level in reversed(range(depth)))
+    return opening + inner + closing
+
+
+def test_json_depth_limit() -> None:
+    # The payload array is level 1: the event's argument adds 99 more.
+    wire = '2["e",' + nested(99) + "]"
+    packet = Decoder().feed_text(wire)
+    assert packet is not None
+    assert packet.data[1] == json.loads(nested(99))
+    with pytest.raises(SocketIOProtocolError):
+        Decoder().feed_text('2["e",' + nested(100) + "]")
+    assert Decoder(max_depth=5).feed_text('2["e",' + nested(4) + "]") is not None
+    with pytest.raises(SocketIOProtocolError):
+        Decoder(max_depth=5).feed_text('2["e",' + nested(5) + "]")
+    assert Decoder(max_depth=None).feed_text('2["e",' + nested(500) + "]") is not None
+    # Brackets in strings do not count: many, but no nesting.
+    text = '2["e","' + "[{" * 500 + '",' + nested(3) + "]"
+    assert Decoder(max_depth=5).feed_text(text) is not None
+    # A wide payload with many containers, each shallow, is fine.
+    wide = ",".join(["{}", "[]"] * 500)
+    assert Decoder(max_depth=3).feed_text(f'2["e",[{wide}]]') is not None
+    with pytest.raises(SocketIOProtocolError):
+        Decoder(max_depth=3).feed_text(f'2["e",[{wide},[[]]]]')
 
 
 def test_namespace_limit() -> None:
@@ -423,6 +457,19 @@ MALFORMED: list[str] = [
     '51-["e",{"_placeholder":true}]',
     '50-["e",{"_placeholder":true,"num":0}]',
     '62-1[[{"x":{"_placeholder":true,"num":2}}]]',
+    # Each attachment is named by exactly one placeholder (stricter than the reference parser,
+    # which allows repeats and unused attachments): a decoded packet is no larger than what
+    # was received.
+    '51-["e",{"_placeholder":true,"num":0},{"_placeholder":true,"num":0}]',
+    '52-["e",{"a":{"_placeholder":true,"num":1}},[{"_placeholder":true,"num":1}]]',
+    '52-["e",{"_placeholder":true,"num":1}]',
+    '51-["e"]',
+    '61-3[' + ",".join(['{"_placeholder":true,"num":0}'] * 33_000) + "]",
+    # Nesting deeper than max_depth (100 by default; the payload is level 1).
+    '2["x",' + "[" * 100 + "]" * 100 + "]",
+    '2["x",' + '{"a":' * 100 + "1" + "}" * 100 + "]",
+    '0{"a":' + "[" * 100 + "]" * 100 + "}",
+    '51-["x",' + "[" * 99 + '{"_placeholder":true,"num":0}' + "]" * 99 + "]",
     # Numbers Python reads but cannot hold or JSON.parse would not produce.
     '2["x",' + "1" * 5000 + "]",
     # Nesting deep enough to exhaust the recursion limit.

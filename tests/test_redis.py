@@ -871,3 +871,33 @@ async def test_no_session_keys_left_after_1000_clients(
 
 async def _at_least(client: aioredis.Redis, pattern: str, count: int) -> bool:
     return len(await scan_keys(client, pattern)) >= count
+
+
+async def test_a_removed_namespace_is_no_longer_followed(redis_url: str,
+                                                         redis_prefix: str) -> None:
+    """An empty dynamic child namespace is removed (cleanup_empty_child_namespaces): the store
+    stops listening for the JavaScript servers' requests to it, as the JavaScript adapter's
+    close() does, so clients joining ever new names do not grow the subscriptions."""
+    from sio_core.stores.redis import RedisStore
+
+    store = RedisStore(redis_url, owner="n1-w1-0000", key=redis_prefix)
+    probe = aioredis.Redis.from_url(redis_url)
+    channel = f"{redis_prefix}-request#/dyn-1#"
+
+    async def subscribers_become(count: int) -> None:
+        deadline = time.monotonic() + scaled(5)
+        while (await probe.pubsub_numsub(channel))[0][1] != count:
+            assert time.monotonic() < deadline, f"{channel} never had {count} subscriber(s)"
+            await asyncio.sleep(0.02)  # a cadence, not a deadline
+
+    await store.start()
+    try:
+        store.add_namespace("/dyn-1")
+        await subscribers_become(1)
+        store.remove_namespace("/dyn-1")
+        await subscribers_become(0)
+        store.add_namespace("/dyn-1")  # the name comes back
+        await subscribers_become(1)
+    finally:
+        await store.close()
+        await probe.aclose()

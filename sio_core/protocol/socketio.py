@@ -15,7 +15,15 @@ its type requires, and returns a :class:`Packet`. A binary packet is held until 
 attachments have arrived, then the placeholders are replaced by the buffers, in place. Where the
 reference parser (npm ``socket.io-parser``) is lax, this one is stricter, never laxer: an EVENT
 needs a payload and a string name, an ACK a payload and an ack id, ack ids stay below 2**53, numbers
-are finite, placeholders are checked as soon as the header arrives.
+are finite, placeholders are checked as soon as the header arrives, each attachment is referenced by
+exactly one placeholder, and the JSON nests at most ``max_depth`` deep.
+
+Why exactly one placeholder per attachment: the reference parser lets many placeholders name the
+same attachment, so a 1 MB attachment named 30,000 times is a packet of 2 MB that decodes to data
+worth 30 GB to any code that copies or re-sends it (an echo, a broadcast). Every encoder of the
+protocol (socket.io-parser's ``deconstructPacket``, python-socketio's, :func:`encode`) writes one
+placeholder per buffer, numbered in the order it meets them, so honest peers never send a repeat
+or an unused attachment; refusing both makes a decoded packet exactly as large as what was received.
 
 Decoding fails closed: any input either decodes or raises
 :class:`~sio_core.exceptions.SocketIOProtocolError` (the connection carrying it is then closed).
@@ -248,13 +256,15 @@ _Slot = tuple[Any, Any, int]
 
 
 def _find_placeholders(data: Any, count: int) -> list[_Slot]:
-    """Every placeholder in ``data``, checked against ``count`` attachments.
+    """Every placeholder in ``data``: one per attachment, each of ``0..count-1`` exactly once.
 
     Iterative, so a deeply nested payload (which ``json`` already accepted) cannot raise
     RecursionError here. Any object with ``"_placeholder": true`` is a placeholder, as in the
-    reference parser; its other keys are ignored.
+    reference parser; its other keys are ignored. Stricter than the reference, which accepts
+    repeats and unused attachments (see the module docstring for why).
     """
     slots: list[_Slot] = []
+    seen: set[int] = set()
     stack: list[Any] = [data]
     while stack:
         node = stack.pop()
@@ -263,14 +273,36 @@ def _find_placeholders(data: Any, count: int) -> list[_Slot]:
             if isinstance(value, dict):
                 if value.get("_placeholder") is True:
                     num = value.get("num")
-                    if type(num) is not int or not 0 <= num < count:
+                    if type(num) is not int or not 0 <= num < count or num in seen:
                         raise SocketIOProtocolError("invalid attachment placeholder")
+                    seen.add(num)
                     slots.append((node, key, num))
                 else:
                     stack.append(value)
             elif isinstance(value, list):
                 stack.append(value)
+    if len(slots) != count:
+        raise SocketIOProtocolError("attachment without a placeholder")
     return slots
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether lists and dicts nest more than ``limit`` deep in ``data`` (itself is level 1).
+
+    Level by level, iterative; ``json`` made every container, so the exact types suffice.
+    """
+    level: list[Any] = [data]
+    for _ in range(limit):
+        below: list[Any] = []
+        append = below.append
+        for node in level:
+            for value in node if type(node) is list else node.values():
+                if type(value) is list or type(value) is dict:
+                    append(value)
+        if not below:
+            return False
+        level = below
+    return True
 
 
 class _PendingBinary:
@@ -305,19 +337,29 @@ class _PendingBinary:
 class Decoder:
     """One per connection: holds a binary packet until all its attachments arrived.
 
-    ``max_attachments`` caps the attachment count a binary packet may announce, and
-    ``max_namespace_length`` the length of a namespace (its ``/`` included); ``None`` means
-    unlimited. After a :class:`SocketIOProtocolError` the decoder holds nothing, but the connection
-    should be closed anyway.
+    ``max_attachments`` caps the attachment count a binary packet may announce (and so its
+    placeholders, one per attachment), ``max_namespace_length`` the length of a namespace (its
+    ``/`` included), ``max_depth`` how deep the JSON payload may nest (the payload itself is level
+    1); ``None`` means unlimited. After a :class:`SocketIOProtocolError` the decoder holds nothing,
+    but the connection should be closed anyway.
     """
 
-    __slots__ = ("_max_attachments", "_max_namespace_length", "_pending")
+    __slots__ = ("_depth_check_from", "_max_attachments", "_max_depth", "_max_namespace_length",
+                 "_pending")
 
     def __init__(
-        self, *, max_attachments: int | None = 10, max_namespace_length: int | None = 256
+        self,
+        *,
+        max_attachments: int | None = 10,
+        max_namespace_length: int | None = 256,
+        max_depth: int | None = 100,
     ) -> None:
         self._max_attachments = max_attachments
         self._max_namespace_length = max_namespace_length
+        self._max_depth = max_depth
+        # Nesting deeper than max_depth takes max_depth + 1 pairs of brackets: a shorter payload
+        # (most packets) needs no check at all.
+        self._depth_check_from = None if max_depth is None else 2 * (max_depth + 1)
         self._pending: _PendingBinary | None = None
 
     @property
@@ -413,11 +455,24 @@ class Decoder:
 
         self._check_shape(ptype, has_payload, data, ack_id)
 
+        check_from = self._depth_check_from
+        if check_from is not None and end - pos >= check_from:
+            self._check_depth(text, pos, data)
+
         if ptype in _BINARY:
             slots = _find_placeholders(data, count)
             self._pending = _PendingBinary(ptype, namespace, data, ack_id, count, slots)
             return None
         return Packet(ptype, namespace, data, ack_id)
+
+    def _check_depth(self, text: str, pos: int, data: Any) -> None:
+        limit = self._max_depth
+        assert limit is not None
+        # Counting brackets is C-speed, and fewer than limit + 1 opening ones (those in strings
+        # counted too) cannot nest deeper; only the rest is walked.
+        if (text.count("[", pos) + text.count("{", pos) > limit
+                and isinstance(data, list | dict) and _deeper_than(data, limit)):
+            raise SocketIOProtocolError("JSON payload nested too deep")
 
     @staticmethod
     def _check_shape(ptype: PacketType, has_payload: bool, data: Any, ack_id: int | None) -> None:

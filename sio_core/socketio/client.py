@@ -2,7 +2,8 @@
 
 How this works: every Engine.IO message is fed to the connection's
 :class:`~sio_core.protocol.socketio.Decoder`. A CONNECT for a namespace not yet joined
-starts the namespace's connection (middlewares may await); any other packet goes to the
+starts the namespace's connection (middlewares may await), unless the client has joined
+``max_namespaces_per_client`` already (CONNECT_ERROR); any other packet goes to the
 socket of its namespace. Anything else (undecodable input, a packet for a namespace the
 client has not joined, a second CONNECT) closes the connection, as the reference does.
 Without any CONNECT within ``connect_timeout`` the connection is closed too.
@@ -46,9 +47,11 @@ class Client:
         self.conn = conn
         self.sockets: dict[str, Socket] = {}
         self._connecting: set[str] = set()
-        self._decoder = sio.Decoder(max_attachments=server.config.max_attachments)
+        config = server.config
+        self._decoder = sio.Decoder(max_attachments=config.max_attachments,
+                                    max_depth=config.max_json_depth)
         self._connect_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            server.config.connect_timeout, self._connect_timeout)
+            config.connect_timeout, self._connect_timeout)
 
     # -- input ------------------------------------------------------------------------------
 
@@ -68,6 +71,10 @@ class Client:
         if packet.type is sio.PacketType.CONNECT:
             if socket is not None or name in self._connecting:
                 self.invalid_state()
+                return
+            limit = self.server.config.max_namespaces_per_client
+            if limit is not None and len(self.sockets) + len(self._connecting) >= limit:
+                self.refuse(name, "Too many namespaces", None)
                 return
             auth = packet.data if isinstance(packet.data, dict) else {}
             namespace = self.server.namespace_now(name)

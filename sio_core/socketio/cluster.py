@@ -172,6 +172,11 @@ class Cluster:
         if add is not None:
             add(name)
 
+    def namespace_removed(self, name: str) -> None:
+        remove = getattr(self.store, "remove_namespace", None)
+        if remove is not None:
+            remove(name)
+
     # -- outgoing ---------------------------------------------------------------------------
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> None:
@@ -239,7 +244,7 @@ class Cluster:
         nsp = payload.get("nsp")
         if nsp is None and isinstance(payload.get("packet"), dict):
             nsp = payload["packet"].get("nsp")
-        namespace = self.server.namespaces.get(nsp) if isinstance(nsp, str) else None
+        namespace = self.server.namespace_now(nsp) if isinstance(nsp, str) else None
         return namespace, opts_from_wire(payload.get("opts"))
 
     def _on_broadcast(self, envelope: Envelope) -> None:

@@ -7,6 +7,10 @@ ConnectionRefusedError), then the socket is added, the client gets ``CONNECT {"s
 and only then the ``connection`` listeners run, so the reply precedes any event. A
 :class:`ParentNamespace` matches names (a regex or a callable) and creates a child
 namespace per matching name; the children share the parent's listeners and middlewares.
+With ``cleanup_empty_child_namespaces`` (the default) a child is removed from the server
+once it has no socket and no CONNECT in its middlewares, as the reference's option of that
+name does (which keeps a child whose first CONNECT was refused; this removes it too):
+clients connecting to ever new names cannot grow the server.
 """
 
 from __future__ import annotations
@@ -91,6 +95,10 @@ class Namespace(EventEmitter, _Operators):
         self.middlewares: list[Middleware] = []
         self.adapter = Adapter(self)
         self._ack_ids = 0
+        #: the dynamic namespace that created this one, if any
+        self.parent: ParentNamespace | None = None
+        #: CONNECTs in this namespace's middlewares (an empty child is not removed under them)
+        self._joining = 0
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name}>"
@@ -189,6 +197,15 @@ class Namespace(EventEmitter, _Operators):
     # -- connecting -------------------------------------------------------------------------
 
     async def add(self, client: Client, auth: dict[str, Any]) -> None:
+        self._joining += 1
+        try:
+            await self._run_middlewares(client, auth)
+        finally:
+            self._joining -= 1
+            if not self.sockets:  # refused, or the client went away meanwhile
+                self._drop_if_unused()
+
+    async def _run_middlewares(self, client: Client, auth: dict[str, Any]) -> None:
         from .socket import Socket
 
         socket = Socket(self, client, auth)
@@ -223,8 +240,18 @@ class Namespace(EventEmitter, _Operators):
                 handlers.call(listener.fn, (socket,), f"{event} on {self!r}")
 
     def remove(self, socket: Socket) -> None:
-        if self.sockets.get(socket.id) is socket:
-            del self.sockets[socket.id]
+        sockets = self.sockets
+        if sockets.get(socket.id) is socket:
+            del sockets[socket.id]
+            if not sockets:
+                self._drop_if_unused()
+
+    def _drop_if_unused(self) -> None:
+        parent = self.parent
+        if (parent is not None and not self.sockets and not self._joining
+                and self.server.config.cleanup_empty_child_namespaces):
+            parent.children.discard(self)
+            self.server.forget_namespace(self)
 
 
 class ParentNamespace(_Operators):
@@ -269,6 +296,7 @@ class ParentNamespace(_Operators):
         child._listeners = template._listeners
         child._once_events = template._once_events
         child.middlewares = self.middlewares
+        child.parent = self
         self.children.add(child)
         return child
 

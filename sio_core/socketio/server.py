@@ -9,6 +9,7 @@ gets a :class:`~sio_core.socketio.client.Client`.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -23,6 +24,8 @@ from .client import Client
 from .cluster import Cluster
 from .namespace import Middleware, Namespace, ParentNamespace, _Operators
 
+logger = logging.getLogger("sio_core.socketio")
+
 
 class Server(_Operators):
     def __init__(self, config: Config | None = None, **options: Any) -> None:
@@ -32,6 +35,7 @@ class Server(_Operators):
         #: Socket.IO across workers; set by attach_store
         self.cluster: Cluster | None = None
         self._parents: list[ParentNamespace] = []
+        self._warned_full = False
         #: the main namespace, as ``io.sockets`` in the JavaScript server
         self.sockets: Namespace = self.of("/")
 
@@ -70,12 +74,33 @@ class Server(_Operators):
             if await parent.matches(name, auth):
                 namespace = self._namespaces.get(name)  # another client may have made it
                 if namespace is None:
+                    if self._dynamic_namespaces_full():
+                        return None  # answered as an unknown namespace
                     namespace = parent.create_child(name)
                     self._namespaces[name] = namespace
                     if self.cluster is not None:
                         self.cluster.namespace_added(name)
                 return namespace
         return None
+
+    def _dynamic_namespaces_full(self) -> bool:
+        limit = self.config.max_dynamic_namespaces
+        if limit is None or sum(len(p.children) for p in self._parents) < limit:
+            self._warned_full = False
+            return False
+        if not self._warned_full:  # once per episode: refusals must not flood the log
+            self._warned_full = True
+            logger.warning("refusing new dynamic namespaces: %d exist (max_dynamic_namespaces)",
+                           limit)
+        return True
+
+    def forget_namespace(self, namespace: Namespace) -> None:
+        """An empty child namespace goes (cleanup_empty_child_namespaces)."""
+        name = namespace.name
+        if self._namespaces.get(name) is namespace:
+            del self._namespaces[name]
+            if self.cluster is not None:
+                self.cluster.namespace_removed(name)
 
     # -- the main namespace -----------------------------------------------------------------
 
@@ -112,6 +137,11 @@ class Server(_Operators):
         """Adopt the runtime's final config (CLI flags applied) and serve as its handler."""
         self.config = config
         return self
+
+    def stats(self) -> dict[str, int]:
+        """Added to the worker's health answer: a leak of namespaces shows there."""
+        return {"namespaces": len(self._namespaces),
+                "dynamic_namespaces": sum(len(p.children) for p in self._parents)}
 
     def on_open(self, socket: EngineSocket) -> None:
         socket.context = Client(self, socket)

@@ -5,7 +5,9 @@ namespace here. An EVENT calls the ``on_any`` listeners and then the event's lis
 the client asked for an ack, the first listener's return value (or a call of the ack
 callable, passed to a handler that asks for it: see handlers.signature_of) answers it,
 once. Emits to the client go out through the client's Engine.IO session; acks the client
-owes are kept by id until they come or the socket disconnects.
+owes are kept by id until they come, time out or the socket disconnects, at most
+``max_pending_acks`` of them (past it the oldest is given up: a client that never answers
+cannot grow the table).
 """
 
 from __future__ import annotations
@@ -123,8 +125,10 @@ class Socket(EventEmitter):
     def _emit(self, event: str, args: tuple[Any, ...], callback: Callable[..., Any] | None,
               *, volatile: bool, timeout: float | None) -> Awaitable[None]:
         if callback is not None and timeout is not None:
-            callback = _with_timeout(self, callback, timeout)
-        self._send_event(event, args, callback, volatile=volatile)
+            timed = _TimedAck(self, callback, timeout)
+            timed.ack_id = self._send_event(event, args, timed, volatile=volatile)
+        else:
+            self._send_event(event, args, callback, volatile=volatile)
         return DONE
 
     def _send_event(self, event: str, args: tuple[Any, ...], callback: Callable[..., Any] | None,
@@ -135,11 +139,26 @@ class Socket(EventEmitter):
             return None
         if self.client.send_parts(sio.encode(packet), volatile=volatile) and ack_id is not None:
             assert callback is not None
-            self._acks[ack_id] = callback
+            self.expect_ack(ack_id, callback)
         return ack_id
 
     def expect_ack(self, ack_id: int, callback: Callable[..., Any]) -> None:
-        self._acks[ack_id] = callback
+        """Call ``callback`` with the client's ack ``ack_id``. At ``max_pending_acks`` the
+        oldest pending ack is given up first (its ``give_up()`` if it has one, else dropped:
+        a client that does not answer never calls it back anyway)."""
+        acks = self._acks
+        limit = self.server.config.max_pending_acks
+        if limit is not None and len(acks) >= limit and ack_id not in acks:
+            oldest = acks.pop(next(iter(acks)))
+            give_up = getattr(oldest, "give_up", None)
+            if give_up is not None:
+                give_up()
+        acks[ack_id] = callback
+
+    def forget_ack(self, ack_id: int, callback: Callable[..., Any]) -> None:
+        """Stop waiting for ack ``ack_id`` if ``callback`` still waits for it."""
+        if self._acks.get(ack_id) is callback:
+            del self._acks[ack_id]
 
     # -- flags ------------------------------------------------------------------------------
 
@@ -295,28 +314,36 @@ class _Ack:
             self(value)
 
 
-def _with_timeout(socket: Socket, callback: Callable[..., Any],
-                  timeout: float) -> Callable[..., Any]:
-    """JavaScript semantics of ``socket.timeout(t).emit(..., cb)``: ``cb(err, *args)``."""
-    loop = asyncio.get_running_loop()
-    done = False
+class _TimedAck:
+    """JavaScript semantics of ``socket.timeout(t).emit(..., cb)``: ``cb(None, *args)`` with
+    the ack, or ``cb(TimeoutError)`` at the timeout, after which the socket stops waiting for
+    the ack (as the reference's ``registerAckCallback``). Called once at most."""
 
-    def expire() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            callback(TimeoutError("operation has timed out"))
+    __slots__ = ("_callback", "_socket", "_timer", "ack_id")
 
-    timer = loop.call_later(timeout, expire)
+    def __init__(self, socket: Socket, callback: Callable[..., Any], timeout: float) -> None:
+        self._socket = socket
+        self._callback = callback
+        #: set once the event is sent (None: it was not, the timeout still answers)
+        self.ack_id: int | None = None
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            timeout, self.give_up)
 
-    def on_ack(*args: Any) -> None:
-        nonlocal done
-        if not done:
-            done = True
+    def __call__(self, *args: Any) -> None:
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
             timer.cancel()
-            callback(None, *args)
+            self._callback(None, *args)
 
-    return on_ack
+    def give_up(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
+            if self.ack_id is not None:
+                self._socket.forget_ack(self.ack_id, self)
+            self._callback(TimeoutError("operation has timed out"))
 
 
 class _Flagged:
@@ -368,3 +395,7 @@ class _AckFuture:
     def fail(self, exc: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(exc)
+
+    def give_up(self) -> None:
+        """Past ``max_pending_acks``: the waiter gets the TimeoutError a timeout would give."""
+        self.fail(TimeoutError("too many acks pending: the oldest was given up"))

@@ -212,11 +212,23 @@ class RedisStore(Store):
         if name not in self._namespaces:
             self._namespaces.add(name)
             if self._pubsub is not None:
-                asyncio.get_running_loop().create_task(self._subscribe_request(name))
+                asyncio.get_running_loop().create_task(self._follow_requests(name, True))
 
-    async def _subscribe_request(self, name: str) -> None:
+    def remove_namespace(self, name: str) -> None:
+        """The namespace is gone (an empty dynamic child): stop listening for it, as the
+        JavaScript adapter's close() does."""
+        if name != "/" and name in self._namespaces:
+            self._namespaces.discard(name)
+            if self._pubsub is not None:
+                asyncio.get_running_loop().create_task(self._follow_requests(name, False))
+
+    async def _follow_requests(self, name: str, follow: bool) -> None:
+        channel = self._request_channel(name)
         with contextlib.suppress(Exception):
-            await self._pubsub.subscribe(self._request_channel(name))
+            if follow:
+                await self._pubsub.subscribe(channel)
+            else:
+                await self._pubsub.unsubscribe(channel)
 
     async def _subscribe(self) -> None:
         pubsub = self.sub.pubsub(ignore_subscribe_messages=True)

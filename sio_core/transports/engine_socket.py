@@ -132,7 +132,10 @@ class EngineSocket:
         # end-of-turn pump needs scheduling for it (the pump clears the flag)
         self._pump_scheduled = True
         for data in messages:
-            if self.core.state is State.CLOSED:
+            state = self.core.state
+            if state is State.CLOSED or state is State.CLOSING:
+                # closed meanwhile (e.g. a refused packet): the rest is dropped, as the
+                # reference's engine drops packets once its socket is not open
                 break
             try:
                 self.handler.on_message(self, data)
