@@ -68,7 +68,8 @@ SOAK_SECONDS = 30.0
 #   {"op":"sse","tag","event","args","ack"}   io.serverSideEmit (with an ack callback: "sse_acks")
 #   {"op":"numsub","tag"}   the adapter's serverCount() (PUBSUB NUMSUB) -> {"ev":"numsub","count"}
 #   {"op":"close","tag"}    every client disconnects -> {"ev":"closed"}
-# The server answers a server-side "hello" that asks for an ack with {"node": "js"}.
+# The server prints {"ev":"server_side","event":"hello","args"} for a server-side "hello" (a
+# Buffer as {"$bin": "<base64>"}), and answers one that asks for an ack with {"node": "js"}.
 PEER_JS = r"""
 "use strict";
 const http = require("node:http");
@@ -109,8 +110,12 @@ async function startServer() {
   io.on("connection", setup);
   io.of("/admin").on("connection", setup);
   io.on("hello", (...args) => {
-    const ack = args[args.length - 1];
-    if (typeof ack === "function") ack({ node: "js" });
+    const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
+    // a Buffer shown as one: JSON.stringify would make it {"type": "Buffer", ...}, as a
+    // server-side emit in JSON brings it
+    const shown = args.map((a) => (Buffer.isBuffer(a) ? { $bin: a.toString("base64") } : a));
+    print({ ev: "server_side", event: "hello", args: shown });
+    if (ack) ack({ node: "js" });
   });
   emitter = new Emitter(forEmitter, { key });
   await new Promise((resolve) => httpServer.listen(Number(portArg), "127.0.0.1", resolve));

@@ -80,6 +80,26 @@ def json_unpack(data: bytes) -> Any:
     return json.loads(data)
 
 
+def js_pack(value: Any, pack: Pack) -> bytes:
+    """A request or answer as the JavaScript adapter sends it: JSON; what JSON cannot carry
+    (bytes) in the parser's format, which it reads too (anything that does not start
+    with "{")."""
+    try:
+        return json_pack(value)
+    except (TypeError, ValueError):
+        return pack(value)
+
+
+def broadcast_channel(key: str, nsp: str, rooms: list[str]) -> str:
+    """Where a broadcast is published: a room's own channel when it targets exactly one (the
+    JavaScript adapter skips, undecoded, those of rooms it does not have)."""
+    return f"{key}#{nsp}#{rooms[0]}#" if len(rooms) == 1 else f"{key}#{nsp}#"
+
+
+def request_channel(key: str, nsp: str) -> str:
+    return f"{key}-request#{nsp}#"
+
+
 def _decode_request(data: bytes, unpack: Unpack) -> Any:
     # the JavaScript adapter sends JSON (starts with "{") or its parser's encoding
     if data[:1] == b"{":
@@ -238,7 +258,7 @@ class RedisStore(Store):
         self._pubsub = pubsub
 
     def _request_channel(self, nsp: str) -> str:
-        return f"{self.key}-request#{nsp}#"
+        return request_channel(self.key, nsp)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -393,7 +413,7 @@ class RedisStore(Store):
             result = handler(Envelope(kind, "js", payload))
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 result = await result
-            self._enqueue(f"{self.key}-response#{nsp}#", self._js_pack(answer(result)))
+            self._enqueue(f"{self.key}-response#{nsp}#", js_pack(answer(result), self.pack))
 
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
@@ -447,20 +467,12 @@ class RedisStore(Store):
         asked = _Answers(expected, "sockets" if kind is Kind.FETCH_SOCKETS else "data")
         self._asked[request_id] = asked
         try:
-            self._enqueue(self._request_channel(nsp), self._js_pack(request))
+            self._enqueue(self._request_channel(nsp), js_pack(request, self.pack))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(asked.done), timeout)
             return list(asked.answers)
         finally:
             del self._asked[request_id]
-
-    def _js_pack(self, value: Any) -> bytes:
-        # JSON as the JavaScript adapter sends it; what JSON cannot carry (bytes) in the
-        # parser's format, which it reads too (anything that does not start with "{")
-        try:
-            return json_pack(value)
-        except (TypeError, ValueError):
-            return self.pack(value)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -490,10 +502,7 @@ class RedisStore(Store):
             packet.pop("id", None)
             opts = payload.get("opts") or {}
             nsp = packet.get("nsp", "/")
-            channel = f"{self.key}#{nsp}#"
-            rooms = opts.get("rooms") or []
-            if len(rooms) == 1:
-                channel += f"{rooms[0]}#"
+            channel = broadcast_channel(self.key, nsp, opts.get("rooms") or [])
             self._enqueue(channel, self.pack([self.owner, packet, opts]))
             return
         if kind is Kind.BROADCAST_ACKS:

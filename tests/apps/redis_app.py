@@ -20,13 +20,15 @@ bcast_acks(room, t)       ``await nsp.to(room).timeout(t).emit_with_ack("ping")`
 sse_ack                   ``await io.server_side_emit_with_ack("hello", NODE)``; acks the answers
 =======================  =========================================================================
 
-Server-side events (``io.serverSideEmit`` of another server, sio_core or JavaScript): ``hello``
-logs one line ``server-side hello <args as JSON>`` and answers (for the ack form) with
+Server-side events (``io.serverSideEmit`` of another server, sio_core or JavaScript, or of an
+emitter): ``hello`` logs one line ``server-side hello <args as JSON>`` (bytes as
+``{"$bin": "<base64>"}``) and answers (for the ack form) with
 {"node", "worker"}.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -85,9 +87,15 @@ def setup(socket: Socket) -> None:
         return "sent"
 
 
+def _bytes_as_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"$bin": base64.b64encode(value).decode()}
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 @io.on("hello")
 def hello(*args: Any) -> dict[str, str]:
-    logger.info("server-side hello %s", json.dumps(args))
+    logger.info("server-side hello %s", json.dumps(args, default=_bytes_as_json))
     return {"node": NODE, "worker": WORKER}
 
 

@@ -5,9 +5,9 @@
 //
 // Clients are named "<group><index>" (g0, g1, ...). A command picks its clients with "names"
 // (a list) or "group" (every client of that group, or of each group of a list). What each client
-// receives is recorded under the event name (its first argument, or null); the client's own life
-// is recorded under the pseudo-events "$connect" (the engine sid), "$disconnect" (the reason) and
-// "$upgrade" (the transport name).
+// receives is recorded under the event name (its first argument, or null; binary values as
+// {"$bin": "<base64>"}); the client's own life is recorded under the pseudo-events "$connect"
+// (the engine sid), "$disconnect" (the reason) and "$upgrade" (the transport name).
 //
 // Commands:
 //   {"op":"open","group":"g","count":20,"transports":["polling"],"reconnection":true}
@@ -37,7 +37,7 @@
 
 "use strict";
 
-const { print, serveCommands } = require("./commands");
+const { print, serveCommands, toJson } = require("./commands");
 const { io } = require("socket.io-client");
 
 const url = process.argv[2];
@@ -138,7 +138,7 @@ function openClient(name, cmd) {
   });
   socket.onAny((event, ...args) => {
     if (args.length && typeof args[args.length - 1] === "function") args.pop()(name);
-    record(client, event, args[0]);
+    record(client, event, toJson(args[0]));
   });
   return socket;
 }

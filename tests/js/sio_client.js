@@ -30,40 +30,12 @@
 
 "use strict";
 
-const { print, serveCommands } = require("./commands");
+const { fromJson, print, serveCommands, toJson } = require("./commands");
 const { io } = require("socket.io-client");
 
 const url = process.argv[2];
 const sockets = new Map();
 
-
-function fromJson(value) {
-  if (Array.isArray(value)) return value.map(fromJson);
-  if (value !== null && typeof value === "object") {
-    if (typeof value.$bin === "string" && Object.keys(value).length === 1) {
-      return Buffer.from(value.$bin, "base64");
-    }
-    const out = {};
-    for (const [key, item] of Object.entries(value)) out[key] = fromJson(item);
-    return out;
-  }
-  return value;
-}
-
-function toJson(value) {
-  if (Buffer.isBuffer(value)) return { $bin: value.toString("base64") };
-  if (value instanceof ArrayBuffer) return { $bin: Buffer.from(value).toString("base64") };
-  if (ArrayBuffer.isView(value)) {
-    return { $bin: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("base64") };
-  }
-  if (Array.isArray(value)) return value.map(toJson);
-  if (value !== null && typeof value === "object") {
-    const out = {};
-    for (const [key, item] of Object.entries(value)) out[key] = toJson(item);
-    return out;
-  }
-  return value;
-}
 
 function watch(name, socket) {
   socket.on("connect", () => {
