@@ -3,19 +3,21 @@ that runs no server, through Redis.
 
 It speaks the wire format of the JavaScript ``@socket.io/redis-emitter`` 5, so what it
 publishes is read alike by sio_core's RedisStore and by JavaScript servers on
-``@socket.io/redis-adapter`` (the same channels, and messages equal once decoded):
+``@socket.io/redis-adapter`` (the same channels and messages: tests/test_emitter.py
+compares them):
 
-- **An emit** is ``[uid, packet, opts]`` in msgpack (the adapter's default parser,
-  notepack.io): uid ``"emitter"``, packet ``{"type": 2, "data": [event, *args], "nsp"}``
-  (EVENT even with bytes in it: each server makes its own binary packet of it, as it does
-  of a Buffer from the JavaScript emitter, which notepack packs as msgpack bin, as msgpack
-  packs bytes here), opts ``{"rooms", "flags", "except"}``; published on
-  ``<key>#<nsp>#``, or ``<key>#<nsp>#<room>#`` when it targets exactly one room.
+- **An emit** is ``[uid, packet, opts]`` in msgpack (notepack.io, the adapter's default
+  parser, in JavaScript): uid ``"emitter"``, packet ``{"type": 2 (EVENT), "data": [event,
+  *args], "nsp"}``, opts ``{"rooms", "flags", "except"}``; published on ``<key>#<nsp>#``,
+  or ``<key>#<nsp>#<room>#`` when it targets exactly one room. Bytes are msgpack bin, as
+  notepack packs a Buffer, and the packet stays an EVENT: each server makes the binary
+  packet for its clients.
 - **sockets_join, sockets_leave, disconnect_sockets, server_side_emit** are requests on
   ``<key>-request#<nsp>#``, in JSON as the JavaScript emitter sends them (the first three
   without a uid, the last with ``"emitter"``). A server-side emit with bytes, which JSON
   cannot carry (JSON.stringify turns a Buffer into ``{"type": "Buffer", ...}``), goes in
-  msgpack instead: both adapters read a request that does not start with ``{`` so.
+  msgpack instead: both adapters decode a request that does not start with ``{`` with
+  their parser.
 - Refused as by the JavaScript emitter: the reserved event names (ReservedEventError).
   There are no acks: an emitter is not a server, nothing would receive them.
 
