@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .config import MAX_SECONDS, Config, check_count, check_path, check_seconds, check_transports
-from .stores.redis_url import SCHEMES as STORE_SCHEMES
-from .stores.redis_url import USAGE as STORE_USAGE
+from .stores.redis_url import parse as parse_store_url
 
 logger = logging.getLogger("sio_core")
 
@@ -91,8 +90,10 @@ def _node_id(text: str) -> str:
 
 
 def _store_url(text: str) -> str:
-    if not text.startswith(STORE_SCHEMES):
-        raise argparse.ArgumentTypeError(f"unsupported store URL {text!r} ({STORE_USAGE})")
+    try:
+        parse_store_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 

@@ -26,6 +26,7 @@ from tests.support import (
     RedisClusterServers,
     RedisServer,
     ServerProcess,
+    redis_server_binary,
 )
 
 IN_CI = os.environ.get("CI") == "true"
@@ -125,7 +126,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
-    binary = shutil.which("redis-server")
+    binary = redis_server_binary()
     if binary is None:
         pytest.skip("no redis: set REDIS_URL or install redis-server")
     with RedisServer(binary, tmp_path_factory.mktemp("redis")) as server:
@@ -136,7 +137,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private 3-master Redis Cluster for this session (``redis+cluster://`` URL with every
     node as a seed); else skip. Shared like ``redis_url``: keep to your own key prefix."""
-    binary = shutil.which("redis-server")
+    binary = redis_server_binary()
     if binary is None or shutil.which("redis-cli") is None:
         pytest.skip("no redis-server or redis-cli: run `bash scripts/setup.sh --dev`")
     with RedisClusterServers(binary, tmp_path_factory.mktemp("redis-cluster")) as cluster:

@@ -543,6 +543,12 @@ async def start_node(
 # --- redis ---------------------------------------------------------------------------------------
 
 
+def redis_server_binary() -> str | None:
+    """The server the Redis tests start: SIO_TEST_REDIS_SERVER if set (e.g. a valkey-server,
+    which speaks the same protocol and takes the same options), else redis-server on PATH."""
+    return os.environ.get("SIO_TEST_REDIS_SERVER") or shutil.which("redis-server")
+
+
 def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
     """True if a redis server answers PING at host:port (RESP, no client library)."""
     try:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import sys
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ from tests.support import (
     NodeProcess,
     ServerProcess,
     free_port,
+    redis_server_binary,
     scaled,
     start_node,
 )
@@ -747,7 +747,7 @@ async def broadcasts_flow(peer: Peer, tag: str, timeout: float) -> float:
 
 @pytest.mark.interop
 async def test_redis_restart_and_pubsub_kill(redis_prefix: str, tmp_path: Path) -> None:
-    binary = shutil.which("redis-server")
+    binary = redis_server_binary()
     if binary is None:
         pytest.skip(
             "no redis-server binary for a private Redis to restart (apt-get install "

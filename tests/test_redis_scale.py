@@ -33,6 +33,7 @@ from tests.support import (
     SentinelServer,
     free_port,
     redis_cli,
+    redis_server_binary,
     scaled,
     wait_until,
 )
@@ -216,7 +217,7 @@ class SentinelSetup:
 
 @pytest.fixture
 def sentinel_setup(tmp_path: Path) -> Iterator[SentinelSetup]:
-    binary = shutil.which("redis-server")
+    binary = redis_server_binary()
     if binary is None or shutil.which("redis-cli") is None:
         pytest.skip("no redis-server or redis-cli: run `bash scripts/setup.sh --dev`")
     setup = SentinelSetup(binary, tmp_path)

@@ -32,7 +32,7 @@ How this works:
   up to seconds, silently, before an error shows). Outgoing messages go through one
   bounded queue (order kept); a publish that fails (Redis down) is dropped, and when the
   queue is full new messages are dropped, never buffered without bound. Commands in flight
-  are bounded (MAX_COMMANDS): a burst waits rather than fails. :attr:`health` counts it
+  are bounded (``max_commands``): a burst waits rather than fails. :attr:`health` counts it
   all: publishes failed, messages dropped from the queue, the seconds the subscription was
   down, the reconnects.
   Everything from the bus is untrusted: decoded with size limits, never with pickle.
@@ -56,7 +56,6 @@ from redis.asyncio.cluster import RedisCluster
 from .base import MAX_ENVELOPE, Envelope, Kind, Store
 from .redis_adapter import JS, JS_KINDS, AdapterFormat, ClassicFormat, ShardedFormat
 from .redis_topology import (
-    MAX_COMMANDS,
     PubSubSubscription,
     ShardedSubscription,
     Subscription,
@@ -111,7 +110,8 @@ class RedisStore(Store):
                  client_options: dict[str, Any] | None = None,
                  pack: Pack = msgpack_pack, unpack: Unpack = msgpack_unpack,
                  heartbeat: float = 2.0, queue_limit: int = 10_000,
-                 requests_timeout: float = 5.0, reconnect_backoff_max: float = 1.0) -> None:
+                 requests_timeout: float = 5.0, reconnect_backoff_max: float = 1.0,
+                 max_commands: int = 32) -> None:
         super().__init__(owner or node_id or secrets.token_hex(3))
         self.url = url
         self.key = key
@@ -120,7 +120,7 @@ class RedisStore(Store):
         sentinel = None
         if pub_client is None or sub_client is None or command_client is None:
             options = {"socket_connect_timeout": 5, **(client_options or {})}
-            clients = build_clients(target, options)
+            clients = build_clients(target, options, max_commands)
             sentinel = clients.sentinel
             pub_client = pub_client or clients.pub
             sub_client = sub_client or clients.sub
@@ -131,7 +131,10 @@ class RedisStore(Store):
         self.mode = Mode.CLUSTER if isinstance(self.sub, RedisCluster) else target.mode
         self._sentinel = sentinel
         self._service = target.service
-        self._commands = asyncio.Semaphore(MAX_COMMANDS)
+        #: commands in flight at once: a burst (a session registered per handshake) waits
+        #: for a free slot, where redis-py's pools raise MaxConnectionsError past their bound
+        #: (the Cluster client's: 100 per node) and the command would be lost
+        self._commands = asyncio.Semaphore(max_commands)
         self.heartbeat = heartbeat
         self.requests_timeout = requests_timeout
         #: the longest wait between two attempts to resubscribe (the first is at once):
@@ -187,7 +190,7 @@ class RedisStore(Store):
             raise ConnectionError(f"cannot reach Redis at {self.url}: {exc}") from exc
 
     async def command(self, call: Awaitable[T]) -> T:
-        """A command of the command client, at most MAX_COMMANDS at once."""
+        """A command of the command client, at most ``max_commands`` at once."""
         async with self._commands:
             return await call
 

@@ -43,12 +43,6 @@ logger = logging.getLogger("sio_core.redis")
 
 OnMessage = Callable[[dict[str, Any]], None]
 
-#: commands in flight at once on the command client: a burst (a session registered per
-#: handshake) waits for a free slot, where redis-py's pools raise MaxConnectionsError past
-#: their bound (the cluster client's: 100 per node) and the command would be lost
-MAX_COMMANDS = 32
-
-
 @dataclass(slots=True)
 class Clients:
     pub: Any
@@ -58,7 +52,7 @@ class Clients:
     sentinel: Sentinel | None = None
 
 
-def build_clients(target: RedisTarget, options: dict[str, Any]) -> Clients:
+def build_clients(target: RedisTarget, options: dict[str, Any], max_commands: int) -> Clients:
     once, never = Retry(NoBackoff(), 1), Retry(NoBackoff(), 0)
     credentials: dict[str, Any] = {"username": target.username, "password": target.password}
     if target.mode is Mode.CLUSTER:
@@ -78,7 +72,7 @@ def build_clients(target: RedisTarget, options: dict[str, Any]) -> Clients:
         aioredis.Redis.from_url(url, **{"retry": once, **options}),
         aioredis.Redis.from_url(url, **{"retry": never, **options}),
         aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_COMMANDS, timeout=10, **options)))
+            url, max_connections=max_commands, timeout=10, **options)))
 
 
 class Subscription:

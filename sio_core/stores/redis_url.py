@@ -86,8 +86,8 @@ def parse(url: str) -> RedisTarget:
 def _host_port(text: str, default_port: int, url: str) -> tuple[str, int]:
     host, port = text, ""
     if text.startswith("["):  # [IPv6]:port
-        host, _, after = text[1:].partition("]")
-        if after and not after.startswith(":"):
+        host, bracket, after = text[1:].partition("]")
+        if not bracket or (after and not after.startswith(":")):
             host = ""
         port = after[1:]
     elif ":" in text:
