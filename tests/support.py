@@ -559,7 +559,28 @@ def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-class RedisServer:
+class _Started:
+    """``with X(...) as x``: ``x.start()``, then ``x.stop()`` at the end."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class RedisServer(_Started):
     """A private redis-server for one test session: no persistence, loopback only, its own port.
 
     ``options(port)`` adds command-line options (a cluster node's, a replica's). Synchronous on
@@ -646,17 +667,6 @@ class RedisServer:
                 proc.kill()
                 proc.wait()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def redis_cli(*args: str, timeout: float = 10.0) -> str:
     """``redis-cli ARGS`` (its output; CalledProcessError if it fails)."""
@@ -675,7 +685,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(_POLL_INTERVAL * 5)
 
 
-class RedisClusterServers:
+class RedisClusterServers(_Started):
     """A private Redis Cluster of ``masters`` masters (no replicas) on loopback: one
     redis-server per master with ``cluster-enabled yes`` (its bus port free too), joined by
     ``redis-cli --cluster create``, ready once every node says ``cluster_state:ok``."""
@@ -724,17 +734,6 @@ class RedisClusterServers:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class SentinelServer(RedisServer):

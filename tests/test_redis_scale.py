@@ -168,6 +168,56 @@ async def test_cluster_two_sio_core_nodes_and_a_javascript_sharded_adapter(
         assert_clean_log(node)
 
 
+async def test_a_slot_moved_to_another_master_is_followed(
+    redis_cluster_url: str, redis_cluster_prefix: str
+) -> None:
+    """Resharding moves the slot of a worker's own channel to another master: Redis ends that
+    subscription (SUNSUBSCRIBE), the worker subscribes again on the new owner, and what is
+    sent to it arrives there."""
+    from sio_core.stores.base import Kind
+    from sio_core.stores.redis import RedisStore
+
+    stores = [
+        RedisStore(redis_cluster_url, owner=name, key=redis_cluster_prefix, heartbeat=scaled(0.1))
+        for name in ("w1", "w2")
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for store in stores:
+            stack.push_async_callback(store.close)
+            await store.start()
+        a, b = stores
+        received: list[object] = []
+        b.on(Kind.FETCH_SOCKETS, lambda envelope: received.append(envelope.payload))
+        await poll_until(lambda: a.peers == {"w2"}, timeout=5, what="a knows b")
+
+        channel = f"{redis_cluster_prefix}-sio#w2#"
+        redis = await stack.enter_async_context(cluster_client(redis_cluster_url))
+        slot = str(await redis.cluster_keyslot(channel))
+        source = redis.get_node_from_key(channel)
+        assert source is not None
+        target = next(n for n in redis.get_primaries() if n.name != source.name)
+        ports = [str(n.port) for n in redis.get_primaries()]
+        ids = {n.name: redis_cli("-p", str(n.port), "cluster", "myid").strip()
+               for n in redis.get_primaries()}  # fmt: skip
+        assert subscribers_of(channel, source.port) == 1
+        redis_cli("-p", str(target.port), "cluster", "setslot", slot, "importing", ids[source.name])
+        redis_cli("-p", str(source.port), "cluster", "setslot", slot, "migrating", ids[target.name])
+        for port in ports:
+            redis_cli("-p", port, "cluster", "setslot", slot, "node", ids[target.name])
+
+        await poll_until(
+            lambda: subscribers_of(channel, target.port) == 1, timeout=10,
+            what="w2 subscribed to its channel on the slot's new master",
+        )  # fmt: skip
+        assert b.health["reconnects"] == 1, b.health
+        a.send("w2", Kind.FETCH_SOCKETS, {"after": "the move"})
+        await poll_until(lambda: received == [{"after": "the move"}], timeout=5, what="arrival")
+
+
+def subscribers_of(channel: str, port: int | str) -> int:
+    return int(redis_cli("-p", str(port), "pubsub", "shardnumsub", channel).split()[1])
+
+
 # --- Sentinel: a failover under two sio_core nodes ---------------------------------------------
 
 SERVICE = "mymaster"

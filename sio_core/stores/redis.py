@@ -54,7 +54,21 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from .base import MAX_ENVELOPE, Envelope, Kind, Store
-from .redis_adapter import JS, JS_KINDS, AdapterFormat, ClassicFormat, ShardedFormat
+from .redis_adapter import (
+    JS,
+    JS_KINDS,
+    REMOTE_DISCONNECT,
+    REMOTE_JOIN,
+    REMOTE_LEAVE,
+    SERVER_SIDE_EMIT,
+    AdapterFormat,
+    ClassicFormat,
+    ShardedFormat,
+    broadcast_channel,
+    js_pack,
+    json_pack,
+    request_channel,
+)
 from .redis_topology import (
     PubSubSubscription,
     ShardedSubscription,
@@ -63,6 +77,11 @@ from .redis_topology import (
     watch_failovers,
 )
 from .redis_url import Mode, parse
+
+#: also what an emitter needs of the JavaScript format (the ``createAdapter`` one)
+__all__ = ["REMOTE_DISCONNECT", "REMOTE_JOIN", "REMOTE_LEAVE", "SERVER_SIDE_EMIT", "Pack",
+           "RedisStore", "Unpack", "broadcast_channel", "js_pack", "json_pack", "json_unpack",
+           "msgpack_pack", "msgpack_unpack", "request_channel"]
 
 logger = logging.getLogger("sio_core.redis")
 
@@ -77,10 +96,6 @@ def msgpack_pack(value: Any) -> bytes:
 
 def msgpack_unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
-
-
-def json_pack(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def json_unpack(data: bytes) -> Any:

@@ -61,6 +61,28 @@ def json_pack(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
+def js_pack(value: Any, pack: Callable[[Any], bytes]) -> bytes:
+    """A request or answer as the JavaScript adapter sends it: JSON; what JSON cannot carry
+    (bytes) in the parser's format, which it reads too (anything that does not start
+    with "{")."""
+    try:
+        return json_pack(value)
+    except (TypeError, ValueError):
+        return pack(value)
+
+
+def broadcast_channel(key: str, nsp: str, rooms: list[str]) -> str:
+    """Where createAdapter publishes a broadcast: a room's own channel when it targets
+    exactly one (the JavaScript adapter skips, undecoded, those of rooms it does not
+    have)."""
+    return f"{key}#{nsp}#{rooms[0]}#" if len(rooms) == 1 else f"{key}#{nsp}#"
+
+
+def request_channel(key: str, nsp: str) -> str:
+    """createAdapter's requests to the servers of a namespace."""
+    return f"{key}-request#{nsp}#"
+
+
 def decode_message(data: bytes, unpack: Callable[[bytes], Any]) -> Any:
     # the JavaScript adapter sends JSON (starts with "{") or its parser's encoding
     if data[:1] == b"{":
@@ -113,12 +135,7 @@ class AdapterFormat:
     # -- shared -----------------------------------------------------------------------------
 
     def pack(self, value: Any) -> bytes:
-        # JSON as the JavaScript adapter sends it; what JSON cannot carry (bytes) in the
-        # parser's format, which it reads too (anything that does not start with "{")
-        try:
-            return json_pack(value)
-        except (TypeError, ValueError):
-            return self.store.pack(value)
+        return js_pack(value, self.store.pack)
 
     async def ask_servers(self, kind: Kind, payload: dict[str, Any], timeout: float) -> list[Any]:
         expected = await self.count_servers(payload["nsp"])
@@ -153,6 +170,14 @@ class AdapterFormat:
         task = asyncio.get_running_loop().create_task(run())
         store._tasks.add(task)
         task.add_done_callback(store._tasks.discard)
+
+    def _server_side_emit(self, origin: str, payload: dict[str, Any], request_id: Any,
+                          channel: str, answer: Callable[[Any], dict[str, Any]]) -> None:
+        """A server-side emit: delivered as is, or, when it asks for acks, answered."""
+        if request_id is None:
+            self.store.deliver(Envelope(Kind.SERVER_SIDE_EMIT, origin, payload))
+        else:
+            self._answer(Kind.SERVER_SIDE_EMIT, payload, channel, answer)
 
     def _answered(self, request_id: str, response: dict[str, Any]) -> bool:
         """An answer to one of our requests (False: not ours)."""
@@ -198,7 +223,7 @@ class ClassicFormat(AdapterFormat):
         return [self._request_channel(nsp)]
 
     def _request_channel(self, nsp: str) -> str:
-        return f"{self._request_prefix}{nsp}#"
+        return request_channel(self.key, nsp)
 
     def on_message(self, channel: str, data: bytes) -> bool:
         if channel.startswith(self._request_prefix):
@@ -251,13 +276,10 @@ class ClassicFormat(AdapterFormat):
                              {"nsp": channel_nsp, "opts": opts,
                               "close": bool(request.get("close"))}))
         elif rtype == SERVER_SIDE_EMIT:
-            payload = {"nsp": channel_nsp, "data": request.get("data")}
-            if request_id is None:
-                deliver(Envelope(Kind.SERVER_SIDE_EMIT, origin, payload))
-            else:
-                self._answer(Kind.SERVER_SIDE_EMIT, payload, response_channel,
-                             lambda answer: {"type": SERVER_SIDE_EMIT,
-                                             "requestId": request_id, "data": answer})
+            self._server_side_emit(origin, {"nsp": channel_nsp, "data": request.get("data")},
+                                   request_id, response_channel,
+                                   lambda answer: {"type": SERVER_SIDE_EMIT,
+                                                   "requestId": request_id, "data": answer})
         elif rtype == REMOTE_FETCH and request_id is not None:
             self._answer(Kind.FETCH_SOCKETS, {"nsp": channel_nsp, "opts": opts},
                          response_channel,
@@ -292,10 +314,7 @@ class ClassicFormat(AdapterFormat):
             packet = dict(payload.get("packet") or {})
             packet.pop("id", None)
             opts = payload.get("opts") or {}
-            channel = f"{self._broadcast_prefix}{packet.get('nsp', '/')}#"
-            rooms = opts.get("rooms") or []
-            if len(rooms) == 1:
-                channel += f"{rooms[0]}#"
+            channel = broadcast_channel(self.key, packet.get("nsp", "/"), opts.get("rooms") or [])
             enqueue(channel, self.store.pack([self.owner, packet, opts]))
             return
         if kind is Kind.BROADCAST_ACKS:
@@ -431,15 +450,12 @@ class ShardedFormat(AdapterFormat):
                                           "data": {"requestId": request_id,
                                                    "sockets": sockets or []}})
         elif mtype == C_SERVER_SIDE_EMIT:
-            payload = {"nsp": nsp, "data": body.get("packet")}
-            if request_id is None:
-                deliver(Envelope(Kind.SERVER_SIDE_EMIT, origin, payload))
-            else:
-                self._answer(Kind.SERVER_SIDE_EMIT, payload, reply_to,
-                             lambda answer: {"uid": self.owner, "nsp": nsp,
-                                             "type": C_SERVER_SIDE_EMIT_RESPONSE,
-                                             "data": {"requestId": request_id,
-                                                      "packet": answer}})
+            self._server_side_emit(origin, {"nsp": nsp, "data": body.get("packet")},
+                                   request_id, reply_to,
+                                   lambda answer: {"uid": self.owner, "nsp": nsp,
+                                                   "type": C_SERVER_SIDE_EMIT_RESPONSE,
+                                                   "data": {"requestId": request_id,
+                                                            "packet": answer}})
 
     def publish(self, envelope: Envelope) -> None:
         payload = envelope.payload if isinstance(envelope.payload, dict) else {}
