@@ -94,7 +94,12 @@ async def test_cluster_two_sio_core_nodes_and_a_javascript_sharded_adapter(
         )
         redis = await stack.enter_async_context(cluster_client(url))
         # the sharded adapter counts the servers of "/" with SHARDNUMSUB: itself and both nodes
-        assert (await peer.call("numsub", "numsub"))["count"] == 3
+        # (its own SSUBSCRIBE is not awaited by its constructor: it may come a moment later)
+
+        async def three_servers() -> bool:
+            return bool((await peer.call("numsub", "numsub"))["count"] == 3)
+
+        await poll_until(three_servers, timeout=5, what="SHARDNUMSUB counting 3 servers")
         ids = {
             "a": await peer.connect("a", node_a.url),
             "b": await peer.connect("b", node_b.url),

@@ -275,12 +275,12 @@ class RedisStore(Store):
                 asyncio.get_running_loop().create_task(self._follow(name, False))
 
     async def _follow(self, name: str, follow: bool) -> None:
+        # a subscription lost meanwhile is made again with every namespace's channels
         channels = self._adapter.namespace_channels(name)
         subscription = self._pubsub
+        assert subscription is not None
         with contextlib.suppress(Exception):
-            if subscription is None:
-                pass
-            elif follow:
+            if follow:
                 await subscription.subscribe(*channels)
             else:
                 await subscription.unsubscribe(*channels)
@@ -289,14 +289,11 @@ class RedisStore(Store):
         channels = [self._all, self._mine]
         for name in self._namespaces:
             channels += self._adapter.namespace_channels(name)
-        subscription: Subscription
         if self.mode is Mode.CLUSTER:
-            subscription = ShardedSubscription(self.sub, self._on_message)
-            self._pubsub = subscription
-            await subscription.subscribe(*channels)
+            self._pubsub = sharded = ShardedSubscription(self.sub, self._on_message)
+            await sharded.subscribe(*channels)
         else:
-            pubsub = PubSubSubscription(self.sub, self._on_message)
-            self._pubsub = pubsub
+            self._pubsub = pubsub = PubSubSubscription(self.sub, self._on_message)
             await pubsub.subscribe(*channels)
             await pubsub.psubscribe(*self._adapter.patterns)
 

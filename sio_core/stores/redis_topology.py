@@ -16,9 +16,10 @@ How this works:
   ends the subscriptions of its channels with a SUNSUBSCRIBE we did not ask for: that, and
   a lost connection, end the subscription, and the next one reads the slots afresh.
 - With Sentinel, a failover moves the master, but a subscription to the old one does not
-  end when it becomes a replica (it stayed up here for ~10 s after ``SENTINEL FAILOVER``,
-  hearing nothing the new master published): :func:`watch_failovers` listens for the
-  Sentinels' ``+switch-master`` and the store then drops its subscription and its pooled
+  end by itself: to a master that hangs (its connections open and silent) it waits forever;
+  to one demoted to a replica it stayed up here for ~10 s after ``SENTINEL FAILOVER``,
+  hearing nothing the new master published. :func:`watch_failovers` listens for the
+  Sentinels' ``+switch-master``, and the store then drops its subscription and its pooled
   connections, which reconnect to the master the Sentinels now name.
 """
 
@@ -42,6 +43,7 @@ from .redis_url import Mode, RedisTarget
 logger = logging.getLogger("sio_core.redis")
 
 OnMessage = Callable[[dict[str, Any]], None]
+
 
 @dataclass(slots=True)
 class Clients:
