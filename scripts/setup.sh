@@ -2,7 +2,7 @@
 # Install what sio_core needs to build and test, on a Debian 12 machine, as root.
 #
 #   bash scripts/setup.sh          runtime: node + npm, .venv with `pip install -e .`, npm ci
-#   bash scripts/setup.sh --dev    also redis-server and chromium (apt), `pip install -e '.[dev]'`
+#   bash scripts/setup.sh --dev    also redis-server, redis-cli and chromium (apt), `pip install -e '.[dev]'`
 #
 # Idempotent: apt runs only when a command is missing, pip only when pyproject.toml (or the mode)
 # changed since the last successful install, npm only when package-lock.json changed. So on a machine
@@ -40,6 +40,9 @@ elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
 fi
 if [[ $dev == 1 ]]; then
     command -v redis-server >/dev/null 2>&1 || apt_packages+=(redis-server)
+    # redis-cli: the Cluster tests create their cluster with `redis-cli --cluster create`
+    # (redis-server depends on it, but a redis-server from elsewhere may come without it)
+    command -v redis-cli >/dev/null 2>&1 || apt_packages+=(redis-tools)
     [[ -x /usr/bin/chromium ]] || apt_packages+=(chromium)
 fi
 

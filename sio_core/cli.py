@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .config import MAX_SECONDS, Config, check_count, check_path, check_seconds, check_transports
+from .stores.redis_url import parse as parse_store_url
 
 logger = logging.getLogger("sio_core")
 
 DEFAULT_APP = "sio_core.demo.app:io"
 #: see --gc-threshold: 10,000 gives most of the gain (Python 3.13 itself moved to 2,000)
 GC_THRESHOLD = 10_000
-STORE_SCHEMES = ("redis://", "rediss://", "unix://")
 _NODE_ID = re.compile(r"[A-Za-z0-9_~-]{1,48}")
 
 
@@ -90,9 +90,10 @@ def _node_id(text: str) -> str:
 
 
 def _store_url(text: str) -> str:
-    if not text.startswith(STORE_SCHEMES):
-        raise argparse.ArgumentTypeError(f"unsupported store URL {text!r} (use"
-                                         " redis://host:port/db)")
+    try:
+        parse_store_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -259,11 +260,10 @@ async def _serve(args: argparse.Namespace, app: Any) -> int:
 
 
 def make_store(url: str, owner: str, key: str = "socket.io") -> Any:
-    if url.startswith(STORE_SCHEMES):
-        from .stores.redis import RedisStore
+    """A RedisStore for any of its URL forms (ValueError naming what is wrong)."""
+    from .stores.redis import RedisStore
 
-        return RedisStore(url, owner=owner, key=key)
-    raise ValueError(f"unsupported store URL {url!r} (use redis://host:port/db)")
+    return RedisStore(url, owner=owner, key=key)
 
 
 def check_store(url: str) -> str | None:
@@ -275,13 +275,11 @@ def check_store(url: str) -> str | None:
 
     async def ping() -> str | None:
         try:
-            await store.cmd.ping()
-        except Exception as exc:
-            return f"cannot reach Redis at {url}: {exc}"
+            await store.ping()
+        except ConnectionError as exc:
+            return str(exc)
         finally:
-            await store.cmd.aclose()
-            await store.pub.aclose()
-            await store.sub.aclose()
+            await store.close_clients()
         return None
 
     return asyncio.run(ping())

@@ -23,13 +23,17 @@ import pytest
 from tests.support import (
     CHROMIUM_PATH,
     NODE_MODULES,
+    RedisClusterServers,
     RedisServer,
     ServerProcess,
+    redis_server_binary,
 )
 
 IN_CI = os.environ.get("CI") == "true"
 PEER_MARKERS = ("interop", "redis", "browser")
-PEER_FIXTURES = ("redis_url", "redis_prefix", "chromium_path")
+PEER_FIXTURES = (
+    "redis_url", "redis_prefix", "redis_cluster_url", "redis_cluster_prefix", "chromium_path"
+)
 
 
 def _needs_a_peer(item: pytest.Item) -> bool:
@@ -122,11 +126,22 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
-    binary = shutil.which("redis-server")
+    binary = redis_server_binary()
     if binary is None:
         pytest.skip("no redis: set REDIS_URL or install redis-server")
     with RedisServer(binary, tmp_path_factory.mktemp("redis")) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private 3-master Redis Cluster for this session (``redis+cluster://`` URL with every
+    node as a seed); else skip. Shared like ``redis_url``: keep to your own key prefix."""
+    binary = redis_server_binary()
+    if binary is None or shutil.which("redis-cli") is None:
+        pytest.skip("no redis-server or redis-cli: run `bash scripts/setup.sh --dev`")
+    with RedisClusterServers(binary, tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.url
 
 
 @pytest.fixture
@@ -138,19 +153,35 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     delete_redis_keys(redis_url, prefix)
 
 
+@pytest.fixture
+def redis_cluster_prefix(redis_cluster_url: str) -> Iterator[str]:
+    """``redis_prefix`` on the session's Redis Cluster (its keys deleted on every node)."""
+    prefix = unique_redis_prefix()
+    yield prefix
+    delete_redis_keys(redis_cluster_url, prefix)
+
+
 def unique_redis_prefix() -> str:
     return f"sio-test-{uuid.uuid4().hex}"
 
 
 def delete_redis_keys(redis_url: str, prefix: str) -> None:
-    """Delete the keys under ``prefix`` (by SCAN, one by one: nothing else is touched)."""
+    """Delete the keys under ``prefix`` (by SCAN, one by one: nothing else is touched); a
+    ``redis+cluster://`` URL: on every node."""
     import redis
+    from redis.cluster import ClusterNode, RedisCluster
 
-    client = redis.Redis.from_url(redis_url)
+    client: redis.Redis | RedisCluster
+    if redis_url.startswith("redis+cluster://"):
+        seeds = redis_url.split("://", 1)[1].split(",")
+        client = RedisCluster(
+            startup_nodes=[ClusterNode(*seed.rsplit(":", 1)) for seed in seeds]
+        )
+    else:
+        client = redis.Redis.from_url(redis_url)
     try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
+        for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
+            client.delete(key)
     finally:
         client.close()
 

@@ -543,6 +543,12 @@ async def start_node(
 # --- redis ---------------------------------------------------------------------------------------
 
 
+def redis_server_binary() -> str | None:
+    """The server the Redis tests start: SIO_TEST_REDIS_SERVER if set (e.g. a valkey-server,
+    which speaks the same protocol and takes the same options), else redis-server on PATH."""
+    return os.environ.get("SIO_TEST_REDIS_SERVER") or shutil.which("redis-server")
+
+
 def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
     """True if a redis server answers PING at host:port (RESP, no client library)."""
     try:
@@ -553,17 +559,49 @@ def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-class RedisServer:
+class _Started:
+    """``with X(...) as x``: ``x.start()``, then ``x.stop()`` at the end."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class RedisServer(_Started):
     """A private redis-server for one test session: no persistence, loopback only, its own port.
 
-    Synchronous on purpose: it lives in a session-scoped fixture, outside any test's event loop.
+    ``options(port)`` adds command-line options (a cluster node's, a replica's). Synchronous on
+    purpose: it lives in session-scoped fixtures too, outside any test's event loop.
     """
 
-    def __init__(self, binary: str, workdir: Path, startup_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        startup_timeout: float = 10.0,
+        *,
+        name: str = "redis",
+        options: Callable[[int], Mapping[str, str]] | None = None,
+    ) -> None:
         self.binary = binary
         self.workdir = workdir
         self.startup_timeout = startup_timeout
+        self.name = name
         self.port = 0
+        self._extra = options
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -572,7 +610,7 @@ class RedisServer:
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / "redis.log"
+        return self.workdir / f"{self.name}.log"
 
     def _options(self) -> list[str]:
         options = {
@@ -582,8 +620,12 @@ class RedisServer:
             "appendonly": "no",
             "dir": str(self.workdir),
             "daemonize": "no",
+            **(self._extra(self.port) if self._extra is not None else {}),
         }
         return [arg for name, value in options.items() for arg in (f"--{name}", value)]
+
+    def _argv(self) -> list[str]:
+        return [self.binary, *self._options()]
 
     def start(self) -> Self:
         # free_port() can race with another process; a port taken in between shows up as an early
@@ -592,7 +634,7 @@ class RedisServer:
             self.port = free_port()
             with self.log_path.open("ab") as log:
                 self._proc = subprocess.Popen(
-                    [self.binary, *self._options()],
+                    self._argv(),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -605,13 +647,19 @@ class RedisServer:
                 time.sleep(0.05)
             self.stop()
         text = self.log_path.read_text(errors="replace")
-        raise RuntimeError(f"redis-server did not answer PING; log:\n{_tail(text)}")
+        raise RuntimeError(f"{self.name} did not answer PING; log:\n{_tail(text)}")
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        """E.g. SIGSTOP: the server hangs, its connections open and silent (SIGCONT ends it)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(sig)
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a stopped server would not hear the SIGTERM
             proc.terminate()
             try:
                 proc.wait(scaled(10))
@@ -619,13 +667,104 @@ class RedisServer:
                 proc.kill()
                 proc.wait()
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+def redis_cli(*args: str, timeout: float = 10.0) -> str:
+    """``redis-cli ARGS`` (its output; CalledProcessError if it fails)."""
+    result = subprocess.run(
+        ["redis-cli", *args], capture_output=True, text=True, timeout=scaled(timeout), check=True
+    )
+    return result.stdout
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` (synchronous) until it is true; AssertionError naming ``what`` if not."""
+    deadline = time.monotonic() + scaled(timeout)
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(_POLL_INTERVAL * 5)
+
+
+class RedisClusterServers(_Started):
+    """A private Redis Cluster of ``masters`` masters (no replicas) on loopback: one
+    redis-server per master with ``cluster-enabled yes`` (its bus port free too), joined by
+    ``redis-cli --cluster create``, ready once every node says ``cluster_state:ok``."""
+
+    def __init__(self, binary: str, workdir: Path, masters: int = 3) -> None:
+        self.nodes = [
+            RedisServer(
+                binary, workdir, name=f"cluster-{i}", options=self._cluster_options(workdir, i)
+            )
+            for i in range(masters)
+        ]
+
+    @staticmethod
+    def _cluster_options(workdir: Path, index: int) -> Callable[[int], Mapping[str, str]]:
+        def options(port: int) -> Mapping[str, str]:
+            return {
+                "cluster-enabled": "yes",
+                "cluster-config-file": str(workdir / f"nodes-{index}-{port}.conf"),
+                "cluster-port": str(free_port()),
+                "cluster-node-timeout": "2000",
+            }
+
+        return options
+
+    @property
+    def url(self) -> str:
+        """The store URL: every node is a seed."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def _state_ok(self) -> bool:
+        infos = [redis_cli("-p", str(n.port), "cluster", "info") for n in self.nodes]
+        return all("cluster_state:ok" in info for info in infos)
+
+    def start(self) -> Self:
+        try:
+            for node in self.nodes:
+                node.start()
+            addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+            redis_cli("--cluster", "create", *addresses, "--cluster-yes", timeout=30)
+            wait_until(self._state_ok, 20, "cluster_state:ok on every node")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+class SentinelServer(RedisServer):
+    """A Redis Sentinel (``redis-server <conf> --sentinel``) watching the master ``service`` at
+    127.0.0.1:``master_port``: a quorum of 1, the master down after 1 s without an answer."""
+
+    def __init__(self, binary: str, workdir: Path, service: str, master_port: int) -> None:
+        super().__init__(binary, workdir, name="sentinel")
+        self.service = service
+        self.master_port = master_port
+
+    def _argv(self) -> list[str]:
+        # Sentinel rewrites its configuration file: one of its own, per port
+        conf = self.workdir / f"sentinel-{self.port}.conf"
+        conf.write_text(
+            f"sentinel monitor {self.service} 127.0.0.1 {self.master_port} 1\n"
+            f"sentinel down-after-milliseconds {self.service} 1000\n"
+            f"sentinel failover-timeout {self.service} 10000\n"
+        )
+        return [self.binary, str(conf), "--sentinel", *self._options()]
+
+    def _options(self) -> list[str]:
+        return [
+            arg
+            for name, value in {"port": str(self.port), "bind": "127.0.0.1",
+                                "dir": str(self.workdir), "daemonize": "no"}.items()
+            for arg in (f"--{name}", value)
+        ]  # fmt: skip
+
+    def master_port_now(self) -> int:
+        """The port of the master that this Sentinel names now."""
+        port = str(self.port)
+        answer = redis_cli("-p", port, "sentinel", "get-master-addr-by-name", self.service)
+        return int(answer.split()[1])

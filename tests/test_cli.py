@@ -31,6 +31,10 @@ CASES = [
     (["--shutdown-timeout", "-1"], "argument --shutdown-timeout: must be a number of seconds"),
     (["--gc-threshold", "-1"], "argument --gc-threshold: must be a whole number of at least 0"),
     (["--store", "memcached://x"], "argument --store: unsupported store URL 'memcached://x'"),
+    (["--store", "redis+sentinel://h:26379"], "argument --store: store URL 'redis+sentinel://h:"
+     "26379': name the master after the Sentinels, as in redis+sentinel://host:26379/mymaster/0"),
+    (["--store", "redis+cluster://h:7000/2"], "a Redis Cluster has only db 0"),
+    (["--store", "redis+cluster://h:7000,h:99999"], "'h:99999' is not host:port"),
     (["--node-id", "a.b"], "argument --node-id: "),
     (["--static", "/nonexistent-dir"], "argument --static: not a directory: '/nonexistent-dir'"),
     (["--log-level", "loud"], "argument --log-level: invalid choice: 'loud'"),

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import sys
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ from tests.support import (
     NodeProcess,
     ServerProcess,
     free_port,
+    redis_server_binary,
     scaled,
     start_node,
 )
@@ -51,10 +51,15 @@ SOAK_SECONDS = 30.0
 
 # A node peer for the mixed-fleet tests, written to tmp_path (NODE_PATH finds node_modules).
 #
-#   node peer.js REDIS_URL KEY PORT      (PORT "-": clients only, no server)
+#   node peer.js REDIS_URL KEY PORT [sharded]     (PORT "-": clients only, no server)
 #
 # With a PORT it runs the reference socket.io server on 127.0.0.1:PORT with
 # @socket.io/redis-adapter (node-redis v4 clients, key KEY) and an @socket.io/redis-emitter.
+# With "sharded", REDIS_URL is a comma-separated list of a Redis Cluster's nodes, and the server
+# uses createShardedAdapter (sharded pub/sub, channelPrefix KEY, subscriptionMode "static": it
+# publishes a broadcast to one room on the namespace's channel, as the other modes do for
+# several rooms; see the README) on a node-redis cluster client, with no emitter (it has no
+# sharded form).
 # Commands in on stdin, one JSON object per line out ("ev" names it):
 #   {"op":"connect","name","url","transports"}  a socket.io-client; then live lines
 #       {"ev":"connect","name","id"}, {"ev":"disconnect","name","reason"},
@@ -64,6 +69,8 @@ SOAK_SECONDS = 30.0
 #       -> {"ev":"ack","tag","args"}
 #   {"op":"io_emit","tag","nsp","room","event","args"}   io.of(nsp).to(room).emit -> "done"
 #   {"op":"emitter","tag","nsp","room","event","args"}   emitter.of(nsp).to(room).emit -> "done"
+#   {"op":"io_acks","tag","nsp","room","event","args"}   io.of(nsp).to(room).timeout(5000).emit
+#       with an ack callback -> {"ev":"io_acks","tag","error","responses"}
 #   {"op":"fetch","tag","nsp","room"}   io.of(nsp).in(room).fetchSockets() -> {"ev":"fetched","ids"}
 #   {"op":"sse","tag","event","args","ack"}   io.serverSideEmit (with an ack callback: "sse_acks")
 #   {"op":"numsub","tag"}   the adapter's serverCount() (PUBSUB NUMSUB) -> {"ev":"numsub","count"}
@@ -76,7 +83,8 @@ const http = require("node:http");
 const readline = require("node:readline");
 const { io: connect } = require("socket.io-client");
 
-const [redisUrl, key, portArg] = process.argv.slice(2);
+const [redisUrl, key, portArg, adapterArg] = process.argv.slice(2);
+const sharded = adapterArg === "sharded";
 const clients = new Map();
 const redisClients = [];
 let io = null;
@@ -88,19 +96,25 @@ function print(obj) {
 
 async function startServer() {
   const { Server } = require("socket.io");
-  const { createAdapter } = require("@socket.io/redis-adapter");
+  const { createAdapter, createShardedAdapter } = require("@socket.io/redis-adapter");
   const { Emitter } = require("@socket.io/redis-emitter");
-  const { createClient } = require("redis");
-  const pub = createClient({ url: redisUrl });
+  const { createClient, createCluster } = require("redis");
+  const pub = sharded
+    ? createCluster({ rootNodes: redisUrl.split(",").map((url) => ({ url })) })
+    : createClient({ url: redisUrl });
   const sub = pub.duplicate();
-  const forEmitter = pub.duplicate();
+  const forEmitter = sharded ? null : pub.duplicate();
   for (const client of [pub, sub, forEmitter]) {
+    if (client === null) continue;
     client.on("error", (err) => print({ ev: "redis_error", message: String(err) }));
     redisClients.push(client);
   }
   await Promise.all(redisClients.map((client) => client.connect()));
   const httpServer = http.createServer();
-  io = new Server(httpServer, { adapter: createAdapter(pub, sub, { key }), cors: { origin: "*" } });
+  const adapter = sharded
+    ? createShardedAdapter(pub, sub, { channelPrefix: key, subscriptionMode: "static" })
+    : createAdapter(pub, sub, { key });
+  io = new Server(httpServer, { adapter, cors: { origin: "*" } });
   const setup = (socket) => {
     socket.on("join", (room, ack) => {
       socket.join(room);
@@ -117,7 +131,7 @@ async function startServer() {
     print({ ev: "server_side", event: "hello", args: shown });
     if (ack) ack({ node: "js" });
   });
-  emitter = new Emitter(forEmitter, { key });
+  if (forEmitter !== null) emitter = new Emitter(forEmitter, { key });
   await new Promise((resolve) => httpServer.listen(Number(portArg), "127.0.0.1", resolve));
 }
 
@@ -157,6 +171,10 @@ const handlers = {
   io_emit(cmd) {
     target(io, cmd).emit(cmd.event, ...(cmd.args || []));
     print({ ev: "done", tag: cmd.tag });
+  },
+  io_acks(cmd) {
+    target(io, cmd).timeout(5000).emit(cmd.event, ...(cmd.args || []), (err, responses) =>
+      print({ ev: "io_acks", tag: cmd.tag, error: err ? String(err.message) : null, responses }));
   },
   emitter(cmd) {
     target(emitter, cmd).emit(cmd.event, ...(cmd.args || []));
@@ -734,7 +752,7 @@ async def broadcasts_flow(peer: Peer, tag: str, timeout: float) -> float:
 
 @pytest.mark.interop
 async def test_redis_restart_and_pubsub_kill(redis_prefix: str, tmp_path: Path) -> None:
-    binary = shutil.which("redis-server")
+    binary = redis_server_binary()
     if binary is None:
         pytest.skip(
             "no redis-server binary for a private Redis to restart (apt-get install "

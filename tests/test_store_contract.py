@@ -5,7 +5,9 @@ How this works: the ``cluster`` fixture is parametrised over the backends and yi
 
 - ``memory``: MemoryStores sharing one MemoryBus (packed and unpacked on the way, like a bus);
 - ``hub``: a Hub on a Unix socket under tmp_path and HubStores, all in this process;
-- ``redis``: RedisStores on a real redis-server (see the hook below), marked ``redis``.
+- ``redis``: RedisStores on a real redis-server (see the hook below), marked ``redis``;
+- ``redis-cluster``: RedisStores on a private 3-master Redis Cluster (sharded pub/sub, keys on
+  their slots' nodes), marked ``redis``.
 
 Every contract test takes ``cluster`` and so runs once per backend; what only one backend
 promises (the hub's rules for its workers) and the envelope codec are tested after them. A test
@@ -55,6 +57,7 @@ def make_redis_store(owner: str, url: str, prefix: str) -> Store:
 BACKENDS: list[Any] = ["memory", "hub"]
 if RedisStore is not None:
     BACKENDS.append(pytest.param("redis", marks=pytest.mark.redis))
+    BACKENDS.append(pytest.param("redis-cluster", marks=pytest.mark.redis))
 # -----------------------------------------------------------------------------------------------
 
 #: how long to wait for something that should happen (only ever reached when a test fails)
@@ -150,8 +153,11 @@ async def open_cluster(backend: str, request: pytest.FixtureRequest,
             cluster = Cluster(backend, lambda owner: HubStore(owner, hub.path), fast_no_peer=True)
             cluster.hub = hub
         else:
-            url = request.getfixturevalue("redis_url")
-            prefix = request.getfixturevalue("redis_prefix")
+            cluster_backend = backend == "redis-cluster"
+            url = request.getfixturevalue("redis_cluster_url" if cluster_backend else "redis_url")
+            prefix = request.getfixturevalue(
+                "redis_cluster_prefix" if cluster_backend else "redis_prefix"
+            )
             cluster = Cluster(backend, lambda owner: make_redis_store(owner, url, prefix),
                               fast_no_peer=False)
         stack.push_async_callback(cluster.aclose)

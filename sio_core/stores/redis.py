@@ -2,34 +2,39 @@
 
 How this works:
 
+- **Where**: one Redis server, the master that Redis Sentinels name, or a Redis Cluster
+  (see :mod:`~sio_core.stores.redis_url` for the URL forms and
+  :mod:`~sio_core.stores.redis_topology` for the clients of each). On a Cluster, keys go to
+  the node of their hash slot (the cluster client routes each command), and pub/sub is
+  Redis 7's sharded pub/sub (SPUBLISH/SSUBSCRIBE): a channel lives on the master of its
+  slot, where classic pub/sub would copy every message to every node of the cluster.
 - **Our envelopes** (forwarding to a session's owner, cluster requests between sio_core
   workers) travel on ``<key>-sio#all#`` (to everyone) and ``<key>-sio#<owner>#`` (to one
-  worker), packed by ``pack``/``unpack`` (msgpack by default, JSON on request).
-- **The JavaScript adapter's wire format** (``@socket.io/redis-adapter`` 8 and
-  ``@socket.io/redis-emitter``) for what a mixed fleet shares: broadcasts are published and
-  received as ``[uid, packet, {rooms, except, flags}]`` on ``<key>#<nsp>#[<room>#]``;
-  join/leave/disconnect and server-side emits as requests on ``<key>-request#<nsp>#``;
-  and requests from JavaScript servers (fetchSockets, broadcasts with acks, server-side
-  emits with acks) are answered on ``<key>-response#<nsp>#``. We subscribe to each local
-  namespace's request channel by name, so the JavaScript servers' NUMSUB counts us and
-  waits for our answers; we give them. Our own such requests (fetch_sockets, broadcasts
-  with acks, server-side emits with acks) go the same way, to every server of the
-  namespace, JavaScript or sio_core alike: counted as the JavaScript adapter counts them
-  (PUBSUB NUMSUB of the request channel, less ourselves), asked in its format, and their
-  answers picked off the response channels by request id.
+  worker), packed by ``pack``/``unpack`` (msgpack by default, JSON on request). What one
+  worker sends another goes on one channel, so it arrives in order on a Cluster too.
+- **The JavaScript adapter's wire format** for what a mixed fleet shares (broadcasts,
+  join/leave/disconnect, server-side emits, fetch_sockets, acks of broadcasts):
+  ``createAdapter``'s on one server or Sentinel, ``createShardedAdapter``'s on a Cluster
+  (:mod:`~sio_core.stores.redis_adapter`). We read each local namespace's channels by name,
+  so the JavaScript servers count us among the servers of the namespace and wait for our
+  answers; we give them, and ask them ours.
 - **Peers** are a sorted set ``<key>-sio:peers`` (owner -> expiry), refreshed by every
   worker's heartbeat; the **session registry** is ``<key>-sio:sid:<sid>`` with a TTL,
-  refreshed while the session lives and deleted when it ends.
+  refreshed while the session lives and deleted when it ends. One key per command (the
+  heartbeat's pipeline is three commands on one key), so no hash tags are needed: on a
+  Cluster the sessions' keys spread over the slots.
 - **Resilience**: three clients (pub, sub, commands), given ready-made or built from the URL.
   Redis pub/sub keeps nothing for a subscriber that is away, so every moment the
   subscription is down loses what the other nodes publish meanwhile: when it drops (Redis
-  restarted, ``CLIENT KILL TYPE pubsub``) it is made again at once, then with a backoff
-  bounded by ``reconnect_backoff_max``; the subscriber built from the URL does no retries
-  of its own (redis-py's default retries for up to seconds, silently, before an error
-  shows). Outgoing messages go through one bounded queue (order kept); a publish that
-  fails (Redis down) is dropped, and when the queue is full new messages are dropped, never
-  buffered without bound. :attr:`health` counts it all: publishes failed, messages dropped
-  from the queue, the seconds the subscription was down, the reconnects.
+  restarted, ``CLIENT KILL TYPE pubsub``, a Sentinel failover, a Cluster slot moved) it is
+  made again at once, then with a backoff bounded by ``reconnect_backoff_max``; the
+  subscriber built from the URL does no retries of its own (redis-py's default retries for
+  up to seconds, silently, before an error shows). Outgoing messages go through one
+  bounded queue (order kept); a publish that fails (Redis down) is dropped, and when the
+  queue is full new messages are dropped, never buffered without bound. Commands in flight
+  are bounded (``max_commands``): a burst waits rather than fails. :attr:`health` counts it
+  all: publishes failed, messages dropped from the queue, the seconds the subscription was
+  down, the reconnects.
   Everything from the bus is untrusted: decoded with size limits, never with pickle.
 """
 
@@ -42,26 +47,47 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 
 from .base import MAX_ENVELOPE, Envelope, Kind, Store
+from .redis_adapter import (
+    JS,
+    JS_KINDS,
+    REMOTE_DISCONNECT,
+    REMOTE_JOIN,
+    REMOTE_LEAVE,
+    SERVER_SIDE_EMIT,
+    AdapterFormat,
+    ClassicFormat,
+    ShardedFormat,
+    broadcast_channel,
+    js_pack,
+    json_pack,
+    request_channel,
+)
+from .redis_topology import (
+    PubSubSubscription,
+    ShardedSubscription,
+    Subscription,
+    build_clients,
+    watch_failovers,
+)
+from .redis_url import Mode, parse
+
+#: also what an emitter needs of the JavaScript format (the ``createAdapter`` one)
+__all__ = ["REMOTE_DISCONNECT", "REMOTE_JOIN", "REMOTE_LEAVE", "SERVER_SIDE_EMIT", "Pack",
+           "RedisStore", "Unpack", "broadcast_channel", "js_pack", "json_pack", "json_unpack",
+           "msgpack_pack", "msgpack_unpack", "request_channel"]
 
 logger = logging.getLogger("sio_core.redis")
 
 Pack = Callable[[Any], bytes]
 Unpack = Callable[[bytes], Any]
-
-# request types of @socket.io/redis-adapter
-SOCKETS, ALL_ROOMS, REMOTE_JOIN, REMOTE_LEAVE, REMOTE_DISCONNECT, REMOTE_FETCH, \
-    SERVER_SIDE_EMIT, BROADCAST, BROADCAST_CLIENT_COUNT, BROADCAST_ACK = range(10)
-
-#: prefix of origins that are JavaScript servers (answers go to their response channel)
-JS = "js:"
+T = TypeVar("T")
 
 
 def msgpack_pack(value: Any) -> bytes:
@@ -72,39 +98,8 @@ def msgpack_unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
-def json_pack(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
 def json_unpack(data: bytes) -> Any:
     return json.loads(data)
-
-
-def js_pack(value: Any, pack: Pack) -> bytes:
-    """A request or answer as the JavaScript adapter sends it: JSON; what JSON cannot carry
-    (bytes) in the parser's format, which it reads too (anything that does not start
-    with "{")."""
-    try:
-        return json_pack(value)
-    except (TypeError, ValueError):
-        return pack(value)
-
-
-def broadcast_channel(key: str, nsp: str, rooms: list[str]) -> str:
-    """Where a broadcast is published: a room's own channel when it targets exactly one (the
-    JavaScript adapter skips, undecoded, those of rooms it does not have)."""
-    return f"{key}#{nsp}#{rooms[0]}#" if len(rooms) == 1 else f"{key}#{nsp}#"
-
-
-def request_channel(key: str, nsp: str) -> str:
-    return f"{key}-request#{nsp}#"
-
-
-def _decode_request(data: bytes, unpack: Unpack) -> Any:
-    # the JavaScript adapter sends JSON (starts with "{") or its parser's encoding
-    if data[:1] == b"{":
-        return json.loads(data)
-    return unpack(data)
 
 
 #: the longest each step of RedisStore.close() may take
@@ -118,32 +113,43 @@ async def _bounded(step: Awaitable[Any]) -> None:
 
 
 class RedisStore(Store):
+    """``url``: ``redis://``, ``redis+sentinel://`` or ``redis+cluster://`` (see
+    :mod:`~sio_core.stores.redis_url`). Clients given ready-made take precedence over the
+    URL; RedisCluster ones mean a Cluster (sharded pub/sub)."""
+
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, node_id: str | None = None,
                  owner: str | None = None, key: str = "socket.io",
-                 pub_client: aioredis.Redis | None = None,
-                 sub_client: aioredis.Redis | None = None,
-                 command_client: aioredis.Redis | None = None,
+                 pub_client: aioredis.Redis | RedisCluster | None = None,
+                 sub_client: aioredis.Redis | RedisCluster | None = None,
+                 command_client: aioredis.Redis | RedisCluster | None = None,
                  client_options: dict[str, Any] | None = None,
                  pack: Pack = msgpack_pack, unpack: Unpack = msgpack_unpack,
                  heartbeat: float = 2.0, queue_limit: int = 10_000,
-                 requests_timeout: float = 5.0, reconnect_backoff_max: float = 1.0) -> None:
+                 requests_timeout: float = 5.0, reconnect_backoff_max: float = 1.0,
+                 max_commands: int = 32) -> None:
         super().__init__(owner or node_id or secrets.token_hex(3))
         self.url = url
         self.key = key
         self.pack, self.unpack = pack, unpack
-        options = {"socket_connect_timeout": 5, **(client_options or {})}
-        # a publish is tried twice (a killed connection is made again), then counted lost;
-        # the subscriber not at all: its loss is this store's to see, count and repair
-        self.pub = pub_client or aioredis.Redis.from_url(
-            url, **{"retry": Retry(NoBackoff(), 1), **options})
-        self.sub = sub_client or aioredis.Redis.from_url(
-            url, **{"retry": Retry(NoBackoff(), 0), **options})
-        # commands come in bursts (a session registered or deleted per handshake and close):
-        # a bounded pool that waits for a free connection, where the default pool raises
-        # MaxConnectionsError past 100 at once (and the DEL of a session would be lost)
-        self.cmd = command_client or aioredis.Redis.from_pool(
-            aioredis.BlockingConnectionPool.from_url(url, max_connections=32, timeout=10,
-                                                     **options))
+        target = parse(url)
+        sentinel = None
+        if pub_client is None or sub_client is None or command_client is None:
+            options = {"socket_connect_timeout": 5, **(client_options or {})}
+            clients = build_clients(target, options, max_commands)
+            sentinel = clients.sentinel
+            pub_client = pub_client or clients.pub
+            sub_client = sub_client or clients.sub
+            command_client = command_client or clients.cmd
+        self.pub: Any = pub_client
+        self.sub: Any = sub_client
+        self.cmd: Any = command_client
+        self.mode = Mode.CLUSTER if isinstance(self.sub, RedisCluster) else target.mode
+        self._sentinel = sentinel
+        self._service = target.service
+        #: commands in flight at once: a burst (a session registered per handshake) waits
+        #: for a free slot, where redis-py's pools raise MaxConnectionsError past their bound
+        #: (the Cluster client's: 100 per node) and the command would be lost
+        self._commands = asyncio.Semaphore(max_commands)
         self.heartbeat = heartbeat
         self.requests_timeout = requests_timeout
         #: the longest wait between two attempts to resubscribe (the first is at once):
@@ -152,34 +158,31 @@ class RedisStore(Store):
         self.reconnect_backoff_max = reconnect_backoff_max
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(queue_limit)
         self._tasks_run: list[asyncio.Task[None]] = []
-        self._pubsub: Any = None
+        self._pubsub: Subscription | None = None
         self._namespaces: set[str] = {"/"}
         self._registered: dict[str, float] = {}
         self._closing = False
         # health (see the health property)
         self._connected = False
         self._reconnects = 0
+        self._failovers = 0
         self._publish_failed = 0
+        self._commands_failed = 0
         self._queue_dropped = 0
         self._down_seconds = 0.0
         self._down_since: float | None = None
         self._last_error: str | None = None
         self._all = f"{key}-sio#all#"
         self._mine = f"{key}-sio#{self.owner}#"
-        #: our requests in the JavaScript format: request id -> the answers so far
-        self._asked: dict[str, _Answers] = {}
-        #: request ids of our broadcasts with acks: this prefix and the cluster's number
-        self._acks_prefix = f"{self.owner}:acks:"
         self._peers_key = f"{key}-sio:peers"
+        self._adapter: AdapterFormat = (ShardedFormat(self) if self.mode is Mode.CLUSTER
+                                        else ClassicFormat(self))
 
     # -- life -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Connect (raises ConnectionError naming the URL if Redis cannot be reached)."""
-        try:
-            await self.cmd.ping()
-        except Exception as exc:
-            raise ConnectionError(f"cannot reach Redis at {self.url}: {exc}") from exc
+        await self.ping()
         await self._subscribe()
         await self._beat()
         # tell the others now, not at their next heartbeat: until they know us, they answer
@@ -189,7 +192,29 @@ class RedisStore(Store):
         self._tasks_run = [loop.create_task(self._read_loop()),
                            loop.create_task(self._write_loop()),
                            loop.create_task(self._beat_loop())]
+        if self._sentinel is not None:
+            self._tasks_run.append(loop.create_task(watch_failovers(
+                self._sentinel, self._service, self._failover, self.reconnect_backoff_max)))
         self._connected = True
+
+    async def ping(self) -> None:
+        """ConnectionError naming the URL if Redis does not answer."""
+        try:
+            await self.cmd.ping()
+        except Exception as exc:
+            raise ConnectionError(f"cannot reach Redis at {self.url}: {exc}") from exc
+
+    async def command(self, call: Awaitable[T]) -> T:
+        """A command of the command client, at most ``max_commands`` at once."""
+        async with self._commands:
+            return await call
+
+    def shard_target(self, channel: str) -> dict[str, Any]:
+        """The options that send a command about a shard channel to the node that has it
+        (PUBSUB SHARDNUMSUB counts only that node's subscribers)."""
+        if self.mode is Mode.CLUSTER:
+            return {"target_nodes": self.cmd.get_node_from_key(channel)}
+        return {}
 
     @property
     def health(self) -> dict[str, Any]:
@@ -197,9 +222,11 @@ class RedisStore(Store):
         down = self._down_seconds
         if self._down_since is not None:
             down += time.monotonic() - self._down_since
-        return {"connected": self._connected, "reconnects": self._reconnects,
+        return {"mode": self.mode.value, "connected": self._connected,
+                "reconnects": self._reconnects, "failovers": self._failovers,
                 "subscriber_down_seconds": round(down, 3),
                 "publish_failed": self._publish_failed, "queue_dropped": self._queue_dropped,
+                "commands_failed": self._commands_failed,
                 "dropped": self._publish_failed + self._queue_dropped,
                 "queued": self._queue.qsize(), "last_error": self._last_error}
 
@@ -223,16 +250,21 @@ class RedisStore(Store):
         await _bounded(forget())
         if self._pubsub is not None:
             await _bounded(self._pubsub.aclose())
+        await self.close_clients()
+        await super().close()
+
+    async def close_clients(self) -> None:
         for client in {id(c): c for c in (self.pub, self.sub, self.cmd)}.values():
             await _bounded(client.aclose())
-        await super().close()
+        if self._sentinel is not None:
+            await _bounded(self._sentinel.aclose())
 
     def add_namespace(self, name: str) -> None:
         """Answer the JavaScript servers' requests for this namespace too."""
         if name not in self._namespaces:
             self._namespaces.add(name)
             if self._pubsub is not None:
-                asyncio.get_running_loop().create_task(self._follow_requests(name, True))
+                asyncio.get_running_loop().create_task(self._follow(name, True))
 
     def remove_namespace(self, name: str) -> None:
         """The namespace is gone (an empty dynamic child): stop listening for it, as the
@@ -240,39 +272,52 @@ class RedisStore(Store):
         if name != "/" and name in self._namespaces:
             self._namespaces.discard(name)
             if self._pubsub is not None:
-                asyncio.get_running_loop().create_task(self._follow_requests(name, False))
+                asyncio.get_running_loop().create_task(self._follow(name, False))
 
-    async def _follow_requests(self, name: str, follow: bool) -> None:
-        channel = self._request_channel(name)
+    async def _follow(self, name: str, follow: bool) -> None:
+        # a subscription lost meanwhile is made again with every namespace's channels
+        channels = self._adapter.namespace_channels(name)
+        subscription = self._pubsub
+        assert subscription is not None
         with contextlib.suppress(Exception):
             if follow:
-                await self._pubsub.subscribe(channel)
+                await subscription.subscribe(*channels)
             else:
-                await self._pubsub.unsubscribe(channel)
+                await subscription.unsubscribe(*channels)
 
     async def _subscribe(self) -> None:
-        pubsub = self.sub.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self._all, self._mine,
-                               *[self._request_channel(n) for n in self._namespaces])
-        await pubsub.psubscribe(f"{self.key}#*", f"{self.key}-response#*")
-        self._pubsub = pubsub
+        channels = [self._all, self._mine]
+        for name in self._namespaces:
+            channels += self._adapter.namespace_channels(name)
+        if self.mode is Mode.CLUSTER:
+            self._pubsub = sharded = ShardedSubscription(self.sub, self._on_message)
+            await sharded.subscribe(*channels)
+        else:
+            self._pubsub = pubsub = PubSubSubscription(self.sub, self._on_message)
+            await pubsub.subscribe(*channels)
+            await pubsub.psubscribe(*self._adapter.patterns)
 
-    def _request_channel(self, nsp: str) -> str:
-        return request_channel(self.key, nsp)
+    async def _failover(self) -> None:
+        """A Sentinel named a new master: leave the old one (now a replica), at once."""
+        self._failovers += 1
+        for client in (self.pub, self.cmd):
+            with contextlib.suppress(Exception):
+                await client.connection_pool.disconnect()
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.drop()
 
     # -- reading ----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
         while not self._closing:
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                assert self._pubsub is not None
+                await self._pubsub.run()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 await self._resubscribe(exc)
-                continue
-            if message is not None:
-                self._on_message(message)
 
     async def _resubscribe(self, exc: Exception) -> None:
         """The subscription is lost: make it again, at once and then with a bounded
@@ -285,8 +330,9 @@ class RedisStore(Store):
         while not self._closing:
             if delay:
                 await asyncio.sleep(delay)
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+            if self._pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await self._pubsub.aclose()
             try:
                 await self._subscribe()
                 break
@@ -324,12 +370,8 @@ class RedisStore(Store):
                         self._set_peers([*self.peers, envelope.origin])
                 else:
                     self.deliver(envelope)
-            elif channel.startswith(f"{self.key}-request#"):
-                self._on_js_request(data, channel[len(self.key) + len("-request#"):-1])
-            elif channel.startswith(f"{self.key}-response#"):
-                self._on_js_response(data)
-            elif channel.startswith(f"{self.key}#"):
-                self._on_js_broadcast(data)
+            else:
+                self._adapter.on_message(channel, data)
         except Exception:
             logger.debug("dropped a malformed message on %s", channel, exc_info=True)
 
@@ -342,137 +384,15 @@ class RedisStore(Store):
         except Exception:
             return None
 
-    # -- the JavaScript adapter's messages --------------------------------------------------
-
-    def _on_js_broadcast(self, data: bytes) -> None:
-        item = self.unpack(data)
-        if not isinstance(item, list) or len(item) != 3:
-            return
-        uid, packet, opts = item
-        if uid == self.owner or not isinstance(packet, dict):
-            return
-        packet.setdefault("nsp", "/")
-        self.deliver(Envelope(Kind.BROADCAST, JS + str(uid), {"packet": packet, "opts": opts}))
-
-    def _on_js_request(self, data: bytes, channel_nsp: str) -> None:
-        request = _decode_request(data, self.unpack)
-        if not isinstance(request, dict) or request.get("uid") == self.owner:
-            return
-        rtype = request.get("type")
-        opts = request.get("opts")
-        origin = JS + str(request.get("uid"))
-        request_id = request.get("requestId")
-        if rtype == BROADCAST:
-            packet = request.get("packet")
-            if isinstance(packet, dict):
-                nsp = packet.get("nsp", "/")
-                self.deliver(Envelope(Kind.BROADCAST_ACKS, origin,
-                                      {"packet": packet, "opts": opts, "req": request_id,
-                                       "nsp": nsp}))
-            return
-        if rtype == REMOTE_JOIN and opts is not None:
-            self.deliver(Envelope(Kind.SOCKETS_JOIN, origin,
-                                  {"nsp": channel_nsp, "opts": opts,
-                                   "rooms": request.get("rooms")}))
-        elif rtype == REMOTE_LEAVE and opts is not None:
-            self.deliver(Envelope(Kind.SOCKETS_LEAVE, origin,
-                                  {"nsp": channel_nsp, "opts": opts,
-                                   "rooms": request.get("rooms")}))
-        elif rtype == REMOTE_DISCONNECT and opts is not None:
-            self.deliver(Envelope(Kind.DISCONNECT_SOCKETS, origin,
-                                  {"nsp": channel_nsp, "opts": opts,
-                                   "close": bool(request.get("close"))}))
-        elif rtype == SERVER_SIDE_EMIT:
-            payload = {"nsp": channel_nsp, "data": request.get("data")}
-            if request_id is None:
-                self.deliver(Envelope(Kind.SERVER_SIDE_EMIT, origin, payload))
-            else:
-                self._js_request(Kind.SERVER_SIDE_EMIT, payload, channel_nsp,
-                                 lambda answer: {"type": SERVER_SIDE_EMIT,
-                                                 "requestId": request_id, "data": answer})
-        elif rtype == REMOTE_FETCH and request_id is not None:
-            self._js_request(Kind.FETCH_SOCKETS, {"nsp": channel_nsp, "opts": opts},
-                             channel_nsp,
-                             lambda sockets: {"requestId": request_id,
-                                              "sockets": sockets or []})
-        elif rtype in (SOCKETS, ALL_ROOMS) and request_id is not None:
-            self._js_request(Kind.FETCH_SOCKETS, {"nsp": channel_nsp,
-                                                  "opts": {"rooms": request.get("rooms") or [],
-                                                           "except": []}},
-                             channel_nsp, lambda sockets: _sockets_or_rooms(
-                                 rtype, request_id, sockets or []))
-
-    def _js_request(self, kind: Kind, payload: Any, nsp: str,
-                    answer: Callable[[Any], dict[str, Any]]) -> None:
-        """Run a JavaScript server's request through our handlers; publish the answer."""
-        handler = self._handlers.get(kind)
-        if handler is None:
-            return
-
-        async def run() -> None:
-            result = handler(Envelope(kind, "js", payload))
-            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-                result = await result
-            self._enqueue(f"{self.key}-response#{nsp}#", js_pack(answer(result), self.pack))
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _on_js_response(self, data: bytes) -> None:
-        # every server's answers to every request share the channel: ours are known by
-        # their request id, the rest are not for us
-        response = _decode_request(data, self.unpack)
-        if not isinstance(response, dict) or not isinstance(response.get("requestId"), str):
-            return
-        request_id: str = response["requestId"]
-        asked = self._asked.get(request_id)
-        if asked is not None:
-            asked.add(response)
-        elif request_id.startswith(self._acks_prefix):
-            request = request_id[len(self._acks_prefix):]
-            if not request.isdigit():
-                return
-            rtype, count = response.get("type"), response.get("clientCount")
-            if rtype == BROADCAST_CLIENT_COUNT and isinstance(count, int):
-                self.deliver(Envelope(Kind.CLIENT_COUNT, JS, {"req": int(request),
-                                                              "count": count}))
-            elif rtype == BROADCAST_ACK:
-                # the JavaScript adapter passes on a client's first ack argument only
-                self.deliver(Envelope(Kind.CLIENT_ACK, JS, {"req": int(request),
-                                                            "args": [response.get("packet")]}))
-
     # -- requests of ours to every server of a namespace ------------------------------------
 
     async def count_servers(self, namespace: str) -> int:
-        """Every server of the namespace (a JavaScript one, or a sio_core worker) subscribes
-        to its request channel: PUBSUB NUMSUB, less ourselves (the JavaScript adapter's
-        serverCount)."""
-        [(_, subscribers)] = await self.cmd.pubsub_numsub(self._request_channel(namespace))
-        return max(0, int(subscribers) - 1)
+        """Every server of the namespace, JavaScript or sio_core, as the JavaScript adapter
+        counts them, less ourselves."""
+        return await self._adapter.count_servers(namespace)
 
     async def ask_servers(self, kind: Kind, payload: dict[str, Any], timeout: float) -> list[Any]:
-        nsp = payload["nsp"]
-        expected = await self.count_servers(nsp)
-        if expected == 0:
-            return []
-        request_id = f"{self.owner}:{next(self._ids)}"
-        request: dict[str, Any] = {"uid": self.owner, "requestId": request_id}
-        if kind is Kind.FETCH_SOCKETS:
-            opts = payload["opts"]
-            request.update(type=REMOTE_FETCH, opts={"rooms": opts["rooms"],
-                                                    "except": opts["except"]})
-        else:
-            request.update(type=SERVER_SIDE_EMIT, data=payload["data"])
-        asked = _Answers(expected, "sockets" if kind is Kind.FETCH_SOCKETS else "data")
-        self._asked[request_id] = asked
-        try:
-            self._enqueue(self._request_channel(nsp), js_pack(request, self.pack))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(asked.done), timeout)
-            return list(asked.answers)
-        finally:
-            del self._asked[request_id]
+        return await self._adapter.ask_servers(kind, payload, timeout)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -483,68 +403,16 @@ class RedisStore(Store):
     def _transmit(self, envelope: Envelope) -> None:
         target = envelope.target
         if target is not None and target.startswith(JS):
-            self._to_js(envelope)
+            self._adapter.respond(envelope)
             return
-        if target is None and envelope.request_id is None and envelope.kind in _JS_KINDS:
-            self._publish_js(envelope)
+        if target is None and envelope.request_id is None and envelope.kind in JS_KINDS:
+            self._adapter.publish(envelope)
             return
         channel = self._all if target is None else f"{self.key}-sio#{target}#"
         data = envelope.pack() if self.pack is msgpack_pack else self.pack(
             [envelope.kind.value, envelope.origin, envelope.target, envelope.request_id,
              envelope.payload])
         self._enqueue(channel, data)
-
-    def _publish_js(self, envelope: Envelope) -> None:
-        payload = envelope.payload if isinstance(envelope.payload, dict) else {}
-        kind = envelope.kind
-        if kind is Kind.BROADCAST:
-            packet = dict(payload.get("packet") or {})
-            packet.pop("id", None)
-            opts = payload.get("opts") or {}
-            nsp = packet.get("nsp", "/")
-            channel = broadcast_channel(self.key, nsp, opts.get("rooms") or [])
-            self._enqueue(channel, self.pack([self.owner, packet, opts]))
-            return
-        if kind is Kind.BROADCAST_ACKS:
-            # every server of the namespace answers on the response channel: its client
-            # count, then each ack (see _on_js_response); the ack id is each server's own
-            packet = dict(payload.get("packet") or {})
-            packet.pop("id", None)
-            opts = payload.get("opts") or {}
-            self._enqueue(self._request_channel(packet.get("nsp", "/")), self.pack(
-                {"uid": self.owner, "requestId": f"{self._acks_prefix}{payload.get('req')}",
-                 "type": BROADCAST, "packet": packet,
-                 "opts": {"rooms": opts.get("rooms", []), "except": opts.get("except", []),
-                          "flags": opts.get("flags") or {}}}))
-            return
-        nsp = payload.get("nsp", "/")
-        opts = payload.get("opts") or {}
-        js_opts = {"rooms": opts.get("rooms", []), "except": opts.get("except", [])}
-        if kind is Kind.SOCKETS_JOIN or kind is Kind.SOCKETS_LEAVE:
-            request = {"uid": self.owner,
-                       "type": REMOTE_JOIN if kind is Kind.SOCKETS_JOIN else REMOTE_LEAVE,
-                       "opts": js_opts, "rooms": payload.get("rooms", [])}
-        elif kind is Kind.DISCONNECT_SOCKETS:
-            request = {"uid": self.owner, "type": REMOTE_DISCONNECT, "opts": js_opts,
-                       "close": bool(payload.get("close"))}
-        else:  # SERVER_SIDE_EMIT without ack
-            request = {"uid": self.owner, "type": SERVER_SIDE_EMIT,
-                       "data": payload.get("data", [])}
-        self._enqueue(self._request_channel(nsp), json_pack(request))
-
-    def _to_js(self, envelope: Envelope) -> None:
-        payload = envelope.payload if isinstance(envelope.payload, dict) else {}
-        nsp = payload.get("nsp", "/")
-        channel = f"{self.key}-response#{nsp}#"
-        if envelope.kind is Kind.CLIENT_COUNT:
-            self._enqueue(channel, json_pack({"type": BROADCAST_CLIENT_COUNT,
-                                              "requestId": payload.get("req"),
-                                              "clientCount": payload.get("count", 0)}))
-        elif envelope.kind is Kind.CLIENT_ACK:
-            args = payload.get("args") or []
-            self._enqueue(channel, self.pack({"type": BROADCAST_ACK,
-                                              "requestId": payload.get("req"),
-                                              "packet": args[0] if len(args) == 1 else args}))
 
     def _enqueue(self, channel: str, data: bytes) -> None:
         try:
@@ -556,10 +424,12 @@ class RedisStore(Store):
                                self._queue_dropped)
 
     async def _write_loop(self) -> None:
+        # sharded pub/sub on a Cluster: SPUBLISH, sent to the master of the channel's slot
+        publish = self.pub.spublish if self.mode is Mode.CLUSTER else self.pub.publish
         while not self._closing:
             channel, data = await self._queue.get()
             try:
-                await self.pub.publish(channel, data)
+                await publish(channel, data)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -577,7 +447,7 @@ class RedisStore(Store):
         pipe.zadd(self._peers_key, {self.owner: now + ttl})
         pipe.zremrangebyscore(self._peers_key, "-inf", now)
         pipe.zrangebyscore(self._peers_key, now, "+inf")
-        results = await pipe.execute()
+        results = await self.command(pipe.execute())
         owners = [o.decode() if isinstance(o, bytes) else str(o) for o in results[-1]]
         if set(owners) - {self.owner} != self.peers:
             self._set_peers(owners)
@@ -593,7 +463,7 @@ class RedisStore(Store):
                     pipe = self.cmd.pipeline(transaction=False)
                     for sid, ttl in self._registered.items():
                         pipe.expire(self._sid_key(sid), int(ttl) + 1)
-                    await pipe.execute()
+                    await self.command(pipe.execute())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -602,58 +472,30 @@ class RedisStore(Store):
     def _sid_key(self, sid: str) -> str:
         return f"{self.key}-sio:sid:{sid}"
 
+    async def _registry(self, call: Awaitable[Any]) -> None:
+        """A registry write; a failure is counted (health) and logged, not raised: the
+        session goes on without its key."""
+        try:
+            await self.command(call)
+        except Exception as exc:
+            self._commands_failed += 1
+            self._last_error = str(exc)
+            logger.debug("session registry write failed: %s", exc)
+
     async def register(self, sid: str, ttl: float) -> None:
         self._registered[sid] = ttl
-        with contextlib.suppress(Exception):
-            await self.cmd.set(self._sid_key(sid), self.owner, ex=int(ttl) + 1)
-            if sid not in self._registered:
-                # the session ended while the SET was on its way: unregister's DEL may have
-                # run first (another pooled connection), so the key would outlive the session
-                await self.cmd.delete(self._sid_key(sid))
+        await self._registry(self.cmd.set(self._sid_key(sid), self.owner, ex=int(ttl) + 1))
+        if sid not in self._registered:
+            # the session ended while the SET was on its way: unregister's DEL may have
+            # run first (another pooled connection), so the key would outlive the session
+            await self._registry(self.cmd.delete(self._sid_key(sid)))
 
     async def unregister(self, sid: str) -> None:
         self._registered.pop(sid, None)
-        with contextlib.suppress(Exception):
-            await self.cmd.delete(self._sid_key(sid))
+        await self._registry(self.cmd.delete(self._sid_key(sid)))
 
     async def lookup(self, sid: str) -> str | None:
-        value = await self.cmd.get(self._sid_key(sid))
+        value = await self.command(self.cmd.get(self._sid_key(sid)))
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
-
-
-_JS_KINDS = frozenset({Kind.BROADCAST, Kind.BROADCAST_ACKS, Kind.SOCKETS_JOIN,
-                       Kind.SOCKETS_LEAVE, Kind.DISCONNECT_SOCKETS, Kind.SERVER_SIDE_EMIT})
-
-
-class _Answers:
-    """The answers to one request of ours: done when every server counted has answered
-    (each answer counts, as in the JavaScript adapter, even one without the field)."""
-
-    def __init__(self, expected: int, field: str) -> None:
-        self.expected = expected
-        self.field = field
-        self.answers: list[Any] = []
-        self.count = 0
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def add(self, response: dict[str, Any]) -> None:
-        if self.done.done():
-            return
-        self.count += 1
-        if self.field in response:
-            self.answers.append(response[self.field])
-        if self.count >= self.expected:
-            self.done.set_result(None)
-
-
-def _sockets_or_rooms(rtype: Any, request_id: Any, sockets: list[Any]) -> dict[str, Any]:
-    if rtype == SOCKETS:
-        return {"requestId": request_id, "sockets": [s.get("id") for s in sockets
-                                                      if isinstance(s, dict)]}
-    rooms: set[str] = set()
-    for s in sockets:
-        if isinstance(s, dict):
-            rooms.update(r for r in s.get("rooms") or [] if isinstance(r, str))
-    return {"requestId": request_id, "rooms": sorted(rooms)}
