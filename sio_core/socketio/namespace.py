@@ -235,6 +235,9 @@ class Namespace(EventEmitter, _Operators):
         client.add(socket)
         socket.on_connected()
         client.send_packet(sio.Packet(sio.PacketType.CONNECT, self.name, {"sid": socket.id}))
+        observer = self.server.observer
+        if observer is not None:
+            observer.socket_connected(socket)
         for event in ("connection", "connect"):
             for listener in self._take(event):
                 handlers.call(listener.fn, (socket,), f"{event} on {self!r}")

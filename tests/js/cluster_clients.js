@@ -10,9 +10,12 @@
 // "$upgrade" (the transport name).
 //
 // Commands:
-//   {"op":"open","group":"g","count":20,"transports":["polling"],"reconnection":true}
-//       opens the clients; prints {"ev":"opened","group","clients":{name: client}} once each has
-//       connected (client as in "stats").
+//   {"op":"open","group":"g","count":20,"transports":["polling"],"reconnection":true,
+//    "namespace":"/admin","auth":{...},"all_args":true}
+//       opens the clients (to the namespace, "/" if none, with that auth); prints
+//       {"ev":"opened","group","clients":{name: client}} once each has connected (client as in
+//       "stats"). With "all_args", each event is recorded with all its arguments (a list),
+//       not its first one only, and printed as it comes: {"ev":"event","name","event","args"}.
 //   {"op":"emit","tag":"t","group":"g","event":"bcast","args":[...],"ack":true}
 //       each client emits; in args (at any depth) the string "$id" becomes that client's socket
 //       id and "$name" its name. With "ack": prints {"ev":"acks","tag","acks":{name: first ack argument}} once
@@ -102,12 +105,13 @@ function substitute(value, name, socket) {
 }
 
 function openClient(name, cmd) {
-  const socket = io(url, {
+  const socket = io(url + (cmd.namespace || ""), {
     forceNew: true,
     transports: cmd.transports || ["polling", "websocket"],
     reconnection: cmd.reconnection !== false,
     reconnectionDelay: 100,
     reconnectionDelayMax: 500,
+    auth: cmd.auth || {},
   });
   const client = { socket, received: {}, sids: [] };
   clients.set(name, client);
@@ -138,7 +142,8 @@ function openClient(name, cmd) {
   });
   socket.onAny((event, ...args) => {
     if (args.length && typeof args[args.length - 1] === "function") args.pop()(name);
-    record(client, event, args[0]);
+    if (cmd.all_args) print({ ev: "event", name, event, args });
+    record(client, event, cmd.all_args ? args : args[0]);
   });
   return socket;
 }
