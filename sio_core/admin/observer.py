@@ -103,10 +103,14 @@ class AdminObserver:
 
     def serving(self) -> None:
         if self._timer is None:
-            self._tick()
+            self.tick()
 
-    def _tick(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(self.stats_interval, self._tick)
+    def tick(self) -> None:
+        """Send this worker's server_stats (and the upgrades seen since the last), then again
+        in stats_interval."""
+        if self._timer is not None:
+            self._timer.cancel()  # called early: one chain of ticks still
+        self._timer = asyncio.get_running_loop().call_later(self.stats_interval, self.tick)
         polling = 0
         for client, reported in self.clients.items():
             transport = client.conn.transport
