@@ -97,9 +97,8 @@ async def test_the_ui_lists_and_disconnects_the_sockets_of_every_worker(
         await page.locator("nav").get_by_role("link", name="Servers").click()
         servers = page.locator("tbody tr")
         await expect(servers).to_have_count(len(WORKER_IDS))
-        for worker in WORKER_IDS:
-            await expect(servers.filter(has_text=f"worker-{worker}")).to_contain_text("Healthy",
-                                                                                    ignore_case=True)
+        for row in await servers.all():
+            await expect(row).to_contain_text("Healthy", ignore_case=True)
         await page.screenshot(path=tmp_path / "admin-servers.png")
 
         await page.locator("nav").get_by_role("link", name="Sockets").click()

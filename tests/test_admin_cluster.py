@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ import pytest_asyncio
 from tests.apps.admin_app import PASSWORD, USERNAME
 from tests.support import JsonObject, ServerProcess, start_node
 from tests.test_cluster import CLIENTS_JS, WORKER_IDS, Clients, cluster_server, owner_worker
+from tests.test_redis import assert_clean_log, start_node_server
 
 pytestmark = [pytest.mark.interop, pytest.mark.asyncio(loop_scope="module")]
 
@@ -123,8 +125,9 @@ async def test_all_sockets_lists_the_sockets_of_every_worker(clients: Clients) -
     assert me["nsp"] == "/admin" and "auth" not in me["handshake"]
 
     stats: dict[str, JsonObject] = {}
-    while set(stats) != {f"worker-{n}" for n in WORKER_IDS}:
+    while len(stats) < len(WORKER_IDS):  # one server per worker
         [report] = await ui_event(clients, "ui0", "server_stats")
+        assert report["serverId"] == f"{report['hostname']}#{report['pid']}"
         stats[report["serverId"]] = report
     assert sum(s["clientsCount"] for s in stats.values()) >= len(app) + 1
     for report in stats.values():
@@ -182,3 +185,46 @@ async def test_a_session_is_good_on_every_worker(clients: Clients) -> None:
     else:
         pytest.fail(f"16 connections all landed on worker {issuer}")
     assert await refused(clients, "forged", {"sessionId": session[::-1]}) == REFUSED
+
+
+async def test_an_upgrade_is_reported_by_the_socket_s_worker(clients: Clients) -> None:
+    await open_ui(clients, "ui", LOGIN)
+    [app] = (await clients.open("app", 1, ["polling", "websocket"])).values()
+    # reported by the worker that owns the socket, which notices at its next stats tick
+    await clients.node.next_event({"ev": "event", "name": "ui0", "event": "socket_updated",
+                                   "args": [{"id": app["id"], "nsp": "/",
+                                             "transport": "websocket"}]})
+
+
+@pytest.mark.redis
+async def test_the_ui_spans_nodes_through_redis(redis_url: str, redis_prefix: str,
+                                                tmp_path: Path) -> None:
+    """Two nodes of one worker each, on a private Redis: the UI on node A sees and acts on the
+    sockets of node B, and node B accepts the session that node A made."""
+    args = (APP, "--store", redis_url, "--store-key", redis_prefix, "--shutdown-timeout", "5")
+    node_a = await start_node_server(*args, workers=1, name="A", log_path=tmp_path / "a.log")
+    node_b = await start_node_server(*args, workers=1, name="B", log_path=tmp_path / "b.log")
+    try:
+        async with await start_node(CLIENTS_JS, node_a.url) as on_a, \
+                await start_node(CLIENTS_JS, node_b.url) as on_b:
+            at_a, at_b = Clients(on_a), Clients(on_b)
+            apps = await at_b.open("app", 3, ["websocket"])
+            await open_ui(at_a, "ui", LOGIN)
+            [sockets] = await ui_event(at_a, "ui0", "all_sockets")
+            listed = {s["id"]: s for s in sockets}
+            for app in apps.values():
+                assert listed[app["id"]]["clientId"] == app["sid"][:12]
+            name, target = next(iter(apps.items()))
+            await at_a.emit_no_ack(["ui0"], "_disconnect", "/", False, target["id"])
+            event = await on_b.next_event({"ev": "disconnect", "name": name}, timeout=10)
+            assert event["reason"] == "io server disconnect"
+            await ui_event(at_a, "ui0", "socket_disconnected", "/", target["id"])
+
+            [session] = await ui_event(at_a, "ui0", "session")
+            await open_ui(at_b, "again", {"sessionId": session})
+            await ui_event(at_b, "again0", "config")
+    finally:
+        await node_a.stop()
+        await node_b.stop()
+    assert_clean_log(node_a)
+    assert_clean_log(node_b)

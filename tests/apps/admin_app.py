@@ -9,17 +9,14 @@ worker imports this module, so each is instrumented alike and reports on its own
 from __future__ import annotations
 
 from sio_core.admin import instrument
-from tests.apps.cluster_app import WORKER, io
+from tests.apps.cluster_app import io
 
 USERNAME = "admin"
 PASSWORD = "correct horse"
 #: bcrypt.hashpw(PASSWORD, bcrypt.gensalt(6)): a low cost, for quick tests (the default is 12)
 PASSWORD_HASH = "$2b$06$5igZwsmhz9ZBvsh/Ieoz7.cEHkSxdIz7trtfIMQRr93b9Y3Xz38KC"
 
-instrument(
-    io,
-    auth={"type": "basic", "username": USERNAME, "password": PASSWORD_HASH},
-    server_id=f"worker-{WORKER}",
-)
+# each worker is a server of its own in the UI: "<hostname>#<pid>" (the default server_id)
+instrument(io, auth={"type": "basic", "username": USERNAME, "password": PASSWORD_HASH})
 
 __all__ = ["io"]
