@@ -2,10 +2,11 @@
 
 How this works, as ``@socket.io/admin-ui``'s basic authentication: the UI connects with
 ``auth = {username, password}``; a match (the username compared in constant time, the
-password checked against the bcrypt hash in a thread, since a check costs ~50 ms of CPU)
-admits the socket, which then receives ``session`` with a new session id; the UI keeps it
-and, when the page is loaded again, connects with ``auth = {sessionId}`` instead. Anything
-else is refused with CONNECT_ERROR "invalid credentials", the UI's cue to ask again.
+password checked against the bcrypt hash in a thread, since a check costs ~50 ms of CPU at
+cost 10) admits the socket, which then receives ``session`` with a new session id; the UI
+keeps it and, when the page is loaded again, connects with ``auth = {sessionId}`` instead.
+Anything else is refused with CONNECT_ERROR "invalid credentials", the UI's cue to ask
+again.
 
 Sessions across workers and nodes: a session is kept by the worker that made it (the
 JavaScript admin's InMemoryStore). A worker that does not know a session id asks the
