@@ -96,8 +96,14 @@ class AdminObserver:
         self._started = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
 
+    def _heard(self) -> bool:
+        """Whether a report can reach a UI: one is connected here, or other workers may have
+        one (the others are not asked: the JavaScript admin emits to its adapter alike)."""
+        return bool(self.admin.sockets) or self.io.cluster is not None
+
     def _emit(self, event: str, *args: Any) -> None:
-        self.admin.emit(event, *args)
+        if self._heard():
+            self.admin.emit(event, *args)
 
     # -- the stats, every stats_interval -------------------------------------------------
 
@@ -169,7 +175,8 @@ class AdminObserver:
             socket.on_any(lambda event, *args: self._emit(
                 "event_received", socket.namespace.name, socket.id, plain([event, *args]),
                 timestamp()))
-        self._emit("socket_connected", serialize_socket(socket), timestamp())
+        if self._heard():
+            self._emit("socket_connected", serialize_socket(socket), timestamp())
 
     def _data_changed(self, socket: Socket) -> None:
         self._emit("socket_updated", {"id": socket.id, "nsp": socket.namespace.name,
@@ -196,7 +203,7 @@ class AdminObserver:
     def broadcast_sent(self, namespace: Namespace, data: list[Any], parts: list[str | bytes],
                        opts: BroadcastOptions, count: int) -> None:
         self._count_out(parts, count)
-        if self.development and namespace is not self.admin and count:
+        if self.development and namespace is not self.admin and count and self._heard():
             when = timestamp()
             for socket in list(namespace.adapter.match(opts)):
                 self._emit("event_sent", namespace.name, socket.id, data, when)
