@@ -14,8 +14,8 @@
 //    "namespace":"/admin","auth":{...},"all_args":true}
 //       opens the clients (to the namespace, "/" if none, with that auth); prints
 //       {"ev":"opened","group","clients":{name: client}} once each has connected (client as in
-//       "stats"). With "all_args", each event is recorded with all its arguments (a list),
-//       not its first one only, and printed as it comes: {"ev":"event","name","event","args"}.
+//       "stats"). With "all_args", each event is also printed as it comes, with all its
+//       arguments: {"ev":"event","name","event","args"}.
 //   {"op":"emit","tag":"t","group":"g","event":"bcast","args":[...],"ack":true}
 //       each client emits; in args (at any depth) the string "$id" becomes that client's socket
 //       id and "$name" its name. With "ack": prints {"ev":"acks","tag","acks":{name: first ack argument}} once
@@ -142,9 +142,11 @@ function openClient(name, cmd) {
   });
   socket.onAny((event, ...args) => {
     if (args.length && typeof args[args.length - 1] === "function") args.pop()(name);
-    if (cmd.all_args) print({ ev: "event", name, event, args });
-    record(client, event, cmd.all_args ? args : args[0]);
+    record(client, event, args[0]);
   });
+  if (cmd.all_args) {
+    socket.onAny((event, ...args) => print({ ev: "event", name, event, args }));
+  }
   return socket;
 }
 
