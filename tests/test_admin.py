@@ -180,6 +180,8 @@ async def test_login_then_session(io: Server) -> None:
     again = await ui(io, {"sessionId": session})
     assert [e[0] for e in again.events()] == ["room_joined", "socket_connected", "config",
                                               "all_sockets"]
+    assert [s.handshake.auth for s in io.namespaces["/admin"].sockets.values()] == [
+        {"username": "admin"}, {}]
     forged = await ui(io, {"sessionId": session[::-1]})
     assert forged.packets()[0].type is sio.PacketType.CONNECT_ERROR
 

@@ -155,11 +155,11 @@ class Authenticator:
 
     async def __call__(self, socket: Socket) -> None:
         given = socket.handshake.auth
-        session_id = given.get("sessionId")
+        # credentials are not kept where fetch_sockets would hand them to every worker
+        session_id = given.pop("sessionId", None)
+        password = given.pop("password", None)
         if isinstance(session_id, str) and await self._sessions.exists(session_id):
             return
-        # not kept where fetch_sockets would hand it to every worker
-        password = given.pop("password", None)
         if await self._auth.check(given.get("username"), password):
             self._issued[socket] = self._sessions.create()
             return

@@ -114,10 +114,11 @@ def instrument(io: Server, *, auth: Any, **options: Any) -> AdminObserver:
     observer = AdminObserver(io, admin, development=development, server_id=opts.server_id,
                              stats_interval=opts.stats_interval)
     io.observer = observer
+    actions = None if opts.readonly else _UIActions(io)
 
     def connection(socket: Socket) -> Any:
-        if not opts.readonly:
-            _UIActions(io).register(socket)
+        if actions is not None:
+            actions.register(socket)
         session = authenticator.take_session(socket) if authenticator is not None else None
         if session is not None:
             socket.emit("session", session)
