@@ -1,4 +1,5 @@
-"""The one build step pyproject.toml cannot say: the wheel ships the official JavaScript client.
+"""The one build step pyproject.toml cannot say: the wheel ships the official JavaScript client,
+and the Socket.IO admin UI's page.
 
 The chat demo's page (and any page of an application) loads ``/socket.io/socket.io.js``, which
 the server hands out as the reference server does (Config.serve_client). A wheel installed on a
@@ -8,8 +9,12 @@ scripts/setup.sh) into ``sio_core/client_dist/``, with that package's LICENSE be
 bundle is a build input: it is never committed to the repository. An sdist carries it (see
 MANIFEST.in), so a wheel built from the sdist has it too.
 
+The admin UI (``serve --admin-ui``, sio_core.admin.ui) is the ``ui/dist`` folder of the npm
+package ``@socket.io/admin-ui``, pinned the same way: the build copies it, without its source
+maps, into ``sio_core/admin/ui_dist/``, with that package's LICENSE beside it.
+
 An editable install (``pip install -e .``, what scripts/setup.sh does) copies nothing: the
-server finds the bundle in the checkout's node_modules.
+server finds both in the checkout's node_modules.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ CLIENT_PACKAGE = ROOT / "node_modules" / "socket.io-client"
 #: what sio_core.server.client_files serves, and the licence it comes under
 BUNDLE = [f"dist/socket.io{kind}.js{suffix}" for kind in ("", ".min", ".esm.min")
           for suffix in ("", ".map")] + ["LICENSE"]
+ADMIN_UI_PACKAGE = ROOT / "node_modules" / "@socket.io" / "admin-ui"
 
 
 class BuildWithClient(build_py):
@@ -41,6 +47,14 @@ class BuildWithClient(build_py):
         target.mkdir(parents=True, exist_ok=True)
         for name in BUNDLE:
             shutil.copyfile(CLIENT_PACKAGE / name, target / Path(name).name)
+        ui = ADMIN_UI_PACKAGE / "ui" / "dist"
+        if not (ui / "index.html").is_file() or not (ADMIN_UI_PACKAGE / "LICENSE").is_file():
+            raise SystemExit(
+                f"the wheel ships the admin UI from {ADMIN_UI_PACKAGE}, which lacks ui/dist or"
+                " its LICENSE: run `npm ci` (or `bash scripts/setup.sh`) first")
+        target = Path(self.build_lib) / "sio_core" / "admin" / "ui_dist"
+        shutil.copytree(ui, target, ignore=shutil.ignore_patterns("*.map"), dirs_exist_ok=True)
+        shutil.copyfile(ADMIN_UI_PACKAGE / "LICENSE", target / "LICENSE")
 
 
 setup(cmdclass={"build_py": BuildWithClient})

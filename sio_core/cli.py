@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allowed CORS origin ('*' for any); repeatable")
     serve.add_argument("--static", default=None, type=_directory,
                        help="directory served at /")
+    serve.add_argument("--admin-ui", action="store_true",
+                       help="serve the Socket.IO admin UI at /admin/ (the application calls"
+                            " sio_core.admin.instrument)")
     serve.add_argument("--workers", default="1", type=_workers,
                        help="worker processes on one port: a number, or 'auto' (one per CPU)")
     serve.add_argument("--store", default=None, type=_store_url,
@@ -187,6 +190,10 @@ def config_from_args(args: argparse.Namespace, base: Config) -> Config:
         changes["cors_allowed_origins"] = "*" if "*" in args.cors_origin else args.cors_origin
     if args.static:
         changes["static_dir"] = args.static
+    if args.admin_ui:
+        from .admin.ui import ui_files
+
+        changes["static_files"] = {**base.static_files, **ui_files()}
     return replace(base, **changes)
 
 
@@ -303,6 +310,14 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("cannot load application %r: %s: %s", args.app, type(exc).__name__, exc)
         return 2
     workers: int = args.workers
+    if args.admin_ui:
+        from .admin.ui import ui_files
+
+        try:
+            ui_files()
+        except FileNotFoundError as exc:
+            logger.error("--admin-ui: %s", exc)
+            return 2
     if args.store and not os.environ.get(ENV_OWNER):
         problem = check_store(args.store)
         if problem is not None:

@@ -130,8 +130,8 @@ async def poll_until(condition: Callable[[], bool], what: str, timeout: float) -
 
 
 async def cluster_server(log_path: Path, *options: str, port: int | None = None,
-                         workers: int = WORKERS) -> ServerProcess:
-    server = ServerProcess(APP, "--workers", str(workers), *options, log_path=log_path,
+                         workers: int = WORKERS, app: str = APP) -> ServerProcess:
+    server = ServerProcess(app, "--workers", str(workers), *options, log_path=log_path,
                            port=port, stop_timeout=15)
     await server.start()
     try:
@@ -166,10 +166,13 @@ class Clients:
         return f"t{next(self._tags)}"
 
     async def open(self, group: str, count: int, transports: Sequence[str], *,
-                   reconnection: bool = True, timeout: float = 30.0) -> dict[str, JsonObject]:
-        """Open ``count`` clients named ``<group><i>``; their state once all are connected."""
+                   reconnection: bool = True, timeout: float = 30.0,
+                   **options: Any) -> dict[str, JsonObject]:
+        """Open ``count`` clients named ``<group><i>``; their state once all are connected.
+        ``options``: the open command's others (namespace, auth, all_args)."""
         await self.node.send({"op": "open", "group": group, "count": count,
-                              "transports": list(transports), "reconnection": reconnection})
+                              "transports": list(transports), "reconnection": reconnection,
+                              **options})
         event = await self.node.next_event({"ev": "opened", "group": group}, timeout)
         clients: dict[str, JsonObject] = event["clients"]
         return clients

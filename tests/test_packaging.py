@@ -1,5 +1,6 @@
 """The wheel, installed where there is no checkout and no node: ``python -m sio_core serve`` brings
-up the chat demo, with the official client bundle the wheel ships (setup.py, pyproject.toml).
+up the chat demo, with the official client bundle the wheel ships (setup.py, pyproject.toml), and
+with ``--admin-ui`` the admin UI's page, which the wheel ships too.
 
 How this works (once for the module):
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from playwright.async_api import Browser
 
 CLIENT_PACKAGE = NODE_MODULES / "socket.io-client"
+ADMIN_UI_PACKAGE = NODE_MODULES / "@socket.io" / "admin-ui"
 BUNDLE = ["socket.io.js", "socket.io.js.map", "socket.io.min.js", "socket.io.min.js.map",
           "socket.io.esm.min.js", "socket.io.esm.min.js.map"]
 
@@ -69,6 +72,8 @@ def build_wheel(work: Path) -> Path:
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO_ROOT / name, source / name)
     shutil.copytree(CLIENT_PACKAGE, source / "node_modules" / "socket.io-client", symlinks=True)
+    shutil.copytree(ADMIN_UI_PACKAGE, source / "node_modules" / "@socket.io" / "admin-ui",
+                    symlinks=True)
     out = work / "dist"
     run(sys.executable, "-m", "pip", "wheel", source, "--no-deps", "--no-build-isolation",
         "--no-index", "-q", "-w", out)
@@ -134,6 +139,16 @@ def test_the_wheel_ships_the_demo_and_the_client_bundle(installed: Installed) ->
             (CLIENT_PACKAGE / "LICENSE").read_bytes()
     assert {"sio_core/demo/__init__.py", "sio_core/demo/app.py",
             "sio_core/demo/static/index.html"} <= names
+    ui = ADMIN_UI_PACKAGE / "ui" / "dist"
+    shipped = {n.removeprefix("sio_core/admin/ui_dist/") for n in names
+               if n.startswith("sio_core/admin/ui_dist/")}
+    assert shipped == {p.relative_to(ui).as_posix() for p in ui.rglob("*")
+                       if p.is_file() and p.suffix != ".map"} | {"LICENSE"}
+    with zipfile.ZipFile(installed.wheel) as archive:
+        assert archive.read("sio_core/admin/ui_dist/index.html") == \
+            (ui / "index.html").read_bytes()
+        assert archive.read("sio_core/admin/ui_dist/LICENSE") == \
+            (ADMIN_UI_PACKAGE / "LICENSE").read_bytes()
     assert not [n for n in names if n.startswith(("tests/", "web/", "node_modules/"))], names
 
 
@@ -148,8 +163,8 @@ async def wheel_server(installed: Installed, tmp_path: Path) -> AsyncIterator[Se
     where = run(installed.python, "-c", "import sio_core; print(sio_core.__file__)", cwd=cwd,
                 env=env)
     assert Path(where.strip()).is_relative_to(installed.python.parent.parent), where
-    async with ServerProcess(log_path=tmp_path / "server.log", python=str(installed.python),
-                             cwd=cwd, env=env) as server:
+    async with ServerProcess("--admin-ui", log_path=tmp_path / "server.log",
+                             python=str(installed.python), cwd=cwd, env=env) as server:
         yield server
 
 
@@ -167,6 +182,15 @@ async def test_the_installed_wheel_serves_the_chat_page_and_the_client(
                 assert resp.status == 200, name
                 assert resp.content_type == "application/javascript", name
                 assert await resp.read() == (CLIENT_PACKAGE / "dist" / name).read_bytes()
+        # serve --admin-ui: the admin UI's page, from the wheel's copy
+        async with http.get(wheel_server.url + "/admin/") as resp:
+            page = await resp.text()
+            assert resp.status == 200 and resp.content_type == "text/html", page
+        assert "<title>Socket.IO Admin UI</title>" in page
+        [script] = re.findall(r'<script src="(js/app\.[0-9a-f]+\.js)">', page)
+        async with http.get(f"{wheel_server.url}/admin/{script}") as resp:
+            assert resp.status == 200 and resp.content_type == "application/javascript"
+            assert await resp.read() == (ADMIN_UI_PACKAGE / "ui" / "dist" / script).read_bytes()
     assert "Traceback" not in wheel_server.log_text()
 
 

@@ -40,27 +40,41 @@ class Adapter:
 
     def add_all(self, sid: str, rooms: Iterable[str]) -> None:
         mine = self.sids.setdefault(sid, set())
+        observer = self.namespace.server.observer
+        if observer is not None:
+            rooms = [room for room in rooms if room not in mine]  # told of entries only
         for room in rooms:
             mine.add(room)
             self.rooms.setdefault(room, set()).add(sid)
+        if observer is not None:
+            for room in rooms:
+                observer.room_joined(self.namespace, room, sid)
 
     def delete(self, sid: str, room: str) -> None:
         mine = self.sids.get(sid)
-        if mine is not None:
-            mine.discard(room)
+        if mine is None or room not in mine:
+            return
+        mine.discard(room)
+        self._remove_member(room, sid)
+        observer = self.namespace.server.observer
+        if observer is not None:
+            observer.room_left(self.namespace, room, sid)
+
+    def delete_all(self, sid: str) -> None:
+        mine = self.sids.pop(sid, set())
+        for room in mine:
+            self._remove_member(room, sid)
+        observer = self.namespace.server.observer
+        if observer is not None:
+            for room in mine:
+                observer.room_left(self.namespace, room, sid)
+
+    def _remove_member(self, room: str, sid: str) -> None:
         members = self.rooms.get(room)
         if members is not None:
             members.discard(sid)
             if not members:
                 del self.rooms[room]
-
-    def delete_all(self, sid: str) -> None:
-        for room in self.sids.pop(sid, set()):
-            members = self.rooms.get(room)
-            if members is not None:
-                members.discard(sid)
-                if not members:
-                    del self.rooms[room]
 
     def socket_rooms(self, sid: str) -> set[str]:
         return set(self.sids.get(sid, ()))
@@ -92,18 +106,22 @@ class Adapter:
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> int:
         """Deliver to the matching local sockets; returns how many got it."""
-        packets = [engineio.message(part) for part in sio.encode(packet)]
+        parts = sio.encode(packet)
+        packets = [engineio.message(part) for part in parts]
         count = 0
         volatile = opts.volatile
         if opts.rooms or opts.except_rooms or volatile:
             for socket in self.match(opts):
                 if socket.client.send_packets(packets, volatile=volatile):
                     count += 1
-            return count
-        # everyone in the namespace (io.emit): the loop that fan-out is, kept minimal
-        for socket in list(self.namespace.sockets.values()):
-            if socket.client.conn.send_packets(packets):
-                count += 1
+        else:
+            # everyone in the namespace (io.emit): the loop that fan-out is, kept minimal
+            for socket in list(self.namespace.sockets.values()):
+                if socket.client.conn.send_packets(packets):
+                    count += 1
+        observer = self.namespace.server.observer
+        if observer is not None:
+            observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
         return count
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
@@ -112,13 +130,17 @@ class Adapter:
         Returns how many clients were sent the packet (so the caller knows how many acks
         to wait for)."""
         assert packet.id is not None
-        packets = [engineio.message(part) for part in sio.encode(packet)]
+        parts = sio.encode(packet)
+        packets = [engineio.message(part) for part in parts]
         count = 0
         ack_id = packet.id
         for socket in self.match(opts):
             if socket.client.send_packets(packets, volatile=opts.volatile):
                 socket.expect_ack(ack_id, _bind(on_ack, socket.id))
                 count += 1
+        observer = self.namespace.server.observer
+        if observer is not None:
+            observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
         return count
 
     def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None:

@@ -233,8 +233,14 @@ class Namespace(EventEmitter, _Operators):
             return
         self.sockets[socket.id] = socket
         client.add(socket)
-        socket.on_connected()
+        # the reply first: joining its own room may make an observer emit to this namespace,
+        # which this socket must not hear of before its CONNECT (the reference's order lets
+        # the admin UI's room_joined reach an admin socket ahead of its CONNECT)
         client.send_packet(sio.Packet(sio.PacketType.CONNECT, self.name, {"sid": socket.id}))
+        socket.on_connected()
+        observer = self.server.observer
+        if observer is not None:
+            observer.socket_connected(socket)
         for event in ("connection", "connect"):
             for listener in self._take(event):
                 handlers.call(listener.fn, (socket,), f"{event} on {self!r}")

@@ -23,6 +23,7 @@ from .broadcast import BroadcastOperator
 from .client import Client
 from .cluster import Cluster
 from .namespace import Middleware, Namespace, ParentNamespace, _Operators
+from .observer import Observer
 
 logger = logging.getLogger("sio_core.socketio")
 
@@ -36,6 +37,8 @@ class Server(_Operators):
         self.cluster: Cluster | None = None
         self._parents: list[ParentNamespace] = []
         self._warned_full = False
+        #: told of connections, sockets, rooms and events (the admin UI's instrumentation)
+        self.observer: Observer | None = None
         #: the main namespace, as ``io.sockets`` in the JavaScript server
         self.sockets: Namespace = self.of("/")
 
@@ -136,6 +139,8 @@ class Server(_Operators):
     def engine_handler(self, config: Config) -> Server:
         """Adopt the runtime's final config (CLI flags applied) and serve as its handler."""
         self.config = config
+        if self.observer is not None:
+            self.observer.serving()
         return self
 
     def stats(self) -> dict[str, int]:
@@ -144,13 +149,19 @@ class Server(_Operators):
                 "dynamic_namespaces": sum(len(p.children) for p in self._parents)}
 
     def on_open(self, socket: EngineSocket) -> None:
-        socket.context = Client(self, socket)
+        client = socket.context = Client(self, socket)
+        if self.observer is not None:
+            self.observer.client_opened(client)
 
     def on_message(self, socket: EngineSocket, data: str | bytes) -> None:
         client: Client = socket.context
+        if self.observer is not None:
+            self.observer.message_received(data)
         client.on_message(data)
 
     def on_close(self, socket: EngineSocket, reason: CloseReason) -> None:
         client: Client | None = socket.context
         if client is not None:
             client.on_close(reason)
+            if self.observer is not None:
+                self.observer.client_closed(client, reason)

@@ -137,9 +137,13 @@ class Socket(EventEmitter):
         packet = event_packet(self.namespace.name, event, args, ack_id)
         if not self.connected:
             return None
-        if self.client.send_parts(sio.encode(packet), volatile=volatile) and ack_id is not None:
+        parts = sio.encode(packet)
+        if self.client.send_parts(parts, volatile=volatile) and ack_id is not None:
             assert callback is not None
             self.expect_ack(ack_id, callback)
+        observer = self.server.observer
+        if observer is not None:
+            observer.event_sent(self, packet.data, parts)
         return ack_id
 
     def expect_ack(self, ack_id: int, callback: Callable[..., Any]) -> None:
@@ -277,6 +281,9 @@ class Socket(EventEmitter):
             failer = getattr(callback, "fail", None)
             if failer is not None:
                 failer(DisconnectedError(reason))
+        observer = self.server.observer
+        if observer is not None:
+            observer.socket_disconnected(self, reason)
         self._dispatch_local("disconnect", reason)
 
     def _dispatch_local(self, event: str, *args: Any) -> None:

@@ -10,9 +10,12 @@
 // (the engine sid), "$disconnect" (the reason) and "$upgrade" (the transport name).
 //
 // Commands:
-//   {"op":"open","group":"g","count":20,"transports":["polling"],"reconnection":true}
-//       opens the clients; prints {"ev":"opened","group","clients":{name: client}} once each has
-//       connected (client as in "stats").
+//   {"op":"open","group":"g","count":20,"transports":["polling"],"reconnection":true,
+//    "namespace":"/admin","auth":{...},"all_args":true}
+//       opens the clients (to the namespace, "/" if none, with that auth); prints
+//       {"ev":"opened","group","clients":{name: client}} once each has connected (client as in
+//       "stats"). With "all_args", each event is also printed as it comes, with all its
+//       arguments: {"ev":"event","name","event","args"}.
 //   {"op":"emit","tag":"t","group":"g","event":"bcast","args":[...],"ack":true}
 //       each client emits; in args (at any depth) the string "$id" becomes that client's socket
 //       id and "$name" its name. With "ack": prints {"ev":"acks","tag","acks":{name: first ack argument}} once
@@ -102,12 +105,13 @@ function substitute(value, name, socket) {
 }
 
 function openClient(name, cmd) {
-  const socket = io(url, {
+  const socket = io(url + (cmd.namespace || ""), {
     forceNew: true,
     transports: cmd.transports || ["polling", "websocket"],
     reconnection: cmd.reconnection !== false,
     reconnectionDelay: 100,
     reconnectionDelayMax: 500,
+    auth: cmd.auth || {},
   });
   const client = { socket, received: {}, sids: [] };
   clients.set(name, client);
@@ -140,6 +144,9 @@ function openClient(name, cmd) {
     if (args.length && typeof args[args.length - 1] === "function") args.pop()(name);
     record(client, event, toJson(args[0]));
   });
+  if (cmd.all_args) {
+    socket.onAny((event, ...args) => print({ ev: "event", name, event, args }));
+  }
   return socket;
 }
 
