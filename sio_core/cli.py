@@ -191,7 +191,7 @@ def config_from_args(args: argparse.Namespace, base: Config) -> Config:
 
 async def _serve(args: argparse.Namespace, app: Any) -> int:
     from .control import WorkerControl
-    from .server import EngineServer
+    from .engine.server import EngineServer
     from .stores.base import Store
     from .supervisor import ENV_HUB, ENV_OWNER, ENV_REUSE_PORT
 

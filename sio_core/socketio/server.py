@@ -16,9 +16,9 @@ from dataclasses import replace
 from typing import Any
 
 from ..config import Config
+from ..engine.socket import EngineSocket
 from ..protocol.session import CloseReason
 from ..stores.base import Store
-from ..transports.engine_socket import EngineSocket
 from .broadcast import BroadcastOperator
 from .client import Client
 from .cluster import Cluster

@@ -14,7 +14,7 @@ at once, in that order. A handler whose answer must wait returns a Future (await
 task); everything it did before returning happened in arrival order. ``ask`` transmits
 before it returns, so requests asked in turn arrive in turn (``request`` is its coroutine
 form, which transmits only once it runs). The forwarding of a session's requests to its
-owner relies on this (sio_core/forwarding.py).
+owner relies on this (sio_core/engine/forwarding.py).
 """
 
 from __future__ import annotations

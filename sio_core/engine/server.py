@@ -1,4 +1,4 @@
-"""The per-worker server: accepts connections, routes HTTP requests, owns Engine.IO sessions.
+"""The per-worker Engine.IO server: accepts connections, routes requests, owns sessions.
 
 How this works: every HTTP request lands in :meth:`EngineServer.handle`. Requests under
 ``config.path`` are Engine.IO: the query is verified in the reference server's order
@@ -16,57 +16,31 @@ import json
 import logging
 import socket as socket_module
 from collections.abc import Awaitable, Coroutine, Sequence
-from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .exceptions import (
+from ..config import Config
+from ..exceptions import (
     BadHandshakeMethod,
     BadRequest,
-    EngineIOProtocolError,
     HTTPError,
-    PayloadTooLarge,
     ShuttingDown,
     UnknownSession,
     UnknownTransport,
     UnsupportedProtocolVersion,
 )
+from ..http.connection import HTTPConnection
+from ..http.cors import cors_headers, preflight
+from ..http.messages import Request, Response, error_response, text_response
+from ..http.static import StaticFiles, client_files
+from ..protocol import engineio
+from ..protocol.session import CloseReason, EngineSession, Timing, Transport
+from ..protocol.sid import new_sid, owner_of
+from ..stores.base import Store
+from . import polling, websocket
 from .forwarding import Forwarding
-from .protocol import engineio
-from .protocol.session import CloseReason, EngineSession, Timing, Transport
-from .protocol.sid import new_sid, owner_of
-from .stores.base import Store
-from .transports import websocket
-from .transports.cors import cors_headers, preflight
-from .transports.engine_socket import EngineHandler, EngineSocket
-from .transports.http import HTTPConnection, Request, Response, text_response
-from .transports.static import StaticFiles
+from .socket import EngineHandler, EngineSocket
 
 logger = logging.getLogger("sio_core.server")
-
-_PLAIN = "text/plain; charset=UTF-8"
-
-
-#: the official client bundle in an installed wheel (copied there at build time: setup.py)
-PACKAGED_CLIENT = Path(__file__).resolve().parent / "client_dist"
-_CLIENT_FILES = ("socket.io.js", "socket.io.js.map", "socket.io.min.js", "socket.io.min.js.map",
-                 "socket.io.esm.min.js", "socket.io.esm.min.js.map")
-
-
-def client_files(config: Config) -> dict[str, str]:
-    """URL -> file for the official client bundle, when it is installed."""
-    if not config.serve_client:
-        return {}
-    candidates = [Path(config.client_dist_dir)] if config.client_dist_dir else [
-        PACKAGED_CLIENT,
-        Path.cwd() / "node_modules/socket.io-client/dist",
-        Path(__file__).resolve().parent.parent / "node_modules/socket.io-client/dist",
-    ]
-    for directory in candidates:
-        if (directory / "socket.io.js").is_file():
-            return {config.path + name: str(directory / name) for name in _CLIENT_FILES
-                    if (directory / name).is_file()}
-    return {}
 
 
 class EngineServer:
@@ -76,8 +50,10 @@ class EngineServer:
         self.config = config or Config()
         self.owner = owner
         self.store = store
-        self.forwarding = Forwarding(self, store) if store is not None else None
         self.sockets: dict[str, EngineSocket] = {}
+        self.forwarding = Forwarding(
+            store, self.config, find_session=self.sockets.get,
+            accept_websocket=self._accept_websocket) if store is not None else None
         self.static = StaticFiles(self.config.static_dir,
                                   {**client_files(self.config), **self.config.static_files})
         self.connections: set[HTTPConnection] = set()
@@ -207,7 +183,7 @@ class EngineServer:
             try:
                 return self._engine(request, conn, headers)
             except HTTPError as exc:
-                return self.error_response(exc, headers, close=request.upgrade)
+                return error_response(exc, headers, close=request.upgrade)
         if request.upgrade:
             return text_response(400, "Bad Request")
         if self.static:
@@ -238,9 +214,9 @@ class EngineServer:
             if socket.transport != "polling":
                 raise BadRequest()  # polling after the upgrade (reference: 400 code 3)
             if request.method == "GET":
-                return self._poll(socket, headers)
+                return polling.get(socket, headers)
             if request.method == "POST":
-                return self._post(socket, request, headers)
+                return polling.post(socket, request.body, headers, self.config)
             raise BadRequest()
         if request.method != "GET":
             raise BadHandshakeMethod()
@@ -257,7 +233,7 @@ class EngineServer:
     def _forward(self, owner: str, sid: str, transport: str, is_ws_upgrade: bool,
                  request: Request, conn: HTTPConnection,
                  headers: list[tuple[str, str]]) -> Awaitable[Response | None]:
-        """A session of another worker: its owner answers (sio_core/forwarding.py)."""
+        """A session of another worker: its owner answers (forwarding.py)."""
         forwarding = self.forwarding
         if forwarding is None or not forwarding.owns_route(owner):
             raise UnknownSession()  # a forged owner, or a worker that is gone
@@ -317,11 +293,10 @@ class EngineServer:
         open_packet = socket.core.handshake(upgrades=self._upgrades(Transport.POLLING),
                                             max_payload=self.config.max_payload)
         socket.opened()
-        body = engineio.encode_payload([open_packet]).encode()
-        return Response(200, [("Content-Type", _PLAIN), *headers], body)
+        return polling.payload_response([open_packet], headers)
 
     def _open_websocket(self, request: Request, conn: HTTPConnection) -> Response | None:
-        ws = websocket.accept(request, conn, self.config, self.websockets)
+        ws = self._accept_websocket(request, conn)
         if isinstance(ws, Response):
             return ws
         socket = self._new_socket(Transport.WEBSOCKET, request)
@@ -336,7 +311,7 @@ class EngineServer:
                  socket: EngineSocket) -> Response | None:
         if not self.config.allow_upgrades:
             raise BadRequest()
-        ws = websocket.accept(request, conn, self.config, self.websockets)
+        ws = self._accept_websocket(request, conn)
         if isinstance(ws, Response):
             return ws
         try:
@@ -350,47 +325,7 @@ class EngineServer:
         conn.take_over(ws, request.trailing)
         return None
 
-    # -- polling ------------------------------------------------------------------------
-
-    def _poll(self, socket: EngineSocket, headers: list[tuple[str, str]]
-              ) -> Response | asyncio.Future[Response]:
-        return socket.poll(lambda packets: self.poll_response(
-            engineio.encode_payload(packets).encode(), headers))
-
-    def _post(self, socket: EngineSocket, request: Request,
-              headers: list[tuple[str, str]]) -> Response:
-        self.process_post(socket, request.body)
-        return self.post_response(headers)
-
-    def process_post(self, socket: EngineSocket, body: bytes) -> None:
-        """The packets of a POST, received by this worker or forwarded to it."""
-        if len(body) > self.config.max_payload:
-            raise PayloadTooLarge()
-        socket.post_begin()
-        try:
-            try:
-                packets = engineio.decode_payload(
-                    body, max_packets=self.config.max_packets_per_payload)
-            except EngineIOProtocolError:
-                socket.protocol_error()
-                raise BadRequest() from None
-            socket.receive(packets)
-        finally:
-            socket.post_end()
-
-    @staticmethod
-    def error_response(exc: HTTPError, headers: list[tuple[str, str]],
-                       close: bool = False) -> Response:
-        body = exc.body()
-        if body is None:
-            return Response(exc.status, headers, b"", close=close)
-        return Response(exc.status, [("Content-Type", "application/json"), *headers],
-                        json.dumps(body, separators=(",", ":")).encode(), close=close)
-
-    @staticmethod
-    def poll_response(body: bytes, headers: list[tuple[str, str]]) -> Response:
-        return Response(200, [("Content-Type", _PLAIN), *headers], body)
-
-    @staticmethod
-    def post_response(headers: list[tuple[str, str]]) -> Response:
-        return Response(200, [("Content-Type", "text/html"), *headers], b"ok")
+    def _accept_websocket(self, request: Request, conn: HTTPConnection
+                          ) -> websocket.WebSocketConnection | Response:
+        """Answer 101 (or the refusal to send); the websocket counts for the drain."""
+        return websocket.accept(request, conn, self.config, self.websockets)

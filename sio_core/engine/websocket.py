@@ -27,8 +27,9 @@ from websockets.protocol import State as WSState
 from websockets.server import ServerProtocol
 
 from ..config import Config
+from ..http.connection import HTTPConnection
+from ..http.messages import Request, Response
 from ..protocol.engineio import TYPE_CHARS, Packet
-from .http import HTTPConnection, Request, Response
 
 logger = logging.getLogger("sio_core.websocket")
 
