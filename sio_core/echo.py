@@ -18,7 +18,7 @@ class EchoApp:
     """Implements :class:`~sio_core.engine.socket.EngineHandler`."""
 
     def on_open(self, socket: EngineSocket) -> None:
-        logger.info("open %s via %s", socket.sid, socket.transport)
+        logger.info("open %s via %s", socket.sid, socket.transport.name)
 
     def on_message(self, socket: EngineSocket, data: str | bytes) -> None:
         if data == "close me":

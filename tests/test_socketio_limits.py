@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from sio_core import ConnectionRefusedError, Server, Socket
+from sio_core.engine.polling import Polling
 from sio_core.engine.socket import EngineSocket
 from sio_core.protocol import engineio
 from sio_core.protocol.session import CloseReason, EngineSession, Timing, Transport
@@ -27,13 +28,14 @@ _sids = itertools.count()
 
 
 class Session:
-    """One client's Engine.IO session on ``server``, with no transport under it."""
+    """One client's Engine.IO session on ``server``, over polling with no GET ever pending:
+    what the server sends stays in the core, for ``received``."""
 
     def __init__(self, server: Server) -> None:
         loop = asyncio.get_running_loop()
         core = EngineSession(f"s{next(_sids)}", Transport.POLLING, Timing(25, 20), loop.time())
         self.core = core
-        self.conn = EngineSocket(core, server, lambda _: None)
+        self.conn = EngineSocket(core, server, lambda _: None, Polling())
         self.conn.opened()
 
     def send(self, *messages: str | bytes) -> None:

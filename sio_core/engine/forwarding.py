@@ -207,17 +207,23 @@ class Forwarding:
 
     # -- the owner --------------------------------------------------------------------------
 
-    def _on_poll(self, envelope: Envelope) -> Any:
-        payload = envelope.payload
+    def _polling_session(self, payload: Any) -> EngineSocket:
+        """The polling session of this worker that a forwarded GET or POST is for; raises
+        the HTTPError to answer with, as for a request received here."""
         if not isinstance(payload, dict) or not isinstance(payload.get("sid"), str):
-            return _error_reply(BadRequest())
+            raise BadRequest()
         socket = self._find(payload["sid"])
         if socket is None:
-            return _error_reply(UnknownSession())
-        if socket.transport != "polling":
-            return _error_reply(BadRequest())
+            raise UnknownSession()
+        if socket.transport.name != "polling":
+            raise BadRequest()
+        return socket
+
+    def _on_poll(self, envelope: Envelope) -> Any:
+        payload = envelope.payload
         try:
-            answer = socket.poll(_poll_reply)  # pending now, before the next envelope
+            socket = self._polling_session(payload)
+            answer = polling.poll(socket, _poll_reply)  # pending now, before the next envelope
         except HTTPError as exc:
             return _error_reply(exc)
         if isinstance(answer, asyncio.Future):
@@ -235,16 +241,11 @@ class Forwarding:
 
     def _on_post(self, envelope: Envelope) -> Any:
         payload = envelope.payload
-        if (not isinstance(payload, dict) or not isinstance(payload.get("sid"), str)
-                or not isinstance(payload.get("b"), bytes)):
-            return _error_reply(BadRequest())
-        socket = self._find(payload["sid"])
-        if socket is None:
-            return _error_reply(UnknownSession())
-        if socket.transport != "polling":
-            return _error_reply(BadRequest())
+        body = payload.get("b") if isinstance(payload, dict) else None
         try:
-            polling.receive(socket, payload["b"], self.config)
+            if not isinstance(body, bytes):
+                raise BadRequest()
+            polling.receive(self._polling_session(payload), body, self.config)
         except HTTPError as exc:
             return _error_reply(exc)
         return {"s": 200}

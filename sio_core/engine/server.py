@@ -32,13 +32,14 @@ from ..http.connection import HTTPConnection
 from ..http.cors import cors_headers, preflight
 from ..http.messages import Request, Response, error_response, text_response
 from ..http.static import StaticFiles, client_files
-from ..protocol import engineio
-from ..protocol.session import CloseReason, EngineSession, Timing, Transport
+from ..protocol.session import CloseReason, EngineSession, Timing
+from ..protocol.session import Transport as TransportKind
 from ..protocol.sid import new_sid, owner_of
 from ..stores.base import Store
 from . import polling, websocket
 from .forwarding import Forwarding
 from .socket import EngineHandler, EngineSocket
+from .transport import Transport
 
 logger = logging.getLogger("sio_core.server")
 
@@ -211,7 +212,7 @@ class EngineServer:
                 if not is_ws_upgrade:
                     raise BadRequest()
                 return self._upgrade(request, conn, socket)
-            if socket.transport != "polling":
+            if socket.transport.name != "polling":
                 raise BadRequest()  # polling after the upgrade (reference: 400 code 3)
             if request.method == "GET":
                 return polling.get(socket, headers)
@@ -256,11 +257,11 @@ class EngineServer:
     # -- handshakes ---------------------------------------------------------------------
 
     def _new_socket(self, transport: Transport, request: Request) -> EngineSocket:
-        core = EngineSession(new_sid(self.owner), transport, self._timing,
+        core = EngineSession(new_sid(self.owner), TransportKind(transport.name), self._timing,
                              asyncio.get_running_loop().time())
         # kept for socket.handshake: the parsed parts, not the raw bytes beside them
         info = dataclasses.replace(request, raw_headers=[], body=b"", trailing=b"")
-        socket = EngineSocket(core, self.handler, self._forget, request_info=info)
+        socket = EngineSocket(core, self.handler, self._forget, transport, request_info=info)
         self.sockets[socket.sid] = socket
         if self.store is not None:
             self._background(self.store.register(socket.sid, self._session_ttl))
@@ -282,15 +283,15 @@ class EngineServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _upgrades(self, transport: Transport) -> list[str]:
-        if (transport is Transport.POLLING and self.config.allow_upgrades
-                and "websocket" in self.config.transports):
+    def _upgrades(self) -> list[str]:
+        """What a polling session may upgrade to (the handshake's ``upgrades``)."""
+        if self.config.allow_upgrades and "websocket" in self.config.transports:
             return ["websocket"]
         return []
 
     def _open_polling(self, request: Request, headers: list[tuple[str, str]]) -> Response:
-        socket = self._new_socket(Transport.POLLING, request)
-        open_packet = socket.core.handshake(upgrades=self._upgrades(Transport.POLLING),
+        socket = self._new_socket(polling.Polling(), request)
+        open_packet = socket.core.handshake(upgrades=self._upgrades(),
                                             max_payload=self.config.max_payload)
         socket.opened()
         return polling.payload_response([open_packet], headers)
@@ -299,10 +300,9 @@ class EngineServer:
         ws = self._accept_websocket(request, conn)
         if isinstance(ws, Response):
             return ws
-        socket = self._new_socket(Transport.WEBSOCKET, request)
-        socket.attach_websocket(ws)
+        socket = self._new_socket(ws, request)
         open_packet = socket.core.handshake(upgrades=[], max_payload=self.config.max_payload)
-        ws.send(engineio.encode_packet(open_packet))
+        ws.send_packets([open_packet])
         conn.take_over(ws, request.trailing)
         socket.opened()
         return None
