@@ -109,7 +109,7 @@ class Forwarding:
     def _poll_timeout(self) -> float:
         config = self.config
         # a poll is answered by the next ping at the latest
-        return config.ping_interval + config.ping_timeout + 10
+        return config.ping_interval + config.ping_timeout + config.forward_timeout
 
     # -- the receiving worker ---------------------------------------------------------------
 
@@ -125,14 +125,15 @@ class Forwarding:
     def post(self, owner: str, sid: str, body: bytes,
              headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
         logger.debug("forwarding POST of %s to its owner", sid)
-        reply = self._ask(owner, Kind.POST, {"sid": sid, "b": body}, 10)
+        reply = self._ask(owner, Kind.POST, {"sid": sid, "b": body}, self.config.forward_timeout)
         return self._answer(reply, lambda r: polling.post_response(headers), headers)
 
     def upgrade(self, owner: str, sid: str, request: Request, conn: HTTPConnection,
                 headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
         logger.debug("forwarding websocket upgrade of %s to its owner", sid)
         proxy_id = f"{self.store.owner}:{next(self._ids)}"
-        reply = self.store.ask(owner, Kind.WS_OPEN, {"sid": sid, "p": proxy_id}, 10)
+        reply = self.store.ask(owner, Kind.WS_OPEN, {"sid": sid, "p": proxy_id},
+                               self.config.forward_timeout)
 
         def accept(verdict: dict[str, Any]) -> Response | None:
             ws = self._accept(request, conn)

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..protocol import engineio
 from ..protocol.engineio import NOOP, Packet
@@ -30,8 +30,10 @@ from .transport import Transport
 logger = logging.getLogger("sio_core.engine")
 
 
+@runtime_checkable
 class EngineHandler(Protocol):
-    """What the layer above (Socket.IO) receives from Engine.IO sessions."""
+    """What the layer above (Socket.IO) receives from Engine.IO sessions. (Checkable at run
+    time: ``python -m sio_core serve`` accepts a bare handler as its application.)"""
 
     def on_open(self, socket: EngineSocket) -> None: ...
 

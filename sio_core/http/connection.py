@@ -21,8 +21,9 @@ A connection's life is :class:`ConnState`, changed in few places::
 Back-pressure: answers are written as they are made, but while the transport's write
 buffer is over its high-water mark (pause_writing) no further request is answered, and
 once a few are queued the socket is no longer read: a client that pipelines requests and
-does not read the answers costs a few parsed requests (_MAX_QUEUED, and at most one
-_FEED_SLICE of them more) and the high-water mark plus one answer, not every answer.
+does not read the answers costs a few parsed requests (``max_pipelined_requests``, and at
+most one ``parse_slice`` of them more) and the high-water mark plus one answer, not every
+answer.
 """
 
 from __future__ import annotations
@@ -41,11 +42,6 @@ from .messages import Request, Response, parse_query, text_response
 
 logger = logging.getLogger("sio_core.http")
 
-#: Complete requests queued ahead of the handler before the socket is no longer read.
-_MAX_QUEUED = 8
-#: A large read is parsed this much at a time, and not further while _MAX_QUEUED requests
-#: wait: one read of tiny pipelined requests (256 KiB) cannot queue thousands of them.
-_FEED_SLICE = 16 * 1024
 #: RFC 9110 §10.1.1: the interim answer to ``Expect: 100-continue``.
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -216,22 +212,24 @@ class HTTPConnection(asyncio.Protocol):
 
     def _feed(self, data: bytes) -> None:
         """Parse ``data`` into queued requests. A large read is parsed a slice at a time and
-        kept for later once _MAX_QUEUED requests wait; the socket is then not read until
+        kept for later once max_pipelined_requests wait; the socket is then not read until
         the queue drains."""
         parser = self._parser
         queue = self._queue
+        config = self._config
+        most, step = config.max_pipelined_requests, config.parse_slice
         size = len(data)
         pos = 0
         while pos < size and self._state is _READING:
-            if len(queue) >= _MAX_QUEUED:
+            if len(queue) >= most:
                 self._unparsed = data[pos:]
                 break
-            if size <= _FEED_SLICE:  # the usual read: at once
+            if size <= step:  # the usual read: at once
                 chunk = data
                 pos = size
             else:
-                chunk = data[pos:pos + _FEED_SLICE]
-                pos += _FEED_SLICE
+                chunk = data[pos:pos + step]
+                pos += step
             try:
                 parser.feed_data(chunk)
             except httptools.HttpParserUpgrade as exc:
@@ -254,7 +252,7 @@ class HTTPConnection(asyncio.Protocol):
                 if self._state is _READING:
                     self._refuse(400)
                 return
-        if len(queue) >= _MAX_QUEUED or self._unparsed:
+        if len(queue) >= most or self._unparsed:
             self._pause_reading()
 
     def _discard(self, size: int) -> None:

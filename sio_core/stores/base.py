@@ -139,6 +139,12 @@ class Store:
         """Send an envelope: to ``envelope.target``, or to every peer when it is None."""
         raise NotImplementedError
 
+    @property
+    def health(self) -> dict[str, Any] | None:
+        """For the health answer: what the backend counts of its connection (RedisStore:
+        its outages); None when it has nothing to tell."""
+        return None
+
     # registry (sid -> owner); the base keeps nothing
     async def register(self, sid: str, ttl: float) -> None:
         return None
