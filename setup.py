@@ -27,7 +27,7 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 CLIENT_PACKAGE = ROOT / "node_modules" / "socket.io-client"
-#: what sio_core.server.client_files serves, and the licence it comes under
+#: what sio_core.http.static.client_files serves, and the licence it comes under
 BUNDLE = [f"dist/socket.io{kind}.js{suffix}" for kind in ("", ".min", ".esm.min")
           for suffix in ("", ".map")] + ["LICENSE"]
 ADMIN_UI_PACKAGE = ROOT / "node_modules" / "@socket.io" / "admin-ui"

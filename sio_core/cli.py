@@ -11,19 +11,25 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import inspect
 import logging
 import os
 import re
-import secrets
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .config import MAX_SECONDS, Config, check_count, check_path, check_seconds, check_transports
+from .exceptions import ServeError
+from .protocol.sid import new_owner
 from .stores.redis_url import parse as parse_store_url
+
+if TYPE_CHECKING:
+    from .engine.server import Service
+    from .stores.base import Store
+    from .stores.redis import RedisStore
 
 logger = logging.getLogger("sio_core")
 
@@ -163,18 +169,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_app(spec: str) -> Any:
+def load_app(spec: str) -> Service:
+    """The application ``module:attribute`` names: a Socket.IO ``Server`` or an
+    ``EngineServer`` as it is, a bare Engine.IO handler (``on_open``, ``on_message``,
+    ``on_close``) under an EngineServer of its own; a class or another callable is called
+    first, to make one."""
+    from .engine.server import EngineServer
+    from .engine.socket import EngineHandler
+    from .socketio.server import Server
+
     module_name, _, attr = spec.partition(":")
-    module = importlib.import_module(module_name)
-    obj: Any = module
+    obj: Any = importlib.import_module(module_name)
     for part in (attr or "app").split("."):
         obj = getattr(obj, part)
-    if callable(obj) and not hasattr(obj, "on_message") and not hasattr(obj, "engine_handler"):
+    ready = (Server, EngineServer, EngineHandler)
+    if inspect.isclass(obj) or (callable(obj) and not isinstance(obj, ready)):
         obj = obj()
-    return obj
+    if isinstance(obj, Server | EngineServer):
+        return obj
+    if isinstance(obj, EngineHandler):
+        return EngineServer(obj)
+    raise TypeError(f"a {type(obj).__name__}, not a Server, an EngineServer or an Engine.IO"
+                    " handler")
 
 
-def config_from_args(args: argparse.Namespace, base: Config) -> Config:
+def config_changes(args: argparse.Namespace, base: Config) -> dict[str, Any]:
+    """The Config fields the command line sets: only the options given, merged into the
+    application's own Config (Service.configure), whose other fields stay."""
     changes: dict[str, Any] = {}
     if args.path:
         changes["path"] = args.path
@@ -194,50 +215,26 @@ def config_from_args(args: argparse.Namespace, base: Config) -> Config:
         from .admin.ui import ui_files
 
         changes["static_files"] = {**base.static_files, **ui_files()}
-    return replace(base, **changes)
+    return changes
 
 
-async def _serve(args: argparse.Namespace, app: Any) -> int:
+async def _serve(args: argparse.Namespace, app: Service) -> int:
+    """One worker: ``app.serve()`` until SIGTERM or SIGINT (or the master's word), then
+    drain and ``app.close()`` within --shutdown-timeout. Under a master the drain has two
+    phases, told over its control channel (sio_core/control.py)."""
     from .control import WorkerControl
-    from .server import EngineServer
-    from .stores.base import Store
-    from .supervisor import ENV_HUB, ENV_OWNER, ENV_REUSE_PORT
+    from .supervisor import ENV_OWNER, ENV_REUSE_PORT
 
-    base = getattr(app, "config", None)
-    config = config_from_args(args, base if isinstance(base, Config) else Config())
-    handler = app.engine_handler(config) if hasattr(app, "engine_handler") else app
-    node = args.node_id or secrets.token_hex(3)
-    owner = os.environ.get(ENV_OWNER) or f"{node}-w1-{secrets.token_hex(2)}"
-    store: Store | None = None
+    app.configure(**config_changes(args, app.config))
     stop = asyncio.Event()
-    if args.store:
-        store = make_store(args.store, owner, args.store_key)
-    elif os.environ.get(ENV_HUB):
-        from .stores.hub import HubStore
-
-        hub_store = HubStore(owner, os.environ[ENV_HUB])
-        hub_store.on_lost = stop.set  # the master is gone: so are we
-        store = hub_store
-    server = EngineServer(handler, config, owner=owner, store=store)
-    if store is not None and hasattr(app, "attach_store"):
-        app.attach_store(store)
-    if store is not None:
-        # the store first: a request forwarded to us, or for a peer, must find peers known
-        try:
-            await store.start()
-        except (ConnectionError, OSError) as exc:
-            logger.error("%s", exc)
-            await store.close()
-            return 1
+    owner = os.environ.get(ENV_OWNER) or new_owner(args.node_id)
     try:
-        await server.listen(args.host, args.port,
-                            reuse_port=os.environ.get(ENV_REUSE_PORT) == "1")
-    except OSError as exc:
-        logger.error("cannot listen on %s:%s: %s", args.host, args.port, exc.strerror or exc)
-        if store is not None:
-            await store.close()
+        await app.serve(args.host, args.port, store=pick_store(args, owner, on_lost=stop.set),
+                        owner=owner, reuse_port=os.environ.get(ENV_REUSE_PORT) == "1")
+    except ServeError as exc:
+        logger.error("%s", exc)
         return 1
-    logger.info("listening on http://%s:%s%s", args.host, args.port, config.path)
+    logger.info("listening on http://%s:%s%s", args.host, args.port, app.config.path)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     if os.environ.get(ENV_OWNER):
@@ -254,19 +251,35 @@ async def _serve(args: argparse.Namespace, app: Any) -> int:
     # the master kills what is left at shutdown_timeout: keep a second for closing
     deadline = loop.time() + max(0.0, args.shutdown_timeout - 1)
     if control is not None and control.retiring:
-        server.stop_listening()  # the other workers take the new connections
-    await server.drain(deadline - loop.time())
+        app.stop_listening()  # the other workers take the new connections
+    await app.drain(deadline - loop.time())
     if control is not None:
         await control.drained(deadline - loop.time())
-    await server.close(drain_timeout=0, flush_timeout=max(0.0, deadline - loop.time()) + 0.5)
+    await app.close(max(0.0, deadline - loop.time()) + 0.5)
     if control is not None:
         control.close()
-    if store is not None:
-        await store.close()
     return 0
 
 
-def make_store(url: str, owner: str, key: str = "socket.io") -> Any:
+def pick_store(args: argparse.Namespace, owner: str,
+               on_lost: Callable[[], None]) -> Store | None:
+    """This worker's store: Redis with --store; else the master's hub when a master runs
+    the workers; else none (a lone worker)."""
+    from .supervisor import ENV_HUB
+
+    if args.store:
+        return make_store(args.store, owner, args.store_key)
+    hub = os.environ.get(ENV_HUB)
+    if not hub:
+        return None
+    from .stores.hub import HubStore
+
+    store = HubStore(owner, hub)
+    store.on_lost = on_lost  # the master is gone: so are we
+    return store
+
+
+def make_store(url: str, owner: str, key: str = "socket.io") -> RedisStore:
     """A RedisStore for any of its URL forms (ValueError naming what is wrong)."""
     from .stores.redis import RedisStore
 

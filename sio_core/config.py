@@ -135,6 +135,18 @@ class Config:
     #: Default time to wait for a client's ack when a broadcast uses .timeout().
     ack_timeout: float = 10.0
 
+    # -- Cluster (workers and nodes meeting through a store) ------------------------------
+    #: How long a request forwarded to the worker that owns its session (a POST's packets,
+    #: a websocket upgrade) waits for the owner's answer before it is answered "Session ID
+    #: unknown"; a forwarded GET waits ping_interval + ping_timeout longer, as the owner
+    #: answers it by its next ping at the latest. A round trip over the hub or Redis takes
+    #: milliseconds, and an owner that is gone is known sooner (it leaves the store's peers).
+    forward_timeout: float = 10.0
+    #: How long a cluster query (fetch_sockets) waits for the other servers; those that
+    #: have not answered by then are left out. The JavaScript redis adapter's
+    #: requestsTimeout: 5 s.
+    requests_timeout: float = 5.0
+
     # -- HTTP ------------------------------------------------------------------------------
     #: Request line (method + URL) length. 8 KiB is what nginx and Node.js allow.
     max_request_line: int = 8192
@@ -157,6 +169,21 @@ class Config:
     #: full before it reads the 413: 16 MiB covers any plausible Socket.IO message).
     #: Node.js reads and discards an unwanted body without a bound. None: unlimited.
     lingering_bytes: int | None = 16 * 1024 * 1024
+    #: Complete requests of one connection parsed ahead of their answers; with this many
+    #: waiting, the socket is not read until they are answered. A client that pipelines
+    #: requests without reading the answers so costs a few parsed requests, not every
+    #: request it sends. Browsers do not pipeline; the Engine.IO clients send a GET and a
+    #: POST at most, on two connections.
+    max_pipelined_requests: int = 8
+    #: A large read is parsed this many bytes at a time, and no further while
+    #: max_pipelined_requests wait: one 256 KiB read of tiny pipelined requests cannot
+    #: queue thousands of them. 16 KiB holds a request head of max_header_bytes.
+    parse_slice: int = 16 * 1024
+    #: Connections the kernel queues for each listening socket until they are accepted
+    #: (listen(2)'s backlog; uvicorn's default): a burst of clients reconnecting at once, as
+    #: after a restart, waits there rather than being refused. The kernel caps it at
+    #: net.core.somaxconn.
+    backlog: int = 2048
 
     # -- CORS ------------------------------------------------------------------------------
     #: None: no CORS headers (same-origin only); "*": any origin (echoed back, as the
@@ -168,6 +195,12 @@ class Config:
     #: GET here answers JSON about this worker (sessions, connections, store health);
     #: None disables it.
     health_path: str | None = "/_sio_core/health"
+    #: The longest ``close()`` takes: the drain (new sessions refused, every session closed
+    #: and its client told, the websockets' closing handshakes), then what the connections
+    #: still have to write; what is left then is cut. 10 s, as the command line's
+    #: ``--shutdown-timeout``, which bounds a worker's whole shutdown and is passed to
+    #: ``close()`` by the CLI instead.
+    shutdown_timeout: float = 10.0
 
     # -- Static files ----------------------------------------------------------------------
     #: A directory served at "/" (the chat page); None: no static files.

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import logging
 
+from .engine.socket import EngineSocket
 from .protocol.session import CloseReason
-from .transports.engine_socket import EngineSocket
 
 logger = logging.getLogger("sio_core.echo")
 
 
 class EchoApp:
-    """Implements :class:`~sio_core.transports.engine_socket.EngineHandler`."""
+    """Implements :class:`~sio_core.engine.socket.EngineHandler`."""
 
     def on_open(self, socket: EngineSocket) -> None:
-        logger.info("open %s via %s", socket.sid, socket.transport)
+        logger.info("open %s via %s", socket.sid, socket.transport.name)
 
     def on_message(self, socket: EngineSocket, data: str | bytes) -> None:
         if data == "close me":

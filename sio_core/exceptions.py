@@ -20,7 +20,9 @@
         ├── ReservedEventError      emitting "connect", "disconnect", ...
         ├── ConnectionRefusedError  raised by middleware to refuse a CONNECT
         ├── AckTimeoutError         (also a TimeoutError) acks did not all come in time
-        └── DisconnectedError       (also a ConnectionError) the socket went away
+        ├── DisconnectedError       (also a ConnectionError) the socket went away
+        └── ServeError              (also an OSError) serve() could not start: the store
+                                    unreachable, the address not available
 
 Remote errors never carry internal text to the peer: the HTTP body is built from the
 class's fixed ``code`` and ``message``, not from ``str(exc)``.
@@ -141,3 +143,8 @@ class AckTimeoutError(LocalError, TimeoutError):
 
 class DisconnectedError(LocalError, ConnectionError):
     """The socket disconnected while an ack was awaited."""
+
+
+class ServeError(LocalError, OSError):
+    """``serve()`` could not start; the message is one line saying what failed (the store
+    could not be reached, the address cannot be listened on), for a log."""

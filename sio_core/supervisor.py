@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .control import DRAINED, ENV_CONTROL_FD, EXIT, PING, PONG, READY, RETIRE, Channel
+from .protocol.sid import new_owner
 from .stores.hub import Hub
 
 logger = logging.getLogger("sio_core.supervisor")
@@ -118,12 +119,8 @@ class Supervisor:
 
     # -- workers ----------------------------------------------------------------------------
 
-    def _owner(self, index: int) -> str:
-        # a new nonce on every start: requests for a dead worker's sessions are "unknown"
-        return f"{self.options.node_id}-w{index}-{secrets.token_hex(2)}"
-
     def _spawn(self, index: int) -> _Worker:
-        owner = self._owner(index)
+        owner = new_owner(self.options.node_id, index)
         env = dict(os.environ)
         env[ENV_WORKER_ID] = str(index)
         env[ENV_OWNER] = owner

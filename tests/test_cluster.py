@@ -7,7 +7,7 @@ handshake; its owner is in the sid (``<token>.<node>-w<N>-<nonce>``) and any req
 land on any worker, which forwards it to the owner.
 
 Where the requests landed: each worker logs, at DEBUG, every request it forwards to a session's
-owner ("forwarding GET of <sid> to its owner", sio_core/forwarding.py), under its
+owner ("forwarding GET of <sid> to its owner", sio_core/engine/forwarding.py), under its
 ``[worker #N]`` prefix. The module's server runs with ``--log-level debug`` so the tests can tell,
 per session, which workers its requests came through.
 

@@ -18,7 +18,7 @@ deployments of ``sio_core.echo:app`` (every message comes back to its sender): o
 ``serve --workers 4`` (the kernel spreads connections, the master relays); and two nodes sharing
 a private redis-server behind the round-robin proxy of ``tests/proxy.py``.
 The multi-process deployments log at DEBUG, so each worker's "forwarding GET of <sid> to its
-owner" (sio_core/forwarding.py) shows where a session's requests landed.
+owner" (sio_core/engine/forwarding.py) shows where a session's requests landed.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import pytest
 
 from sio_core.config import Config
 from sio_core.echo import EchoApp
+from sio_core.engine.server import EngineServer
 from tests.conftest import ServerFactory
 from tests.support import ServerProcess, scaled
 
@@ -38,16 +39,11 @@ SERVER_ARGS = (APP, "--max-payload", str(MAX_PAYLOAD), "--cors-origin", ORIGIN,
                # a failed test may leave a polling session behind: do not wait long for it
                "--shutdown-timeout", "2")
 
-#: The request timeout has no command-line flag: this app carries a Config of its own, which
-#: ``serve`` starts from (``serve tests.test_http_errors:QUICK_TIMEOUT_APP``).
+#: The request timeout has no command-line flag: this app is an EngineServer with a Config of
+#: its own, which ``serve`` starts from (``serve tests.test_http_errors:QUICK_TIMEOUT_APP``).
 REQUEST_TIMEOUT = 0.5
 
-
-class _QuickTimeoutApp(EchoApp):
-    config = Config(request_timeout=scaled(REQUEST_TIMEOUT))
-
-
-QUICK_TIMEOUT_APP = _QuickTimeoutApp()
+QUICK_TIMEOUT_APP = EngineServer(EchoApp(), Config(request_timeout=scaled(REQUEST_TIMEOUT)))
 
 
 # --- a raw HTTP/1.1 client -----------------------------------------------------------------------

@@ -42,8 +42,8 @@ import pytest
 import pytest_asyncio
 
 from sio_core.echo import EchoApp
-from sio_core.server import EngineServer
-from sio_core.transports.http import HTTPConnection
+from sio_core.engine.server import EngineServer
+from sio_core.http.connection import HTTPConnection
 from tests.proxy import RoundRobinProxy
 from tests.support import ServerProcess, scaled
 from tests.test_http_errors import WS_HEADERS, Answer, RawConnection, http_request

@@ -1,7 +1,7 @@
 """What a client can make the Socket.IO layer hold, and the bounds on it (sio_core.Config).
 
 In-process: a real :class:`~sio_core.Server` and real Engine.IO sessions
-(:class:`~sio_core.transports.engine_socket.EngineSocket` over the sans-I/O core) with no
+(:class:`~sio_core.engine.socket.EngineSocket` over the sans-I/O core) with no
 transport under them: the test feeds the client's Engine.IO messages in and reads the
 server's out of the session's queue. The running-server side of the same limits (memory
 under attack) is in ``tests/test_abuse.py``.
@@ -18,22 +18,24 @@ from typing import Any
 import pytest
 
 from sio_core import ConnectionRefusedError, Server, Socket
+from sio_core.engine.polling import Polling
+from sio_core.engine.socket import EngineSocket
 from sio_core.protocol import engineio
 from sio_core.protocol.session import CloseReason, EngineSession, Timing, Transport
 from sio_core.stores.memory import MemoryStore
-from sio_core.transports.engine_socket import EngineSocket
 
 _sids = itertools.count()
 
 
 class Session:
-    """One client's Engine.IO session on ``server``, with no transport under it."""
+    """One client's Engine.IO session on ``server``, over polling with no GET ever pending:
+    what the server sends stays in the core, for ``received``."""
 
     def __init__(self, server: Server) -> None:
         loop = asyncio.get_running_loop()
         core = EngineSession(f"s{next(_sids)}", Transport.POLLING, Timing(25, 20), loop.time())
         self.core = core
-        self.conn = EngineSocket(core, server, lambda _: None)
+        self.conn = EngineSocket(core, server, lambda _: None, Polling())
         self.conn.opened()
 
     def send(self, *messages: str | bytes) -> None:

@@ -126,7 +126,7 @@ def instrument(io: Server, *, auth: Any, **options: Any) -> AdminObserver:
         return _send_all_sockets(io, socket) if development else None
 
     admin.on("connection", connection)
-    try:  # else the runtime's engine_handler() starts the stats, in its loop
+    try:  # else Server.serve() starts the stats, in its loop
         asyncio.get_running_loop()
     except RuntimeError:
         pass

@@ -119,7 +119,7 @@ class AdminObserver:
         self._timer = asyncio.get_running_loop().call_later(self.stats_interval, self.tick)
         polling = 0
         for client, reported in self.clients.items():
-            transport = client.conn.transport
+            transport = client.conn.core.transport.value
             if transport == "polling":
                 polling += 1
             if transport != reported:
@@ -147,7 +147,7 @@ class AdminObserver:
     # -- Engine.IO sessions and traffic (counted in both modes) ------------------------------
 
     def client_opened(self, client: Client) -> None:
-        self.clients[client] = client.conn.transport
+        self.clients[client] = client.conn.core.transport.value
         self.events.push("rawConnection")
 
     def client_closed(self, client: Client, reason: CloseReason) -> None:
@@ -169,7 +169,8 @@ class AdminObserver:
         if not self.development:
             return
         conn = socket.conn
-        socket.data = WatchedData({**socket.data, ADMIN_KEY: admin_info(conn.sid, conn.transport)},
+        info = admin_info(conn.sid, conn.core.transport.value)
+        socket.data = WatchedData({**socket.data, ADMIN_KEY: info},
                                   lambda: self._data_changed(socket))
         if socket.namespace is not self.admin:
             socket.on_any(lambda event, *args: self._emit(

@@ -73,7 +73,7 @@ def serialize_socket(socket: Any) -> dict[str, Any]:
     ``socket_connected``."""
     if isinstance(socket, Socket):
         conn = socket.conn
-        client_id, transport = conn.sid[:CLIENT_ID_LENGTH], conn.transport
+        client_id, transport = conn.sid[:CLIENT_ID_LENGTH], conn.core.transport.value
     else:
         data = socket.data if isinstance(socket.data, dict) else {}
         info = data.get(ADMIN_KEY)

@@ -17,6 +17,13 @@ _OWNER = re.compile(r"[A-Za-z0-9_~-]{1,64}")
 _SID = re.compile(r"[A-Za-z0-9_-]{16}\.[A-Za-z0-9_~-]{1,64}")
 
 
+def new_owner(node: str | None = None, worker: int = 1) -> str:
+    """A worker's address, ``<node>-w<worker>-<nonce>``: the node (a random one if None),
+    the worker's number on it, and a nonce new at every start, so that requests for the
+    sessions of a worker that was restarted are "unknown" rather than misrouted."""
+    return f"{node or secrets.token_hex(3)}-w{worker}-{secrets.token_hex(2)}"
+
+
 def new_sid(owner: str) -> str:
     if not _OWNER.fullmatch(owner):
         raise ValueError(f"owner {owner!r} must be 1-64 characters of [A-Za-z0-9_~-]")

@@ -15,11 +15,11 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..engine.socket import EngineSocket
 from ..exceptions import SocketIOProtocolError
 from ..protocol import socketio as sio
 from ..protocol.engineio import Packet
 from ..protocol.session import CloseReason
-from ..transports.engine_socket import EngineSocket
 from .socket import Handshake, Socket, handshake_time
 
 if TYPE_CHECKING:

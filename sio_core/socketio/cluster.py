@@ -34,10 +34,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sio_core.cluster")
 
-#: how long a cluster query waits for the other workers
-REQUEST_TIMEOUT = 5.0
-
-
 def opts_to_wire(opts: BroadcastOptions) -> dict[str, Any]:
     return {"rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms),
             "flags": {"volatile": opts.volatile}}
@@ -208,7 +204,7 @@ class Cluster:
     async def fetch_sockets(self, namespace: Namespace, opts: BroadcastOptions) -> list[Any]:
         replies = await self.store.ask_servers(
             Kind.FETCH_SOCKETS, {"nsp": namespace.name, "opts": opts_to_wire(opts)},
-            REQUEST_TIMEOUT)
+            self.server.config.requests_timeout)
         out: list[Any] = []
         for reply in replies:
             if isinstance(reply, list):

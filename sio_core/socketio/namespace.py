@@ -23,15 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConnectionRefusedError
 from ..protocol import socketio as sio
+from ..stores.base import Kind
 from . import handlers
 from .adapter import Adapter, BroadcastOptions
 from .broadcast import AckGather, BroadcastOperator
+from .cluster import run_listeners
 from .handlers import DONE, EventEmitter
+from .socket import Socket
 
 if TYPE_CHECKING:
     from .client import Client
     from .server import Server
-    from .socket import Socket
 
 logger = logging.getLogger("sio_core.socketio")
 
@@ -156,8 +158,6 @@ class Namespace(EventEmitter, _Operators):
         self.adapter.del_sockets(opts, rooms)
         cluster = self.server.cluster
         if cluster is not None and not opts.local:
-            from ..stores.base import Kind
-
             cluster.sockets_join(self, opts, rooms, Kind.SOCKETS_LEAVE)
         return DONE
 
@@ -189,8 +189,6 @@ class Namespace(EventEmitter, _Operators):
             self, event, args, timeout if timeout is not None else self.server.config.ack_timeout)
 
     def run_server_side(self, event: str, args: tuple[Any, ...]) -> Awaitable[Any]:
-        from .cluster import run_listeners
-
         return run_listeners([item.fn for item in self._take(event)], args,
                              f"server-side {event!r} on {self!r}")
 
@@ -206,8 +204,6 @@ class Namespace(EventEmitter, _Operators):
                 self._drop_if_unused()
 
     async def _run_middlewares(self, client: Client, auth: dict[str, Any]) -> None:
-        from .socket import Socket
-
         socket = Socket(self, client, auth)
         for middleware in list(self.middlewares):
             try:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 class Observer(Protocol):
     def serving(self) -> None:
-        """The runtime has adopted the server (``engine_handler``), in its event loop."""
+        """The server is serving (``Server.serve`` has returned), in its event loop."""
 
     def client_opened(self, client: Client) -> None:
         """A new Engine.IO session."""

@@ -3,22 +3,26 @@
 ``io = Server(ping_interval=10)`` takes any :class:`~sio_core.config.Config` field as a
 keyword. ``io.on("connection")``, ``io.use(...)``, ``io.emit(...)`` and the broadcast
 operators act on the main namespace "/", as in the JavaScript server; ``io.of(name)``
-gives another namespace. The server is the Engine.IO handler: each new Engine.IO session
-gets a :class:`~sio_core.socketio.client.Client`.
+gives another namespace. ``await io.serve(host, port)`` serves it through an
+:class:`~sio_core.engine.server.EngineServer`, whose handler it is: each new Engine.IO
+session gets a :class:`~sio_core.socketio.client.Client`; ``await io.close()`` stops.
+``python -m sio_core serve app:io`` does the same (sio_core/cli.py).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import socket as socket_module
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from ..config import Config
+from ..engine.server import EngineServer
+from ..engine.socket import EngineSocket
 from ..protocol.session import CloseReason
 from ..stores.base import Store
-from ..transports.engine_socket import EngineSocket
 from .broadcast import BroadcastOperator
 from .client import Client
 from .cluster import Cluster
@@ -39,8 +43,57 @@ class Server(_Operators):
         self._warned_full = False
         #: told of connections, sockets, rooms and events (the admin UI's instrumentation)
         self.observer: Observer | None = None
+        #: the Engine.IO server under this one, from serve() on
+        self.engine: EngineServer | None = None
         #: the main namespace, as ``io.sockets`` in the JavaScript server
         self.sockets: Namespace = self.of("/")
+
+    # -- serving ----------------------------------------------------------------------------
+
+    def configure(self, **changes: Any) -> None:
+        """Change fields of the Config (each checked as Config checks it); before serve().
+        ``python -m sio_core serve`` merges its options into the application's so."""
+        if self.engine is not None:
+            raise RuntimeError("configure() must come before serve()")
+        self.config = replace(self.config, **changes)
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
+                    store: Store | None = None, owner: str | None = None,
+                    reuse_port: bool = False,
+                    sock: socket_module.socket | None = None) -> None:
+        """Serve this application on ``host:port`` (Engine.IO at ``config.path``); returns
+        once listening. With a ``store``, broadcasts, acks and socket queries span every
+        worker and node of it, and a request for another worker's session is forwarded to
+        it. See :meth:`EngineServer.serve <sio_core.engine.server.EngineServer.serve>` for
+        the rest; :meth:`close` stops."""
+        if self.engine is not None:
+            raise RuntimeError("serve() was called already")
+        engine = EngineServer(self, self.config, health=self.stats)
+        if store is not None:
+            self.attach_store(store)  # before the store starts: its handlers must be there
+        self.engine = engine
+        await engine.serve(host, port, store=store, owner=owner, reuse_port=reuse_port,
+                           sock=sock)
+        if self.observer is not None:
+            self.observer.serving()
+
+    async def drain(self, timeout: float) -> bool:
+        """The first phase of close(), for a supervisor that stops its workers in two (see
+        :meth:`EngineServer.drain <sio_core.engine.server.EngineServer.drain>`)."""
+        return await self._engine().drain(timeout)
+
+    def stop_listening(self) -> None:
+        self._engine().stop_listening()
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop serving: every client is told, within ``timeout`` seconds (default
+        ``config.shutdown_timeout``); then the store serve() was given is closed."""
+        await self._engine().close(timeout)
+
+    def _engine(self) -> EngineServer:
+        if self.engine is None:
+            raise RuntimeError("not serving: call serve() first")
+        return self.engine
 
     # -- namespaces -------------------------------------------------------------------------
 
@@ -135,13 +188,6 @@ class Server(_Operators):
         return await self.sockets.server_side_emit_with_ack(event, *args, timeout=timeout)
 
     # -- the Engine.IO handler --------------------------------------------------------------
-
-    def engine_handler(self, config: Config) -> Server:
-        """Adopt the runtime's final config (CLI flags applied) and serve as its handler."""
-        self.config = config
-        if self.observer is not None:
-            self.observer.serving()
-        return self
 
     def stats(self) -> dict[str, int]:
         """Added to the worker's health answer: a leak of namespaces shows there."""

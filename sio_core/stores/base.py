@@ -14,7 +14,7 @@ at once, in that order. A handler whose answer must wait returns a Future (await
 task); everything it did before returning happened in arrival order. ``ask`` transmits
 before it returns, so requests asked in turn arrive in turn (``request`` is its coroutine
 form, which transmits only once it runs). The forwarding of a session's requests to its
-owner relies on this (sio_core/forwarding.py).
+owner relies on this (sio_core/engine/forwarding.py).
 """
 
 from __future__ import annotations
@@ -138,6 +138,12 @@ class Store:
     def _transmit(self, envelope: Envelope) -> None:
         """Send an envelope: to ``envelope.target``, or to every peer when it is None."""
         raise NotImplementedError
+
+    @property
+    def health(self) -> dict[str, Any] | None:
+        """For the health answer: what the backend counts of its connection (RedisStore:
+        its outages); None when it has nothing to tell."""
+        return None
 
     # registry (sid -> owner); the base keeps nothing
     async def register(self, sid: str, ttl: float) -> None:

@@ -166,9 +166,13 @@ class Hub:
 class HubStore(Store):
     """A worker's side of the hub."""
 
-    def __init__(self, owner: str, path: str) -> None:
+    def __init__(self, owner: str, path: str, *, start_timeout: float = 10.0) -> None:
         super().__init__(owner)
         self.path = path
+        #: how long start() waits for the hub's first list of workers: the master answers
+        #: within milliseconds, and a worker that cannot join must not start (the
+        #: supervisor's startup_timeout, 30 s, is the outer bound)
+        self.start_timeout = start_timeout
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._peers_known: asyncio.Event | None = None
@@ -180,7 +184,7 @@ class HubStore(Store):
         self._peers_known = asyncio.Event()
         writer.write(frame(Envelope(Kind.READY, self.owner)))
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
-        await asyncio.wait_for(self._peers_known.wait(), 10)
+        await asyncio.wait_for(self._peers_known.wait(), self.start_timeout)
 
     async def close(self) -> None:
         if self._writer is not None:

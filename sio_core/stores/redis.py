@@ -102,14 +102,12 @@ def json_unpack(data: bytes) -> Any:
     return json.loads(data)
 
 
-#: the longest each step of RedisStore.close() may take
-CLOSE_TIMEOUT = 5.0
 
 
-async def _bounded(step: Awaitable[Any]) -> None:
+async def _bounded(step: Awaitable[Any], timeout: float) -> None:
     """Run one close step; its errors and a timeout only end it."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(step, CLOSE_TIMEOUT)
+        await asyncio.wait_for(step, timeout)
 
 
 class RedisStore(Store):
@@ -125,8 +123,8 @@ class RedisStore(Store):
                  client_options: dict[str, Any] | None = None,
                  pack: Pack = msgpack_pack, unpack: Unpack = msgpack_unpack,
                  heartbeat: float = 2.0, queue_limit: int = 10_000,
-                 requests_timeout: float = 5.0, reconnect_backoff_max: float = 1.0,
-                 max_commands: int = 32) -> None:
+                 reconnect_backoff_max: float = 1.0,
+                 max_commands: int = 32, close_timeout: float = 5.0) -> None:
         super().__init__(owner or node_id or secrets.token_hex(3))
         self.url = url
         self.key = key
@@ -151,11 +149,13 @@ class RedisStore(Store):
         #: (the Cluster client's: 100 per node) and the command would be lost
         self._commands = asyncio.Semaphore(max_commands)
         self.heartbeat = heartbeat
-        self.requests_timeout = requests_timeout
         #: the longest wait between two attempts to resubscribe (the first is at once):
         #: while Redis is down, one attempt a second costs nothing, and the subscription is
         #: back at most that long after Redis is
         self.reconnect_backoff_max = reconnect_backoff_max
+        #: the longest each step of close() may take: a Redis that does not answer, or a
+        #: client call that swallows a cancellation, cannot make a shutdown hang
+        self.close_timeout = close_timeout
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(queue_limit)
         self._tasks_run: list[asyncio.Task[None]] = []
         self._pubsub: Subscription | None = None
@@ -232,13 +232,12 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         """Stop the loops, take this node out of the peers and registry, close the clients.
-        Every step is bounded (CLOSE_TIMEOUT): a Redis that does not answer, or a client
-        call that swallows a cancellation, cannot make a shutdown hang."""
+        Every step is bounded (close_timeout)."""
         self._closing = True
         for task in self._tasks_run:
             task.cancel()
         if self._tasks_run:
-            _, pending = await asyncio.wait(self._tasks_run, timeout=CLOSE_TIMEOUT)
+            _, pending = await asyncio.wait(self._tasks_run, timeout=self.close_timeout)
             if pending:
                 logger.warning("%d Redis store task(s) did not stop", len(pending))
 
@@ -247,17 +246,17 @@ class RedisStore(Store):
             if self._registered:
                 await self.cmd.delete(*[self._sid_key(s) for s in self._registered])
 
-        await _bounded(forget())
+        await _bounded(forget(), self.close_timeout)
         if self._pubsub is not None:
-            await _bounded(self._pubsub.aclose())
+            await _bounded(self._pubsub.aclose(), self.close_timeout)
         await self.close_clients()
         await super().close()
 
     async def close_clients(self) -> None:
         for client in {id(c): c for c in (self.pub, self.sub, self.cmd)}.values():
-            await _bounded(client.aclose())
+            await _bounded(client.aclose(), self.close_timeout)
         if self._sentinel is not None:
-            await _bounded(self._sentinel.aclose())
+            await _bounded(self._sentinel.aclose(), self.close_timeout)
 
     def add_namespace(self, name: str) -> None:
         """Answer the JavaScript servers' requests for this namespace too."""

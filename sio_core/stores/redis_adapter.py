@@ -31,13 +31,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol, TypeVar
 
-from .base import Envelope, Kind
+from .base import Envelope, Handler, Kind
 
-if TYPE_CHECKING:
-    from .redis import RedisStore
+T = TypeVar("T")
+
+
+class RedisStore(Protocol):
+    """What the formats use of the store that speaks them (stores/redis.py's RedisStore;
+    named here, not imported, so that the two modules do not import each other)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def cmd(self) -> Any: ...
+    @property
+    def pack(self) -> Callable[[Any], bytes]: ...
+    @property
+    def unpack(self) -> Callable[[bytes], Any]: ...
+    @property
+    def _ids(self) -> Iterator[int]: ...
+    @property
+    def _handlers(self) -> dict[Kind, Handler]: ...
+    @property
+    def _tasks(self) -> set[asyncio.Task[Any]]: ...
+
+    def deliver(self, envelope: Envelope) -> None: ...
+
+    def _enqueue(self, channel: str, data: bytes) -> None: ...
+
+    async def command(self, call: Awaitable[T]) -> T: ...
+
+    def shard_target(self, channel: str) -> dict[str, Any]: ...
 
 #: prefix of origins that are servers of the JavaScript format (answers go back in it)
 JS = "js:"

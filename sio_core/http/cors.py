@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import Config
-from .http import Request, Response
+from .messages import Request, Response
 
 
 def allowed_origin(config: Config, request: Request) -> str | None:

@@ -10,7 +10,7 @@ over the store and answered with the owner's verdict:
   told to abort the poll (the one-pending-GET rule is the owner's, so it holds across
   workers).
 - WebSocket upgrade: the owner begins the upgrade with a RemoteWebSocket, this worker
-  accepts the websocket and relays frames both ways (transports/remote.py). A session that
+  accepts the websocket and relays frames both ways (remote.py). A session that
   has a websocket already gets this one accepted and closed at once, as on its owner.
 
 Order: the requests of a session that enter through one worker reach its owner in the
@@ -20,6 +20,9 @@ over the store's one ordered channel from this worker to the owner; the owner ta
 in (a GET becomes pending, a POST is processed) as it is delivered.
 
 An owner that is not a live worker (a forged sid, a dead worker) is "Session ID unknown".
+
+What it needs of the server it works for is given at construction: its config, how to find
+one of its sessions, and how to accept a websocket (the server counts them for a drain).
 """
 
 from __future__ import annotations
@@ -28,19 +31,24 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .exceptions import BadRequest, HTTPError, UnknownSession
-from .protocol import engineio
-from .protocol.engineio import Packet
-from .stores.base import Envelope, Kind, Store
-from .transports import websocket
-from .transports.engine_socket import EngineSocket
-from .transports.http import HTTPConnection, Request, Response
-from .transports.remote import RemoteWebSocket, WebSocketProxy
+from ..config import Config
+from ..exceptions import BadRequest, HTTPError, UnknownSession
+from ..http.connection import HTTPConnection
+from ..http.messages import Request, Response, error_response
+from ..protocol import engineio
+from ..protocol.engineio import Packet
+from ..stores.base import Envelope, Kind, Store
+from . import polling
+from .remote import RemoteWebSocket, WebSocketProxy
+from .socket import EngineSocket
+from .websocket import WebSocketConnection
 
-if TYPE_CHECKING:
-    from .server import EngineServer
+#: finds one of this worker's sessions by its sid
+FindSession = Callable[[str], EngineSocket | None]
+#: answers a websocket upgrade with 101 (or returns the refusal to send)
+AcceptWebSocket = Callable[[Request, HTTPConnection], WebSocketConnection | Response]
 
 logger = logging.getLogger("sio_core.forwarding")
 
@@ -70,9 +78,12 @@ _CLOSE_AT_ONCE = {"s": 101, "c": 1}
 
 
 class Forwarding:
-    def __init__(self, server: EngineServer, store: Store) -> None:
-        self.server = server
+    def __init__(self, store: Store, config: Config, *, find_session: FindSession,
+                 accept_websocket: AcceptWebSocket) -> None:
         self.store = store
+        self.config = config
+        self._find = find_session
+        self._accept = accept_websocket
         self._ids = itertools.count(1)
         #: the owner's forwarded long-polls, by (relaying worker, its token)
         self._polls: dict[tuple[str, int], tuple[asyncio.Future[Any], EngineSocket]] = {}
@@ -96,9 +107,9 @@ class Forwarding:
 
     @property
     def _poll_timeout(self) -> float:
-        config = self.server.config
+        config = self.config
         # a poll is answered by the next ping at the latest
-        return config.ping_interval + config.ping_timeout + 10
+        return config.ping_interval + config.ping_timeout + config.forward_timeout
 
     # -- the receiving worker ---------------------------------------------------------------
 
@@ -108,23 +119,24 @@ class Forwarding:
         token = next(self._ids)
         reply = self._ask(owner, Kind.POLL, {"sid": sid, "t": token}, self._poll_timeout)
         return self._answer(
-            reply, lambda r: self.server.poll_response(r.get("b", b""), headers), headers,
+            reply, lambda r: polling.body_response(r.get("b", b""), headers), headers,
             withdraw=lambda: self.store.send(owner, Kind.POLL_ABORT, {"t": token}))
 
     def post(self, owner: str, sid: str, body: bytes,
              headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
         logger.debug("forwarding POST of %s to its owner", sid)
-        reply = self._ask(owner, Kind.POST, {"sid": sid, "b": body}, 10)
-        return self._answer(reply, lambda r: self.server.post_response(headers), headers)
+        reply = self._ask(owner, Kind.POST, {"sid": sid, "b": body}, self.config.forward_timeout)
+        return self._answer(reply, lambda r: polling.post_response(headers), headers)
 
     def upgrade(self, owner: str, sid: str, request: Request, conn: HTTPConnection,
                 headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
         logger.debug("forwarding websocket upgrade of %s to its owner", sid)
         proxy_id = f"{self.store.owner}:{next(self._ids)}"
-        reply = self.store.ask(owner, Kind.WS_OPEN, {"sid": sid, "p": proxy_id}, 10)
+        reply = self.store.ask(owner, Kind.WS_OPEN, {"sid": sid, "p": proxy_id},
+                               self.config.forward_timeout)
 
         def accept(verdict: dict[str, Any]) -> Response | None:
-            ws = websocket.accept(request, conn, self.server.config, self.server.websockets)
+            ws = self._accept(request, conn)
             if isinstance(ws, Response):
                 self.store.send(owner, Kind.WS_CLOSE, {"p": proxy_id})
                 return ws
@@ -169,7 +181,7 @@ class Forwarding:
                     raise UnknownSession()  # RequestFailed: the owner is gone or silent
                 response = respond(_raise_reply(reply.result()))
             except HTTPError as exc:
-                response = self.server.error_response(exc, headers, close=upgrade)
+                response = error_response(exc, headers, close=upgrade)
             answer.set_result(response)
 
         def cancelled(answer: asyncio.Future[Response | None]) -> None:
@@ -196,17 +208,23 @@ class Forwarding:
 
     # -- the owner --------------------------------------------------------------------------
 
+    def _polling_session(self, payload: Any) -> EngineSocket:
+        """The polling session of this worker that a forwarded GET or POST is for; raises
+        the HTTPError to answer with, as for a request received here."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("sid"), str):
+            raise BadRequest()
+        socket = self._find(payload["sid"])
+        if socket is None:
+            raise UnknownSession()
+        if socket.transport.name != "polling":
+            raise BadRequest()
+        return socket
+
     def _on_poll(self, envelope: Envelope) -> Any:
         payload = envelope.payload
-        if not isinstance(payload, dict) or not isinstance(payload.get("sid"), str):
-            return _error_reply(BadRequest())
-        socket = self.server.sockets.get(payload["sid"])
-        if socket is None:
-            return _error_reply(UnknownSession())
-        if socket.transport != "polling":
-            return _error_reply(BadRequest())
         try:
-            answer = socket.poll(_poll_reply)  # pending now, before the next envelope
+            socket = self._polling_session(payload)
+            answer = polling.poll(socket, _poll_reply)  # pending now, before the next envelope
         except HTTPError as exc:
             return _error_reply(exc)
         if isinstance(answer, asyncio.Future):
@@ -224,16 +242,11 @@ class Forwarding:
 
     def _on_post(self, envelope: Envelope) -> Any:
         payload = envelope.payload
-        if (not isinstance(payload, dict) or not isinstance(payload.get("sid"), str)
-                or not isinstance(payload.get("b"), bytes)):
-            return _error_reply(BadRequest())
-        socket = self.server.sockets.get(payload["sid"])
-        if socket is None:
-            return _error_reply(UnknownSession())
-        if socket.transport != "polling":
-            return _error_reply(BadRequest())
+        body = payload.get("b") if isinstance(payload, dict) else None
         try:
-            self.server.process_post(socket, payload["b"])
+            if not isinstance(body, bytes):
+                raise BadRequest()
+            polling.receive(self._polling_session(payload), body, self.config)
         except HTTPError as exc:
             return _error_reply(exc)
         return {"s": 200}
@@ -243,10 +256,10 @@ class Forwarding:
         if (not isinstance(payload, dict) or not isinstance(payload.get("sid"), str)
                 or not isinstance(payload.get("p"), str)):
             return _error_reply(BadRequest())
-        socket = self.server.sockets.get(payload["sid"])
+        socket = self._find(payload["sid"])
         if socket is None:
             return _error_reply(UnknownSession())
-        if not self.server.config.allow_upgrades:
+        if not self.config.allow_upgrades:
             return _error_reply(BadRequest())
         proxy_id = payload["p"]
         remote = RemoteWebSocket(self.store, envelope.origin, proxy_id,

@@ -1,11 +1,18 @@
-"""The per-worker server: accepts connections, routes HTTP requests, owns Engine.IO sessions.
+"""The per-worker Engine.IO server: listens, routes requests, owns sessions.
 
-How this works: every HTTP request lands in :meth:`EngineServer.handle`. Requests under
-``config.path`` are Engine.IO: the query is verified in the reference server's order
-(transport, sid, handshake method, protocol version), and then the request becomes a
-handshake, a long-poll GET, a POST of packets, or a WebSocket (new, or an upgrade of a
+How this works: ``await server.serve(host, port, store=...)`` starts the store (if any: it
+joins this worker to the others, and a request for a session of another worker is then
+forwarded to it, forwarding.py) and listens; ``await server.close()`` drains and stops.
+Every HTTP request lands in :meth:`EngineServer.handle`. Requests under ``config.path``
+are Engine.IO: the query is verified in the reference server's order (transport, sid,
+handshake method, protocol version), and then the request becomes a handshake, a
+long-poll GET or a POST of packets (polling.py), or a WebSocket (new, or an upgrade of a
 polling session). Anything else is a static file when ``static_dir`` is set. Each error
 answers with the reference's status and ``{"code": N, "message": ...}``.
+
+:class:`Service` is what a program runs and stops: an EngineServer for a bare Engine.IO
+handler, or the Socket.IO :class:`~sio_core.socketio.server.Server`, which serves through
+one. ``python -m sio_core serve`` runs either the same way.
 """
 
 from __future__ import annotations
@@ -15,86 +22,140 @@ import dataclasses
 import json
 import logging
 import socket as socket_module
-from collections.abc import Awaitable, Coroutine, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
-from .config import Config
-from .exceptions import (
+from ..config import Config
+from ..exceptions import (
     BadHandshakeMethod,
     BadRequest,
-    EngineIOProtocolError,
     HTTPError,
-    PayloadTooLarge,
+    ServeError,
     ShuttingDown,
     UnknownSession,
     UnknownTransport,
     UnsupportedProtocolVersion,
 )
+from ..http.connection import HTTPConnection
+from ..http.cors import cors_headers, preflight
+from ..http.messages import Request, Response, error_response, text_response
+from ..http.static import StaticFiles, client_files
+from ..protocol.session import CloseReason, EngineSession, Timing
+from ..protocol.session import Transport as TransportKind
+from ..protocol.sid import new_owner, new_sid, owner_of
+from ..stores.base import Store
+from . import polling, websocket
 from .forwarding import Forwarding
-from .protocol import engineio
-from .protocol.session import CloseReason, EngineSession, Timing, Transport
-from .protocol.sid import new_sid, owner_of
-from .stores.base import Store
-from .transports import websocket
-from .transports.cors import cors_headers, preflight
-from .transports.engine_socket import EngineHandler, EngineSocket
-from .transports.http import HTTPConnection, Request, Response, text_response
-from .transports.static import StaticFiles
+from .socket import EngineHandler, EngineSocket
+from .transport import Transport
 
 logger = logging.getLogger("sio_core.server")
 
-_PLAIN = "text/plain; charset=UTF-8"
 
+class Service(Protocol):
+    """What a program runs: ``serve`` until it is time to stop, then ``close``."""
 
-#: the official client bundle in an installed wheel (copied there at build time: setup.py)
-PACKAGED_CLIENT = Path(__file__).resolve().parent / "client_dist"
-_CLIENT_FILES = ("socket.io.js", "socket.io.js.map", "socket.io.min.js", "socket.io.min.js.map",
-                 "socket.io.esm.min.js", "socket.io.esm.min.js.map")
+    @property
+    def config(self) -> Config: ...
 
+    def configure(self, **changes: Any) -> None:
+        """Change fields of the Config (checked as Config checks them), before serve()."""
+        ...
 
-def client_files(config: Config) -> dict[str, str]:
-    """URL -> file for the official client bundle, when it is installed."""
-    if not config.serve_client:
-        return {}
-    candidates = [Path(config.client_dist_dir)] if config.client_dist_dir else [
-        PACKAGED_CLIENT,
-        Path.cwd() / "node_modules/socket.io-client/dist",
-        Path(__file__).resolve().parent.parent / "node_modules/socket.io-client/dist",
-    ]
-    for directory in candidates:
-        if (directory / "socket.io.js").is_file():
-            return {config.path + name: str(directory / name) for name in _CLIENT_FILES
-                    if (directory / name).is_file()}
-    return {}
+    async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
+                    store: Store | None = None, owner: str | None = None,
+                    reuse_port: bool = False,
+                    sock: socket_module.socket | None = None) -> None: ...
+
+    async def drain(self, timeout: float) -> bool: ...
+
+    def stop_listening(self) -> None: ...
+
+    async def close(self, timeout: float | None = None) -> None: ...
 
 
 class EngineServer:
+    """An Engine.IO server for ``handler`` (see :class:`~sio_core.engine.socket.EngineHandler`).
+    ``health``, if given, adds its counts to the health answer (the Socket.IO server's
+    namespaces)."""
+
     def __init__(self, handler: EngineHandler, config: Config | None = None, *,
-                 owner: str = "w0", store: Store | None = None) -> None:
+                 health: Callable[[], dict[str, Any]] | None = None) -> None:
         self.handler = handler
         self.config = config or Config()
-        self.owner = owner
-        self.store = store
-        self.forwarding = Forwarding(self, store) if store is not None else None
+        self._stats = health
+        #: this worker's address, in every sid it makes (serve() may set it)
+        self.owner = new_owner()
+        #: the bus to the other workers, and the forwarding over it (serve()'s store)
+        self.store: Store | None = None
+        self.forwarding: Forwarding | None = None
         self.sockets: dict[str, EngineSocket] = {}
-        self.static = StaticFiles(self.config.static_dir,
-                                  {**client_files(self.config), **self.config.static_files})
         self.connections: set[HTTPConnection] = set()
         #: every accepted websocket (a session's, or relayed for another worker's session)
         #: until its TCP connection has closed: a drain waits for their closing handshakes
         self.websockets: set[websocket.WebSocketConnection] = set()
         self._draining = False
+        self._closed = False
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._timing = Timing(self.config.ping_interval, self.config.ping_timeout,
-                              self.config.upgrade_timeout, self.config.close_timeout)
+        self._configured()
 
-    # -- listening ----------------------------------------------------------------------
+    def configure(self, **changes: Any) -> None:
+        """Change fields of the Config (each checked as Config checks it); before serve().
+        ``python -m sio_core serve`` merges its options into the application's so."""
+        if self._servers:
+            raise RuntimeError("configure() must come before serve()")
+        self.config = dataclasses.replace(self.config, **changes)
+        self._configured()
 
-    async def listen(self, host: str | Sequence[str] | None = "127.0.0.1", port: int = 3000,
-                     *, reuse_port: bool = False,
-                     sock: socket_module.socket | None = None) -> asyncio.Server:
+    def _configured(self) -> None:
+        config = self.config
+        self.static = StaticFiles(config.static_dir,
+                                  {**client_files(config), **config.static_files})
+        self._timing = Timing(config.ping_interval, config.ping_timeout,
+                              config.upgrade_timeout, config.close_timeout)
+
+    # -- serving ------------------------------------------------------------------------
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
+                    store: Store | None = None, owner: str | None = None,
+                    reuse_port: bool = False,
+                    sock: socket_module.socket | None = None) -> None:
+        """Start: connect ``store`` (the other workers and nodes: a request for one of their
+        sessions is forwarded to it; the store is this server's from now on, and close()
+        closes it), then listen on ``host:port`` (or on ``sock``; ``reuse_port`` for several
+        workers on one port). Returns once listening. ``owner`` is this worker's address
+        in its sids; with a store, the store's. Raises ServeError (with one line saying
+        what failed) if the store cannot be reached or the address cannot be listened on."""
+        if self._servers:
+            raise RuntimeError("serve() was called already")
+        if store is not None:
+            if owner is not None and owner != store.owner:
+                raise ValueError(f"owner {owner!r} is not the store's ({store.owner!r})")
+            self._join(store)
+            try:
+                await store.start()
+            except Exception as exc:
+                await store.close()
+                raise ServeError(str(exc) or type(exc).__name__) from exc
+        elif owner is not None:
+            self.owner = owner
+        try:
+            await self._listen(host, port, reuse_port, sock)
+        except OSError as exc:
+            if store is not None:
+                await store.close()
+            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+    def _join(self, store: Store) -> None:
+        # before the store starts: a request forwarded to us must find its handlers
+        self.store = store
+        self.owner = store.owner
+        self.forwarding = Forwarding(store, self.config, find_session=self.sockets.get,
+                                     accept_websocket=self._accept_websocket)
+
+    async def _listen(self, host: str, port: int, reuse_port: bool,
+                      sock: socket_module.socket | None) -> None:
         loop = asyncio.get_running_loop()
         config = self.config
         connections = self.connections
@@ -102,14 +163,12 @@ class EngineServer:
         def factory() -> HTTPConnection:
             return HTTPConnection(self.handle, config, connections=connections)
 
-        server: asyncio.Server
         if sock is not None:
-            server = await loop.create_server(factory, sock=sock, backlog=2048)
+            server = await loop.create_server(factory, sock=sock, backlog=config.backlog)
         else:
             server = await loop.create_server(factory, host, port, reuse_port=reuse_port or None,
-                                              backlog=2048)
+                                              backlog=config.backlog)
         self._servers.append(server)
-        return server
 
     async def drain(self, timeout: float,
                     reason: CloseReason = CloseReason.SERVER_SHUTTING_DOWN) -> bool:
@@ -147,25 +206,31 @@ class EngineServer:
         return not (self.sockets or self.websockets
                     or (forwarding is not None and forwarding.in_flight))
 
-    async def close(self, reason: CloseReason = CloseReason.SERVER_SHUTTING_DOWN,
-                    drain_timeout: float = 5.0, flush_timeout: float = 1.0) -> None:
-        """:meth:`drain` (for at most ``drain_timeout``), then stop listening and close
-        every connection, waiting up to ``flush_timeout`` for what they still have to
-        write to leave (a process that exits drops a transport's unsent bytes)."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop, within ``timeout`` seconds in all (default ``config.shutdown_timeout``):
+        :meth:`drain`, unless it ran already; then stop listening, close every connection
+        (a websocket still open is cut) and wait for what they still have to write (a
+        process that exits drops a transport's unsent bytes); then close the store. Once
+        closed, closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.config.shutdown_timeout if timeout is None else timeout)
         if not self._draining:
-            await self.drain(drain_timeout, reason)
+            await self.drain(deadline - loop.time())
         self.stop_listening()
         for conn in list(self.connections):
             conn.close()
         for ws in list(self.websockets):
             ws.abort()  # a drain that timed out: no closing handshake any more
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + flush_timeout
         while self.connections and loop.time() < deadline:
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+        if self.store is not None:
+            await self.store.close()
 
     def _health(self) -> Response:
         store = self.store
@@ -175,12 +240,10 @@ class EngineServer:
             "connections": len(self.connections),
             "store": type(store).__name__ if store is not None else None,
             "peers": sorted(store.peers) if store is not None else [],
-            "store_health": getattr(store, "health", None),
+            "store_health": store.health if store is not None else None,
         }
-        # the layer above may add its own counts (the Socket.IO server: its namespaces)
-        stats = getattr(self.handler, "stats", None)
-        if stats is not None:
-            body.update(stats())
+        if self._stats is not None:
+            body.update(self._stats())
         return Response(200, [("Content-Type", "application/json"),
                               ("Cache-Control", "no-cache")],
                         json.dumps(body, separators=(",", ":")).encode())
@@ -207,7 +270,7 @@ class EngineServer:
             try:
                 return self._engine(request, conn, headers)
             except HTTPError as exc:
-                return self.error_response(exc, headers, close=request.upgrade)
+                return error_response(exc, headers, close=request.upgrade)
         if request.upgrade:
             return text_response(400, "Bad Request")
         if self.static:
@@ -235,12 +298,12 @@ class EngineServer:
                 if not is_ws_upgrade:
                     raise BadRequest()
                 return self._upgrade(request, conn, socket)
-            if socket.transport != "polling":
+            if socket.transport.name != "polling":
                 raise BadRequest()  # polling after the upgrade (reference: 400 code 3)
             if request.method == "GET":
-                return self._poll(socket, headers)
+                return polling.get(socket, headers)
             if request.method == "POST":
-                return self._post(socket, request, headers)
+                return polling.post(socket, request.body, headers, self.config)
             raise BadRequest()
         if request.method != "GET":
             raise BadHandshakeMethod()
@@ -257,7 +320,7 @@ class EngineServer:
     def _forward(self, owner: str, sid: str, transport: str, is_ws_upgrade: bool,
                  request: Request, conn: HTTPConnection,
                  headers: list[tuple[str, str]]) -> Awaitable[Response | None]:
-        """A session of another worker: its owner answers (sio_core/forwarding.py)."""
+        """A session of another worker: its owner answers (forwarding.py)."""
         forwarding = self.forwarding
         if forwarding is None or not forwarding.owns_route(owner):
             raise UnknownSession()  # a forged owner, or a worker that is gone
@@ -280,11 +343,11 @@ class EngineServer:
     # -- handshakes ---------------------------------------------------------------------
 
     def _new_socket(self, transport: Transport, request: Request) -> EngineSocket:
-        core = EngineSession(new_sid(self.owner), transport, self._timing,
+        core = EngineSession(new_sid(self.owner), TransportKind(transport.name), self._timing,
                              asyncio.get_running_loop().time())
         # kept for socket.handshake: the parsed parts, not the raw bytes beside them
         info = dataclasses.replace(request, raw_headers=[], body=b"", trailing=b"")
-        socket = EngineSocket(core, self.handler, self._forget, request_info=info)
+        socket = EngineSocket(core, self.handler, self._forget, transport, request_info=info)
         self.sockets[socket.sid] = socket
         if self.store is not None:
             self._background(self.store.register(socket.sid, self._session_ttl))
@@ -306,28 +369,26 @@ class EngineServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _upgrades(self, transport: Transport) -> list[str]:
-        if (transport is Transport.POLLING and self.config.allow_upgrades
-                and "websocket" in self.config.transports):
+    def _upgrades(self) -> list[str]:
+        """What a polling session may upgrade to (the handshake's ``upgrades``)."""
+        if self.config.allow_upgrades and "websocket" in self.config.transports:
             return ["websocket"]
         return []
 
     def _open_polling(self, request: Request, headers: list[tuple[str, str]]) -> Response:
-        socket = self._new_socket(Transport.POLLING, request)
-        open_packet = socket.core.handshake(upgrades=self._upgrades(Transport.POLLING),
+        socket = self._new_socket(polling.Polling(), request)
+        open_packet = socket.core.handshake(upgrades=self._upgrades(),
                                             max_payload=self.config.max_payload)
         socket.opened()
-        body = engineio.encode_payload([open_packet]).encode()
-        return Response(200, [("Content-Type", _PLAIN), *headers], body)
+        return polling.payload_response([open_packet], headers)
 
     def _open_websocket(self, request: Request, conn: HTTPConnection) -> Response | None:
-        ws = websocket.accept(request, conn, self.config, self.websockets)
+        ws = self._accept_websocket(request, conn)
         if isinstance(ws, Response):
             return ws
-        socket = self._new_socket(Transport.WEBSOCKET, request)
-        socket.attach_websocket(ws)
+        socket = self._new_socket(ws, request)
         open_packet = socket.core.handshake(upgrades=[], max_payload=self.config.max_payload)
-        ws.send(engineio.encode_packet(open_packet))
+        ws.send_packets([open_packet])
         conn.take_over(ws, request.trailing)
         socket.opened()
         return None
@@ -336,7 +397,7 @@ class EngineServer:
                  socket: EngineSocket) -> Response | None:
         if not self.config.allow_upgrades:
             raise BadRequest()
-        ws = websocket.accept(request, conn, self.config, self.websockets)
+        ws = self._accept_websocket(request, conn)
         if isinstance(ws, Response):
             return ws
         try:
@@ -350,47 +411,7 @@ class EngineServer:
         conn.take_over(ws, request.trailing)
         return None
 
-    # -- polling ------------------------------------------------------------------------
-
-    def _poll(self, socket: EngineSocket, headers: list[tuple[str, str]]
-              ) -> Response | asyncio.Future[Response]:
-        return socket.poll(lambda packets: self.poll_response(
-            engineio.encode_payload(packets).encode(), headers))
-
-    def _post(self, socket: EngineSocket, request: Request,
-              headers: list[tuple[str, str]]) -> Response:
-        self.process_post(socket, request.body)
-        return self.post_response(headers)
-
-    def process_post(self, socket: EngineSocket, body: bytes) -> None:
-        """The packets of a POST, received by this worker or forwarded to it."""
-        if len(body) > self.config.max_payload:
-            raise PayloadTooLarge()
-        socket.post_begin()
-        try:
-            try:
-                packets = engineio.decode_payload(
-                    body, max_packets=self.config.max_packets_per_payload)
-            except EngineIOProtocolError:
-                socket.protocol_error()
-                raise BadRequest() from None
-            socket.receive(packets)
-        finally:
-            socket.post_end()
-
-    @staticmethod
-    def error_response(exc: HTTPError, headers: list[tuple[str, str]],
-                       close: bool = False) -> Response:
-        body = exc.body()
-        if body is None:
-            return Response(exc.status, headers, b"", close=close)
-        return Response(exc.status, [("Content-Type", "application/json"), *headers],
-                        json.dumps(body, separators=(",", ":")).encode(), close=close)
-
-    @staticmethod
-    def poll_response(body: bytes, headers: list[tuple[str, str]]) -> Response:
-        return Response(200, [("Content-Type", _PLAIN), *headers], body)
-
-    @staticmethod
-    def post_response(headers: list[tuple[str, str]]) -> Response:
-        return Response(200, [("Content-Type", "text/html"), *headers], b"ok")
+    def _accept_websocket(self, request: Request, conn: HTTPConnection
+                          ) -> websocket.WebSocketConnection | Response:
+        """Answer 101 (or the refusal to send); the websocket counts for the drain."""
+        return websocket.accept(request, conn, self.config, self.websockets)

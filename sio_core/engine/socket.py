@@ -1,11 +1,17 @@
 """The I/O side of one Engine.IO session.
 
 How this works: :class:`EngineSocket` owns a sans-I/O
-:class:`~sio_core.protocol.session.EngineSession` and runs the loop around it. Whatever
-happens (a packet, a poll, a send, a timer) ends in :meth:`EngineSocket._pump`, which
-writes what the core has for the client, arms the one timer at the core's next deadline,
-and finishes the socket once the core is CLOSED. Sends are coalesced: many ``send`` calls
-in one loop turn become one pump, so one websocket write / one poll answer.
+:class:`~sio_core.protocol.session.EngineSession` (its core) and the transport that carries
+it, and runs the loop around the core, in the shape of websockets' ``data_received``: feed
+the core what arrived, act on what it returns, write its output, arm its timer. Whatever
+happens (a packet, a GET, a send, a timer) ends in :meth:`EngineSocket._pump`, which writes
+what the core has for the client through the transport when the transport is writable,
+arms the one timer at the core's next deadline, and finishes the socket once the core is
+CLOSED. Sends are coalesced: many ``send`` calls in one loop turn become one pump, so one
+websocket write / one poll answer.
+
+The socket knows its transport only as a :class:`~sio_core.engine.transport.Transport`;
+polling.py drives the steps of a GET and a POST (:meth:`EngineSocket.begin_poll`, ...).
 """
 
 from __future__ import annotations
@@ -13,38 +19,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 from ..protocol import engineio
 from ..protocol.engineio import NOOP, Packet
-from ..protocol.session import CloseReason, EngineSession, State, Transport
-from .websocket import CloseCallback, MessageCallback
-
-
-class WebSocketLike(Protocol):
-    """A local WebSocketConnection, or the owner's end of a proxied one."""
-
-    on_message: MessageCallback
-    on_close: CloseCallback
-
-    def send(self, message: str | bytes) -> None: ...
-
-    def send_many(self, messages: Iterable[str | bytes]) -> None: ...
-
-    def send_packets(self, packets: list[Packet]) -> None: ...
-
-    def buffered(self) -> int: ...
-
-    def close(self, code: int = 1000, reason: str = "") -> None: ...
+from ..protocol.session import CloseReason, EngineSession, State
+from .transport import Transport
 
 logger = logging.getLogger("sio_core.engine")
 
-T = TypeVar("T")
 
-
+@runtime_checkable
 class EngineHandler(Protocol):
-    """What the layer above (Socket.IO) receives from Engine.IO sessions."""
+    """What the layer above (Socket.IO) receives from Engine.IO sessions. (Checkable at run
+    time: ``python -m sio_core serve`` accepts a bare handler as its application.)"""
 
     def on_open(self, socket: EngineSocket) -> None: ...
 
@@ -57,7 +46,7 @@ class EngineSocket:
     """One Engine.IO session as the application sees it: ``send``, ``close``."""
 
     def __init__(self, core: EngineSession, handler: EngineHandler,
-                 on_finished: Callable[[EngineSocket], None], *,
+                 on_finished: Callable[[EngineSocket], None], transport: Transport, *,
                  request_info: Any = None) -> None:
         self.core = core
         self.sid = core.sid
@@ -71,18 +60,13 @@ class EngineSocket:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._pump_scheduled = False
-        #: the pending GET: the future of its answer, and what makes the answer of packets
-        self._poll_waiter: asyncio.Future[Any] | None = None
-        self._poll_answer: Callable[[list[Packet]], Any] = _no_answer
-        self.websocket: WebSocketLike | None = None
-        self._upgrading: WebSocketLike | None = None
+        #: what carries the session now, and the websocket being probed during an upgrade
+        self.transport = transport
+        self._upgrading: Transport | None = None
         self._finished = False
+        transport.bind(self._message, self._transport_closed)
 
     # -- the API for the layer above ----------------------------------------------------
-
-    @property
-    def transport(self) -> str:
-        return self.core.transport.value
 
     @property
     def closed(self) -> bool:
@@ -109,11 +93,6 @@ class EngineSocket:
         if not self._pump_scheduled:
             self._schedule_pump()
         return True
-
-    def buffered(self) -> int:
-        """Packets queued plus bytes the kernel has not taken: for volatile drops."""
-        ws = self.websocket
-        return self.core.queued() + (ws.buffered() if ws is not None else 0)
 
     def close(self, reason: CloseReason = CloseReason.FORCED_CLOSE) -> None:
         """Close the session; the client is told (``1`` over polling, a close frame)."""
@@ -147,89 +126,76 @@ class EngineSocket:
         self.core.protocol_error()
         self._pump()
 
-    # polling
+    def _message(self, data: str | bytes) -> None:
+        try:
+            packet = engineio.decode_packet(data)
+        except Exception:
+            self.protocol_error()
+            return
+        self.receive([packet])
 
-    def poll(self, answer: Callable[[list[Packet]], T]) -> T | asyncio.Future[T]:
+    def _transport_closed(self) -> None:
+        self.core.transport_lost()
+        self._pump()
+
+    # polling (polling.py drives these)
+
+    def begin_poll(self) -> list[Packet] | None:
         """Take a GET in, now: a request handled after this one finds it pending (the
-        reference handles a session's requests in arrival order). Returns
-        ``answer(packets)`` at once if output is queued; otherwise a future of it, set when
-        there is some. Cancelling the future (the GET's connection went away) aborts the
-        poll. Raises BadRequest for a GET the session refuses (an overlapping one)."""
-        ready = self._begin_poll()
-        if ready is not None:
-            return answer(ready)
-        waiter: asyncio.Future[T] = self._loop.create_future()
-        waiter.add_done_callback(self._poll_done)
-        self._poll_waiter = waiter
-        self._poll_answer = answer
-        self._arm_timer()
-        return waiter
-
-    def _poll_done(self, waiter: asyncio.Future[Any]) -> None:
-        if waiter.cancelled() and self._poll_waiter is waiter:
-            # the reference closes the session ("poll connection closed prematurely")
-            self._poll_waiter = None
-            self.core.abort_poll()
+        reference handles a session's requests in arrival order). Returns the packets to
+        answer it with at once, if output is queued; else None: the GET waits, and the
+        transport's ``send_packets`` answers it. Raises BadRequest for a GET the session
+        refuses (an overlapping one also closes the session, the pending GET told ``1``)."""
+        core = self.core
+        try:
+            core.begin_poll()
+        except Exception:
             self._pump()
+            raise
+        if core.has_output():
+            out = core.take_output()
+            self._pump()
+            return out
+        self._arm_timer()
+        return None
 
-    def _poll_open(self) -> bool:
-        """Whether a GET waits for its answer (a cancelled one is left to _poll_done)."""
-        waiter = self._poll_waiter
-        return waiter is not None and not waiter.done()
-
-    def _answer_poll(self, packets: list[Packet]) -> None:
-        waiter, self._poll_waiter = self._poll_waiter, None
-        if waiter is not None:
-            waiter.set_result(self._poll_answer(packets))
+    def abort_poll(self) -> None:
+        """The pending GET's connection went away before its answer: the reference closes
+        the session ("poll connection closed prematurely")."""
+        self.core.abort_poll()
+        self._pump()
 
     def release_poll(self) -> None:
         """The pending GET will never reach its client (it was relayed by a worker that is
         gone): end its wait with nothing, and keep the session; see
         :meth:`EngineSession.release_poll`."""
-        waiter, self._poll_waiter = self._poll_waiter, None
-        if waiter is not None and not waiter.done():
+        transport = self.transport
+        if self.core.poll_pending and transport.writable:
             self.core.release_poll()
-            waiter.set_result(self._poll_answer([]))
+            transport.send_packets([])
             self._pump()
 
-    def _begin_poll(self) -> list[Packet] | None:
-        try:
-            self.core.begin_poll()
-        except Exception:
-            self._pump()  # an overlap closed the session: answer the first GET with "1"
-            raise
-        if self.core.has_output():
-            out = self.core.take_output()
-            self._pump()
-            return out
-        return None
-
-    def post_begin(self) -> None:
+    def begin_post(self) -> None:
         try:
             self.core.begin_post()
         except Exception:
             self._pump()
             raise
 
-    def post_end(self) -> None:
+    def end_post(self) -> None:
         self.core.end_post()
 
-    # websocket
+    # upgrade
 
-    def attach_websocket(self, ws: WebSocketLike) -> None:
-        """A session that started on websocket."""
-        self.websocket = ws
-        ws.on_message = self._ws_message
-        ws.on_close = self._ws_closed
-
-    def begin_upgrade(self, ws: WebSocketLike) -> None:
-        self.core.begin_upgrade(self._loop.time())  # raises BadRequest if impossible
+    def begin_upgrade(self, ws: Transport) -> None:
+        """A websocket for this polling session: it is probed, then carries the session
+        once the client sends ``5``. Raises BadRequest if the session cannot upgrade."""
+        self.core.begin_upgrade(self._loop.time())
         self._upgrading = ws
-        ws.on_message = lambda data: self._upgrade_message(ws, data)
-        ws.on_close = lambda: self._upgrade_closed(ws)
+        ws.bind(lambda data: self._upgrade_message(ws, data), lambda: self._upgrade_closed(ws))
         self._arm_timer()
 
-    def _upgrade_message(self, ws: WebSocketLike, data: str | bytes) -> None:
+    def _upgrade_message(self, ws: Transport, data: str | bytes) -> None:
         try:
             packet = engineio.decode_packet(data)
             reply = self.core.receive_upgrade(packet, self._loop.time())
@@ -239,32 +205,23 @@ class EngineSocket:
             self._pump()
             return
         if reply is not None:
-            ws.send(engineio.encode_packet(reply))
-        elif self.core.transport is Transport.WEBSOCKET:
-            # "5": the websocket carries the session from now on
+            ws.send_packets([reply])  # the probe's answer
+        else:
+            # "5": the websocket carries the session from now on; a GET still pending ends
+            # (the client has paused polling)
             self._upgrading = None
-            self.attach_websocket(ws)
-            if self._poll_open():
-                self._answer_poll([NOOP])
+            polling, self.transport = self.transport, ws
+            ws.bind(self._message, self._transport_closed)
+            if polling.writable:
+                polling.send_packets([NOOP])
+            polling.close()
         self._pump()
 
-    def _upgrade_closed(self, ws: WebSocketLike) -> None:
+    def _upgrade_closed(self, ws: Transport) -> None:
         if self._upgrading is ws:
             self._upgrading = None
             self.core.fail_upgrade()
             self._pump()
-
-    def _ws_message(self, data: str | bytes) -> None:
-        try:
-            packet = engineio.decode_packet(data)
-        except Exception:
-            self.protocol_error()
-            return
-        self.receive([packet])
-
-    def _ws_closed(self) -> None:
-        self.core.transport_lost()
-        self._pump()
 
     # -- the loop around the core -------------------------------------------------------
 
@@ -280,13 +237,9 @@ class EngineSocket:
         self._pump_scheduled = False
         core = self.core
         if core.has_output():
-            if core.transport is Transport.WEBSOCKET:
-                ws = self.websocket
-                packets = core.take_output()
-                if ws is not None:
-                    ws.send_packets(packets)
-            elif core.poll_pending and self._poll_open():
-                self._answer_poll(core.take_output())
+            transport = self.transport
+            if transport.writable:
+                transport.send_packets(core.take_output())
         if core.state is State.CLOSING:
             core.start_close_timer(self._loop.time())
         if core.state is State.CLOSED:
@@ -320,21 +273,16 @@ class EngineSocket:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._poll_open():
-            self._answer_poll(self.core.take_output() or [engineio.CLOSE])
-        for ws in (self.websocket, self._upgrading):
-            if ws is not None:
-                ws.close()
+        # polling: a GET still pending is told "1"; a websocket: the closing handshake
+        self.transport.close()
+        if self._upgrading is not None:
+            self._upgrading.close()
         reason = self.core.close_reason or CloseReason.TRANSPORT_CLOSE
         try:
             self.handler.on_close(self, reason)
         except Exception:
             logger.exception("error in close handler (sid %s)", self.sid)
         self._on_finished(self)
-
-
-def _no_answer(packets: list[Packet]) -> None:
-    return None
 
 
 class _Flusher:

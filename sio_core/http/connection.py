@@ -21,8 +21,9 @@ A connection's life is :class:`ConnState`, changed in few places::
 Back-pressure: answers are written as they are made, but while the transport's write
 buffer is over its high-water mark (pause_writing) no further request is answered, and
 once a few are queued the socket is no longer read: a client that pipelines requests and
-does not read the answers costs a few parsed requests (_MAX_QUEUED, and at most one
-_FEED_SLICE of them more) and the high-water mark plus one answer, not every answer.
+does not read the answers costs a few parsed requests (``max_pipelined_requests``, and at
+most one ``parse_slice`` of them more) and the high-water mark plus one answer, not every
+answer.
 """
 
 from __future__ import annotations
@@ -32,71 +33,17 @@ import enum
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any, Protocol
-from urllib.parse import parse_qsl
 
 import httptools
 
 from ..config import Config
+from .messages import Request, Response, parse_query, text_response
 
 logger = logging.getLogger("sio_core.http")
 
-#: Complete requests queued ahead of the handler before the socket is no longer read.
-_MAX_QUEUED = 8
-#: A large read is parsed this much at a time, and not further while _MAX_QUEUED requests
-#: wait: one read of tiny pipelined requests (256 KiB) cannot queue thousands of them.
-_FEED_SLICE = 16 * 1024
 #: RFC 9110 §10.1.1: the interim answer to ``Expect: 100-continue``.
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-@dataclass(slots=True)
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # lower-case names; repeated fields joined with ", "
-    body: bytes = b""
-    client: tuple[str, int] | None = None
-    raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    raw_url: bytes = b""
-    http_version: str = "1.1"
-    #: whether the client keeps the connection after this request (RFC 9112 §9.3: HTTP/1.1
-    #: unless ``Connection: close``; HTTP/1.0 only with ``Connection: keep-alive``)
-    keep_alive: bool = True
-    upgrade: bool = False
-    #: bytes that followed an upgrade request (the first WebSocket frames)
-    trailing: bytes = b""
-
-
-@dataclass(slots=True)
-class Response:
-    status: int = 200
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-    close: bool = False
-
-    def serialize(self, keep_alive: bool) -> bytes:
-        reason = _REASONS.get(self.status, "Unknown")
-        lines = [f"HTTP/1.1 {self.status} {reason}"]
-        for name, value in self.headers:
-            lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {len(self.body)}")
-        if not keep_alive:
-            lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        return head + self.body
-
-
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
-
-
-def text_response(status: int, text: str, content_type: str = "text/plain; charset=UTF-8",
-                  headers: list[tuple[str, str]] | None = None) -> Response:
-    return Response(status, [("Content-Type", content_type), *(headers or [])],
-                    text.encode("utf-8"))
 
 
 class ConnectionHandler(Protocol):
@@ -265,22 +212,24 @@ class HTTPConnection(asyncio.Protocol):
 
     def _feed(self, data: bytes) -> None:
         """Parse ``data`` into queued requests. A large read is parsed a slice at a time and
-        kept for later once _MAX_QUEUED requests wait; the socket is then not read until
+        kept for later once max_pipelined_requests wait; the socket is then not read until
         the queue drains."""
         parser = self._parser
         queue = self._queue
+        config = self._config
+        most, step = config.max_pipelined_requests, config.parse_slice
         size = len(data)
         pos = 0
         while pos < size and self._state is _READING:
-            if len(queue) >= _MAX_QUEUED:
+            if len(queue) >= most:
                 self._unparsed = data[pos:]
                 break
-            if size <= _FEED_SLICE:  # the usual read: at once
+            if size <= step:  # the usual read: at once
                 chunk = data
                 pos = size
             else:
-                chunk = data[pos:pos + _FEED_SLICE]
-                pos += _FEED_SLICE
+                chunk = data[pos:pos + step]
+                pos += step
             try:
                 parser.feed_data(chunk)
             except httptools.HttpParserUpgrade as exc:
@@ -303,7 +252,7 @@ class HTTPConnection(asyncio.Protocol):
                 if self._state is _READING:
                     self._refuse(400)
                 return
-        if len(queue) >= _MAX_QUEUED or self._unparsed:
+        if len(queue) >= most or self._unparsed:
             self._pause_reading()
 
     def _discard(self, size: int) -> None:
@@ -599,22 +548,3 @@ class HTTPConnection(asyncio.Protocol):
                 self._serve_queue()
             else:
                 self.close()
-
-
-def parse_query(raw: bytes) -> dict[str, str]:
-    """``dict(parse_qsl(...))`` of a query string, blank values kept; the usual Engine.IO
-    query (``EIO=4&transport=polling&t=...&sid=...``) has nothing to unescape and is
-    split directly, at a quarter of parse_qsl's cost."""
-    text = raw.decode("latin-1")
-    if "%" in text or "+" in text:
-        try:
-            return dict(parse_qsl(text, keep_blank_values=True))
-        except ValueError:
-            return {}
-    query: dict[str, str] = {}
-    for part in text.split("&"):
-        if part:
-            name, _, value = part.partition("=")
-            query[name] = value
-    return query
-

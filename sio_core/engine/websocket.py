@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as WSRequest
@@ -27,14 +27,12 @@ from websockets.protocol import State as WSState
 from websockets.server import ServerProtocol
 
 from ..config import Config
+from ..http.connection import HTTPConnection
+from ..http.messages import Request, Response
 from ..protocol.engineio import TYPE_CHARS, Packet
-from .http import HTTPConnection, Request, Response
+from .transport import CloseCallback, MessageCallback, ignore_close, ignore_message
 
 logger = logging.getLogger("sio_core.websocket")
-
-MessageCallback = Callable[[str | bytes], None]
-CloseCallback = Callable[[], None]
-
 
 def frame_of(packet: Packet) -> bytes:
     """The packet's WebSocket frame (built by websockets' Frame), made once per packet."""
@@ -65,7 +63,8 @@ def _raw_head(request: Request) -> bytes:
 
 
 class WebSocketConnection:
-    """One accepted WebSocket; implements the HTTP layer's ConnectionHandler."""
+    """One accepted WebSocket: a :class:`~sio_core.engine.transport.Transport`, and the
+    HTTP layer's ConnectionHandler once it has taken the connection over."""
 
     __slots__ = ("_close_timer", "_closed", "_config", "_fragment_size", "_fragment_text",
                  "_fragments", "_http", "_paused", "_protocol", "_registry", "on_close",
@@ -76,8 +75,8 @@ class WebSocketConnection:
         self._http = http
         self._protocol = protocol
         self._config = config
-        self.on_message: MessageCallback = _ignore_message
-        self.on_close: CloseCallback = _ignore_close
+        self.on_message: MessageCallback = ignore_message
+        self.on_close: CloseCallback = ignore_close
         self._fragments: list[bytes] = []
         self._fragment_text = False
         self._fragment_size = 0
@@ -89,9 +88,14 @@ class WebSocketConnection:
         if registry is not None:
             registry.add(self)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
+    name = "websocket"
+    #: output is written at once; a client that does not read it is cut off past
+    #: max_outbound_buffer (send_packets)
+    writable = True
+
+    def bind(self, on_message: MessageCallback, on_close: CloseCallback) -> None:
+        self.on_message = on_message
+        self.on_close = on_close
 
     @property
     def client(self) -> tuple[str, int] | None:
@@ -164,9 +168,6 @@ class WebSocketConnection:
 
     # -- output -------------------------------------------------------------------------
 
-    def send(self, message: str | bytes) -> None:
-        self.send_many((message,))
-
     def send_many(self, messages: Iterable[str | bytes]) -> None:
         if self._closed or self._protocol.state is not WSState.OPEN:
             return
@@ -200,10 +201,6 @@ class WebSocketConnection:
         if limit is not None and transport.get_write_buffer_size() > limit:
             logger.warning("closing a websocket whose client does not read (%s)", self.client)
             self.abort()
-
-    def buffered(self) -> int:
-        transport = self._http.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
 
     def close(self, code: int | None = 1000, reason: str = "") -> None:
         """Start the closing handshake; the TCP connection closes once it completes (see
@@ -253,14 +250,6 @@ class WebSocketConnection:
         if not self._closed:
             self._closed = True
             self.on_close()
-
-
-def _ignore_message(message: str | bytes) -> None:
-    pass
-
-
-def _ignore_close() -> None:
-    pass
 
 
 def accept(

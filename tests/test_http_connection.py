@@ -1,4 +1,4 @@
-"""Unit tests of sio_core.transports.http: its helpers, and HTTPConnection in-process over
+"""Unit tests of sio_core.http.connection: its helpers, and HTTPConnection in-process over
 loopback sockets with a handler of the test's own, where the test must see the server's side
 (its write buffer, its connections). The whole server is driven over real sockets in
 test_http_errors.py, test_http_exchanges.py and the interop tests."""
@@ -16,7 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sio_core.config import Config
-from sio_core.transports.http import Handler, HTTPConnection, Request, Response, parse_query
+from sio_core.http.connection import Handler, HTTPConnection
+from sio_core.http.messages import Request, Response, parse_query
 from tests.support import scaled
 
 

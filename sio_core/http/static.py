@@ -1,4 +1,5 @@
-"""Static files for the demo page: a directory served at "/", plus named files.
+"""Static files: a directory served at "/" (the demo page), plus named files (the official
+client bundle, as the reference's ``serveClient`` does).
 
 Paths are resolved and must stay inside the directory (no traversal through "..",
 encoded dots, or symlinks pointing out).
@@ -10,7 +11,8 @@ import mimetypes
 from pathlib import Path
 from urllib.parse import unquote
 
-from .http import Request, Response, text_response
+from ..config import Config
+from .messages import Request, Response, text_response
 
 _TYPES = {
     ".html": "text/html; charset=UTF-8",
@@ -19,6 +21,28 @@ _TYPES = {
     ".map": "application/json; charset=UTF-8",
     ".svg": "image/svg+xml",
 }
+
+
+#: the official client bundle in an installed wheel (copied there at build time: setup.py)
+PACKAGED_CLIENT = Path(__file__).resolve().parent.parent / "client_dist"
+_CLIENT_FILES = ("socket.io.js", "socket.io.js.map", "socket.io.min.js", "socket.io.min.js.map",
+                 "socket.io.esm.min.js", "socket.io.esm.min.js.map")
+
+
+def client_files(config: Config) -> dict[str, str]:
+    """URL -> file for the official client bundle, when it is installed."""
+    if not config.serve_client:
+        return {}
+    candidates = [Path(config.client_dist_dir)] if config.client_dist_dir else [
+        PACKAGED_CLIENT,
+        Path.cwd() / "node_modules/socket.io-client/dist",
+        Path(__file__).resolve().parent.parent.parent / "node_modules/socket.io-client/dist",
+    ]
+    for directory in candidates:
+        if (directory / "socket.io.js").is_file():
+            return {config.path + name: str(directory / name) for name in _CLIENT_FILES
+                    if (directory / name).is_file()}
+    return {}
 
 
 class StaticFiles:

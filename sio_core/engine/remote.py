@@ -2,30 +2,27 @@
 
 When a websocket upgrade for a session lands on a worker that does not own the session,
 that worker accepts the websocket and relays frames: a :class:`WebSocketProxy` on the
-accepting worker, a :class:`RemoteWebSocket` on the owner, which the owner's
-EngineSocket uses exactly like a local WebSocketConnection. Frames travel in order
-(the store keeps the order between two workers); closing either end closes the other.
+accepting worker, a :class:`RemoteWebSocket` on the owner, which is the session's
+:class:`~sio_core.engine.transport.Transport` there, as a local WebSocketConnection is.
+Frames travel in order (the store keeps the order between two workers); closing either end
+closes the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from ..protocol.engineio import Packet, encode_packet
 from ..stores.base import Kind, Store
-from .websocket import CloseCallback, MessageCallback, WebSocketConnection
-
-
-def _ignore_message(message: str | bytes) -> None:
-    pass
-
-
-def _ignore_close() -> None:
-    pass
+from .transport import CloseCallback, MessageCallback, ignore_close, ignore_message
+from .websocket import WebSocketConnection
 
 
 class RemoteWebSocket:
-    """The owner's end: looks like a WebSocketConnection to an EngineSocket."""
+    """The owner's end: the session's transport, its frames relayed by the proxy."""
+
+    name = "websocket"
+    writable = True
 
     def __init__(self, store: Store, proxy_owner: str, proxy_id: str,
                  on_lost: Callable[[], object] | None = None) -> None:
@@ -33,27 +30,18 @@ class RemoteWebSocket:
         self._on_lost = on_lost
         self.proxy_owner = proxy_owner
         self.proxy_id = proxy_id
-        self.on_message: MessageCallback = _ignore_message
-        self.on_close: CloseCallback = _ignore_close
+        self.on_message: MessageCallback = ignore_message
+        self.on_close: CloseCallback = ignore_close
         self._closed = False
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def send(self, message: str | bytes) -> None:
-        self.send_many((message,))
-
-    def send_many(self, messages: Iterable[str | bytes]) -> None:
-        if not self._closed:
-            self.store.send(self.proxy_owner, Kind.WS_OUT,
-                            {"p": self.proxy_id, "d": list(messages)})
+    def bind(self, on_message: MessageCallback, on_close: CloseCallback) -> None:
+        self.on_message = on_message
+        self.on_close = on_close
 
     def send_packets(self, packets: list[Packet]) -> None:
-        self.send_many([encode_packet(p) for p in packets])
-
-    def buffered(self) -> int:
-        return 0
+        if not self._closed:
+            self.store.send(self.proxy_owner, Kind.WS_OUT,
+                            {"p": self.proxy_id, "d": [encode_packet(p) for p in packets]})
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not self._closed:
@@ -80,8 +68,7 @@ class WebSocketProxy:
         self.ws = ws
         self._on_done = on_done
         self._closed = False
-        ws.on_message = self._from_client
-        ws.on_close = self._client_closed
+        ws.bind(self._from_client, self._client_closed)
 
     def _from_client(self, message: str | bytes) -> None:
         self.store.send(self.owner, Kind.WS_IN, {"p": self.proxy_id, "d": message})

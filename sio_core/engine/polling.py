@@ -1,0 +1,154 @@
+"""Long-polling: an Engine.IO session carried by HTTP requests (engine.io's
+``transports/polling.ts``).
+
+How this works: a GET takes what the session has for the client, as one payload: at once
+when there is some, or else it waits (it is *pending*) until there is (a message, the next
+ping, the session's close). A POST carries a payload of the client's packets, which are
+fed to the session in order. At most one GET may be pending and one POST in progress per
+session: an overlapping one is answered 400 and closes the session, the pending GET
+answered with ``1`` (reference behaviour); the session's core enforces this
+(:meth:`~sio_core.protocol.session.EngineSession.begin_poll`, ``begin_post``), and this
+module turns it into HTTP answers. A pending GET whose connection goes away closes the
+session ("poll connection closed prematurely", as the reference).
+
+The transport itself (:class:`Polling`) is only the pending GET: ``send_packets``
+answers it. The same functions serve a GET or POST that another worker forwarded to this
+one, the session's owner (forwarding.py): only the form of the answer differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..config import Config
+from ..exceptions import BadRequest, EngineIOProtocolError, PayloadTooLarge
+from ..http.messages import Response
+from ..protocol import engineio
+from ..protocol.engineio import Packet
+from .socket import EngineSocket
+from .transport import CloseCallback, MessageCallback
+
+#: the Content-Type of a payload (the reference's, for a text payload of any packets)
+PLAIN = "text/plain; charset=UTF-8"
+
+T = TypeVar("T")
+
+
+class Polling:
+    """The polling transport of one session (a :class:`~sio_core.engine.transport.Transport`):
+    the pending GET, if any, which ``send_packets`` answers."""
+
+    __slots__ = ("_answer", "_on_abort", "_waiter")
+
+    name = "polling"
+
+    def __init__(self) -> None:
+        #: the pending GET: the future of its answer, what makes the answer of packets
+        #: (an HTTP response, or a forwarded GET's reply), and what its abort calls
+        self._waiter: asyncio.Future[Any] | None = None
+        self._answer: Callable[[list[Packet]], Any] = _no_answer
+        self._on_abort: Callable[[], None] = _no_abort
+
+    @property
+    def writable(self) -> bool:
+        waiter = self._waiter
+        return waiter is not None and not waiter.done()
+
+    def bind(self, on_message: MessageCallback, on_close: CloseCallback) -> None:
+        pass  # its input comes in POSTs (receive), and it has no end of its own
+
+    def send_packets(self, packets: list[Packet]) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(self._answer(packets))
+
+    def close(self) -> None:
+        if self.writable:
+            self.send_packets([engineio.CLOSE])
+
+    def wait(self, answer: Callable[[list[Packet]], T],
+             on_abort: Callable[[], None]) -> asyncio.Future[T]:
+        """The GET waits: a future of ``answer(packets)``. Cancelling it (the GET's
+        connection went away) calls ``on_abort``."""
+        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        waiter.add_done_callback(self._done)
+        self._waiter = waiter
+        self._answer = answer
+        self._on_abort = on_abort
+        return waiter
+
+    def _done(self, waiter: asyncio.Future[Any]) -> None:
+        if waiter.cancelled() and self._waiter is waiter:
+            self._waiter = None
+            self._on_abort()
+
+
+def _no_answer(packets: list[Packet]) -> None:
+    return None
+
+
+def _no_abort() -> None:
+    pass
+
+
+def poll(socket: EngineSocket, answer: Callable[[list[Packet]], T]) -> T | asyncio.Future[T]:
+    """Take a GET in, now (see :meth:`EngineSocket.begin_poll`): ``answer(packets)`` at
+    once if output is queued, or else a future of it, set when there is some. Cancelling
+    the future (the GET's connection went away) aborts the poll, which closes the session.
+    Raises BadRequest for a GET the session refuses."""
+    ready = socket.begin_poll()
+    if ready is not None:
+        return answer(ready)
+    transport = socket.transport
+    # begin_poll refuses a GET once a websocket carries the session
+    assert isinstance(transport, Polling)
+    return transport.wait(answer, socket.abort_poll)
+
+
+def get(socket: EngineSocket, headers: list[tuple[str, str]]
+        ) -> Response | asyncio.Future[Response]:
+    """A GET of this worker's session: its answer now, or a future of it (cancelling it
+    withdraws the GET). Raises BadRequest for a GET the session refuses."""
+    return poll(socket, lambda packets: payload_response(packets, headers))
+
+
+def post(socket: EngineSocket, body: bytes, headers: list[tuple[str, str]],
+         config: Config) -> Response:
+    """A POST of this worker's session: its packets are processed before the answer."""
+    receive(socket, body, config)
+    return post_response(headers)
+
+
+def receive(socket: EngineSocket, body: bytes, config: Config) -> None:
+    """The packets of a POST, received by this worker or forwarded to it. Raises
+    PayloadTooLarge, or BadRequest for an overlapping POST or a payload that does not
+    decode (which closes the session: a parse error)."""
+    if len(body) > config.max_payload:
+        raise PayloadTooLarge()
+    socket.begin_post()
+    try:
+        try:
+            packets = engineio.decode_payload(body, max_packets=config.max_packets_per_payload)
+        except EngineIOProtocolError:
+            socket.protocol_error()
+            raise BadRequest() from None
+        socket.receive(packets)
+    finally:
+        socket.end_post()
+
+
+def payload_response(packets: list[Packet], headers: list[tuple[str, str]]) -> Response:
+    """A GET's answer (or the handshake's): the packets as one payload."""
+    return body_response(engineio.encode_payload(packets).encode(), headers)
+
+
+def body_response(body: bytes, headers: list[tuple[str, str]]) -> Response:
+    """A GET's answer from an encoded payload (the owner's, for a forwarded GET)."""
+    return Response(200, [("Content-Type", PLAIN), *headers], body)
+
+
+def post_response(headers: list[tuple[str, str]]) -> Response:
+    """A POST's answer once its packets are processed (the reference's ``ok``)."""
+    return Response(200, [("Content-Type", "text/html"), *headers], b"ok")
