@@ -137,7 +137,9 @@ class Socket(EventEmitter):
         packet = event_packet(self.namespace.name, event, args, ack_id)
         if not self.connected:
             return None
-        if self.client.send_parts(sio.encode(packet), volatile=volatile) and ack_id is not None:
+        if not self.client.send_parts(sio.encode(packet), volatile=volatile):
+            return None  # not sent (a closing session, a volatile drop): no ack will come
+        if ack_id is not None:
             assert callback is not None
             self.expect_ack(ack_id, callback)
         return ack_id
