@@ -143,12 +143,17 @@ class FakeEngineSocket:
         out, self.sent = self.sent, []
         return out
 
-    async def take_when(self, count: int) -> list[str | bytes]:
-        """Wait until ``count`` messages have been sent since the last take, then take them."""
+    async def wait_sent(self, count: int) -> None:
+        """Wait until ``count`` messages have been sent since the last take."""
         async with asyncio.timeout(scaled(5)):
             while len(self.sent) < count:
                 self._activity.clear()
                 await self._activity.wait()
+
+    async def take_when(self, count: int) -> list[str | bytes]:
+        """Wait until ``count`` messages have been sent since the last take, then take them
+        all."""
+        await self.wait_sent(count)
         return self.take()
 
     async def wait_closed(self) -> CloseReason:
@@ -167,11 +172,12 @@ class FakeEngineSocket:
 async def connect(server: Server, namespace: str = "/", auth: str = "",
                   conn: FakeEngineSocket | None = None) -> tuple[FakeEngineSocket, Socket]:
     """A client connected to ``namespace`` (``auth``: the CONNECT's JSON payload, if any),
-    its CONNECT reply taken."""
+    its CONNECT reply taken (what the ``connection`` listeners sent is left in ``sent``)."""
     conn = conn or FakeEngineSocket(server)
     prefix = "" if namespace == "/" else namespace + ","
     conn.receive("0" + prefix + auth)
-    reply = await conn.take_when(1)
-    assert masked(reply) == ["0" + prefix + '{"sid":"*"}'], reply
+    await conn.wait_sent(1)
+    reply = conn.sent.pop(0)
+    assert masked([reply]) == ["0" + prefix + '{"sid":"*"}'], reply
     socket: Socket = conn.context.sockets[namespace]
     return conn, socket

@@ -140,7 +140,7 @@ async def test_a_matcher_that_fails_refuses_the_connect_and_is_logged(
     assert masked(await conn.take_when(1)) == ['0{"sid":"*"}']
 
 
-# --- undecodable input: the reference closes the Engine.IO session ------------------------------
+# --- undecodable input: the reference closes the Engine.IO session --------------------------------
 
 PROTOCOL_ERRORS: list[list[str | bytes]] = [
     ["9"],                                          # no such packet type
@@ -255,7 +255,7 @@ async def test_the_connect_timeout_counts_no_connect_still_in_the_middlewares() 
     assert conn.take() == []
 
 
-# --- the handshake -------------------------------------------------------------------------------
+# --- the handshake --------------------------------------------------------------------------------
 
 
 async def test_the_handshake_is_what_the_first_request_carried() -> None:
