@@ -32,6 +32,15 @@ async def one_client(namespace: str = "/", **options: Any) -> tuple[Server, Fake
     return io, conn, socket
 
 
+async def main_and_admin() -> tuple[Server, FakeEngineSocket, Socket, Socket]:
+    """One client connected to "/" and "/admin"."""
+    io = Server()
+    io.of("/admin")
+    conn, main = await connect(io)
+    _, admin = await connect(io, "/admin", conn=conn)
+    return io, conn, main, admin
+
+
 # --- events from the client, and the acks they get ------------------------------------------------
 
 
@@ -448,10 +457,7 @@ async def test_broadcasts_from_a_socket_skip_it() -> None:
 
 
 async def test_the_server_disconnects_a_socket() -> None:
-    io = Server()
-    io.of("/admin")
-    conn, main = await connect(io)
-    _, admin = await connect(io, "/admin", conn=conn)
+    io, conn, main, admin = await main_and_admin()
     events: list[tuple[Any, ...]] = []
     main.on("disconnecting", lambda why: events.append(("disconnecting", why, main.rooms)))
     main.on("disconnect", lambda why: events.append(("disconnect", why, main.rooms)))
@@ -470,10 +476,7 @@ async def test_the_server_disconnects_a_socket() -> None:
 
 
 async def test_the_server_closes_the_whole_connection() -> None:
-    io = Server()
-    io.of("/admin")
-    conn, main = await connect(io)
-    _, admin = await connect(io, "/admin", conn=conn)
+    _, conn, main, admin = await main_and_admin()
     reasons: list[str] = []
     for socket in (main, admin):
         socket.on("disconnect", reasons.append)
@@ -486,10 +489,7 @@ async def test_the_server_closes_the_whole_connection() -> None:
 
 
 async def test_the_client_leaves_a_namespace() -> None:
-    io = Server()
-    io.of("/admin")
-    conn, main = await connect(io)
-    _, admin = await connect(io, "/admin", conn=conn)
+    io, conn, main, admin = await main_and_admin()
     reasons: list[str] = []
     admin.on("disconnect", reasons.append)
 
