@@ -1,16 +1,14 @@
 """What a client can make the Socket.IO layer hold, and the bounds on it (sio_core.Config).
 
-In-process: a real :class:`~sio_core.Server` and real Engine.IO sessions
-(:class:`~sio_core.engine.socket.EngineSocket` over the sans-I/O core) with no
-transport under them: the test feeds the client's Engine.IO messages in and reads the
-server's out of the session's queue. The running-server side of the same limits (memory
-under attack) is in ``tests/test_abuse.py``.
+In-process: a real :class:`~sio_core.Server` over fake Engine.IO sessions
+(tests/fake_engine.py): the test feeds the client's messages in and reads the server's out.
+The running-server side of the same limits (memory under attack) is in
+``tests/test_abuse.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import re
 from typing import Any
@@ -18,40 +16,10 @@ from typing import Any
 import pytest
 
 from sio_core import ConnectionRefusedError, Server, Socket
-from sio_core.engine.polling import Polling
-from sio_core.engine.socket import EngineSocket
-from sio_core.protocol import engineio
-from sio_core.protocol.session import CloseReason, EngineSession, Timing, Transport
+from sio_core.protocol.session import CloseReason
 from sio_core.stores.memory import MemoryStore
-
-_sids = itertools.count()
-
-
-class Session:
-    """One client's Engine.IO session on ``server``, over polling with no GET ever pending:
-    what the server sends stays in the core, for ``received``."""
-
-    def __init__(self, server: Server) -> None:
-        loop = asyncio.get_running_loop()
-        core = EngineSession(f"s{next(_sids)}", Transport.POLLING, Timing(25, 20), loop.time())
-        self.core = core
-        self.conn = EngineSocket(core, server, lambda _: None, Polling())
-        self.conn.opened()
-
-    def send(self, *messages: str | bytes) -> None:
-        self.conn.receive([engineio.message(m) for m in messages])
-
-    def leave(self) -> None:
-        """The client closes its Engine.IO session ("1")."""
-        self.conn.receive([engineio.CLOSE])
-
-    def received(self) -> list[str | bytes]:
-        """The Socket.IO messages the server sent since the last call."""
-        return [p.data for p in self.core.take_output() if p.type is engineio.PacketType.MESSAGE]
-
-    @property
-    def closed(self) -> bool:
-        return self.conn.closed
+from tests.fake_engine import FakeEngineSocket, connect
+from tests.support import scaled
 
 
 def connect_error(nsp: str, message: str) -> str:
@@ -81,36 +49,36 @@ async def test_empty_child_namespaces_are_removed(prefix: str) -> None:
     static = set(io.namespaces)
     sessions = []
     for n in range(200):
-        session = Session(io)
-        session.send(f"0{prefix}{n},")
+        session = FakeEngineSocket(io)
+        session.receive(f"0{prefix}{n},")
         sessions.append(session)
     await settle()
     assert len(io.namespaces) == len(static) + 200
     assert io.stats() == {"namespaces": len(static) + 200, "dynamic_namespaces": 200}
     for n, session in enumerate(sessions):
         if n % 2:
-            session.send(f"1{prefix}{n},")  # leaves the namespace
+            session.receive(f"1{prefix}{n},")  # leaves the namespace
         else:
-            session.leave()  # closes the connection
+            session.receive_close()  # closes the connection
     assert set(io.namespaces) == static
     assert io.stats() == {"namespaces": len(static), "dynamic_namespaces": 0}
     # a name that comes back gets a fresh child that works
-    again = Session(io)
-    again.send(f"0{prefix}7,")
+    again = FakeEngineSocket(io)
+    again.receive(f"0{prefix}7,")
     await settle()
-    assert again.received()[0].startswith(f"0{prefix}7,")
+    assert again.take()[0].startswith(f"0{prefix}7,")
     assert f"{prefix}7" in io.namespaces
 
 
 async def test_a_child_stays_while_it_has_a_socket() -> None:
     io = dynamic_server()
-    first, second = Session(io), Session(io)
-    first.send("0/room-1,")
-    second.send("0/room-1,")
+    first, second = FakeEngineSocket(io), FakeEngineSocket(io)
+    first.receive("0/room-1,")
+    second.receive("0/room-1,")
     await settle()
-    first.send("1/room-1,")
+    first.receive("1/room-1,")
     assert "/room-1" in io.namespaces
-    second.leave()
+    second.receive_close()
     assert "/room-1" not in io.namespaces
 
 
@@ -122,11 +90,11 @@ async def test_a_child_refused_by_a_middleware_is_removed() -> None:
         raise ConnectionRefusedError("no")
 
     parent.use(refuse)
-    session = Session(io)
+    session = FakeEngineSocket(io)
     for n in range(50):
-        session.send(f"0/room-{n},")
+        session.receive(f"0/room-{n},")
     await settle()
-    assert session.received() == [connect_error(f"/room-{n}", "no") for n in range(50)]
+    assert session.take() == [connect_error(f"/room-{n}", "no") for n in range(50)]
     assert set(io.namespaces) == {"/"}
 
 
@@ -142,17 +110,17 @@ async def test_a_child_is_not_removed_under_a_connect_in_its_middlewares() -> No
             raise ConnectionRefusedError("no")
 
     parent.use(wait_for_gate)
-    slow, refused = Session(io), Session(io)
-    slow.send('0/room-1,{"slow":true}')
+    slow, refused = FakeEngineSocket(io), FakeEngineSocket(io)
+    slow.receive('0/room-1,{"slow":true}')
     await settle()
-    refused.send('0/room-1,{"refuse":true}')
+    refused.receive('0/room-1,{"refuse":true}')
     await settle()
-    assert refused.received() == [connect_error("/room-1", "no")]
+    assert refused.take() == [connect_error("/room-1", "no")]
     # the slow CONNECT still holds the child: the namespace it joins is the server's
     child = io.namespaces["/room-1"]
     gate.set()
     await settle()
-    assert slow.received()[0].startswith("0/room-1,")
+    assert slow.take()[0].startswith("0/room-1,")
     assert io.namespaces["/room-1"] is child
     assert len(child.sockets) == 1
 
@@ -176,30 +144,30 @@ async def test_the_store_forgets_a_removed_child() -> None:
     io = dynamic_server()
     store = NamespaceTrackingStore()
     io.attach_store(store)
-    session = Session(io)
-    session.send("0/room-1,", "0/user-1,")
+    session = FakeEngineSocket(io)
+    session.receive("0/room-1,", "0/user-1,")
     await settle()
     assert store.followed == {"/", "/room-1", "/user-1"}
-    session.send("1/room-1,")
+    session.receive("1/room-1,")
     assert store.followed == {"/", "/user-1"}
 
 
 async def test_cleanup_can_be_turned_off_as_in_the_reference() -> None:
     io = dynamic_server(cleanup_empty_child_namespaces=False)
-    session = Session(io)
-    session.send("0/room-1,")
+    session = FakeEngineSocket(io)
+    session.receive("0/room-1,")
     await settle()
-    session.leave()
+    session.receive_close()
     assert "/room-1" in io.namespaces
 
 
 async def test_dynamic_namespaces_are_bounded() -> None:
     io = dynamic_server(max_dynamic_namespaces=10)
-    sessions = [Session(io) for _ in range(12)]
+    sessions = [FakeEngineSocket(io) for _ in range(12)]
     for n, session in enumerate(sessions):
-        session.send(f"0/room-{n},")
+        session.receive(f"0/room-{n},")
     await settle()
-    answers = [session.received() for session in sessions]
+    answers = [session.take() for session in sessions]
     assert all(answer[0].startswith(f"0/room-{n},") for n, answer in enumerate(answers[:10]))
     # past the bound: what the reference answers for a namespace that does not exist
     assert answers[10:] == [[connect_error(f"/room-{n}", "Invalid namespace")]
@@ -207,11 +175,11 @@ async def test_dynamic_namespaces_are_bounded() -> None:
     assert io.stats()["dynamic_namespaces"] == 10
     # an existing child still takes sockets; once one is gone, a new name is accepted
     sessions[10].send("0/room-3,")
-    sessions[0].leave()
+    sessions[0].receive_close()
     sessions[11].send("0/room-11,")
     await settle()
-    assert sessions[10].received()[0].startswith("0/room-3,")
-    assert sessions[11].received()[0].startswith("0/room-11,")
+    assert sessions[10].take()[0].startswith("0/room-3,")
+    assert sessions[11].take()[0].startswith("0/room-11,")
 
 
 # --- namespaces per client -----------------------------------------------------------------------
@@ -219,10 +187,10 @@ async def test_dynamic_namespaces_are_bounded() -> None:
 
 async def test_namespaces_per_client_are_bounded() -> None:
     io = dynamic_server(max_namespaces_per_client=5)
-    session = Session(io)
-    session.send("0", *[f"0/room-{n}," for n in range(10)])
+    session = FakeEngineSocket(io)
+    session.receive("0", *[f"0/room-{n}," for n in range(10)])
     await settle()
-    answers = session.received()
+    answers = session.take()
     # the refusals are immediate; the dynamic CONNECTs are answered after a match (a task)
     assert [a[:9] for a in answers if isinstance(a, str) and a.startswith("0")] == [
         '0{"sid":"', *[f"0/room-{n}," for n in range(4)]]
@@ -231,9 +199,9 @@ async def test_namespaces_per_client_are_bounded() -> None:
     assert not session.closed
     assert io.stats()["dynamic_namespaces"] == 4
     # leaving one makes room for another
-    session.send("1/room-0,", "0/room-9,")
+    session.receive("1/room-0,", "0/room-9,")
     await settle()
-    assert session.received()[0].startswith("0/room-9,")
+    assert session.take()[0].startswith("0/room-9,")
 
 
 async def test_connects_in_middlewares_count_towards_the_bound() -> None:
@@ -245,46 +213,36 @@ async def test_connects_in_middlewares_count_towards_the_bound() -> None:
         await gate.wait()
 
     parent.use(wait)
-    session = Session(io)
-    session.send(*[f"0/room-{n}," for n in range(5)])
+    session = FakeEngineSocket(io)
+    session.receive(*[f"0/room-{n}," for n in range(5)])
     await settle()
-    assert session.received() == [connect_error(f"/room-{n}", "Too many namespaces")
+    assert session.take() == [connect_error(f"/room-{n}", "Too many namespaces")
                                   for n in (3, 4)]
     gate.set()
     await settle()
-    assert len(session.received()) == 3
+    assert len(session.take()) == 3
 
 
 # --- acks the client owes ------------------------------------------------------------------------
 
 
-async def connected_socket(io: Server) -> tuple[Session, Socket]:
-    sockets: list[Socket] = []
-    io.on("connection", sockets.append)
-    session = Session(io)
-    session.send("0")
-    await settle()
-    session.received()
-    return session, sockets[0]
-
-
 async def test_pending_acks_are_bounded_oldest_given_up() -> None:
     io = Server(max_pending_acks=10)
-    session, socket = await connected_socket(io)
+    session, socket = await connect(io)
     plain: list[Any] = []
     for n in range(15):
         socket.emit("ask", n, callback=plain.append)
     assert len(socket._acks) == 10  # the five oldest were dropped
-    assert len(session.received()) == 15  # every event went out
+    assert len(session.take()) == 15  # every event went out
     # the client answers the newest: its callback runs; an answer to a dropped id is ignored
-    session.send("314[14]", "30[0]")
+    session.receive("314[14]", "30[0]")
     assert plain == [14]
     assert len(socket._acks) == 9
 
 
 async def test_a_given_up_ack_fails_its_waiter() -> None:
     io = Server(max_pending_acks=3)
-    _, socket = await connected_socket(io)
+    _, socket = await connect(io)
     waiting = asyncio.ensure_future(socket.emit_with_ack("ask"))
     await settle()
     timed: list[Any] = []
@@ -302,7 +260,7 @@ async def test_a_given_up_ack_fails_its_waiter() -> None:
 async def test_a_timed_out_ack_is_forgotten() -> None:
     """As the reference's registerAckCallback: once timed out, the socket stops waiting."""
     io = Server()
-    _, socket = await connected_socket(io)
+    _, socket = await connect(io)
     done = asyncio.Event()
     results: list[Any] = []
 
@@ -312,14 +270,14 @@ async def test_a_timed_out_ack_is_forgotten() -> None:
 
     socket.timeout(0.01).emit("ask", callback=callback)
     assert len(socket._acks) == 1
-    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.wait_for(done.wait(), scaled(5))
     assert isinstance(results[0][0], TimeoutError)
     assert socket._acks == {}
 
 
 async def test_broadcast_acks_a_client_never_answers_are_bounded() -> None:
     io = Server(max_pending_acks=20)
-    _, socket = await connected_socket(io)
+    _, socket = await connect(io)
     for _ in range(50):
         io.timeout(60).emit("ask", callback=lambda err, responses: None)
     assert len(socket._acks) == 20
@@ -338,13 +296,13 @@ async def test_broadcast_acks_a_client_never_answers_are_bounded() -> None:
     ],
 )
 async def test_a_refused_packet_closes_the_connection(message: str) -> None:
-    session = Session(Server())
-    session.send("0")
+    session = FakeEngineSocket(Server())
+    session.receive("0")
     await settle()
-    session.send(message)
+    session.receive(message)
     # as for any undecodable packet (the sockets hear of it once the client has the close)
     assert session.closed
-    assert session.core.close_reason is CloseReason.FORCED_CLOSE
+    assert session.close_reason is CloseReason.FORCED_CLOSE
 
 
 async def test_nothing_after_a_refused_packet_is_handled() -> None:
@@ -357,10 +315,10 @@ async def test_nothing_after_a_refused_packet_is_handled() -> None:
     def connection(socket: Socket) -> None:
         socket.on("after", events.append)
 
-    session = Session(io)
-    session.send("0")
+    session = FakeEngineSocket(io)
+    session.receive("0")
     await settle()
-    session.send('2["after",1]', "2{}", '2["after",2]', "0/other,")
+    session.receive('2["after",1]', "2{}", '2["after",2]', "0/other,")
     await settle()
     assert events == [1]
     assert session.closed

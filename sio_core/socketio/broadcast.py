@@ -73,6 +73,8 @@ class AckGather:
         self._check()
 
     def add_response(self, args: list[Any]) -> None:
+        if self.future.done():
+            return  # late: the list the caller got is final
         self.responses.append(args[0] if len(args) == 1 else (tuple(args) if args else None))
         self._check()
 

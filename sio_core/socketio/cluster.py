@@ -244,12 +244,16 @@ class Cluster:
         return namespace, opts_from_wire(payload.get("opts"))
 
     def _on_broadcast(self, envelope: Envelope) -> None:
+        if not isinstance(envelope.payload, dict):
+            return
         namespace, opts = self._namespace(envelope.payload)
         packet = packet_from_wire(envelope.payload.get("packet"))
         if namespace is not None and opts is not None and packet is not None:
             namespace.adapter.broadcast(packet, opts)
 
     def _on_broadcast_acks(self, envelope: Envelope) -> None:
+        if not isinstance(envelope.payload, dict):
+            return
         namespace, opts = self._namespace(envelope.payload)
         packet = packet_from_wire(envelope.payload.get("packet"))
         request = envelope.payload.get("req")
@@ -275,15 +279,17 @@ class Cluster:
 
     def _on_client_count(self, envelope: Envelope) -> None:
         payload = envelope.payload
-        if isinstance(payload, dict) and isinstance(payload.get("count"), int):
-            gather = self._gathers.get(payload.get("req"))  # type: ignore[arg-type]
+        if isinstance(payload, dict) and isinstance(payload.get("count"), int) \
+                and isinstance(payload.get("req"), int):
+            gather = self._gathers.get(payload["req"])
             if gather is not None:
                 gather.add_expected(payload["count"])
 
     def _on_client_ack(self, envelope: Envelope) -> None:
         payload = envelope.payload
-        if isinstance(payload, dict) and isinstance(payload.get("args"), list):
-            gather = self._gathers.get(payload.get("req"))  # type: ignore[arg-type]
+        if isinstance(payload, dict) and isinstance(payload.get("args"), list) \
+                and isinstance(payload.get("req"), int):
+            gather = self._gathers.get(payload["req"])
             if gather is not None:
                 gather.add_response(payload["args"])
 

@@ -345,11 +345,14 @@ class _MultiOperator:
             out.append(op)
         return out
 
-    def emit(self, event: str, *args: Any) -> Awaitable[None]:
+    def emit(self, event: str, *args: Any,
+             callback: Callable[..., Any] | None = None) -> Awaitable[None]:
+        if callback is not None:  # the reference's parent namespace gathers no acks either
+            raise ValueError("a dynamic namespace's broadcast takes no callback")
         return _all([op.emit(event, *args) for op in self._each()])
 
-    def send(self, *args: Any) -> Awaitable[None]:
-        return self.emit("message", *args)
+    def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]:
+        return self.emit("message", *args, callback=callback)
 
     async def fetch_sockets(self) -> list[Socket]:
         out: list[Socket] = []

@@ -138,7 +138,9 @@ class Socket(EventEmitter):
         if not self.connected:
             return None
         parts = sio.encode(packet)
-        if self.client.send_parts(parts, volatile=volatile) and ack_id is not None:
+        if not self.client.send_parts(parts, volatile=volatile):
+            return None  # not sent (a closing session, a volatile drop): no ack will come
+        if ack_id is not None:
             assert callback is not None
             self.expect_ack(ack_id, callback)
         observer = self.server.observer

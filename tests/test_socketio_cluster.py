@@ -1,0 +1,405 @@
+"""sio_core.socketio.cluster: Socket.IO across workers, over a store.
+
+Two Servers in one event loop, each with a MemoryStore on one MemoryBus (envelopes packed and
+unpacked on the way, delivered on later loop turns, as over a real bus), each with clients over
+the fake engine (tests/fake_engine.py). What one worker does reaches the other's clients:
+broadcasts (rooms, except, volatile, local), broadcasts with acks (and their timeouts),
+fetch_sockets and what a RemoteSocket does, sockets_join/leave, disconnect_sockets,
+server-side emits with and without acks. And what comes off the bus is checked before use.
+
+The bus delivers in order, so a request to the other worker (``await io.fetch_sockets()``)
+returns only after everything sent to it before has been handled: the tests use that to know
+something did *not* happen, rather than waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from sio_core import AckTimeoutError, Handshake, Server, Socket
+from sio_core.protocol import socketio as sio
+from sio_core.socketio.adapter import BroadcastOptions
+from sio_core.socketio.cluster import (
+    RemoteSocket,
+    handshake_from_wire,
+    opts_from_wire,
+    packet_from_wire,
+)
+from sio_core.stores.base import Envelope, Kind
+from sio_core.stores.memory import MemoryBus, MemoryStore
+from tests.fake_engine import FakeEngineSocket, connect
+from tests.support import scaled
+
+
+@dataclass
+class Worker:
+    io: Server
+    store: MemoryStore
+    conn: FakeEngineSocket
+    socket: Socket
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[MemoryBus]:
+    bus = MemoryBus()
+    yield bus
+    for store in list(bus.stores.values()):
+        await store.close()
+
+
+async def worker(bus: MemoryBus, name: str, store: MemoryStore | None = None) -> Worker:
+    io = Server(ack_timeout=scaled(5))
+    io.of("/n")
+    store = store or MemoryStore(name, bus)
+    io.attach_store(store)
+    await store.start()
+    conn, socket = await connect(io)
+    return Worker(io, store, conn, socket)
+
+
+@pytest.fixture
+async def pair(bus: MemoryBus) -> tuple[Worker, Worker]:
+    return await worker(bus, "w1"), await worker(bus, "w2")
+
+
+async def barrier(w: Worker) -> None:
+    """Return once the other workers have handled everything ``w`` sent them before."""
+    await w.io.local.fetch_sockets()
+    await w.io.sockets.server_side_emit_with_ack("barrier")
+
+
+# --- broadcasts -----------------------------------------------------------------------------------
+
+
+async def test_a_broadcast_reaches_the_other_workers_clients(pair: tuple[Worker, Worker]) -> None:
+    w1, w2 = pair
+    await w1.io.emit("hello", 1, b"\x02")
+    expected = ['51-["hello",1,{"_placeholder":true,"num":0}]', b"\x02"]
+    assert w1.conn.take() == expected
+    assert await w2.conn.take_when(2) == expected
+
+
+async def test_rooms_and_except_across_workers(pair: tuple[Worker, Worker]) -> None:
+    w1, w2 = pair
+    w2.socket.join("r")
+    steps = [
+        (lambda: w1.io.to("r").emit("r"), [], ['2["r"]']),
+        (lambda: w1.io.except_("r").emit("x"), ['2["x"]'], []),
+        (lambda: w1.socket.broadcast.emit("b"), [], ['2["b"]']),
+        (lambda: w2.socket.broadcast.emit("b2"), ['2["b2"]'], []),
+        (lambda: w1.io.to(w2.socket.id).emit("direct"), [], ['2["direct"]']),
+        (lambda: w1.io.local.emit("local"), ['2["local"]'], []),
+        (lambda: w1.socket.local.emit("local2"), [], []),
+        (lambda: w1.io.of("/n").emit("other namespace"), [], []),
+    ]
+    for step, first, second in steps:
+        await step()
+        await barrier(w1)
+        await barrier(w2)
+        assert (w1.conn.take(), w2.conn.take()) == (first, second)
+
+
+async def test_volatile_crosses_workers(pair: tuple[Worker, Worker]) -> None:
+    w1, w2 = pair
+    w2.conn.writable = False
+    await w1.io.volatile.emit("v")
+    await w1.io.emit("kept")
+    assert await w2.conn.take_when(1) == ['2["kept"]']
+
+
+async def test_a_broadcast_with_acks_gathers_from_every_worker(
+        pair: tuple[Worker, Worker]) -> None:
+    w1, w2 = pair
+    emitting = asyncio.ensure_future(w1.io.emit_with_ack("q", 1))
+    assert await w1.conn.take_when(1) == ['21["q",1]']
+    [packet] = await w2.conn.take_when(1)
+    assert packet.startswith("2") and packet.endswith('["q",1]')
+    w2.conn.receive("3" + packet[1:-len('["q",1]')] + '["from w2"]')
+    w1.conn.receive('31["from w1"]')
+    assert sorted(await emitting) == ["from w1", "from w2"]
+
+
+async def test_a_broadcast_with_acks_times_out_with_what_came(
+        pair: tuple[Worker, Worker]) -> None:
+    w1, w2 = pair
+    w1.conn.receive("1")  # no client on w1: only w2's counts
+    result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    conn3, _ = await connect(w2.io)
+    w1.io.timeout(scaled(0.3)).emit("q", callback=lambda *args: result.set_result(args))
+    [packet] = await w2.conn.take_when(1)
+    await conn3.take_when(1)
+    w2.conn.receive("3" + packet[1:-len('["q"]')] + '["only"]')
+    err, responses = await result
+    assert isinstance(err, AckTimeoutError) and responses == ["only"]
+
+
+async def test_without_peers_a_broadcast_with_acks_counts_only_this_worker(
+        bus: MemoryBus) -> None:
+    w1 = await worker(bus, "alone")
+    emitting = asyncio.ensure_future(w1.io.emit_with_ack("q"))
+    await w1.conn.take_when(1)
+    w1.conn.receive("31[]")
+    assert await emitting == [None]
+
+
+class CannotCount(MemoryStore):
+    async def count_servers(self, namespace: str) -> int:
+        raise ConnectionError("the bus is down")
+
+
+async def test_servers_that_cannot_be_counted_end_at_the_timeout(
+        bus: MemoryBus, caplog: pytest.LogCaptureFixture) -> None:
+    w1 = await worker(bus, "w1", CannotCount("w1", bus))
+    with caplog.at_level(logging.WARNING, "sio_core.cluster"):
+        result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        w1.io.timeout(scaled(0.1)).emit("q", callback=lambda *args: result.set_result(args))
+        w1.conn.receive("31[]")  # this worker's own clients answered
+        err, responses = await result
+    assert isinstance(err, AckTimeoutError) and responses == [None]
+    assert "cannot count the servers for a broadcast with acks: the bus is down" in caplog.text
+
+
+# --- socket queries -------------------------------------------------------------------------------
+
+
+async def test_fetch_sockets_finds_the_other_workers_sockets(pair: tuple[Worker, Worker]) -> None:
+    w1, w2 = pair
+    w2.socket.join("r")
+    w2.socket.data["user"] = "ann"
+    found = await w1.io.fetch_sockets()
+    assert [type(s) for s in found] == [Socket, RemoteSocket]
+    local, remote = found
+    assert local is w1.socket
+    assert remote.id == w2.socket.id and remote.rooms == {w2.socket.id, "r"}
+    assert remote.data == {"user": "ann"} and remote.namespace is w1.io.sockets
+    assert isinstance(remote.handshake, Handshake)
+    assert remote.handshake == w2.socket.handshake
+    assert repr(remote) == f"<RemoteSocket {w2.socket.id} />"
+    assert [s.id for s in await w1.io.in_("r").fetch_sockets()] == [w2.socket.id]
+    assert await w1.io.local.fetch_sockets() == [w1.socket]
+    assert await w1.io.of("/n").fetch_sockets() == []
+
+
+async def test_data_that_cannot_cross_is_left_out(pair: tuple[Worker, Worker]) -> None:
+    w1, w2 = pair
+    w2.socket.data["obj"] = object()
+    _, remote = await w1.io.fetch_sockets()
+    assert remote.data == {}
+
+
+async def test_what_a_remote_socket_does(pair: tuple[Worker, Worker]) -> None:
+    w1, w2 = pair
+    _, remote = await w1.io.fetch_sockets()
+    await remote.emit("to you", 1)
+    assert await w2.conn.take_when(1) == ['2["to you",1]']
+    await remote.join("a", ["b"])
+    await barrier(w1)
+    assert w2.socket.rooms == {w2.socket.id, "a", "b"}
+    remote.leave("a")
+    await barrier(w1)
+    assert w2.socket.rooms == {w2.socket.id, "b"}
+    remote.disconnect()
+    assert await w2.conn.take_when(1) == ["1"]
+    assert not w2.socket.connected and not w2.conn.closed
+    assert w1.socket.connected
+
+
+async def test_sockets_join_leave_and_disconnect_across_workers(
+        pair: tuple[Worker, Worker]) -> None:
+    w1, w2 = pair
+    await w1.io.sockets_join("j")
+    await barrier(w1)
+    assert "j" in w1.socket.rooms and "j" in w2.socket.rooms
+    await w1.io.in_(w2.socket.id).sockets_leave("j")
+    await barrier(w1)
+    assert "j" in w1.socket.rooms and "j" not in w2.socket.rooms
+    await w1.io.local.sockets_join("k")
+    await barrier(w1)
+    assert "k" in w1.socket.rooms and "k" not in w2.socket.rooms
+    await w1.io.to("j").disconnect_sockets()
+    await barrier(w1)
+    assert not w1.socket.connected and w2.socket.connected
+    await w1.io.disconnect_sockets(close=True)
+    assert await w2.conn.wait_closed()
+    assert w2.conn.take() == ["1"]
+
+
+# --- server-side emits ----------------------------------------------------------------------------
+
+
+async def test_server_side_emit_reaches_the_other_servers(pair: tuple[Worker, Worker]) -> None:
+    w1, w2 = pair
+    heard: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    mine: list[Any] = []
+    w2.io.on("hello", lambda *args: heard.set_result(args))
+    w1.io.on("hello", mine.append)
+    await w1.io.server_side_emit("hello", 1, {"a": [2]})
+    assert await heard == (1, {"a": [2]})
+    assert mine == []
+    assert w2.conn.take() == []  # not to clients
+
+
+async def test_server_side_emit_with_ack_returns_every_answer(bus: MemoryBus) -> None:
+    w1, w2, w3 = [await worker(bus, name) for name in ("w1", "w2", "w3")]
+
+    async def answer_later(value: int) -> int:
+        await asyncio.sleep(0)
+        return value + 1
+
+    w2.io.on("add", lambda value: value + 2)
+    w2.io.on("add", lambda value: "not the first listener")
+    w3.io.on("add", answer_later)
+    assert sorted(await w1.io.server_side_emit_with_ack("add", 1)) == [2, 3]
+    # a server with no listener, or without the namespace, answers None
+    assert await w1.io.server_side_emit_with_ack("nobody") == [None, None]
+    w2.io.of("/only-on-w2").on("q", lambda: "w2")
+    answers = await w1.io.of("/only-on-w2").server_side_emit_with_ack("q")
+    assert sorted(answers, key=str) == [None, "w2"]
+
+
+async def test_server_side_emit_with_ack_times_out_with_what_came(bus: MemoryBus) -> None:
+    w1, w2, w3 = [await worker(bus, name) for name in ("w1", "w2", "w3")]
+    w2.io.on("q", lambda: "quick")
+    w3.io.on("q", lambda: asyncio.Event().wait())  # never answers
+    assert await w1.io.server_side_emit_with_ack("q", timeout=scaled(0.3)) == ["quick"]
+
+
+# --- what comes off the bus -----------------------------------------------------------------------
+
+PACKETS: list[tuple[Any, sio.Packet | None]] = [
+    ({"type": 2, "nsp": "/", "data": ["x", 1], "id": None},
+     sio.Packet(sio.PacketType.EVENT, "/", ["x", 1])),
+    ({"type": 5, "nsp": "/n", "data": ["x", b"\x01"], "id": 3},
+     sio.Packet(sio.PacketType.EVENT, "/n", ["x", b"\x01"], 3)),
+    ({"type": 2, "nsp": "/", "data": ["x"]}, sio.Packet(sio.PacketType.EVENT, "/", ["x"])),
+    (None, None),
+    ([2, "/", ["x"]], None),
+    ({"type": 0, "nsp": "/", "data": ["x"]}, None),      # not an event
+    ({"type": 2, "nsp": 1, "data": ["x"]}, None),
+    ({"type": 2, "nsp": "/", "data": []}, None),
+    ({"type": 2, "nsp": "/", "data": [1]}, None),
+    ({"type": 2, "nsp": "/", "data": "x"}, None),
+    ({"type": 2, "nsp": "/", "data": ["x"], "id": -1}, None),
+    ({"type": 2, "nsp": "/", "data": ["x"], "id": "1"}, None),
+]
+
+
+@pytest.mark.parametrize(("wire", "packet"), PACKETS)
+def test_packet_from_wire(wire: Any, packet: sio.Packet | None) -> None:
+    assert packet_from_wire(wire) == packet
+
+
+OPTS: list[tuple[Any, BroadcastOptions | None]] = [
+    ({"rooms": ["a"], "except": ["b"], "flags": {"volatile": True}},
+     BroadcastOptions(frozenset("a"), frozenset("b"), volatile=True)),
+    ({}, BroadcastOptions()),
+    ({"rooms": [], "except": [], "flags": None}, BroadcastOptions()),
+    (None, None),
+    ({"rooms": "a"}, None),
+    ({"rooms": [1]}, None),
+    ({"except": [None]}, None),
+    ({"except": {}}, None),
+    ({"flags": [1]}, None),
+]
+
+
+@pytest.mark.parametrize(("wire", "options"), OPTS)
+def test_opts_from_wire(wire: Any, options: BroadcastOptions | None) -> None:
+    assert opts_from_wire(wire) == options
+
+
+def test_handshake_from_wire() -> None:
+    assert handshake_from_wire(None) == Handshake({}, {}, {}, None, "", 0, "")
+    assert handshake_from_wire({
+        "headers": {"a": "1", 2: "dropped"}, "query": [], "auth": {"t": 1},
+        "address": 5, "time": "T", "issued": 9, "url": "/u", "secure": True, "xdomain": "yes",
+    }) == Handshake({"a": "1"}, {}, {"t": 1}, None, "T", 9, "/u", secure=True, xdomain=False)
+
+
+def test_a_remote_socket_from_a_sparse_description() -> None:
+    remote = RemoteSocket(Server().sockets, {"id": "x", "rooms": "r", "data": None})
+    assert (remote.id, remote.rooms, remote.data) == ("x", set(), {})
+    remote = RemoteSocket(Server().sockets, {"id": "x", "rooms": ["x", 1]})
+    assert remote.rooms == {"x"}
+
+
+# (a kind, a payload no honest worker sends)
+GARBAGE: list[tuple[Kind, Any]] = [
+    (kind, payload)
+    for kind in (Kind.BROADCAST, Kind.BROADCAST_ACKS, Kind.CLIENT_COUNT, Kind.CLIENT_ACK,
+                 Kind.FETCH_SOCKETS, Kind.SOCKETS_JOIN, Kind.SOCKETS_LEAVE,
+                 Kind.DISCONNECT_SOCKETS, Kind.SERVER_SIDE_EMIT)
+    for payload in (
+        None, [], "x", {},
+        {"nsp": "/nowhere", "opts": {}, "rooms": ["r"], "data": ["x"]},
+        {"nsp": "/", "opts": {"rooms": 1}, "rooms": ["r"], "packet": {"nsp": "/"}},
+        {"nsp": "/", "opts": {"rooms": ["nobody"]}, "rooms": [1], "data": [1], "close": True,
+         "packet": {"type": 2, "nsp": "/", "data": []}, "req": ["unhashable"], "count": 1,
+         "args": [1]},
+        {"nsp": 1, "req": {"a": 1}, "count": "1", "args": "x"},
+    )
+]
+
+
+@pytest.mark.parametrize(("kind", "payload"), GARBAGE)
+async def test_garbage_from_the_bus_is_dropped_quietly(
+        pair: tuple[Worker, Worker], kind: Kind, payload: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    w1, w2 = pair
+    rooms = w2.socket.rooms
+    with caplog.at_level(logging.WARNING):
+        w2.store.deliver(Envelope(kind, "w1", payload))
+        w2.store.deliver(Envelope(kind, "w1", payload, request_id=99))
+        await barrier(w2)
+    assert caplog.records == []
+    assert w2.socket.connected and w2.socket.rooms == rooms
+    assert w2.conn.take() == [] and w1.conn.take() == []
+
+
+# --- a JavaScript server on the same bus ----------------------------------------------------------
+
+
+async def test_a_broadcast_with_acks_from_a_server_that_names_no_ack_id(
+        pair: tuple[Worker, Worker], bus: MemoryBus) -> None:
+    """The JavaScript redis adapter's request carries no ack id (each server picks its own)
+    and a string request id; the answers go back to it, counted and acked."""
+    w1, w2 = pair
+    js = MemoryStore("js", bus)
+    answers: asyncio.Queue[tuple[Kind, Any]] = asyncio.Queue()
+    for kind in (Kind.CLIENT_COUNT, Kind.CLIENT_ACK):
+        js.on(kind, lambda envelope: answers.put_nowait((envelope.kind, envelope.payload)))
+    await js.start()
+    js.publish(Kind.BROADCAST_ACKS, {
+        "packet": {"type": 2, "nsp": "/", "data": ["q"]},
+        "opts": {"rooms": [], "except": [], "flags": {}}, "req": "r-1"})
+    got = [await answers.get() for _ in range(2)]
+    assert got == [(Kind.CLIENT_COUNT, {"req": "r-1", "count": 1, "nsp": "/"})] * 2
+    for w in (w1, w2):
+        [packet] = await w.conn.take_when(1)
+        ack_id = packet[1:-len('["q"]')]
+        assert packet == f'2{ack_id}["q"]' and ack_id.isdigit()
+        w.conn.receive(f'3{ack_id}["ok"]')
+        assert await answers.get() == (Kind.CLIENT_ACK, {"req": "r-1", "args": ["ok"], "nsp": "/"})
+    js.publish(Kind.BROADCAST_ACKS, {"packet": {"type": 2, "nsp": "/nowhere", "data": ["q"]},
+                                     "opts": {}, "req": 7})
+    assert [await answers.get() for _ in range(2)] == [
+        (Kind.CLIENT_COUNT, {"req": 7, "count": 0, "nsp": "/"})] * 2
+
+
+async def test_the_store_follows_the_servers_namespaces(bus: MemoryBus) -> None:
+    followed: list[str] = []
+
+    class Following(MemoryStore):
+        def add_namespace(self, name: str) -> None:
+            followed.append(name)
+
+    w = await worker(bus, "w", Following("w", bus))
+    assert followed == ["/", "/n"]  # those that existed when attached
+    w.io.of("/later")
+    assert followed == ["/", "/n", "/later"]
