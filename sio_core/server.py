@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import socket as socket_module
+from collections import Counter
 from collections.abc import Awaitable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .exceptions import (
     UnsupportedProtocolVersion,
 )
 from .forwarding import Forwarding
+from .metrics import endpoint
 from .protocol import engineio
 from .protocol.session import CloseReason, EngineSession, Timing, Transport
 from .protocol.sid import new_sid, owner_of
@@ -89,6 +91,10 @@ class EngineServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timing = Timing(self.config.ping_interval, self.config.ping_timeout,
                               self.config.upgrade_timeout, self.config.close_timeout)
+        #: for the metrics: sessions opened by transport, closed by reason
+        self.sessions_opened: Counter[Transport] = Counter()
+        self.sessions_closed: Counter[CloseReason | None] = Counter()
+        self.metrics = endpoint(self)  # None when config.metrics_path is
 
     # -- listening ----------------------------------------------------------------------
 
@@ -200,6 +206,9 @@ class EngineServer:
             return self.static.respond(request)
         if request.path == self.config.health_path and request.method == "GET":
             return self._health()
+        if request.path == self.config.metrics_path and request.method == "GET" \
+                and self.metrics is not None:
+            return self.metrics.respond(request)
         if request.path.startswith(path) or request.path + "/" == path:
             headers = cors_headers(self.config, request)
             if request.method == "OPTIONS":
@@ -286,6 +295,7 @@ class EngineServer:
         info = dataclasses.replace(request, raw_headers=[], body=b"", trailing=b"")
         socket = EngineSocket(core, self.handler, self._forget, request_info=info)
         self.sockets[socket.sid] = socket
+        self.sessions_opened[transport] += 1
         if self.store is not None:
             self._background(self.store.register(socket.sid, self._session_ttl))
         return socket
@@ -293,6 +303,7 @@ class EngineServer:
     def _forget(self, socket: EngineSocket) -> None:
         if self.sockets.get(socket.sid) is socket:
             del self.sockets[socket.sid]
+            self.sessions_closed[socket.core.close_reason] += 1
             if self.store is not None:
                 self._background(self.store.unregister(socket.sid))
 
