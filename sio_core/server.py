@@ -33,7 +33,7 @@ from .exceptions import (
     UnsupportedProtocolVersion,
 )
 from .forwarding import Forwarding
-from .metrics import endpoint
+from .metrics import metrics_endpoint
 from .protocol import engineio
 from .protocol.session import CloseReason, EngineSession, Timing, Transport
 from .protocol.sid import new_sid, owner_of
@@ -94,7 +94,7 @@ class EngineServer:
         #: for the metrics: sessions opened by transport, closed by reason
         self.sessions_opened: Counter[Transport] = Counter()
         self.sessions_closed: Counter[CloseReason | None] = Counter()
-        self.metrics = endpoint(self)  # None when config.metrics_path is
+        self.metrics = metrics_endpoint(self)  # None when config.metrics_path is
 
     # -- listening ----------------------------------------------------------------------
 

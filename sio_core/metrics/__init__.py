@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .endpoint import MetricsEndpoint
 
 
-def endpoint(server: EngineServer) -> MetricsEndpoint | None:
+def metrics_endpoint(server: EngineServer) -> MetricsEndpoint | None:
     """The metrics endpoint of ``server``; None when ``config.metrics_path`` is None."""
     if server.config.metrics_path is None:
         return None

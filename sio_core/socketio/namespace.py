@@ -252,7 +252,7 @@ class Namespace(EventEmitter, _Operators):
         for event in ("connection", "connect"):
             for listener in self._take(event):
                 handlers.call(listener.fn, (socket,), handlers.Context(
-                    "{} on {!r}", event, self, counters=self.counters))
+                    self.counters, "{} on {!r}", event, self))
 
     def remove(self, socket: Socket) -> None:
         sockets = self.sockets

@@ -241,7 +241,7 @@ class Socket(EventEmitter):
             callback = self._acks.pop(packet.id, None) if packet.id is not None else None
             if callback is not None:
                 handlers.call(callback, tuple(packet.data), handlers.Context(
-                    "ack {} of {!r}", packet.id, self, counters=self.namespace.counters))
+                    self.namespace.counters, "ack {} of {!r}", packet.id, self))
         elif ptype is sio.PacketType.DISCONNECT:
             self.on_close("client namespace disconnect")
         else:  # CONNECT_ERROR from a client, or a second CONNECT: not allowed here
@@ -253,8 +253,7 @@ class Socket(EventEmitter):
         args = tuple(data[1:])
         counters = self.namespace.counters
         counters.events_received += 1
-        context = handlers.Context("event {!r} of {!r}", event, self, counters=counters,
-                                   timed=True)
+        context = handlers.EventContext(counters, "event {!r} of {!r}", event, self)
         if self._any:
             for fn in list(self._any):
                 handlers.call(fn, (event, *args), context)
@@ -295,8 +294,8 @@ class Socket(EventEmitter):
     def _dispatch_local(self, event: str, *args: Any) -> None:
         for listener in self._take(event):
             handlers.call(listener.fn, args[: listener.arity] if listener.arity is not None
-                          else args, handlers.Context("{} of {!r}", event, self,
-                                                      counters=self.namespace.counters))
+                          else args, handlers.Context(self.namespace.counters,
+                                                      "{} of {!r}", event, self))
 
 
 class _Ack:
