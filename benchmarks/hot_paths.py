@@ -17,9 +17,10 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable
-from typing import Any
 
-from sio_core import Server, Socket
+from servers import sio_app as benchmark_app  # benchmarks/servers: this script's directory
+
+from sio_core import Server
 from sio_core.protocol import engineio
 from sio_core.protocol.session import EngineSession, Timing, Transport
 from sio_core.transports.engine_socket import EngineSocket
@@ -41,24 +42,12 @@ def session(io: Server) -> EngineSocket:
     return conn
 
 
-def app() -> Server:
-    io = Server()
-
-    @io.on("connection")
-    def connection(socket: Socket) -> None:
-        @socket.on("echo")
-        def echo(data: Any) -> Any:
-            return data
-
-    return io
-
-
 def best(rounds: int, run: Callable[[], float]) -> float:
     return min(run() for _ in range(rounds))
 
 
 async def main(rounds: int) -> None:
-    io = app()
+    io = benchmark_app.io  # the benchmark's application: "echo" acks its data
     conns = [session(io) for _ in range(RECIPIENTS)]
 
     def fan_out() -> float:

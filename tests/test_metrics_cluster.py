@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support import scaled
+from tests.support import ServerProcess, scaled
 from tests.test_cluster import (
     FORWARDED,
     WORKER_IDS,
@@ -46,14 +46,19 @@ SCRAPES = 8
 KINDS = {"GET": "poll", "POST": "post", "websocket upgrade": "websocket"}
 
 
-async def scrape(url: str) -> Samples:
-    # a connection of its own (force_close): the kernel may hand it to any worker
+async def get(url: str) -> tuple[int, str, str]:
+    """Status, Content-Type and body; on a connection of its own (force_close), which the
+    kernel may hand to any worker."""
     async with (aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http,
-                http.get(url + "/metrics",
-                         timeout=aiohttp.ClientTimeout(total=scaled(10))) as response):
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        return parse(await response.text())
+                http.get(url, timeout=aiohttp.ClientTimeout(total=scaled(10))) as response):
+        return response.status, response.headers.get("Content-Type", ""), await response.text()
+
+
+async def scrape(url: str, path: str = "/metrics") -> Samples:
+    status, content_type, body = await get(url + path)
+    assert status == 200
+    assert content_type.startswith("text/plain; version=0.0.4")
+    return parse(body)
 
 
 def expected(samples: Samples) -> dict[str, float]:
@@ -192,3 +197,16 @@ async def test_with_redis_each_node_answers_for_its_own_workers(
     for worker in ("1", "2"):
         assert value(there, "sio_core_store_messages_received_total", worker=worker) >= 1
     assert total(here, "sio_core_store_messages_sent_total") >= 1
+
+
+@pytest.mark.parametrize(("options", "served"), [
+    (("--no-metrics",), None),
+    (("--metrics-path", "/internal/stats"), "/internal/stats"),
+])
+async def test_the_path_is_an_option_and_metrics_can_be_off(
+        tmp_path: Path, options: tuple[str, ...], served: str | None) -> None:
+    async with ServerProcess(*options, log_path=tmp_path / "server.log") as server:
+        status, _, _ = await get(server.url + "/metrics")
+        assert status == 404
+        if served is not None:
+            assert workers(await scrape(server.url, served), "sio_core_sockets") == {"1"}
