@@ -169,8 +169,8 @@ class Config:
     #: None disables it.
     health_path: str | None = "/_sio_core/health"
     #: GET here answers the Prometheus metrics of every worker of this machine (see
-    #: sio_core/metrics); None disables it (nothing is served, the other workers are never
-    #: asked; the counters themselves cost a few additions per message either way).
+    #: sio_core/engine/metrics); None disables it (nothing is served, the other workers are
+    #: never asked; the counters themselves cost a few additions per message either way).
     metrics_path: str | None = "/metrics"
     #: How long the scraped worker waits for the other workers' metrics. A healthy worker
     #: answers within milliseconds; one that has not answered by then is left out of the

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .engine.metrics import metrics_endpoint
 from .exceptions import (
     BadHandshakeMethod,
     BadRequest,
@@ -33,7 +34,6 @@ from .exceptions import (
     UnsupportedProtocolVersion,
 )
 from .forwarding import Forwarding
-from .metrics import metrics_endpoint
 from .protocol import engineio
 from .protocol.session import CloseReason, EngineSession, Timing, Transport
 from .protocol.sid import new_sid, owner_of

@@ -1,6 +1,6 @@
-"""sio_core.metrics in-process: the counters of the Socket.IO layer and the engine, the families
-they become, what a peer's families must look like, and GET /metrics answering for several
-workers.
+"""sio_core.engine.metrics in-process: the counters of the Socket.IO layer and the engine, the
+families they become, what a peer's families must look like, and GET /metrics answering for
+several workers.
 
 A real :class:`~sio_core.Server` with real Engine.IO sessions and no transport under them (the
 ``Session`` of tests/test_socketio_limits.py); the workers of one process are EngineServers whose
@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sio_core import Server, Socket
 from sio_core.config import Config
-from sio_core.metrics.endpoint import parse_owner
-from sio_core.metrics.families import COUNTER, HISTOGRAM, Family, Histogram, family
+from sio_core.engine.metrics.endpoint import parse_owner
+from sio_core.engine.metrics.families import COUNTER, HISTOGRAM, Family, Histogram, family
 from sio_core.server import EngineServer
 from sio_core.stores.base import Kind
 from sio_core.stores.memory import MemoryBus, MemoryStore

@@ -1,4 +1,4 @@
-"""What the Socket.IO layer counts for the metrics (sio_core/metrics): plain integers.
+"""What the Socket.IO layer counts for the metrics (sio_core/engine/metrics): integers.
 
 How this works: the places that do the work add to these counters as they go (``+= 1``, a
 few tens of nanoseconds, no lock, no call): the server counts the messages in and out, each
@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..metrics.families import COUNTER, GAUGE, HISTOGRAM, Family, Histogram, by_label, family
+from ..engine.metrics.families import COUNTER, GAUGE, HISTOGRAM, Family, Histogram, by_label, family
 
 if TYPE_CHECKING:
     from .server import Server

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..config import Config
-from ..metrics.families import Family
+from ..engine.metrics.families import Family
 from ..protocol.session import CloseReason
 from ..stores.base import Store
 from ..transports.engine_socket import EngineSocket
@@ -153,7 +153,7 @@ class Server(_Operators):
                 "dynamic_namespaces": sum(len(p.children) for p in self._parents)}
 
     def metric_families(self) -> list[Family]:
-        """Added to the worker's metrics (sio_core/metrics)."""
+        """Added to the worker's metrics (sio_core/engine/metrics)."""
         return families(self)
 
     def on_open(self, socket: EngineSocket) -> None:

@@ -8,14 +8,37 @@ Store.messages_sent, RedisStore.health); nothing here runs on a request of a cli
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Mapping
+from typing import Any, Protocol
 
-from ..protocol.session import CloseReason, Transport
+from ...config import Config
+from ...protocol.session import CloseReason, Transport
+from ...stores.base import Store
 from .families import COUNTER, GAUGE, Family, by_label, family
 
-if TYPE_CHECKING:
-    from ..server import EngineServer
-    from ..stores.base import Store
+
+class WorkerServer(Protocol):
+    """What the metrics read of a worker's EngineServer (which imports this package: the
+    server is described here, not imported)."""
+
+    @property
+    def owner(self) -> str: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def handler(self) -> Any: ...
+    @property
+    def store(self) -> Store | None: ...
+    @property
+    def forwarding(self) -> Any: ...  # its ``forwarded`` counts; None without a store
+    @property
+    def sockets(self) -> Mapping[str, Any]: ...  # sid -> EngineSocket
+    @property
+    def connections(self) -> Collection[Any]: ...
+    @property
+    def sessions_opened(self) -> Counter[Transport]: ...
+    @property
+    def sessions_closed(self) -> Counter[CloseReason | None]: ...
 
 _TRANSPORTS = [t.value for t in Transport]
 _REASONS = [r.name.lower() for r in CloseReason]
@@ -23,7 +46,7 @@ _REASONS = [r.name.lower() for r in CloseReason]
 _STORE_ERRORS = ("publish_failed", "queue_dropped", "commands_failed")
 
 
-def engine_families(server: EngineServer) -> list[Family]:
+def engine_families(server: WorkerServer) -> list[Family]:
     open_now = Counter(socket.core.transport.value for socket in server.sockets.values())
     out = [
         by_label(family("sio_core_connections", GAUGE,

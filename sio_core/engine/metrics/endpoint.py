@@ -26,7 +26,7 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -38,13 +38,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from ..stores.base import Envelope, Kind
-from ..transports.http import Request, Response
-from .engine import engine_families
+from ...stores.base import Envelope, Kind
+from ...transports.http import Request, Response
+from .collect import WorkerServer, engine_families
 from .families import COUNTER, GAUGE, HISTOGRAM, Family, Histogram, family
-
-if TYPE_CHECKING:
-    from ..server import EngineServer
 
 #: a worker's address, as the supervisor names it (sio_core/supervisor.py)
 _OWNER = re.compile(r"(?P<node>.+)-w(?P<worker>\d+)-[0-9a-f]+")
@@ -63,7 +60,7 @@ def parse_owner(owner: str) -> tuple[str, str | None]:
 
 
 class MetricsEndpoint:
-    def __init__(self, server: EngineServer) -> None:
+    def __init__(self, server: WorkerServer) -> None:
         self.server = server
         self.worker, self.node = parse_owner(server.owner)
         self.started = time.time()
