@@ -5,9 +5,10 @@
 A real Server and real Engine.IO sessions with no transport under them (as in the in-process
 tests): what is timed is the Socket.IO layer and the Engine.IO session's queue, without sockets,
 so that a few tens of nanoseconds per message (what the metrics' counters add) show above the
-noise. To compare two versions of the code, run the script with each one first on the path
-(``PYTHONPATH=/path/to/other/checkout``). Prints the best of ``--rounds`` runs of each scenario:
-nanoseconds per delivery (broadcast) and per echoed message.
+noise. To compare two versions of the code, run it in each one's checkout (with that checkout's
+.venv: an editable install is found before PYTHONPATH); on a loaded machine, alternate the runs.
+Prints the best of ``--rounds`` runs of each scenario: nanoseconds per delivery (broadcast) and
+per echoed message.
 """
 
 from __future__ import annotations
