@@ -122,6 +122,11 @@ def _transports(text: str) -> tuple[str, ...]:
 SECONDS = _checked(float, check_seconds, "a number of seconds")
 
 
+def _endpoint_path(text: str) -> str:
+    check_path(text)  # as an Engine.IO path, but kept as given: it is matched exactly
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m sio_core")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allowed CORS origin ('*' for any); repeatable")
     serve.add_argument("--static", default=None, type=_directory,
                        help="directory served at /")
+    metrics = serve.add_mutually_exclusive_group()
+    metrics.add_argument("--metrics-path", default=None,
+                         type=_checked(str, _endpoint_path, "a path"),
+                         help="where GET answers the Prometheus metrics of every worker"
+                              " (default /metrics)")
+    metrics.add_argument("--no-metrics", action="store_true",
+                         help="serve no metrics (the workers are never asked for theirs)")
     serve.add_argument("--admin-ui", action="store_true",
                        help="serve the Socket.IO admin UI at /admin/ (the application calls"
                             " sio_core.admin.instrument)")
@@ -211,6 +223,10 @@ def config_changes(args: argparse.Namespace, base: Config) -> dict[str, Any]:
         changes["cors_allowed_origins"] = "*" if "*" in args.cors_origin else args.cors_origin
     if args.static:
         changes["static_dir"] = args.static
+    if args.no_metrics:
+        changes["metrics_path"] = None
+    elif args.metrics_path:
+        changes["metrics_path"] = args.metrics_path
     if args.admin_ui:
         from .admin.ui import ui_files
 

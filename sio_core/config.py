@@ -201,6 +201,15 @@ class Config:
     #: ``--shutdown-timeout``, which bounds a worker's whole shutdown and is passed to
     #: ``close()`` by the CLI instead.
     shutdown_timeout: float = 10.0
+    #: GET here answers the Prometheus metrics of every worker of this machine (see
+    #: sio_core/engine/metrics); None disables it (nothing is served, the other workers are
+    #: never asked; the counters themselves cost a few additions per message either way).
+    metrics_path: str | None = "/metrics"
+    #: How long the scraped worker waits for the other workers' metrics. A healthy worker
+    #: answers within milliseconds; one that has not answered by then is left out of the
+    #: scrape (sio_core_metrics_workers_missing says so) rather than stalling it: Prometheus
+    #: gives a whole scrape 10 s by default (scrape_timeout).
+    metrics_timeout: float = 1.0
 
     # -- Static files ----------------------------------------------------------------------
     #: A directory served at "/" (the chat page); None: no static files.
@@ -229,8 +238,9 @@ class Config:
             elif item.type == "int" or (item.type == "int | None" and value is not None):
                 _checked(item.name, value, partial(check_count,
                                                    minimum=_MINIMUM.get(item.name, 1)))
-        if self.health_path is not None:
-            _checked("health_path", self.health_path, check_path)
+        for name in ("health_path", "metrics_path"):
+            if getattr(self, name) is not None:
+                _checked(name, getattr(self, name), check_path)
         origins = self.cors_allowed_origins
         if not (origins is None or isinstance(origins, str) or (
                 isinstance(origins, Sequence) and all(isinstance(o, str) for o in origins))):

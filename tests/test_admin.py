@@ -12,7 +12,6 @@ itself in Chromium, tests/test_admin_browser.py.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import math
@@ -28,45 +27,14 @@ from sio_core.admin.auth import BasicAuth, Sessions
 from sio_core.admin.events import EventBuffer
 from sio_core.admin.observer import AdminObserver
 from sio_core.admin.serialize import ADMIN_KEY, plain, serialize_socket
-from sio_core.engine.polling import Polling
-from sio_core.engine.socket import EngineSocket
-from sio_core.protocol import engineio
 from sio_core.protocol import socketio as sio
-from sio_core.protocol.session import EngineSession, Timing, Transport
+from sio_core.protocol.session import Transport
 from sio_core.socketio import client as client_module
 from sio_core.socketio import handlers
 from sio_core.stores.memory import MemoryBus, MemoryStore
+from tests.engine_session import Session
 from tests.support import NODE_MODULES
 from tests.test_socketio_limits import settle
-
-_sids = itertools.count()
-
-
-class Session:
-    """One client's Engine.IO session on ``server``, over polling with no GET ever pending:
-    what the server sends stays in the core, for ``received``."""
-
-    def __init__(self, server: Server) -> None:
-        loop = asyncio.get_running_loop()
-        core = EngineSession(f"s{next(_sids)}", Transport.POLLING, Timing(25, 20), loop.time())
-        self.core = core
-        self.conn = EngineSocket(core, server, lambda _: None, Polling())
-        self.conn.opened()
-
-    def send(self, *messages: str | bytes) -> None:
-        self.conn.receive([engineio.message(m) for m in messages])
-
-    def leave(self) -> None:
-        """The client closes its Engine.IO session ("1")."""
-        self.conn.receive([engineio.CLOSE])
-
-    def received(self) -> list[str | bytes]:
-        """The Socket.IO messages the server sent since the last call."""
-        return [p.data for p in self.core.take_output() if p.type is engineio.PacketType.MESSAGE]
-
-    @property
-    def closed(self) -> bool:
-        return self.conn.closed
 
 #: bcrypt.hashpw(b"correct horse", bcrypt.gensalt(4))
 HASH = "$2b$04$jlM4FkEeFuB3yKa3alnKdOLcBME2PgQjYduxi40ERX1i8deU5.dsK"

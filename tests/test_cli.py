@@ -37,6 +37,9 @@ CASES = [
     (["--store", "redis+cluster://h:7000,h:99999"], "'h:99999' is not host:port"),
     (["--node-id", "a.b"], "argument --node-id: "),
     (["--static", "/nonexistent-dir"], "argument --static: not a directory: '/nonexistent-dir'"),
+    (["--metrics-path", "metrics"], "argument --metrics-path: must start with '/'"),
+    (["--metrics-path", "/m", "--no-metrics"], "argument --no-metrics: not allowed with argument"
+     " --metrics-path"),
     (["--log-level", "loud"], "argument --log-level: invalid choice: 'loud'"),
     (["--no-such-option"], "unrecognized arguments: --no-such-option"),
 ]  # fmt: skip

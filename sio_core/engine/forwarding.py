@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -92,6 +93,8 @@ class Forwarding:
         #: forwarded GETs and POSTs waiting for their owner's answer: a draining worker
         #: waits for them, or closing their connections would cut off the owner's "1"
         self.in_flight = 0
+        #: for the metrics: requests forwarded to their owner, by kind
+        self.forwarded: Counter[str] = Counter()
         store.on(Kind.POLL, self._on_poll)
         store.on(Kind.POLL_ABORT, self._on_poll_abort)
         store.on(Kind.POST, self._on_post)
@@ -116,6 +119,7 @@ class Forwarding:
     def poll(self, owner: str, sid: str,
              headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
         logger.debug("forwarding GET of %s to its owner", sid)
+        self.forwarded["poll"] += 1
         token = next(self._ids)
         reply = self._ask(owner, Kind.POLL, {"sid": sid, "t": token}, self._poll_timeout)
         return self._answer(
@@ -125,12 +129,14 @@ class Forwarding:
     def post(self, owner: str, sid: str, body: bytes,
              headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
         logger.debug("forwarding POST of %s to its owner", sid)
+        self.forwarded["post"] += 1
         reply = self._ask(owner, Kind.POST, {"sid": sid, "b": body}, self.config.forward_timeout)
         return self._answer(reply, lambda r: polling.post_response(headers), headers)
 
     def upgrade(self, owner: str, sid: str, request: Request, conn: HTTPConnection,
                 headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
         logger.debug("forwarding websocket upgrade of %s to its owner", sid)
+        self.forwarded["websocket"] += 1
         proxy_id = f"{self.store.owner}:{next(self._ids)}"
         reply = self.store.ask(owner, Kind.WS_OPEN, {"sid": sid, "p": proxy_id},
                                self.config.forward_timeout)

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import socket as socket_module
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
@@ -46,6 +47,7 @@ from ..protocol.sid import new_owner, new_sid, owner_of
 from ..stores.base import Store
 from . import polling, websocket
 from .forwarding import Forwarding
+from .metrics import metrics_endpoint
 from .socket import EngineHandler, EngineSocket
 from .transport import Transport
 
@@ -98,6 +100,9 @@ class EngineServer:
         self._closed = False
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: for the metrics: sessions opened by transport, closed by reason
+        self.sessions_opened: Counter[TransportKind] = Counter()
+        self.sessions_closed: Counter[CloseReason | None] = Counter()
         self._configured()
 
     def configure(self, **changes: Any) -> None:
@@ -114,6 +119,7 @@ class EngineServer:
                                   {**client_files(config), **config.static_files})
         self._timing = Timing(config.ping_interval, config.ping_timeout,
                               config.upgrade_timeout, config.close_timeout)
+        self.metrics = metrics_endpoint(self)  # None when config.metrics_path is
 
     # -- serving ------------------------------------------------------------------------
 
@@ -132,7 +138,7 @@ class EngineServer:
         if store is not None:
             if owner is not None and owner != store.owner:
                 raise ValueError(f"owner {owner!r} is not the store's ({store.owner!r})")
-            self._join(store)
+            self.join(store)
             try:
                 await store.start()
             except Exception as exc:
@@ -147,12 +153,16 @@ class EngineServer:
                 await store.close()
             raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
-    def _join(self, store: Store) -> None:
-        # before the store starts: a request forwarded to us must find its handlers
+    def join(self, store: Store) -> None:
+        """Take ``store`` as this server's bus to the other workers (its owner becomes this
+        server's), before it starts: a request forwarded to us must find its handlers.
+        serve(store=...) does this; an in-process program or test may do it alone."""
         self.store = store
         self.owner = store.owner
         self.forwarding = Forwarding(store, self.config, find_session=self.sockets.get,
                                      accept_websocket=self._accept_websocket)
+        if self.metrics is not None:
+            self.metrics.join(store)
 
     async def _listen(self, host: str, port: int, reuse_port: bool,
                       sock: socket_module.socket | None) -> None:
@@ -263,6 +273,9 @@ class EngineServer:
             return self.static.respond(request)
         if request.path == self.config.health_path and request.method == "GET":
             return self._health()
+        if request.path == self.config.metrics_path and request.method == "GET" \
+                and self.metrics is not None:
+            return self.metrics.respond(request)
         if request.path.startswith(path) or request.path + "/" == path:
             headers = cors_headers(self.config, request)
             if request.method == "OPTIONS":
@@ -349,6 +362,7 @@ class EngineServer:
         info = dataclasses.replace(request, raw_headers=[], body=b"", trailing=b"")
         socket = EngineSocket(core, self.handler, self._forget, transport, request_info=info)
         self.sockets[socket.sid] = socket
+        self.sessions_opened[core.transport] += 1
         if self.store is not None:
             self._background(self.store.register(socket.sid, self._session_ttl))
         return socket
@@ -356,6 +370,7 @@ class EngineServer:
     def _forget(self, socket: EngineSocket) -> None:
         if self.sockets.get(socket.sid) is socket:
             del self.sockets[socket.sid]
+            self.sessions_closed[socket.core.close_reason] += 1
             if self.store is not None:
                 self._background(self.store.unregister(socket.sid))
 

@@ -119,6 +119,7 @@ class Adapter:
             for socket in list(self.namespace.sockets.values()):
                 if socket.client.conn.send_packets(packets):
                     count += 1
+        self._count(parts, count)
         observer = self.namespace.server.observer
         if observer is not None:
             observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
@@ -138,10 +139,20 @@ class Adapter:
             if socket.client.send_packets(packets, volatile=opts.volatile):
                 socket.expect_ack(ack_id, _bind(on_ack, socket.id))
                 count += 1
+        self._count(parts, count)
         observer = self.namespace.server.observer
         if observer is not None:
             observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
         return count
+
+    def _count(self, parts: list[str | bytes], recipients: int) -> None:
+        """Counted once per broadcast, for all its recipients (not once per recipient)."""
+        if recipients:
+            namespace = self.namespace
+            namespace.counters.deliveries += recipients
+            counters = namespace.server.counters
+            counters.messages_sent += len(parts) * recipients
+            counters.sent_bytes += sum(map(len, parts)) * recipients
 
     def add_sockets(self, opts: BroadcastOptions, rooms: Iterable[str]) -> None:
         rooms = list(rooms)

@@ -134,8 +134,11 @@ class Client:
             return False
         if volatile and not conn.core.writable:
             return False  # reference: a volatile packet is dropped when not writable
+        counters = self.server.counters
         for part in parts:
             conn.send(part)
+            counters.sent_bytes += len(part)
+        counters.messages_sent += len(parts)
         return True
 
     def send_packets(self, packets: list[Packet], *, volatile: bool = False) -> bool:
@@ -147,6 +150,7 @@ class Client:
         return conn.send_packets(packets)
 
     def refuse(self, name: str, message: str, data: Any) -> None:
+        self.server.counters.connect_errors += 1
         body: dict[str, Any] = {"message": message}
         if data is not None:
             body["data"] = data

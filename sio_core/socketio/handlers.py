@@ -4,7 +4,9 @@ How this works: :class:`EventEmitter` keeps listeners per event name (``on``, ``
 ``off``). :func:`call` runs one listener: a sync one right away, an async one as a task
 (so a handler that awaits its own client's ack never blocks the packets that carry it).
 An exception is logged with its context and goes no further: a handler's bug never
-kills a connection.
+kills a connection. A :class:`Context` that carries a namespace's counters has its handlers'
+exceptions counted, and, for an event, the time an async handler takes (its task exists
+anyway; a sync handler is not timed, see counters.py).
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import CodeType, FunctionType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from .counters import NamespaceCounters
 
 logger = logging.getLogger("sio_core.socketio")
 
@@ -151,16 +157,29 @@ class EventEmitter:
 
 class Context:
     """What a handler runs for ("event 'x' of <Socket ...>"), for the log line of its
-    exception: formatted only if one is logged, not on every event."""
+    exception: formatted only if one is logged, not on every event. ``counters`` count its
+    exceptions. (Positional arguments only: one is made per event, and keywords would cost
+    it half as much again.)"""
 
-    __slots__ = ("_args", "_template")
+    __slots__ = ("_args", "_template", "counters")
+    #: whether an async handler's duration is counted
+    timed = False
 
-    def __init__(self, template: str, *args: object) -> None:
+    def __init__(self, counters: NamespaceCounters | None, template: str,
+                 *args: object) -> None:
         self._template = template
         self._args = args
+        self.counters = counters
 
     def __str__(self) -> str:
         return self._template.format(*self._args)
+
+
+class EventContext(Context):
+    """A client's event: its async handlers' durations are counted too."""
+
+    __slots__ = ()
+    timed = True
 
 
 #: results that are certainly not awaitable: most handlers return one of these, and
@@ -175,7 +194,7 @@ def call(fn: Callable[..., Any], args: tuple[Any, ...], context: str | Context,
     try:
         result = fn(*args, **kwargs) if kwargs else fn(*args)
     except Exception:
-        logger.exception("error in handler for %s", context)
+        _failed(context)
         return None
     if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
         task = asyncio.get_running_loop().create_task(_finish(result, context, on_result))
@@ -189,15 +208,30 @@ def call(fn: Callable[..., Any], args: tuple[Any, ...], context: str | Context,
 
 async def _finish(awaitable: Awaitable[Any], context: str | Context,
                   on_result: Callable[[Any], None] | None) -> None:
+    start = time.perf_counter()
     try:
         result = await awaitable
     except asyncio.CancelledError:
         raise
     except Exception:
-        logger.exception("error in handler for %s", context)
+        _timed(context, start)
+        _failed(context)
         return
+    _timed(context, start)
     if on_result is not None:
         _deliver(on_result, result, context)
+
+
+def _failed(context: str | Context) -> None:
+    logger.exception("error in handler for %s", context)
+    counters = getattr(context, "counters", None)
+    if counters is not None:
+        counters.handler_errors += 1
+
+
+def _timed(context: str | Context, start: float) -> None:
+    if isinstance(context, Context) and context.timed and context.counters is not None:
+        context.counters.handler_seconds.observe(time.perf_counter() - start)
 
 
 def _deliver(on_result: Callable[[Any], None], result: Any, context: str | Context) -> None:

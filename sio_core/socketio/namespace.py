@@ -28,6 +28,7 @@ from . import handlers
 from .adapter import Adapter, BroadcastOptions
 from .broadcast import AckGather, BroadcastOperator
 from .cluster import run_listeners
+from .counters import NamespaceCounters, parent_label
 from .handlers import DONE, EventEmitter
 from .socket import Socket
 
@@ -89,10 +90,14 @@ class _Operators:
 
 
 class Namespace(EventEmitter, _Operators):
-    def __init__(self, server: Server, name: str) -> None:
+    def __init__(self, server: Server, name: str,
+                 counters: NamespaceCounters | None = None) -> None:
         super().__init__()
         self.server = server
         self.name = name
+        #: the server's counters of this namespace (of its parent, for a dynamic child); a
+        #: namespace object the server does not keep counts in counters of its own
+        self.counters = counters if counters is not None else NamespaceCounters(name)
         self.sockets: dict[str, Socket] = {}
         self.middlewares: list[Middleware] = []
         self.adapter = Adapter(self)
@@ -123,6 +128,7 @@ class Namespace(EventEmitter, _Operators):
     # -- broadcasting: this worker's sockets, and the other workers' through the cluster ---
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> Awaitable[None]:
+        self.counters.broadcasts += 1
         cluster = self.server.cluster
         if cluster is not None and not opts.local:
             # published first: the store's write goes out before this worker's own fan-out,
@@ -133,6 +139,7 @@ class Namespace(EventEmitter, _Operators):
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
                            gather: AckGather) -> None:
+        self.counters.broadcasts += 1
         cluster = self.server.cluster
         if cluster is not None and not opts.local:
             cluster.broadcast_with_ack(packet, opts, gather)
@@ -228,6 +235,7 @@ class Namespace(EventEmitter, _Operators):
         if client.conn.closed:
             return
         self.sockets[socket.id] = socket
+        self.counters.connected += 1
         client.add(socket)
         # the reply first: joining its own room may make an observer emit to this namespace,
         # which this socket must not hear of before its CONNECT (the reference's order lets
@@ -239,7 +247,8 @@ class Namespace(EventEmitter, _Operators):
             observer.socket_connected(socket)
         for event in ("connection", "connect"):
             for listener in self._take(event):
-                handlers.call(listener.fn, (socket,), f"{event} on {self!r}")
+                handlers.call(listener.fn, (socket,), handlers.Context(
+                    self.counters, "{} on {!r}", event, self))
 
     def remove(self, socket: Socket) -> None:
         sockets = self.sockets
@@ -264,6 +273,8 @@ class ParentNamespace(_Operators):
         self.server = server
         self.matcher = matcher
         self.children: set[Namespace] = set()
+        #: shared with every child: a label per child would be a series per name ever seen
+        self.counters = server.counters.namespace(parent_label(matcher))
         # shared with every child
         self._template = EventEmitter()
         self.middlewares: list[Middleware] = []
@@ -290,7 +301,7 @@ class ParentNamespace(_Operators):
         return bool(result)
 
     def create_child(self, name: str) -> Namespace:
-        child = Namespace(self.server, name)
+        child = Namespace(self.server, name, self.counters)
         # shared: handlers added later apply
         template = self._template
         if template._once_events is None:

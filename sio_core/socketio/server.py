@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..config import Config
+from ..engine.metrics.families import Family
 from ..engine.server import EngineServer
 from ..engine.socket import EngineSocket
 from ..protocol.session import CloseReason
@@ -26,6 +27,7 @@ from ..stores.base import Store
 from .broadcast import BroadcastOperator
 from .client import Client
 from .cluster import Cluster
+from .counters import ServerCounters, families
 from .namespace import Middleware, Namespace, ParentNamespace, _Operators
 from .observer import Observer
 
@@ -45,6 +47,8 @@ class Server(_Operators):
         self.observer: Observer | None = None
         #: the Engine.IO server under this one, from serve() on
         self.engine: EngineServer | None = None
+        #: what the metrics report (sio_core/socketio/counters.py)
+        self.counters = ServerCounters()
         #: the main namespace, as ``io.sockets`` in the JavaScript server
         self.sockets: Namespace = self.of("/")
 
@@ -105,7 +109,7 @@ class Server(_Operators):
                 name = "/" + name
             namespace = self._namespaces.get(name)
             if namespace is None:
-                namespace = Namespace(self, name)
+                namespace = Namespace(self, name, self.counters.namespace(name))
                 self._namespaces[name] = namespace
                 if self.cluster is not None:
                     self.cluster.namespace_added(name)
@@ -194,6 +198,10 @@ class Server(_Operators):
         return {"namespaces": len(self._namespaces),
                 "dynamic_namespaces": sum(len(p.children) for p in self._parents)}
 
+    def metric_families(self) -> list[Family]:
+        """Added to the worker's metrics (sio_core/engine/metrics)."""
+        return families(self)
+
     def on_open(self, socket: EngineSocket) -> None:
         client = socket.context = Client(self, socket)
         if self.observer is not None:
@@ -201,6 +209,9 @@ class Server(_Operators):
 
     def on_message(self, socket: EngineSocket, data: str | bytes) -> None:
         client: Client = socket.context
+        counters = self.counters
+        counters.messages_received += 1
+        counters.received_bytes += len(data)
         if self.observer is not None:
             self.observer.message_received(data)
         client.on_message(data)

@@ -140,6 +140,7 @@ class Socket(EventEmitter):
         parts = sio.encode(packet)
         if not self.client.send_parts(parts, volatile=volatile):
             return None  # not sent (a closing session, a volatile drop): no ack will come
+        self.namespace.counters.events_sent += 1
         if ack_id is not None:
             assert callback is not None
             self.expect_ack(ack_id, callback)
@@ -240,8 +241,8 @@ class Socket(EventEmitter):
         elif ptype is sio.PacketType.ACK or ptype is sio.PacketType.BINARY_ACK:
             callback = self._acks.pop(packet.id, None) if packet.id is not None else None
             if callback is not None:
-                handlers.call(callback, tuple(packet.data),
-                              handlers.Context("ack {} of {!r}", packet.id, self))
+                handlers.call(callback, tuple(packet.data), handlers.Context(
+                    self.namespace.counters, "ack {} of {!r}", packet.id, self))
         elif ptype is sio.PacketType.DISCONNECT:
             self.on_close("client namespace disconnect")
         else:  # CONNECT_ERROR from a client, or a second CONNECT: not allowed here
@@ -251,7 +252,9 @@ class Socket(EventEmitter):
         data = packet.data
         event = data[0]
         args = tuple(data[1:])
-        context = handlers.Context("event {!r} of {!r}", event, self)
+        counters = self.namespace.counters
+        counters.events_received += 1
+        context = handlers.EventContext(counters, "event {!r} of {!r}", event, self)
         if self._any:
             for fn in list(self._any):
                 handlers.call(fn, (event, *args), context)
@@ -275,6 +278,7 @@ class Socket(EventEmitter):
             return
         self._dispatch_local("disconnecting", reason)
         self.connected = False
+        self.namespace.counters.disconnected += 1
         self.namespace.remove(self)
         self.client.remove(self)
         self.namespace.adapter.delete_all(self.id)
@@ -291,7 +295,8 @@ class Socket(EventEmitter):
     def _dispatch_local(self, event: str, *args: Any) -> None:
         for listener in self._take(event):
             handlers.call(listener.fn, args[: listener.arity] if listener.arity is not None
-                          else args, f"{event} of {self!r}")
+                          else args, handlers.Context(self.namespace.counters,
+                                                      "{} of {!r}", event, self))
 
 
 class _Ack:

@@ -60,6 +60,7 @@ class Kind(enum.StrEnum):
     REPLY = "reply"
     NO_PEER = "no_peer"  # the target is gone: the request fails at once
     PEERS = "peers"  # the hub's list of live workers
+    METRICS = "metrics"  # a worker's metric families, for the worker that was scraped
     READY = "ready"
     REGISTER = "register"
     UNREGISTER = "unregister"
@@ -121,6 +122,10 @@ class Store:
         self._gathers: dict[int, _Gather] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._peer_listeners: list[Callable[[set[str]], None]] = []
+        #: for the metrics: messages this worker put on the bus (its backend counts them),
+        #: and the ones it received
+        self.messages_sent = 0
+        self.messages_received = 0
 
     # -- what a backend implements ----------------------------------------------------------
 
@@ -236,6 +241,7 @@ class Store:
     # -- dispatch (backends call this for each envelope that arrives) -----------------------
 
     def deliver(self, envelope: Envelope) -> None:
+        self.messages_received += 1
         kind = envelope.kind
         if kind is Kind.REPLY or kind is Kind.NO_PEER:
             self._resolve(envelope)

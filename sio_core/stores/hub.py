@@ -196,6 +196,7 @@ class HubStore(Store):
     def _transmit(self, envelope: Envelope) -> None:
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(frame(envelope))
+            self.messages_sent += 1
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(asyncio.CancelledError):

@@ -68,6 +68,7 @@ class MemoryStore(Store):
     def _transmit(self, envelope: Envelope) -> None:
         if self.bus is not None:
             self.bus.transmit(envelope)
+            self.messages_sent += 1
 
     def receive_packed(self, data: bytes) -> None:
         envelope = Envelope.unpack(data)

@@ -429,6 +429,7 @@ class RedisStore(Store):
             channel, data = await self._queue.get()
             try:
                 await publish(channel, data)
+                self.messages_sent += 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
