@@ -298,7 +298,8 @@ def test_abort_poll_while_closing_finishes_the_close() -> None:
 
 
 def test_release_poll_keeps_the_session_and_its_output_for_the_next_get() -> None:
-    # the worker that relayed the GET is gone: not the client's fault (sio_core/engine/forwarding.py)
+    # the worker that relayed the GET is gone: not the client's fault
+    # (sio_core/engine/forwarding.py)
     s = session(POLLING)
     s.begin_poll()
     s.release_poll()
