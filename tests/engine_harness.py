@@ -111,6 +111,18 @@ class Recorder:
         return self.closed[sid]
 
 
+#: how often :func:`eventually` looks (a cadence, not a deadline: not scaled)
+_CADENCE = 0.005
+
+
+async def eventually(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    """Wait until ``predicate()`` is true, for a state that no event announces (the
+    server's sets of connections and websockets)."""
+    async with asyncio.timeout(scaled(timeout)):
+        while not predicate():
+            await asyncio.sleep(_CADENCE)
+
+
 @dataclass
 class Engine:
     """A served EngineServer: ``host``/``port`` make it an Endpoint for RawConnection."""
