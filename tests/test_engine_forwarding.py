@@ -345,3 +345,14 @@ async def test_malformed_notices_from_the_bus_are_ignored() -> None:
         await barrier(owner_store, "w2")
         assert owner.recorder.closed == {}
         assert await owner.exchange(post(sid, b"4still fine")) == OK
+
+
+async def test_a_worker_on_the_bus_that_serves_no_engine() -> None:
+    """A sid naming a worker that answers the bus but does not forward (no handler: its
+    reply is empty): "Session ID unknown"."""
+    async with workers() as (_, relay, owner_store, _):
+        assert owner_store.bus is not None
+        other = MemoryStore("w3", owner_store.bus)
+        await other.start()
+        assert await relay.exchange(get("AAAAAAAAAAAAAAAA.w3")) == error_bytes(ERR_SID)
+        await other.close()

@@ -254,3 +254,33 @@ async def test_sends_from_many_sockets_in_one_turn_are_written_at_its_end() -> N
         for ws in clients:
             await ws.expect(text("4one") + text("4two"))
             await ws.close()
+
+
+async def test_an_upgrade_websockets_refuses_leaves_the_session_as_it_was() -> None:
+    async with serving() as engine:
+        sid = await engine.handshake()
+        async with await engine.connect() as conn:
+            await conn.send(http_request("GET", websocket(sid), headers={
+                "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}))
+            answer = await conn.answer()
+            assert (answer.status, answer.headers["connection"]) == (400, "close")
+            assert answer.body.startswith(b"Failed to open a WebSocket connection: missing")
+        assert engine.recorder.sockets[sid].core.state.value == "open"
+        ws = await engine.open_websocket(websocket(sid))  # a good one may come
+        await ws.send("2probe")
+        await ws.expect(text("3probe"))
+        await ws.close()
+
+
+async def test_nothing_is_sent_once_the_session_is_closed() -> None:
+    async with serving() as engine:
+        ws = await engine.open_websocket()
+        await ws.read_frame()
+        [socket] = engine.recorder.sockets.values()
+        socket.close()
+        assert socket.closed
+        assert not socket.send("x")
+        assert not socket.send_packet(message("x"))
+        assert not socket.send_packets([message("x")])
+        await ws.expect(CLOSE_1000)
+        await ws.close()
