@@ -78,7 +78,7 @@ ROWS = [
      error_bytes(ERR_VERSION, close=True)),
     ("an upgrade elsewhere", f"GET /chat HTTP/1.1\r\n{UPGRADE}\r\n".encode(),
      answer_bytes("400 Bad Request", b"Bad Request", "text/plain; charset=UTF-8", close=True)),
-    ("not the Engine.IO path, no static files", b"GET /index.html HTTP/1.1\r\n\r\n",
+    ("a path that is no file", b"GET /index.html HTTP/1.1\r\n\r\n",
      answer_bytes("404 Not Found", b"Not Found", "text/plain; charset=UTF-8")),
 ]
 
@@ -105,6 +105,15 @@ async def test_the_http_errors_table_in_process() -> None:
         failures = [f"{case.name}: {problems}" for case, problems in zip(CASES, results,
                                                                          strict=True) if problems]
         assert not failures, "\n".join(failures)
+
+
+async def test_no_static_files_at_all() -> None:
+    async with serving(Config(serve_client=False)) as engine:
+        assert not engine.server.static
+        assert await engine.exchange(b"GET /socket.io/socket.io.js HTTP/1.1\r\n\r\n") \
+            == error_bytes(ERR_TRANSPORT)  # under the path, it is Engine.IO's
+        assert await engine.exchange(b"GET /index.html HTTP/1.1\r\n\r\n") == answer_bytes(
+            "404 Not Found", b"Not Found", "text/plain; charset=UTF-8")
 
 
 async def test_polling_handshake() -> None:
