@@ -49,6 +49,10 @@ CLOSE_1000 = b"\x88\x02\x03\xe8"
 CLOSE_NO_STATUS = b"\x88\x00"
 
 
+#: the client's close frame, status 1000
+CLIENT_CLOSE = b"\x88\x82\0\0\0\0\x03\xe8"
+
+
 def polling(sid: str | None = None) -> str:
     target = f"{PATH}?EIO=4&transport=polling"
     return target if sid is None else f"{target}&sid={sid}"
@@ -57,6 +61,16 @@ def polling(sid: str | None = None) -> str:
 def websocket(sid: str | None = None) -> str:
     target = f"{PATH}?EIO=4&transport=websocket"
     return target if sid is None else f"{target}&sid={sid}"
+
+
+def get(sid: str) -> bytes:
+    """A long-poll GET of the session, as bytes."""
+    return http_request("GET", polling(sid))
+
+
+def post(sid: str, body: bytes) -> bytes:
+    """A POST of packets to the session, as bytes."""
+    return http_request("POST", polling(sid), body)
 
 
 def open_packet(sid: str, upgrades: str = '["websocket"]', ping_interval: int = 25000,
@@ -274,6 +288,16 @@ class WsClient:
             await self.conn.send(mask_zero(0x1, data.encode()))
         else:
             await self.conn.send(mask_zero(0x2, data))
+
+    async def probe(self) -> None:
+        """The upgrade's probe and its answer."""
+        await self.send("2probe")
+        await self.expect(text("3probe"))
+
+    async def complete_upgrade(self) -> None:
+        """Probe, then "5": the session is on this websocket from now on."""
+        await self.probe()
+        await self.send("5")
 
     async def read(self, size: int, timeout: float = 5.0) -> bytes:
         """Exactly ``size`` bytes of what the server writes."""

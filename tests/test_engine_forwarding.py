@@ -17,6 +17,7 @@ from sio_core.protocol.session import CloseReason
 from sio_core.stores.base import Kind
 from sio_core.stores.memory import MemoryBus, MemoryStore
 from tests.engine_harness import (
+    CLIENT_CLOSE,
     CLOSE_1000,
     CLOSE_NO_STATUS,
     ERR_BAD,
@@ -24,12 +25,14 @@ from tests.engine_harness import (
     OK,
     WS_HEADERS,
     Engine,
+    WsClient,
     answer_bytes,
     error_bytes,
     eventually,
-    mask_zero,
+    get,
     payload_bytes,
     polling,
+    post,
     raw_answer,
     serving,
     text,
@@ -37,14 +40,6 @@ from tests.engine_harness import (
 )
 from tests.support import scaled
 from tests.test_http_errors import http_request
-
-
-def get(sid: str) -> bytes:
-    return http_request("GET", polling(sid))
-
-
-def post(sid: str, body: bytes) -> bytes:
-    return http_request("POST", polling(sid), body)
 
 
 @contextlib.asynccontextmanager
@@ -62,6 +57,12 @@ async def workers(owner_config: Config | None = None, relay_config: Config | Non
     finally:
         for store in stores:
             await store.close()
+
+
+async def relayed(owner: Engine, relay: Engine) -> tuple[str, WsClient]:
+    """A session of the owner, and a websocket for it through the relay (not probed)."""
+    sid = await owner.handshake()
+    return sid, await relay.open_websocket(websocket(sid))
 
 
 async def barrier(asker: MemoryStore, target: str) -> None:
@@ -193,8 +194,7 @@ async def test_an_upgrade_through_another_worker() -> None:
         sid = await owner.handshake()
         conn, poll = await owner.start_poll(sid)
         ws = await relay.open_websocket(websocket(sid))
-        await ws.send("2probe")
-        await ws.expect(text("3probe"))
+        await ws.probe()
         assert (await poll).body == b"6"
         await ws.send("5")
         await ws.send("4relayed")
@@ -203,7 +203,7 @@ async def test_an_upgrade_through_another_worker() -> None:
         await ws.send(b"\x01\x02")
         await ws.expect(b"\x82\x02\x01\x02")
         # the client closes: the owner's session ends
-        await ws.conn.send(mask_zero(0x8, b"\x03\xe8"))
+        await ws.conn.send(CLIENT_CLOSE)
         await ws.expect(CLOSE_1000)
         assert await ws.closed_by_server()
         assert await owner.recorder.close_reason(sid) is CloseReason.TRANSPORT_CLOSE
@@ -213,23 +213,19 @@ async def test_an_upgrade_through_another_worker() -> None:
 
 async def test_the_owner_closes_a_relayed_websocket() -> None:
     async with workers() as (owner, relay, _, _):
-        sid = await owner.handshake()
-        ws = await relay.open_websocket(websocket(sid))
-        await ws.send("2probe")
-        await ws.expect(text("3probe"))
-        await ws.send("5")
+        sid, ws = await relayed(owner, relay)
+        await ws.complete_upgrade()
         await ws.send("4close me")
         await ws.expect(CLOSE_1000)
         assert await owner.recorder.close_reason(sid) is CloseReason.FORCED_CLOSE
-        await ws.conn.send(mask_zero(0x8, b"\x03\xe8"))
+        await ws.conn.send(CLIENT_CLOSE)
         assert await ws.closed_by_server()
         await ws.close()
 
 
 async def test_a_relayed_upgrade_that_times_out() -> None:
     async with workers(owner_config=Config(upgrade_timeout=scaled(0.05))) as (owner, relay, _, _):
-        sid = await owner.handshake()
-        ws = await relay.open_websocket(websocket(sid))
+        sid, ws = await relayed(owner, relay)
         await ws.expect(CLOSE_1000)
         assert owner.server.sockets[sid].transport == "polling"
         assert await relay.exchange(post(sid, b"4on polling")) == OK
@@ -242,8 +238,7 @@ async def test_a_second_websocket_through_another_worker_is_closed_at_once() -> 
         first = await owner.open_websocket(websocket(sid))
         second = await relay.open_websocket(websocket(sid))
         await second.expect(CLOSE_NO_STATUS)
-        await first.send("2probe")
-        await first.expect(text("3probe"))
+        await first.probe()
         await first.close()
         await second.close()
 
@@ -272,8 +267,7 @@ async def test_a_relayed_upgrade_the_relay_refuses() -> None:
                          == "open")
         # a new upgrade is possible: the first one is over
         ws = await owner.open_websocket(websocket(sid))
-        await ws.send("2probe")
-        await ws.expect(text("3probe"))
+        await ws.probe()
         await ws.close()
 
 
@@ -285,11 +279,8 @@ async def test_websocket_transport_without_an_upgrade_through_another_worker() -
 
 async def test_a_relay_that_goes_away_ends_the_relayed_websocket() -> None:
     async with workers() as (owner, relay, _, relay_store):
-        sid = await owner.handshake()
-        ws = await relay.open_websocket(websocket(sid))
-        await ws.send("2probe")
-        await ws.expect(text("3probe"))
-        await ws.send("5")
+        sid, ws = await relayed(owner, relay)
+        await ws.complete_upgrade()
         await ws.send("4x")
         await ws.expect(text("4x"))
         await relay_store.close()
@@ -299,10 +290,8 @@ async def test_a_relay_that_goes_away_ends_the_relayed_websocket() -> None:
 
 async def test_an_owner_that_goes_away_ends_the_relayed_websocket() -> None:
     async with workers() as (owner, relay, owner_store, _):
-        sid = await owner.handshake()
-        ws = await relay.open_websocket(websocket(sid))
-        await ws.send("2probe")
-        await ws.expect(text("3probe"))
+        _, ws = await relayed(owner, relay)
+        await ws.probe()
         await owner_store.close()
         await ws.expect(CLOSE_1000)
         await ws.close()

@@ -16,21 +16,13 @@ from tests.engine_harness import (
     ERR_SID,
     OK,
     error_bytes,
+    get,
     payload_bytes,
-    polling,
+    post,
     raw_answer,
     serving,
 )
 from tests.support import scaled
-from tests.test_http_errors import http_request
-
-
-def get(sid: str) -> bytes:
-    return http_request("GET", polling(sid))
-
-
-def post(sid: str, body: bytes) -> bytes:
-    return http_request("POST", polling(sid), body)
 
 
 async def test_post_then_get() -> None:

@@ -10,6 +10,7 @@ from sio_core.config import Config
 from sio_core.protocol.engineio import message
 from sio_core.protocol.session import CloseReason
 from tests.engine_harness import (
+    CLIENT_CLOSE,
     CLOSE_1000,
     CLOSE_NO_STATUS,
     ERR_BAD,
@@ -17,23 +18,16 @@ from tests.engine_harness import (
     Engine,
     WsClient,
     error_bytes,
+    get,
     mask_zero,
     payload_bytes,
-    polling,
+    post,
     serving,
     text,
     websocket,
 )
 from tests.support import scaled
 from tests.test_http_errors import http_request
-
-
-def get(sid: str) -> bytes:
-    return http_request("GET", polling(sid))
-
-
-def post(sid: str, body: bytes) -> bytes:
-    return http_request("POST", polling(sid), body)
 
 
 async def upgrading(engine: Engine) -> tuple[str, WsClient]:
@@ -51,8 +45,7 @@ async def test_the_upgrade() -> None:
         conn, poll = await engine.start_poll(sid)
         ws = await engine.open_websocket(websocket(sid))
         assert not poll.done()
-        await ws.send("2probe")
-        await ws.expect(text("3probe"))
+        await ws.probe()
         assert (await poll).body == b"6"
         socket = engine.recorder.sockets[sid]
         assert socket.transport == "polling"
@@ -62,7 +55,7 @@ async def test_the_upgrade() -> None:
         assert socket.transport == "websocket"
         assert await engine.exchange(get(sid)) == error_bytes(ERR_BAD)
         assert await engine.exchange(post(sid, b"4x")) == error_bytes(ERR_BAD)
-        await ws.conn.send(mask_zero(0x8, b"\x03\xe8"))
+        await ws.conn.send(CLIENT_CLOSE)
         await ws.expect(CLOSE_1000)
         assert await engine.recorder.close_reason(sid) is CloseReason.TRANSPORT_CLOSE
         await conn.close()
@@ -74,8 +67,7 @@ async def test_the_upgrade_with_the_pending_poll_answered_by_the_5() -> None:
     comes is ended with a NOOP then."""
     async with serving() as engine:
         sid, ws = await upgrading(engine)
-        await ws.send("2probe")
-        await ws.expect(text("3probe"))
+        await ws.probe()
         # after the probe every poll ends at once
         assert await engine.exchange(get(sid)) == payload_bytes(b"6")
         assert await engine.exchange(get(sid)) == payload_bytes(b"6")
@@ -90,8 +82,7 @@ async def test_output_queued_before_the_5_goes_over_polling() -> None:
         sid, ws = await upgrading(engine)
         assert engine.recorder.sockets[sid].send("before")
         assert await engine.exchange(get(sid)) == payload_bytes(b"4before")
-        await ws.send("2probe")
-        await ws.expect(text("3probe"))
+        await ws.probe()
         assert engine.recorder.sockets[sid].send("after the probe")
         assert await engine.exchange(get(sid)) == payload_bytes(b"4after the probe\x1e6")
         await ws.close()
@@ -101,8 +92,7 @@ async def test_an_upgrade_that_is_not_finished_in_time_is_dropped() -> None:
     """upgrade_timeout: the websocket is closed, the session carries on over polling."""
     async with serving(Config(upgrade_timeout=scaled(0.05))) as engine:
         sid, ws = await upgrading(engine)
-        await ws.send("2probe")
-        await ws.expect(text("3probe"))
+        await ws.probe()
         await ws.expect(CLOSE_1000)
         assert engine.recorder.sockets[sid].transport == "polling"
         assert await engine.exchange(post(sid, b"4still polling")) == OK
@@ -129,9 +119,8 @@ async def test_an_unexpected_packet_ends_the_upgrade_not_the_session() -> None:
 async def test_a_websocket_that_closes_during_the_upgrade() -> None:
     async with serving() as engine:
         sid, ws = await upgrading(engine)
-        await ws.send("2probe")
-        await ws.expect(text("3probe"))
-        await ws.conn.send(mask_zero(0x8, b"\x03\xe8"))
+        await ws.probe()
+        await ws.conn.send(CLIENT_CLOSE)
         await ws.expect(CLOSE_1000)
         assert await ws.closed_by_server()
         assert engine.recorder.sockets[sid].transport == "polling"
@@ -152,9 +141,7 @@ async def test_a_second_websocket_is_accepted_and_closed_at_once() -> None:
         await second.expect(CLOSE_NO_STATUS)
         await second.conn.send(mask_zero(0x8, b""))
         assert await second.closed_by_server()
-        await ws.send("2probe")
-        await ws.expect(text("3probe"))
-        await ws.send("5")
+        await ws.complete_upgrade()
         third = await engine.open_websocket(websocket(sid))
         await third.expect(CLOSE_NO_STATUS)
         await ws.send("4on")
@@ -267,8 +254,7 @@ async def test_an_upgrade_websockets_refuses_leaves_the_session_as_it_was() -> N
             assert answer.body.startswith(b"Failed to open a WebSocket connection: missing")
         assert engine.recorder.sockets[sid].core.state.value == "open"
         ws = await engine.open_websocket(websocket(sid))  # a good one may come
-        await ws.send("2probe")
-        await ws.expect(text("3probe"))
+        await ws.probe()
         await ws.close()
 
 

@@ -14,6 +14,7 @@ from sio_core.engine.websocket import frame_of
 from sio_core.protocol.engineio import Packet, PacketType, message
 from sio_core.protocol.session import CloseReason
 from tests.engine_harness import (
+    CLIENT_CLOSE,
     CLOSE_1000,
     Engine,
     WsClient,
@@ -25,9 +26,6 @@ from tests.engine_harness import (
     text,
 )
 from tests.support import scaled
-
-#: the client's close frame, status 1000
-CLIENT_CLOSE = mask_zero(0x8, b"\x03\xe8")
 
 
 async def session(engine: Engine) -> tuple[WsClient, str]:
