@@ -19,20 +19,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-#: package -> (floor of lines covered, floor of branches covered), in percent.
-#: protocol/, engine/ and socketio/ must stay at 90% of lines or more.
+#: package -> (floor of lines covered, floor of branches covered), in percent: a little
+#: under what the whole suite measured (December 2026). protocol/, engine/ and socketio/ must
+#: stay at 90% of lines or more: socketio/ is held at that goal (86% before its in-process
+#: tests), its branches at what they were.
 FLOORS: dict[str, tuple[float, float]] = {
-    "sio_core/protocol": (90, 85),
-    "sio_core/engine": (90, 80),
-    "sio_core/socketio": (90, 80),
-    "sio_core/http": (80, 70),
-    "sio_core/stores": (80, 70),
-    "sio_core/demo": (80, 70),
-    "sio_core (top level)": (80, 70),
+    "sio_core/protocol": (99, 97),
+    "sio_core/engine": (98, 92),
+    "sio_core/socketio": (90, 70),
+    "sio_core/http": (97, 89),
+    "sio_core/stores": (92, 78),
+    "sio_core/demo": (100, 100),
+    "sio_core (top level)": (93, 85),
 }
 
 #: how far above its floor a package may be before the summary suggests raising it
-SLACK = 2.0
+SLACK = 3.0
 
 
 def package_of(path: str) -> str:

@@ -6,7 +6,7 @@ EngineServers, is driven in test_engine_forwarding.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import pytest
@@ -101,6 +101,9 @@ class FakeWebSocket:
     def __init__(self) -> None:
         self.sent: list[str | bytes] = []
         self.closes = 0
+        # set by the proxy
+        self.on_message: Callable[[str | bytes], None] = lambda message: None
+        self.on_close: Callable[[], None] = lambda: None
 
     def send_many(self, messages: Iterable[str | bytes]) -> None:
         self.sent.extend(messages)
@@ -115,12 +118,12 @@ async def test_the_relays_end(stores: tuple[MemoryStore, MemoryStore]) -> None:
     calls = Calls()
     ws = FakeWebSocket()
     proxy = WebSocketProxy(relay, "w1", "w2:3", ws, lambda: calls.note("done"))  # type: ignore[arg-type]
-    ws.on_message("4from the client")  # type: ignore[attr-defined]
-    ws.on_message(b"\x01")  # type: ignore[attr-defined]
+    ws.on_message("4from the client")
+    ws.on_message(b"\x01")
     proxy.to_client(["4to the client"])
     assert ws.sent == ["4to the client"]
-    ws.on_close()  # type: ignore[attr-defined]
-    ws.on_close()  # type: ignore[attr-defined]  # once only
+    ws.on_close()
+    ws.on_close()  # once only
     proxy.owner_closed()  # already done: nothing
     assert calls.log == ["done"] and ws.closes == 0
     relay.send("w1", Kind.WS_IN, "the end")
@@ -140,5 +143,5 @@ async def test_the_relays_end_closed_by_the_owner(
     proxy = WebSocketProxy(relay, "w1", "w2:4", ws, lambda: calls.note("done"))  # type: ignore[arg-type]
     proxy.owner_closed()
     proxy.owner_closed()
-    ws.on_close()  # type: ignore[attr-defined]  # the close that follows: not told back
+    ws.on_close()  # the close that follows: not told back
     assert (ws.closes, calls.log) == (1, ["done"])

@@ -100,6 +100,7 @@ async def test_the_http_errors_table_in_process() -> None:
                     static_dir="sio_core/demo/static")
     async with serving(config) as engine:
         sid = await engine.handshake()
+        # check_case needs an endpoint (host, port): the in-process server is one
         results = await asyncio.gather(*(check_case(engine, case, sid, "w1")  # type: ignore[arg-type]
                                          for case in CASES))
         failures = [f"{case.name}: {problems}" for case, problems in zip(CASES, results,
