@@ -227,3 +227,119 @@ async def test_a_waiting_get_is_given_up_at_the_clients_eof() -> None:
         await served.until_closed()
         writer.close()
     assert handler.cancelled == ["/g"]
+
+
+# --- exchanges byte for byte --------------------------------------------------------------------
+
+
+def answering(request: Request, conn: HTTPConnection) -> Response | Awaitable[Response]:
+    """``/raise`` raises, ``/later-raise`` fails later; the others are answered with their
+    path (``/later...`` a loop turn later)."""
+    if request.path == "/raise":
+        raise RuntimeError("a handler's bug")
+    if request.path.startswith("/later"):
+        return answer_later(request)
+    return Response(200, [], b"to " + request.path.encode() + b" " + request.body)
+
+
+async def answer_later(request: Request) -> Response:
+    await asyncio.sleep(0)
+    if request.path == "/later-raise":
+        raise RuntimeError("a handler's bug")
+    return Response(200, [], b"to " + request.path.encode())
+
+
+def ok(body: bytes, *headers: bytes, close: bool = False) -> bytes:
+    """A 200 as written: its headers, Content-Length, Connection: close if it closes."""
+    head = [b"HTTP/1.1 200 OK", *headers, b"Content-Length: %d" % len(body)]
+    if close:
+        head.append(b"Connection: close")
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+             b"Content-Length: 21\r\n\r\nInternal Server Error")
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+#: (name, what the client writes at once, what it reads; then whether the server closes)
+EXCHANGES = [
+    ("keep-alive", b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+     ok(b"to /a ") + ok(b"to /b "), False),
+    ("a handler that raises: 500, and the connection goes on",
+     b"GET /raise HTTP/1.1\r\n\r\nGET /later-raise HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n",
+     ERROR_500 + ERROR_500 + ok(b"to /c "), False),
+    ("HTTP/1.0 keep-alive is answered so",
+     b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+     ok(b"to /a ", b"Connection: keep-alive", b"Keep-Alive: timeout=5"), False),
+    ("HTTP/1.0 closes", b"GET /a HTTP/1.0\r\n\r\n", ok(b"to /a ", close=True), True),
+    ("nothing after Connection: close is answered",
+     b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+     ok(b"to /a ", close=True), True),
+    ("a body over max_payload, announced", b"POST /p HTTP/1.1\r\nContent-Length: 101\r\n\r\n",
+     b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+     True),
+    ("a body over max_payload, chunked", b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"65\r\n" + b"x" * 101 + b"\r\n0\r\n\r\n",
+     b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+     True),
+    ("an expectation other than 100-continue",
+     b"POST /p HTTP/1.1\r\nExpect: the-moon\r\nContent-Length: 1\r\n\r\nx",
+     b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", True),
+    ("an HTTP/1.0 expectation is ignored",
+     b"POST /p HTTP/1.0\r\nExpect: the-moon\r\nContent-Length: 1\r\n\r\nx",
+     ok(b"to /p x", close=True), True),
+    ("100-continue", b"POST /p HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+     CONTINUE, False),
+    ("100-continue behind a request that is answered later",
+     b"GET /later HTTP/1.1\r\n\r\nPOST /p HTTP/1.1\r\nExpect: 100-continue\r\n"
+     b"Content-Length: 1\r\n\r\n", ok(b"to /later") + CONTINUE, False),
+    ("not HTTP", b"\x16\x03\x01\x00", b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+     b"Connection: close\r\n\r\n", True),
+]
+
+
+@pytest.mark.parametrize(("name", "sent", "expected", "closes"), EXCHANGES,
+                         ids=[row[0] for row in EXCHANGES])
+async def test_exchanges(name: str, sent: bytes, expected: bytes, closes: bool) -> None:
+    async with Served(answering, Config(max_payload=100)) as served:
+        reader, writer = await served.connect()
+        writer.write(sent)
+        async with asyncio.timeout(scaled(5)):
+            if closes:
+                assert await reader.read() == expected
+            else:
+                assert await reader.readexactly(len(expected)) == expected
+        writer.close()
+
+
+async def test_a_100_continue_then_the_body() -> None:
+    async with Served(answering, Config()) as served:
+        reader, writer = await served.connect()
+        writer.write(b"POST /p HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        assert await reader.readexactly(len(CONTINUE)) == CONTINUE
+        writer.write(b"body")
+        expected = ok(b"to /p body")
+        assert await reader.readexactly(len(expected)) == expected
+        writer.close()
+
+
+async def test_a_slow_request_head_is_answered_408() -> None:
+    async with Served(answering, Config(request_timeout=scaled(0.1))) as served:
+        reader, writer = await served.connect()
+        writer.write(b"GET /slow HTTP/1.1\r\nHost:")
+        async with asyncio.timeout(scaled(5)):
+            assert await reader.read() == (b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0"
+                                           b"\r\nConnection: close\r\n\r\n")
+        writer.close()
+        await served.until_closed()
+
+
+async def test_an_idle_keep_alive_connection_is_closed() -> None:
+    config = Config(keepalive_timeout=scaled(0.1), request_timeout=scaled(0.05))
+    async with Served(answering, config) as served:
+        reader, writer = await served.connect()
+        writer.write(b"GET /a HTTP/1.1\r\n\r\n")
+        async with asyncio.timeout(scaled(5)):
+            assert await reader.read() == ok(b"to /a ")  # then the close, no 408
+        writer.close()
+        await served.until_closed()

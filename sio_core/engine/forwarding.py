@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
-from ..exceptions import BadRequest, HTTPError, UnknownSession
+from ..exceptions import BadRequest, HTTPError, PayloadTooLarge, UnknownSession
 from ..http.connection import HTTPConnection
 from ..http.messages import Request, Response, error_response
 from ..protocol import engineio
@@ -67,6 +67,8 @@ def _raise_reply(reply: Any) -> dict[str, Any]:
     code = reply.get("e")
     if code is not None:
         raise _ERRORS.get(code, BadRequest)()
+    if reply.get("s") == PayloadTooLarge.status:  # the owner's bare 413 (it has no code)
+        raise PayloadTooLarge()
     return reply
 
 

@@ -110,11 +110,13 @@ class EngineSocket:
         # what the handlers send now is written by the pump below, in the same write: no
         # end-of-turn pump needs scheduling for it (the pump clears the flag)
         self._pump_scheduled = True
+        # the messages before a close in this input are delivered (the reference emits them
+        # before its close); the core has dropped the ones after it
+        closed_by_input = self.closed
         for data in messages:
-            state = self.core.state
-            if state is State.CLOSED or state is State.CLOSING:
-                # closed meanwhile (e.g. a refused packet): the rest is dropped, as the
-                # reference's engine drops packets once its socket is not open
+            if not closed_by_input and self.closed:
+                # closed meanwhile by a handler (e.g. a refused packet): the rest is dropped,
+                # as the reference's engine drops packets once its socket is not open
                 break
             try:
                 self.handler.on_message(self, data)

@@ -1,0 +1,347 @@
+"""In-process tests of sio_core.engine.forwarding (and remote.py, its websocket relay): two
+EngineServers in the test's event loop, workers ``w1`` and ``w2`` over a MemoryBus (the
+store layer's in-process bus: envelopes packed and delivered on a later loop turn, as on
+a real one). A session of w1 is driven through w2 with literal requests, and the answers
+are compared byte for byte: GET, POST and upgrade forwarded to the owner, and their errors
+(owner gone, session unknown, the relaying worker gone)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from sio_core.config import Config
+from sio_core.protocol.session import CloseReason
+from sio_core.stores.base import Kind
+from sio_core.stores.memory import MemoryBus, MemoryStore
+from tests.engine_harness import (
+    CLIENT_CLOSE,
+    CLOSE_1000,
+    CLOSE_NO_STATUS,
+    ERR_BAD,
+    ERR_SID,
+    OK,
+    WS_HEADERS,
+    Engine,
+    WsClient,
+    answer_bytes,
+    error_bytes,
+    eventually,
+    get,
+    payload_bytes,
+    polling,
+    post,
+    raw_answer,
+    serving,
+    text,
+    websocket,
+)
+from tests.support import scaled
+from tests.test_http_errors import http_request
+
+
+@contextlib.asynccontextmanager
+async def workers(owner_config: Config | None = None, relay_config: Config | None = None
+                  ) -> AsyncIterator[tuple[Engine, Engine, MemoryStore, MemoryStore]]:
+    """w1 (the owner of the sessions the tests make) and w2 (the relay), on one bus."""
+    bus = MemoryBus()
+    stores = MemoryStore("w1", bus), MemoryStore("w2", bus)
+    for store in stores:
+        await store.start()
+    try:
+        async with (serving(owner_config, owner="w1", store=stores[0]) as owner,
+                    serving(relay_config, owner="w2", store=stores[1]) as relay):
+            yield owner, relay, *stores
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def relayed(owner: Engine, relay: Engine) -> tuple[str, WsClient]:
+    """A session of the owner, and a websocket for it through the relay (not probed)."""
+    sid = await owner.handshake()
+    return sid, await relay.open_websocket(websocket(sid))
+
+
+async def barrier(asker: MemoryStore, target: str) -> None:
+    """Once a request is answered, the target has handled what ``asker`` sent before it
+    (the bus keeps the order between two workers)."""
+    await asker.request(target, Kind.POLL, None, 5)
+
+
+async def test_post_and_get_through_another_worker() -> None:
+    async with workers() as (owner, relay, _, _):
+        sid = await owner.handshake()
+        assert await relay.exchange(post(sid, b"4via w2\x1ebAQI=")) == OK
+        assert owner.recorder.received(sid) == ["via w2", b"\x01\x02"]
+        assert await relay.exchange(get(sid)) == payload_bytes(b"4via w2\x1ebAQI=")
+        assert relay.server.forwarding is not None
+        assert relay.server.forwarding.in_flight == 0
+
+
+async def test_a_forwarded_get_waits_at_the_owner() -> None:
+    async with workers() as (owner, relay, _, _):
+        sid = await owner.handshake()
+        conn, poll = await relay.start_poll(sid)
+        await eventually(lambda: owner.server.sockets[sid].core.poll_pending)
+        assert relay.server.forwarding is not None
+        assert relay.server.forwarding.in_flight == 1
+        assert not poll.done()
+        assert await owner.exchange(post(sid, b"4late")) == OK
+        answer = await poll
+        assert (answer.status, answer.body) == (200, b"4late")
+        assert relay.server.forwarding.in_flight == 0
+        await conn.close()
+
+
+async def test_a_forwarded_get_whose_client_goes_away_closes_the_session() -> None:
+    """The relay tells the owner (POLL_ABORT): "poll connection closed prematurely"."""
+    async with workers() as (owner, relay, _, _):
+        sid = await owner.handshake()
+        conn, poll = await relay.start_poll(sid)
+        await eventually(lambda: owner.server.sockets[sid].core.poll_pending)
+        poll.cancel()
+        await conn.close()
+        assert await owner.recorder.close_reason(sid) is CloseReason.TRANSPORT_ERROR
+
+
+async def test_the_owners_errors_come_back() -> None:
+    async with workers() as (owner, relay, _, _):
+        sid = await owner.handshake()
+        # a sid of the owner's that it does not have
+        assert await relay.exchange(get("AAAAAAAAAAAAAAAA.w1")) == error_bytes(ERR_SID)
+        assert await relay.exchange(post("AAAAAAAAAAAAAAAA.w1", b"4x")) == error_bytes(ERR_SID)
+        # a method that is neither
+        assert await relay.exchange(http_request("PUT", polling(sid))) == error_bytes(ERR_BAD)
+        # an overlapping GET: refused, and the first one gets the "1"
+        conn, poll = await relay.start_poll(sid)
+        await eventually(lambda: owner.server.sockets[sid].core.poll_pending)
+        assert await relay.exchange(get(sid)) == error_bytes(ERR_BAD)
+        assert (await poll).body == b"1"
+        assert await owner.recorder.close_reason(sid) is CloseReason.TRANSPORT_ERROR
+        await conn.close()
+
+
+async def test_a_bad_payload_through_another_worker_closes_the_session() -> None:
+    async with workers() as (owner, relay, _, _):
+        sid = await owner.handshake()
+        assert await relay.exchange(post(sid, b"9")) == error_bytes(ERR_BAD)
+        assert await owner.recorder.close_reason(sid) is CloseReason.PARSE_ERROR
+
+
+async def test_a_body_over_the_owners_max_payload_is_refused() -> None:
+    """Workers whose limits differ (machines of one cluster, configured apart): the owner's
+    refusal is the answer, not an "ok" for packets it dropped."""
+    async with workers(owner_config=Config(max_payload=10)) as (owner, relay, _, _):
+        sid = await owner.handshake()
+        assert await relay.exchange(post(sid, b"4" + b"x" * 20)) \
+            == answer_bytes("413 Request Entity Too Large")
+        assert owner.recorder.received(sid) == []
+
+
+async def test_polling_through_another_worker_after_the_upgrade() -> None:
+    async with workers() as (owner, relay, _, _):
+        ws = await owner.open_websocket()
+        await ws.read_frame()
+        [sid] = owner.recorder.sockets
+        assert await relay.exchange(get(sid)) == error_bytes(ERR_BAD)
+        assert await relay.exchange(post(sid, b"4x")) == error_bytes(ERR_BAD)
+        await ws.close()
+
+
+async def test_an_owner_that_is_gone() -> None:
+    """A sid of a worker that is not on the bus: "Session ID unknown", at once; and a
+    request on its way when the owner goes fails the same way."""
+    async with workers() as (owner, relay, owner_store, _):
+        sid = await owner.handshake()
+        conn, poll = await relay.start_poll(sid)
+        await eventually(lambda: owner.server.sockets[sid].core.poll_pending)
+        await owner_store.close()  # w1 leaves the bus
+        answer = await poll
+        assert (answer.status, answer.body) == (400, ERR_SID)
+        assert await relay.exchange(get(sid)) == error_bytes(ERR_SID)
+        assert await relay.exchange(post(sid, b"4x")) == error_bytes(ERR_SID)
+        async with await relay.connect() as ws_conn:
+            await ws_conn.send(http_request("GET", websocket(sid), headers=WS_HEADERS))
+            assert await raw_answer(ws_conn) == error_bytes(ERR_SID, close=True)
+        await conn.close()
+
+
+async def test_a_forwarded_get_whose_relay_is_gone_is_released() -> None:
+    """The relay's client connection went with it, and no POLL_ABORT will come: the owner
+    forgets the GET but keeps the session (the client retries through a live worker)."""
+    async with workers() as (owner, relay, _, relay_store):
+        sid = await owner.handshake()
+        conn, _poll = await relay.start_poll(sid)
+        await eventually(lambda: owner.server.sockets[sid].core.poll_pending)
+        await relay_store.close()  # w2 leaves the bus
+        await eventually(lambda: not owner.server.sockets[sid].core.poll_pending)
+        owner.server.sockets[sid].send("kept")
+        assert await owner.exchange(get(sid)) == payload_bytes(b"4kept")
+        assert sid not in owner.recorder.closed
+        await conn.close()
+
+
+# --- websockets relayed to the owner ---------------------------------------------------------
+
+
+async def test_an_upgrade_through_another_worker() -> None:
+    """The relay accepts the websocket and relays its frames; the owner runs the upgrade
+    (probe, NOOP of the pending poll, "5") and then the session over it."""
+    async with workers() as (owner, relay, _, _):
+        sid = await owner.handshake()
+        conn, poll = await owner.start_poll(sid)
+        ws = await relay.open_websocket(websocket(sid))
+        await ws.probe()
+        assert (await poll).body == b"6"
+        await ws.send("5")
+        await ws.send("4relayed")
+        await ws.expect(text("4relayed"))
+        assert owner.server.sockets[sid].transport.name == "websocket"
+        await ws.send(b"\x01\x02")
+        await ws.expect(b"\x82\x02\x01\x02")
+        # the client closes: the owner's session ends
+        await ws.conn.send(CLIENT_CLOSE)
+        await ws.expect(CLOSE_1000)
+        assert await ws.closed_by_server()
+        assert await owner.recorder.close_reason(sid) is CloseReason.TRANSPORT_CLOSE
+        await conn.close()
+        await ws.close()
+
+
+async def test_the_owner_closes_a_relayed_websocket() -> None:
+    async with workers() as (owner, relay, _, _):
+        sid, ws = await relayed(owner, relay)
+        await ws.complete_upgrade()
+        await ws.send("4close me")
+        await ws.expect(CLOSE_1000)
+        assert await owner.recorder.close_reason(sid) is CloseReason.FORCED_CLOSE
+        await ws.conn.send(CLIENT_CLOSE)
+        assert await ws.closed_by_server()
+        await ws.close()
+
+
+async def test_a_relayed_upgrade_that_times_out() -> None:
+    async with workers(owner_config=Config(upgrade_timeout=scaled(0.05))) as (owner, relay, _, _):
+        sid, ws = await relayed(owner, relay)
+        await ws.expect(CLOSE_1000)
+        assert owner.server.sockets[sid].transport.name == "polling"
+        assert await relay.exchange(post(sid, b"4on polling")) == OK
+        await ws.close()
+
+
+async def test_a_second_websocket_through_another_worker_is_closed_at_once() -> None:
+    async with workers() as (owner, relay, _, _):
+        sid = await owner.handshake()
+        first = await owner.open_websocket(websocket(sid))
+        second = await relay.open_websocket(websocket(sid))
+        await second.expect(CLOSE_NO_STATUS)
+        await first.probe()
+        await first.close()
+        await second.close()
+
+
+async def test_a_relayed_upgrade_the_owner_refuses() -> None:
+    async with workers(owner_config=Config(allow_upgrades=False)) as (owner, relay, _, _):
+        sid = await owner.handshake()
+        async with await relay.connect() as conn:
+            await conn.send(http_request("GET", websocket(sid), headers=WS_HEADERS))
+            assert await raw_answer(conn) == error_bytes(ERR_BAD, close=True)
+            assert await conn.closed_by_server()
+
+
+async def test_a_relayed_upgrade_the_relay_refuses() -> None:
+    """The owner began the upgrade, but websockets refuses the handshake at the relay: the
+    owner is told, and the session carries on over polling."""
+    async with workers() as (owner, relay, _, _):
+        sid = await owner.handshake()
+        async with await relay.connect() as conn:
+            headers = {**WS_HEADERS, "Sec-WebSocket-Version": "8"}
+            await conn.send(http_request("GET", websocket(sid), headers=headers))
+            answer = await conn.answer()
+            assert answer.status == 400
+        socket = owner.server.sockets[sid]
+        await eventually(lambda: socket.transport.name == "polling" and socket.core.state.value
+                         == "open")
+        # a new upgrade is possible: the first one is over
+        ws = await owner.open_websocket(websocket(sid))
+        await ws.probe()
+        await ws.close()
+
+
+async def test_websocket_transport_without_an_upgrade_through_another_worker() -> None:
+    async with workers() as (owner, relay, _, _):
+        sid = await owner.handshake()
+        assert await relay.exchange(http_request("GET", websocket(sid))) == error_bytes(ERR_BAD)
+
+
+async def test_a_relay_that_goes_away_ends_the_relayed_websocket() -> None:
+    async with workers() as (owner, relay, _, relay_store):
+        sid, ws = await relayed(owner, relay)
+        await ws.complete_upgrade()
+        await ws.send("4x")
+        await ws.expect(text("4x"))
+        await relay_store.close()
+        assert await owner.recorder.close_reason(sid) is CloseReason.TRANSPORT_CLOSE
+        await ws.close()
+
+
+async def test_an_owner_that_goes_away_ends_the_relayed_websocket() -> None:
+    async with workers() as (owner, relay, owner_store, _):
+        _, ws = await relayed(owner, relay)
+        await ws.probe()
+        await owner_store.close()
+        await ws.expect(CLOSE_1000)
+        await ws.close()
+
+
+# --- what arrives over the bus is untrusted ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "payload"), [
+    (Kind.POLL, "junk"),
+    (Kind.POLL, {"sid": 5}),
+    (Kind.POST, {"sid": "AAAAAAAAAAAAAAAA.w1"}),
+    (Kind.POST, {"sid": "AAAAAAAAAAAAAAAA.w1", "b": "not bytes"}),
+    (Kind.WS_OPEN, {"sid": "AAAAAAAAAAAAAAAA.w1"}),
+    (Kind.WS_OPEN, []),
+])
+async def test_malformed_requests_from_the_bus_are_refused(kind: Kind, payload: object) -> None:
+    async with workers() as (_, _, _, relay_store):
+        assert await relay_store.request("w1", kind, payload, 5) == {"s": 400, "e": 3}
+
+
+async def test_requests_for_unknown_sessions_from_the_bus() -> None:
+    async with workers() as (_, _, _, relay_store):
+        for kind in (Kind.POLL, Kind.WS_OPEN):
+            assert await relay_store.request(
+                "w1", kind, {"sid": "AAAAAAAAAAAAAAAA.w1", "p": "w2:1", "t": 1}, 5) \
+                == {"s": 400, "e": 1}
+        assert await relay_store.request(
+            "w1", Kind.POST, {"sid": "AAAAAAAAAAAAAAAA.w1", "b": b"4x"}, 5) == {"s": 400, "e": 1}
+
+
+async def test_malformed_notices_from_the_bus_are_ignored() -> None:
+    async with workers() as (owner, _, owner_store, relay_store):
+        sid = await owner.handshake()
+        for kind in (Kind.POLL_ABORT, Kind.WS_IN, Kind.WS_OUT, Kind.WS_CLOSE):
+            for payload in ("junk", {"p": "nobody", "d": 5, "t": 99}):
+                relay_store.send("w1", kind, payload)
+                owner_store.send("w2", kind, payload)
+        await barrier(relay_store, "w1")
+        await barrier(owner_store, "w2")
+        assert owner.recorder.closed == {}
+        assert await owner.exchange(post(sid, b"4still fine")) == OK
+
+
+async def test_a_worker_on_the_bus_that_serves_no_engine() -> None:
+    """A sid naming a worker that answers the bus but does not forward (no handler: its
+    reply is empty): "Session ID unknown"."""
+    async with workers() as (_, relay, owner_store, _):
+        assert owner_store.bus is not None
+        other = MemoryStore("w3", owner_store.bus)
+        await other.start()
+        assert await relay.exchange(get("AAAAAAAAAAAAAAAA.w3")) == error_bytes(ERR_SID)
+        await other.close()
