@@ -22,7 +22,7 @@ import dataclasses
 import json
 import logging
 import socket as socket_module
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..config import Config
@@ -97,7 +97,6 @@ class EngineServer:
         self._draining = False
         self._closed = False
         self._servers: list[asyncio.Server] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._configured()
 
     def configure(self, **changes: Any) -> None:
@@ -349,25 +348,11 @@ class EngineServer:
         info = dataclasses.replace(request, raw_headers=[], body=b"", trailing=b"")
         socket = EngineSocket(core, self.handler, self._forget, transport, request_info=info)
         self.sockets[socket.sid] = socket
-        if self.store is not None:
-            self._background(self.store.register(socket.sid, self._session_ttl))
         return socket
 
     def _forget(self, socket: EngineSocket) -> None:
         if self.sockets.get(socket.sid) is socket:
             del self.sockets[socket.sid]
-            if self.store is not None:
-                self._background(self.store.unregister(socket.sid))
-
-    @property
-    def _session_ttl(self) -> float:
-        # a live session answers a ping every interval; its record outlives it by a margin
-        return 2 * (self.config.ping_interval + self.config.ping_timeout)
-
-    def _background(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _upgrades(self) -> list[str]:
         """What a polling session may upgrade to (the handshake's ``upgrades``)."""

@@ -18,8 +18,7 @@ How this works:
   (PUBSUB NUMSUB of the request channel, less ourselves), asked in its format, and their
   answers picked off the response channels by request id.
 - **Peers** are a sorted set ``<key>-sio:peers`` (owner -> expiry), refreshed by every
-  worker's heartbeat; the **session registry** is ``<key>-sio:sid:<sid>`` with a TTL,
-  refreshed while the session lives and deleted when it ends.
+  worker's heartbeat.
 - **Resilience**: three clients (pub, sub, commands), given ready-made or built from the URL.
   Redis pub/sub keeps nothing for a subscriber that is away, so every moment the
   subscription is down loses what the other nodes publish meanwhile: when it drops (Redis
@@ -138,7 +137,6 @@ class RedisStore(Store):
         self._tasks_run: list[asyncio.Task[None]] = []
         self._pubsub: Any = None
         self._namespaces: set[str] = {"/"}
-        self._registered: dict[str, float] = {}
         self._closing = False
         # health (see the health property)
         self._connected = False
@@ -188,7 +186,7 @@ class RedisStore(Store):
                 "queued": self._queue.qsize(), "last_error": self._last_error}
 
     async def close(self) -> None:
-        """Stop the loops, take this node out of the peers and registry, close the clients.
+        """Stop the loops, take this node out of the peers, close the clients.
         Every step is bounded (close_timeout)."""
         self._closing = True
         for task in self._tasks_run:
@@ -198,12 +196,7 @@ class RedisStore(Store):
             if pending:
                 logger.warning("%d Redis store task(s) did not stop", len(pending))
 
-        async def forget() -> None:
-            await self.cmd.zrem(self._peers_key, self.owner)
-            if self._registered:
-                await self.cmd.delete(*[self._sid_key(s) for s in self._registered])
-
-        await _bounded(forget(), self.close_timeout)
+        await _bounded(self.cmd.zrem(self._peers_key, self.owner), self.close_timeout)
         if self._pubsub is not None:
             await _bounded(self._pubsub.aclose(), self.close_timeout)
         for client in {id(c): c for c in (self.pub, self.sub, self.cmd)}.values():
@@ -562,7 +555,7 @@ class RedisStore(Store):
                 logger.debug("publish to %s failed: %s", channel, exc)
                 await asyncio.sleep(0.05)  # Redis is down: do not spin
 
-    # -- peers and registry -----------------------------------------------------------------
+    # -- peers ------------------------------------------------------------------------------
 
     async def _beat(self) -> None:
         now = time.time()
@@ -577,44 +570,14 @@ class RedisStore(Store):
             self._set_peers(owners)
 
     async def _beat_loop(self) -> None:
-        refreshed = time.monotonic()
         while not self._closing:
             await asyncio.sleep(self.heartbeat)
             try:
                 await self._beat()
-                if self._registered and time.monotonic() - refreshed > 5:
-                    refreshed = time.monotonic()
-                    pipe = self.cmd.pipeline(transaction=False)
-                    for sid, ttl in self._registered.items():
-                        pipe.expire(self._sid_key(sid), int(ttl) + 1)
-                    await pipe.execute()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._last_error = str(exc)
-
-    def _sid_key(self, sid: str) -> str:
-        return f"{self.key}-sio:sid:{sid}"
-
-    async def register(self, sid: str, ttl: float) -> None:
-        self._registered[sid] = ttl
-        with contextlib.suppress(Exception):
-            await self.cmd.set(self._sid_key(sid), self.owner, ex=int(ttl) + 1)
-            if sid not in self._registered:
-                # the session ended while the SET was on its way: unregister's DEL may have
-                # run first (another pooled connection), so the key would outlive the session
-                await self.cmd.delete(self._sid_key(sid))
-
-    async def unregister(self, sid: str) -> None:
-        self._registered.pop(sid, None)
-        with contextlib.suppress(Exception):
-            await self.cmd.delete(self._sid_key(sid))
-
-    async def lookup(self, sid: str) -> str | None:
-        value = await self.cmd.get(self._sid_key(sid))
-        if value is None:
-            return None
-        return value.decode() if isinstance(value, bytes) else str(value)
 
 
 _JS_KINDS = frozenset({Kind.BROADCAST, Kind.BROADCAST_ACKS, Kind.SOCKETS_JOIN,
