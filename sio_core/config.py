@@ -93,9 +93,13 @@ class Config:
     #: The most packets one polling body may carry: bounds the work one request can cause
     #: (a 1 MB body of 2-byte packets would otherwise be 333k objects). None: no cap.
     max_packets_per_payload: int | None = 10_000
-    #: Bytes queued for one client beyond which further *volatile* packets are dropped and
-    #: a websocket that does not read is closed (a slow consumer must not grow memory
-    #: without bound). None: unlimited.
+    #: Bytes written to a websocket that its client has not read yet (the transport's write
+    #: buffer) beyond which the websocket is closed: a client that does not read must not
+    #: grow the server's memory without bound. Volatile packets are not measured against
+    #: it: as in the reference, they are dropped only while the transport cannot take
+    #: output at once (a polling session with no GET pending; a websocket always takes
+    #: it). A polling session keeps its output for the next GET, which the heartbeat
+    #: bounds in time. None: unlimited.
     max_outbound_buffer: int | None = 16 * 1024 * 1024
 
     # -- Socket.IO -------------------------------------------------------------------------

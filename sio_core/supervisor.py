@@ -105,7 +105,6 @@ class Supervisor:
         self.workers: dict[int, _Worker] = {}
         self._signal: signal.Signals | None = None
         self._wake = asyncio.Event()
-        self._ready = asyncio.Event()
         self._tmp = tempfile.mkdtemp(prefix="sio_core-")
         self.hub: Hub | None = None
         self._backoff: dict[int, float] = {}

@@ -134,6 +134,12 @@ class ServerProcess:
         return self._proc.pid
 
     @property
+    def workers(self) -> int:
+        """How many processes serve its clients (its ``--workers``; 1 without)."""
+        args = list(self.args)
+        return int(args[args.index("--workers") + 1]) if "--workers" in args else 1
+
+    @property
     def returncode(self) -> int | None:
         return None if self._proc is None else self._proc.returncode
 
@@ -248,6 +254,39 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+async def health_of_each_worker(server: ServerProcess) -> dict[str, dict[str, Any]]:
+    """Each worker's health answer, by owner (a request lands on any worker: ask until each
+    answered)."""
+    import aiohttp
+
+    owners: dict[str, dict[str, Any]] = {}
+    # a new connection each time, so the kernel may pick another worker
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        for _ in range(200):
+            async with http.get(f"{server.url}/_sio_core/health") as response:
+                assert response.status == 200, (response.status, await response.text())
+                body = await response.json()
+            owners[body["owner"]] = body
+            if len(owners) == server.workers:
+                return owners
+    raise AssertionError(f"only {len(owners)} workers answered")
+
+
+async def wait_sessions_gone(*servers: ServerProcess, timeout: float = 10.0) -> None:
+    """Until every worker of every server has no session left (its health answer)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + scaled(timeout)
+    while True:
+        left = {owner: health["sessions"] for server in servers
+                for owner, health in (await health_of_each_worker(server)).items()
+                if health["sessions"]}
+        if not left:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"sessions left, by worker: {left}")
+        await asyncio.sleep(0.2)  # a cadence, not a deadline
 
 
 # --- node peers ----------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import aiohttp
 import pytest
@@ -40,7 +40,7 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from tests.support import REPO_ROOT, ServerProcess, scaled, start_node
+from tests.support import REPO_ROOT, ServerProcess, health_of_each_worker, scaled, start_node
 
 pytestmark = [pytest.mark.interop, pytest.mark.asyncio(loop_scope="module")]
 
@@ -69,13 +69,12 @@ async def server(request: pytest.FixtureRequest,
     async with ServerProcess(APP, "--workers", str(workers), *GC_DEFAULT, log_path=log) as srv:
         if workers > 1:
             await srv.wait_for_log(rf"{workers} workers ready", timeout=30)
-        srv.workers = workers  # type: ignore[attr-defined]
         yield srv
 
 
 def worker_pids(server: ServerProcess) -> list[int]:
     """The processes that serve clients: the server itself, or its workers."""
-    if server.workers == 1:  # type: ignore[attr-defined]
+    if server.workers == 1:
         return [server.pid]
     children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
     return [int(pid) for pid in children]
@@ -194,21 +193,6 @@ def placeholders(count: int, num: int = 0) -> str:
 
 
 # --- after every test ----------------------------------------------------------------------------
-
-
-async def health_of_each_worker(server: ServerProcess) -> dict[str, dict[str, Any]]:
-    """Each worker's health answer (a request lands on any worker: ask until each answered)."""
-    owners: dict[str, dict[str, Any]] = {}
-    # a new connection each time, so the kernel may pick another worker
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
-        for _ in range(200):
-            async with http.get(f"{server.url}/_sio_core/health") as response:
-                assert response.status == 200, (response.status, await response.text())
-                body = await response.json()
-            owners[body["owner"]] = body
-            if len(owners) == server.workers:  # type: ignore[attr-defined]
-                return owners
-    raise AssertionError(f"only {len(owners)} workers answered")
 
 
 async def wait_until_idle(server: ServerProcess, timeout: float = 20) -> None:
@@ -708,7 +692,7 @@ class Fuzz:
 
 
 async def test_fuzz(server: ServerProcess) -> None:
-    fuzz = Fuzz(server, SEED + server.workers)  # type: ignore[attr-defined]
+    fuzz = Fuzz(server, SEED + server.workers)
     await fuzz.run(CASES)
     assert not fuzz.failures, f"{len(fuzz.failures)} failures:\n" + "\n".join(fuzz.failures[:20])
     await assert_healthy(server)

@@ -677,23 +677,6 @@ async def test_a_failing_handler_does_not_break_the_store(
     assert "handler bug" in caplog.text
 
 
-# --- registry ----------------------------------------------------------------------------------
-
-
-async def test_registry_register_lookup_unregister(cluster: Cluster) -> None:
-    a, b = await cluster(2)
-    sid = f"AbCdEfGh-_012345.{a.owner}"
-    await a.register(sid, scaled(60))
-    # the hub keeps the registry and register() does not wait for it: ask on the same
-    # connection first, so the registration is known to have arrived
-    assert await a.lookup(sid) == a.owner
-    assert await b.lookup(sid) == a.owner
-    assert await b.lookup(f"AbCdEfGh-_012345.{b.owner}") is None
-    await a.unregister(sid)
-    assert await a.lookup(sid) is None
-    assert await b.lookup(sid) is None
-
-
 # --- the hub's rules for its workers -----------------------------------------------------------
 
 _LENGTH = struct.Struct(">I")
@@ -774,18 +757,6 @@ async def test_hub_does_not_relay_its_own_messages_from_a_worker(hub_cluster: Cl
     pending.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await pending
-
-
-async def test_hub_registry_only_the_owner_removes_a_session(hub_cluster: Cluster) -> None:
-    a, b = await hub_cluster(2)
-    sid = f"AbCdEfGh-_012345.{a.owner}"
-    await a.register(sid, scaled(60))
-    assert await a.lookup(sid) == a.owner
-    await b.unregister(sid)
-    assert await b.lookup(sid) == a.owner
-    # a worker's sessions leave the registry with it
-    await hub_cluster.stop(a)
-    assert await b.lookup(sid) is None
 
 
 async def test_hub_drops_garbage_and_keeps_the_connection(hub_cluster: Cluster) -> None:

@@ -23,7 +23,7 @@ import json
 import logging
 import socket as socket_module
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..config import Config
@@ -99,7 +99,6 @@ class EngineServer:
         self._draining = False
         self._closed = False
         self._servers: list[asyncio.Server] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
         #: for the metrics: sessions opened by transport, closed by reason
         self.sessions_opened: Counter[TransportKind] = Counter()
         self.sessions_closed: Counter[CloseReason | None] = Counter()
@@ -363,26 +362,12 @@ class EngineServer:
         socket = EngineSocket(core, self.handler, self._forget, transport, request_info=info)
         self.sockets[socket.sid] = socket
         self.sessions_opened[core.transport] += 1
-        if self.store is not None:
-            self._background(self.store.register(socket.sid, self._session_ttl))
         return socket
 
     def _forget(self, socket: EngineSocket) -> None:
         if self.sockets.get(socket.sid) is socket:
             del self.sockets[socket.sid]
             self.sessions_closed[socket.core.close_reason] += 1
-            if self.store is not None:
-                self._background(self.store.unregister(socket.sid))
-
-    @property
-    def _session_ttl(self) -> float:
-        # a live session answers a ping every interval; its record outlives it by a margin
-        return 2 * (self.config.ping_interval + self.config.ping_timeout)
-
-    def _background(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _upgrades(self) -> list[str]:
         """What a polling session may upgrade to (the handshake's ``upgrades``)."""

@@ -66,9 +66,8 @@ class WebSocketConnection:
     """One accepted WebSocket: a :class:`~sio_core.engine.transport.Transport`, and the
     HTTP layer's ConnectionHandler once it has taken the connection over."""
 
-    __slots__ = ("_close_timer", "_closed", "_config", "_fragment_size", "_fragment_text",
-                 "_fragments", "_http", "_paused", "_protocol", "_registry", "on_close",
-                 "on_message")
+    __slots__ = ("_close_timer", "_closed", "_config", "_fragment_text", "_fragments", "_http",
+                 "_protocol", "_registry", "on_close", "on_message")
 
     def __init__(self, http: HTTPConnection, protocol: ServerProtocol, config: Config,
                  registry: set[WebSocketConnection] | None = None) -> None:
@@ -79,9 +78,7 @@ class WebSocketConnection:
         self.on_close: CloseCallback = ignore_close
         self._fragments: list[bytes] = []
         self._fragment_text = False
-        self._fragment_size = 0
         self._closed = False
-        self._paused = False
         self._close_timer: asyncio.TimerHandle | None = None
         #: the server's set of open websockets (a drain waits for it to empty)
         self._registry = registry
@@ -128,7 +125,6 @@ class WebSocketConnection:
             else:
                 self._fragment_text = opcode is Opcode.TEXT
                 self._fragments = [bytes(frame.data)]
-                self._fragment_size = len(frame.data)
         elif opcode is Opcode.CONT:
             self._fragments.append(bytes(frame.data))
             if frame.fin:
@@ -160,11 +156,14 @@ class WebSocketConnection:
         if self._registry is not None:
             self._registry.discard(self)
 
+    # A websocket writes on when the transport's buffer is over its high-water mark: what a
+    # client does not read is bounded by max_outbound_buffer instead (send_packets).
+
     def pause_writing(self) -> None:
-        self._paused = True
+        pass
 
     def resume_writing(self) -> None:
-        self._paused = False
+        pass
 
     # -- output -------------------------------------------------------------------------
 

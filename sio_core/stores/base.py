@@ -1,4 +1,4 @@
-"""The store contract: publish to all, send to one, request/gather, a session registry.
+"""The store contract: publish to all, send to one, request/gather.
 
 How this works: every message between workers is an :class:`Envelope` (a kind, the
 origin worker, an optional target, an optional request id, a payload of plain msgpack
@@ -62,9 +62,6 @@ class Kind(enum.StrEnum):
     PEERS = "peers"  # the hub's list of live workers
     METRICS = "metrics"  # a worker's metric families, for the worker that was scraped
     READY = "ready"
-    REGISTER = "register"
-    UNREGISTER = "unregister"
-    LOOKUP = "lookup"
 
 
 _KINDS = {k.value: k for k in Kind}
@@ -150,16 +147,6 @@ class Store:
         its outages); None when it has nothing to tell."""
         return None
 
-    # registry (sid -> owner); the base keeps nothing
-    async def register(self, sid: str, ttl: float) -> None:
-        return None
-
-    async def unregister(self, sid: str) -> None:
-        return None
-
-    async def lookup(self, sid: str) -> str | None:
-        return None
-
     # -- the contract -----------------------------------------------------------------------
 
     def on(self, kind: Kind, handler: Handler) -> None:
@@ -204,9 +191,6 @@ class Store:
         timer.cancel()
         self._pending.pop(request_id, None)
         self._request_targets.pop(request_id, None)
-
-    def cancel_request(self, target: str, kind: Kind, payload: Any) -> None:
-        self.send(target, kind, payload)
 
     async def gather(self, kind: Kind, payload: Any, timeout: float) -> list[Any]:
         """To every other worker; returns their answers (as many as there were peers when

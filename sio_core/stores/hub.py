@@ -5,9 +5,8 @@ How this works: the master runs a :class:`Hub` on a Unix socket; each worker's
 a 4-byte big-endian length and a packed :class:`~sio_core.stores.base.Envelope`. The hub
 relays an envelope to its target, or to every other worker when it has none; a request
 for a worker that is not connected gets NO_PEER at once. Whenever the set of workers
-changes, every worker is sent the new list (PEERS). The hub also keeps the session
-registry. (Liveness is not the hub's: the master pings each worker on a channel of its
-own, sio_core/control.py, whatever the store.)
+changes, every worker is sent the new list (PEERS). (Liveness is not the hub's: the master
+pings each worker on a channel of its own, sio_core/control.py, whatever the store.)
 """
 
 from __future__ import annotations
@@ -79,7 +78,6 @@ class Hub:
     def __init__(self, path: str) -> None:
         self.path = path
         self.workers: dict[str, _Worker] = {}
-        self.registry: dict[str, str] = {}
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Worker] = set()
 
@@ -110,7 +108,6 @@ class Hub:
             self._connections.discard(worker)
             if worker.owner is not None and self.workers.get(worker.owner) is worker:
                 del self.workers[worker.owner]
-                self.registry = {s: o for s, o in self.registry.items() if o != worker.owner}
                 self._announce()
             writer.close()
 
@@ -131,19 +128,6 @@ class Hub:
             return  # a worker speaks only for itself
         if kind is Kind.PEERS or kind is Kind.NO_PEER:
             return  # the hub's word, never a worker's (a forged PEERS would blind the others)
-        if kind is Kind.REGISTER and isinstance(envelope.payload, str):
-            self.registry[envelope.payload] = worker.owner
-            return
-        if kind is Kind.UNREGISTER and isinstance(envelope.payload, str):
-            if self.registry.get(envelope.payload) == worker.owner:
-                del self.registry[envelope.payload]
-            return
-        if kind is Kind.LOOKUP and envelope.request_id is not None:
-            owner = self.registry.get(envelope.payload) if isinstance(envelope.payload, str) \
-                else None
-            worker.write(frame(Envelope(Kind.REPLY, "hub", owner, worker.owner,
-                                        envelope.request_id)))
-            return
         raw = _LENGTH.pack(len(data)) + data
         if envelope.target is None:
             for owner, other in self.workers.items():
@@ -213,13 +197,3 @@ class HubStore(Store):
                     self._peers_known.set()
         logger.error("lost the connection to the master hub")
         self.on_lost()
-
-    async def register(self, sid: str, ttl: float) -> None:
-        self._transmit(Envelope(Kind.REGISTER, self.owner, sid))
-
-    async def unregister(self, sid: str) -> None:
-        self._transmit(Envelope(Kind.UNREGISTER, self.owner, sid))
-
-    async def lookup(self, sid: str) -> str | None:
-        result = await self.request("hub", Kind.LOOKUP, sid, timeout=5)
-        return result if isinstance(result, str) else None

@@ -16,7 +16,6 @@ from .base import Envelope, Kind, Store
 class MemoryBus:
     def __init__(self) -> None:
         self.stores: dict[str, MemoryStore] = {}
-        self.registry: dict[str, str] = {}
 
     def join(self, store: MemoryStore) -> None:
         self.stores[store.owner] = store
@@ -74,14 +73,3 @@ class MemoryStore(Store):
         envelope = Envelope.unpack(data)
         if envelope is not None:
             self.deliver(envelope)
-
-    async def register(self, sid: str, ttl: float) -> None:
-        if self.bus is not None:
-            self.bus.registry[sid] = self.owner
-
-    async def unregister(self, sid: str) -> None:
-        if self.bus is not None:
-            self.bus.registry.pop(sid, None)
-
-    async def lookup(self, sid: str) -> str | None:
-        return self.bus.registry.get(sid) if self.bus is not None else None

@@ -19,10 +19,7 @@ How this works:
   so the JavaScript servers count us among the servers of the namespace and wait for our
   answers; we give them, and ask them ours.
 - **Peers** are a sorted set ``<key>-sio:peers`` (owner -> expiry), refreshed by every
-  worker's heartbeat; the **session registry** is ``<key>-sio:sid:<sid>`` with a TTL,
-  refreshed while the session lives and deleted when it ends. One key per command (the
-  heartbeat's pipeline is three commands on one key), so no hash tags are needed: on a
-  Cluster the sessions' keys spread over the slots.
+  worker's heartbeat.
 - **Resilience**: three clients (pub, sub, commands), given ready-made or built from the URL.
   Redis pub/sub keeps nothing for a subscriber that is away, so every moment the
   subscription is down loses what the other nodes publish meanwhile: when it drops (Redis
@@ -160,7 +157,6 @@ class RedisStore(Store):
         self._tasks_run: list[asyncio.Task[None]] = []
         self._pubsub: Subscription | None = None
         self._namespaces: set[str] = {"/"}
-        self._registered: dict[str, float] = {}
         self._closing = False
         # health (see the health property)
         self._connected = False
@@ -231,7 +227,7 @@ class RedisStore(Store):
                 "queued": self._queue.qsize(), "last_error": self._last_error}
 
     async def close(self) -> None:
-        """Stop the loops, take this node out of the peers and registry, close the clients.
+        """Stop the loops, take this node out of the peers, close the clients.
         Every step is bounded (close_timeout)."""
         self._closing = True
         for task in self._tasks_run:
@@ -241,12 +237,7 @@ class RedisStore(Store):
             if pending:
                 logger.warning("%d Redis store task(s) did not stop", len(pending))
 
-        async def forget() -> None:
-            await self.cmd.zrem(self._peers_key, self.owner)
-            if self._registered:
-                await self.cmd.delete(*[self._sid_key(s) for s in self._registered])
-
-        await _bounded(forget(), self.close_timeout)
+        await _bounded(self.cmd.zrem(self._peers_key, self.owner), self.close_timeout)
         if self._pubsub is not None:
             await _bounded(self._pubsub.aclose(), self.close_timeout)
         await self.close_clients()
@@ -438,7 +429,7 @@ class RedisStore(Store):
                 logger.debug("publish to %s failed: %s", channel, exc)
                 await asyncio.sleep(0.05)  # Redis is down: do not spin
 
-    # -- peers and registry -----------------------------------------------------------------
+    # -- peers ------------------------------------------------------------------------------
 
     async def _beat(self) -> None:
         now = time.time()
@@ -453,49 +444,11 @@ class RedisStore(Store):
             self._set_peers(owners)
 
     async def _beat_loop(self) -> None:
-        refreshed = time.monotonic()
         while not self._closing:
             await asyncio.sleep(self.heartbeat)
             try:
                 await self._beat()
-                if self._registered and time.monotonic() - refreshed > 5:
-                    refreshed = time.monotonic()
-                    pipe = self.cmd.pipeline(transaction=False)
-                    for sid, ttl in self._registered.items():
-                        pipe.expire(self._sid_key(sid), int(ttl) + 1)
-                    await self.command(pipe.execute())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._last_error = str(exc)
-
-    def _sid_key(self, sid: str) -> str:
-        return f"{self.key}-sio:sid:{sid}"
-
-    async def _registry(self, call: Awaitable[Any]) -> None:
-        """A registry write; a failure is counted (health) and logged, not raised: the
-        session goes on without its key."""
-        try:
-            await self.command(call)
-        except Exception as exc:
-            self._commands_failed += 1
-            self._last_error = str(exc)
-            logger.debug("session registry write failed: %s", exc)
-
-    async def register(self, sid: str, ttl: float) -> None:
-        self._registered[sid] = ttl
-        await self._registry(self.cmd.set(self._sid_key(sid), self.owner, ex=int(ttl) + 1))
-        if sid not in self._registered:
-            # the session ended while the SET was on its way: unregister's DEL may have
-            # run first (another pooled connection), so the key would outlive the session
-            await self._registry(self.cmd.delete(self._sid_key(sid)))
-
-    async def unregister(self, sid: str) -> None:
-        self._registered.pop(sid, None)
-        await self._registry(self.cmd.delete(self._sid_key(sid)))
-
-    async def lookup(self, sid: str) -> str | None:
-        value = await self.command(self.cmd.get(self._sid_key(sid)))
-        if value is None:
-            return None
-        return value.decode() if isinstance(value, bytes) else str(value)
