@@ -5,8 +5,8 @@
   with ``createShardedAdapter`` (node-redis cluster clients) on the same key: broadcasts from
   each server, to everyone and to a room, reach the clients of all three exactly once;
   fetch_sockets, server-side emits with acks and broadcasts with acks cross them both ways;
-  each session's key is on the cluster while it lives (on the node of its slot) and gone once
-  it ends.
+  the store keeps no key per session (only the peers' set), and every worker's sessions are
+  gone once the clients leave.
 - **Sentinel**: a master, its replica and a Sentinel started here; two sio_core nodes
   (``serve --store redis+sentinel://...``) exchange broadcasts, then ``SENTINEL FAILOVER``
   moves the master to the replica, and the broadcasts resume both ways (each node heard the
@@ -35,6 +35,7 @@ from tests.support import (
     redis_cli,
     redis_server_binary,
     scaled,
+    wait_sessions_gone,
     wait_until,
 )
 from tests.test_redis import (
@@ -61,11 +62,6 @@ async def cluster_client(url: str) -> AsyncIterator[RedisCluster]:
         yield client
     finally:
         await client.aclose()
-
-
-async def session_keys(client: RedisCluster, prefix: str) -> list[bytes]:
-    """The session registry's keys under ``prefix``, on every node of the cluster."""
-    return [key async for key in client.scan_iter(match=f"{prefix}-sio:sid:*", count=1000)]
 
 
 def got(peer: Peer, name: str) -> Counter[str]:
@@ -108,11 +104,9 @@ async def test_cluster_two_sio_core_nodes_and_a_javascript_sharded_adapter(
         assert await peer.emit("a", "join", "room1") == ["A"]
         assert await peer.emit("js", "join", "room1") == ["js"]
 
-        # each session's key, on the node of its slot, naming its owner while the session lives
-        keys = await session_keys(redis, prefix)
-        owners = sorted([await redis.get(key) or b"" for key in keys])
-        assert [owner.split(b"-")[:2] for owner in owners] == [[b"nodeA", b"w1"],
-                                                                [b"nodeB", b"w1"]], owners
+        # no key per session: the only one under our prefix is the peers' set (on its slot)
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}-sio*", count=1000)]
+        assert keys == [f"{prefix}-sio:peers".encode()], keys
 
         # broadcasts from every server: to everyone, and to a room
         assert await peer.emit("a", "bcast", None, "from_a", [1, "two"]) == ["sent"]
@@ -164,10 +158,7 @@ async def test_cluster_two_sio_core_nodes_and_a_javascript_sharded_adapter(
 
         await peer.call("close", "closed")
 
-        async def no_session_keys() -> bool:
-            return await session_keys(redis, prefix) == []
-
-        await poll_until(no_session_keys, timeout=10, what="no session keys left")
+        await wait_sessions_gone(node_a, node_b)
     for node in (node_a, node_b):
         assert node.returncode == 0, node.log_text()
         assert_clean_log(node)
