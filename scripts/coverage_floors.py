@@ -20,15 +20,15 @@ import tempfile
 from pathlib import Path
 
 #: package -> (floor of lines covered, floor of branches covered), in percent: a little
-#: under what the whole suite measured (December 2026). protocol/, engine/ and socketio/ must
-#: stay at 90% of lines or more: socketio/ is held at that goal (86% before its in-process
-#: tests), its branches at what they were.
+#: under what the whole suite measured (December 2026, with the in-process tests of every
+#: package). protocol/, engine/ and socketio/ must stay at 90% of lines or more.
 FLOORS: dict[str, tuple[float, float]] = {
     "sio_core/protocol": (99, 97),
     "sio_core/engine": (98, 92),
-    "sio_core/socketio": (90, 70),
+    "sio_core/socketio": (98, 92),
     "sio_core/http": (97, 89),
-    "sio_core/stores": (92, 78),
+    "sio_core/stores": (90, 76),
+    "sio_core/admin": (94, 92),
     "sio_core/demo": (100, 100),
     "sio_core (top level)": (93, 85),
 }

@@ -321,7 +321,7 @@ async def test_a_script_reaches_every_worker_of_two_nodes(
         for clients in {*root.process.values(), *admin.process.values()}:
             assert [e for e in clients.troubles() if e.get("ev") != "disconnect"] == []
             await clients.command(None, op="exit")
-        await wait_sessions_gone(redis_url, redis_prefix)
+        await wait_sessions_gone(*nodes)
         for node in nodes:
             await node.stop()
             assert node.returncode == 0

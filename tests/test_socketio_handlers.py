@@ -143,7 +143,8 @@ async def test_a_handlers_exception_is_logged_with_its_context(
 
     results: list[Any] = []
     with caplog.at_level(logging.ERROR, "sio_core.socketio"):
-        task = call(async_bug if is_async else sync_bug, (), Context("event {!r} of {}", "x", 1),
+        task = call(async_bug if is_async else sync_bug, (),
+                    Context(None, "event {!r} of {}", "x", 1),
                     results.append)
         if task is not None:
             await task
@@ -185,10 +186,10 @@ def test_context_is_formatted_when_read() -> None:
         def __repr__(self) -> str:
             raise AssertionError("formatted too early")
 
-    context = Context("event {!r} of {!r}", "x", Loud())
+    context = Context(None, "event {!r} of {!r}", "x", Loud())
     with pytest.raises(AssertionError):
         str(context)
-    assert str(Context("ack {} of {}", 3, "s")) == "ack 3 of s"
+    assert str(Context(None, "ack {} of {}", 3, "s")) == "ack 3 of s"
 
 
 async def test_done_is_an_awaitable_that_is_done() -> None:
