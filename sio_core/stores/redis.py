@@ -163,7 +163,6 @@ class RedisStore(Store):
         self._reconnects = 0
         self._failovers = 0
         self._publish_failed = 0
-        self._commands_failed = 0
         self._queue_dropped = 0
         self._down_seconds = 0.0
         self._down_since: float | None = None
@@ -222,7 +221,6 @@ class RedisStore(Store):
                 "reconnects": self._reconnects, "failovers": self._failovers,
                 "subscriber_down_seconds": round(down, 3),
                 "publish_failed": self._publish_failed, "queue_dropped": self._queue_dropped,
-                "commands_failed": self._commands_failed,
                 "dropped": self._publish_failed + self._queue_dropped,
                 "queued": self._queue.qsize(), "last_error": self._last_error}
 

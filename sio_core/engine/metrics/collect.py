@@ -43,7 +43,7 @@ class WorkerServer(Protocol):
 _TRANSPORTS = [t.value for t in Transport]
 _REASONS = [r.name.lower() for r in CloseReason]
 #: RedisStore.health's counts of what was lost or failed (README: "Redis: ... health")
-_STORE_ERRORS = ("publish_failed", "queue_dropped", "commands_failed")
+_STORE_ERRORS = ("publish_failed", "queue_dropped")
 
 
 def engine_families(server: WorkerServer) -> list[Family]:
