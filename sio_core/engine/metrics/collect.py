@@ -101,8 +101,7 @@ def store_families(store: Store) -> list[Family]:
                    "Time the subscription to Redis was down (what was published then is lost)"
                    ).set(health["subscriber_down_seconds"]),
             by_label(family("sio_core_store_errors", COUNTER,
-                            "Messages lost (publish failed, queue full) and registry writes"
-                            " failed", "error"),
+                            "Messages lost (publish failed, queue full)", "error"),
                      {name: health[name] for name in _STORE_ERRORS}),
             family("sio_core_store_queued_messages", GAUGE,
                    "Messages waiting to be published").set(health["queued"]),
