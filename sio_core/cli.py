@@ -187,19 +187,19 @@ def load_app(spec: str) -> Service:
     ``on_close``) under an EngineServer of its own; a class or another callable is called
     first, to make one."""
     from .engine.server import EngineServer
-    from .engine.socket import EngineHandler
+    from .engine.socket import is_engine_handler
     from .socketio.server import Server
 
     module_name, _, attr = spec.partition(":")
     obj: Any = importlib.import_module(module_name)
     for part in (attr or "app").split("."):
         obj = getattr(obj, part)
-    ready = (Server, EngineServer, EngineHandler)
-    if inspect.isclass(obj) or (callable(obj) and not isinstance(obj, ready)):
+    ready = isinstance(obj, Server | EngineServer) or is_engine_handler(obj)
+    if inspect.isclass(obj) or (callable(obj) and not ready):
         obj = obj()
     if isinstance(obj, Server | EngineServer):
         return obj
-    if isinstance(obj, EngineHandler):
+    if is_engine_handler(obj):
         return EngineServer(obj)
     raise TypeError(f"a {type(obj).__name__}, not a Server, an EngineServer or an Engine.IO"
                     " handler")

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from ..protocol import engineio
 from ..protocol.engineio import NOOP, Packet
@@ -30,16 +30,22 @@ from .transport import Transport
 logger = logging.getLogger("sio_core.engine")
 
 
-@runtime_checkable
 class EngineHandler(Protocol):
-    """What the layer above (Socket.IO) receives from Engine.IO sessions. (Checkable at run
-    time: ``python -m sio_core serve`` accepts a bare handler as its application.)"""
+    """What the layer above (Socket.IO) receives from Engine.IO sessions. (Not
+    ``runtime_checkable``, which mypyc cannot compile: ``python -m sio_core serve`` tells a
+    bare handler by :func:`is_engine_handler`.)"""
 
     def on_open(self, socket: EngineSocket) -> None: ...
 
     def on_message(self, socket: EngineSocket, data: str | bytes) -> None: ...
 
     def on_close(self, socket: EngineSocket, reason: CloseReason) -> None: ...
+
+
+def is_engine_handler(obj: object) -> bool:
+    """Whether ``obj`` has what an EngineHandler has (as ``isinstance`` of a runtime-checkable
+    Protocol would tell)."""
+    return all(hasattr(obj, name) for name in ("on_open", "on_message", "on_close"))
 
 
 class EngineSocket:

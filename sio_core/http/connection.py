@@ -322,8 +322,8 @@ class HTTPConnection(asyncio.Protocol):
         self._continue = False  # the body is here: a 100 is moot
         parsed = httptools.parse_url(self._url)
         path = parsed.path.decode("latin-1")
-        raw_query = parsed.query or b""
-        query = parse_query(raw_query)
+        raw_query: bytes | None = parsed.query  # None without one (whatever its stub says)
+        query = parse_query(raw_query) if raw_query else {}
         headers: dict[str, str] = {}
         for name, value in self._headers:
             key = name.decode("latin-1").lower()

@@ -21,11 +21,10 @@ from typing import Any
 from ..config import Config
 from ..engine.metrics.families import Family
 from ..engine.server import EngineServer
-from ..engine.socket import EngineSocket
 from ..protocol.session import CloseReason
 from ..stores.base import Store
 from .broadcast import BroadcastOperator
-from .client import Client
+from .client import Client, Session
 from .cluster import Cluster
 from .counters import ServerCounters, families
 from .namespace import Middleware, Namespace, ParentNamespace, _Operators
@@ -202,12 +201,12 @@ class Server(_Operators):
         """Added to the worker's metrics (sio_core/engine/metrics)."""
         return families(self)
 
-    def on_open(self, socket: EngineSocket) -> None:
+    def on_open(self, socket: Session) -> None:
         client = socket.context = Client(self, socket)
         if self.observer is not None:
             self.observer.client_opened(client)
 
-    def on_message(self, socket: EngineSocket, data: str | bytes) -> None:
+    def on_message(self, socket: Session, data: str | bytes) -> None:
         client: Client = socket.context
         counters = self.counters
         counters.messages_received += 1
@@ -216,7 +215,7 @@ class Server(_Operators):
             self.observer.message_received(data)
         client.on_message(data)
 
-    def on_close(self, socket: EngineSocket, reason: CloseReason) -> None:
+    def on_close(self, socket: Session, reason: CloseReason) -> None:
         client: Client | None = socket.context
         if client is not None:
             client.on_close(reason)

@@ -187,7 +187,9 @@ class Socket(EventEmitter):
     def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
         return self.broadcast.to(*rooms)
 
-    in_ = to
+    def in_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """The same as :meth:`to` (a method of its own: mypyc compiles no method alias)."""
+        return self.to(*rooms)
 
     def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
         return self.broadcast.except_(*rooms)
@@ -363,11 +365,11 @@ class _TimedAck:
 class _Flagged:
     """``socket.volatile`` / ``socket.timeout(s)``: the same socket, emitting with flags."""
 
-    __slots__ = ("_socket", "_timeout", "_volatile")
+    __slots__ = ("_is_volatile", "_socket", "_timeout")
 
     def __init__(self, socket: Socket, *, volatile: bool, timeout: float | None) -> None:
         self._socket = socket
-        self._volatile = volatile
+        self._is_volatile = volatile
         self._timeout = timeout
 
     @property
@@ -375,11 +377,11 @@ class _Flagged:
         return _Flagged(self._socket, volatile=True, timeout=self._timeout)
 
     def timeout(self, seconds: float) -> _Flagged:
-        return _Flagged(self._socket, volatile=self._volatile, timeout=seconds)
+        return _Flagged(self._socket, volatile=self._is_volatile, timeout=seconds)
 
     def emit(self, event: str, *args: Any,
              callback: Callable[..., Any] | None = None) -> Awaitable[None]:
-        return self._socket._emit(event, args, callback, volatile=self._volatile,
+        return self._socket._emit(event, args, callback, volatile=self._is_volatile,
                                   timeout=self._timeout)
 
     def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]:
