@@ -225,7 +225,9 @@ def encode(packet: Packet) -> list[str | bytes]:
         header += namespace + ","
 
     if ack_id is not None:
-        if type(ack_id) is not int or not 0 <= ack_id <= MAX_ACK_ID:
+        # the field's own type (the mypyc build makes the narrowed ack_id a plain int): True
+        # is no ack id
+        if type(packet.id) is not int or not 0 <= ack_id <= MAX_ACK_ID:
             raise ValueError(f"an ack id is an int in 0..{MAX_ACK_ID}")
         header += str(ack_id)
 
