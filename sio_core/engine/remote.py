@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..protocol.engineio import Packet, encode_packet
-from ..stores.base import Kind, Store
+from ..stores.base import Store
+from .messages import WsClose, WsIn, WsOut
 from .transport import CloseCallback, MessageCallback, ignore_close, ignore_message
 from .websocket import WebSocketConnection
 
@@ -40,12 +41,12 @@ class RemoteWebSocket:
 
     def send_packets(self, packets: list[Packet]) -> None:
         if not self._closed:
-            self.store.send(self.proxy_owner, Kind.WS_OUT,
-                            {"p": self.proxy_id, "d": [encode_packet(p) for p in packets]})
+            self.store.send(self.proxy_owner, WsOut.KIND, WsOut(
+                self.proxy_id, [encode_packet(p) for p in packets]).to_wire())
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not self._closed:
-            self.store.send(self.proxy_owner, Kind.WS_CLOSE, {"p": self.proxy_id})
+            self.store.send(self.proxy_owner, WsClose.KIND, WsClose(self.proxy_id).to_wire())
             self.connection_lost()
 
     def connection_lost(self) -> None:
@@ -71,12 +72,12 @@ class WebSocketProxy:
         ws.bind(self._from_client, self._client_closed)
 
     def _from_client(self, message: str | bytes) -> None:
-        self.store.send(self.owner, Kind.WS_IN, {"p": self.proxy_id, "d": message})
+        self.store.send(self.owner, WsIn.KIND, WsIn(self.proxy_id, message).to_wire())
 
     def _client_closed(self) -> None:
         if not self._closed:
             self._closed = True
-            self.store.send(self.owner, Kind.WS_CLOSE, {"p": self.proxy_id})
+            self.store.send(self.owner, WsClose.KIND, WsClose(self.proxy_id).to_wire())
             self._on_done()
 
     def to_client(self, messages: list[str | bytes]) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..exceptions import SocketIOProtocolError
 from ..protocol import engineio
 from ..protocol import socketio as sio
 
@@ -106,7 +107,13 @@ class Adapter:
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> int:
         """Deliver to the matching local sockets; returns how many got it."""
-        parts = sio.encode(packet)
+        return self.broadcast_encoded(sio.encode(packet), opts, packet)
+
+    def broadcast_encoded(self, parts: list[str | bytes], opts: BroadcastOptions,
+                          packet: sio.Packet | None = None) -> int:
+        """:meth:`broadcast` of a packet encoded already (by the worker that published
+        it); ``packet``, its decoded form, is for the observer (decoded from the parts
+        when it wants it and is not given)."""
         packets = [engineio.message(part) for part in parts]
         count = 0
         volatile = opts.volatile
@@ -122,7 +129,10 @@ class Adapter:
         self._count(parts, count)
         observer = self.namespace.server.observer
         if observer is not None:
-            observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
+            if packet is None:
+                packet = decode_parts(parts)
+            observer.broadcast_sent(self.namespace, packet.data if packet else [], parts,
+                                    opts, count)
         return count
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
@@ -167,6 +177,19 @@ class Adapter:
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
         for socket in list(self.match(opts)):
             socket.disconnect(close)
+
+
+def decode_parts(parts: list[str | bytes]) -> sio.Packet | None:
+    """The packet that ``parts`` encode (None if they do not make one)."""
+    decoder = sio.Decoder()
+    try:
+        packet = decoder.feed_text(parts[0]) if isinstance(parts[0], str) else None
+        for part in parts[1:]:
+            if isinstance(part, bytes):
+                packet = decoder.feed_binary(part)
+    except SocketIOProtocolError:
+        return None
+    return packet
 
 
 def _bind(on_ack: Callable[[str, list[object]], None], sid: str) -> Callable[..., None]:

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConnectionRefusedError
 from ..protocol import socketio as sio
-from ..stores.base import Kind
 from . import handlers
 from .adapter import Adapter, BroadcastOptions
 from .broadcast import AckGather, BroadcastOperator
@@ -130,11 +129,15 @@ class Namespace(EventEmitter, _Operators):
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> Awaitable[None]:
         self.counters.broadcasts += 1
         cluster = self.server.cluster
-        if cluster is not None and not opts.local:
-            # published first: the store's write goes out before this worker's own fan-out,
-            # so the other workers deliver theirs meanwhile
-            cluster.broadcast(packet, opts)
-        self.adapter.broadcast(packet, opts)
+        if cluster is None or opts.local:
+            self.adapter.broadcast(packet, opts)
+            return DONE
+        # encoded once for the whole cluster: published first (the store's write goes out
+        # before this worker's own fan-out, so the other workers deliver theirs meanwhile),
+        # then the same parts written here
+        parts = sio.encode(packet)
+        cluster.broadcast(packet, parts, opts)
+        self.adapter.broadcast_encoded(parts, opts, packet)
         return DONE
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
@@ -165,7 +168,7 @@ class Namespace(EventEmitter, _Operators):
         self.adapter.del_sockets(opts, rooms)
         cluster = self.server.cluster
         if cluster is not None and not opts.local:
-            cluster.sockets_join(self, opts, rooms, Kind.SOCKETS_LEAVE)
+            cluster.sockets_leave(self, opts, rooms)
         return DONE
 
     def do_disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> Awaitable[None]:

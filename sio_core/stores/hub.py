@@ -17,7 +17,7 @@ import logging
 import struct
 from collections.abc import AsyncIterator, Callable
 
-from .base import MAX_ENVELOPE, Envelope, Kind, Store
+from .base import MAX_ENVELOPE, BadMessage, BusKind, Drops, Envelope, Store
 
 logger = logging.getLogger("sio_core.hub")
 
@@ -80,6 +80,8 @@ class Hub:
         self.workers: dict[str, _Worker] = {}
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Worker] = set()
+        #: frames that were not envelopes of this version (see Drops)
+        self.dropped = Drops()
 
     async def start(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, path=self.path)
@@ -99,9 +101,12 @@ class Hub:
         try:
             async for frames in read_frames(reader):
                 for data in frames:
-                    envelope = Envelope.unpack(data)
-                    if envelope is not None:
-                        self._route(worker, envelope, data)
+                    try:
+                        envelope = Envelope.unpack(data)
+                    except BadMessage as exc:
+                        self.dropped(exc, f"worker {worker.owner}")
+                        continue
+                    self._route(worker, envelope, data)
         except asyncio.CancelledError:
             pass  # the master is shutting down
         finally:
@@ -113,7 +118,7 @@ class Hub:
 
     def _route(self, worker: _Worker, envelope: Envelope, data: bytes) -> None:
         kind = envelope.kind
-        if kind is Kind.READY:
+        if kind == BusKind.READY:
             if worker.owner is not None or envelope.origin in self.workers:
                 # a connection names itself once, and a name in use stays with its worker:
                 # otherwise one worker could take another's traffic and speak for it
@@ -126,7 +131,7 @@ class Hub:
             return
         if worker.owner is None or envelope.origin != worker.owner:
             return  # a worker speaks only for itself
-        if kind is Kind.PEERS or kind is Kind.NO_PEER:
+        if kind == BusKind.PEERS or kind == BusKind.NO_PEER:
             return  # the hub's word, never a worker's (a forged PEERS would blind the others)
         raw = _LENGTH.pack(len(data)) + data
         if envelope.target is None:
@@ -137,12 +142,12 @@ class Hub:
         target = self.workers.get(envelope.target)
         if target is not None:
             target.write(raw)
-        elif envelope.request_id is not None and kind is not Kind.REPLY:
-            worker.write(frame(Envelope(Kind.NO_PEER, envelope.target, None, worker.owner,
+        elif envelope.request_id is not None and kind != BusKind.REPLY:
+            worker.write(frame(Envelope(BusKind.NO_PEER, envelope.target, None, worker.owner,
                                         envelope.request_id)))
 
     def _announce(self) -> None:
-        data = frame(Envelope(Kind.PEERS, "hub", list(self.workers)))
+        data = frame(Envelope(BusKind.PEERS, "hub", list(self.workers)))
         for worker in self.workers.values():
             worker.write(data)
 
@@ -166,7 +171,7 @@ class HubStore(Store):
         reader, writer = await asyncio.open_unix_connection(self.path)
         self._writer = writer
         self._peers_known = asyncio.Event()
-        writer.write(frame(Envelope(Kind.READY, self.owner)))
+        writer.write(frame(Envelope(BusKind.READY, self.owner)))
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
         await asyncio.wait_for(self._peers_known.wait(), self.start_timeout)
 
@@ -189,11 +194,13 @@ class HubStore(Store):
     async def _read_frames(self, reader: asyncio.StreamReader) -> None:
         async for frames in read_frames(reader):
             for data in frames:
-                envelope = Envelope.unpack(data)
-                if envelope is None:
+                try:
+                    envelope = Envelope.unpack(data)
+                except BadMessage as exc:
+                    self.dropped(exc, "the hub")
                     continue
                 self.deliver(envelope)
-                if envelope.kind is Kind.PEERS and self._peers_known is not None:
+                if envelope.kind == BusKind.PEERS and self._peers_known is not None:
                     self._peers_known.set()
         logger.error("lost the connection to the master hub")
         self.on_lost()

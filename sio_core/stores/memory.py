@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .base import Envelope, Kind, Store
+from .base import BadMessage, BusKind, Envelope, Store
 
 
 class MemoryBus:
@@ -29,7 +29,7 @@ class MemoryBus:
     def _announce(self) -> None:
         owners = list(self.stores)
         for store in list(self.stores.values()):
-            store.deliver(Envelope(Kind.PEERS, "bus", owners))
+            store.deliver(Envelope(BusKind.PEERS, "bus", owners))
 
     def transmit(self, envelope: Envelope) -> None:
         data = envelope.pack()
@@ -42,7 +42,7 @@ class MemoryBus:
                 sender = self.stores.get(envelope.origin)
                 if sender is not None and envelope.request_id is not None:
                     loop.call_soon(sender.deliver, Envelope(
-                        Kind.NO_PEER, envelope.target, None, envelope.origin,
+                        BusKind.NO_PEER, envelope.target, None, envelope.origin,
                         envelope.request_id))
                 return
             targets = [store]
@@ -70,6 +70,9 @@ class MemoryStore(Store):
             self.messages_sent += 1
 
     def receive_packed(self, data: bytes) -> None:
-        envelope = Envelope.unpack(data)
-        if envelope is not None:
-            self.deliver(envelope)
+        try:
+            envelope = Envelope.unpack(data)
+        except BadMessage as exc:
+            self.dropped(exc, "the memory bus")
+            return
+        self.deliver(envelope)

@@ -1,0 +1,317 @@
+"""Socket.IO's messages between servers: broadcasts, their acks, and socket queries.
+
+How this works: each message is a frozen dataclass with its kind (:class:`ClusterKind`),
+``to_wire()`` (a short list of plain msgpack values, which the store packs into its
+envelope) and ``from_wire(value)``, which returns the message or raises
+:class:`~sio_core.stores.base.BadMessage` (the receiver drops it and logs it). Between
+sio_core workers (the hub, a memory bus) this is the whole wire format; on Redis the same
+messages travel in the JavaScript adapter's format instead (sio_core/socketio/redis_adapter.py
+turns them into it and back), so that JavaScript servers share them. The payloads' version is
+the envelope's (``stores.base.VERSION``).
+
+Options travel as three fields (rooms, rooms excepted, volatile): ``local`` and ``timeout``
+are the sender's business. A :class:`Broadcast` carries its packet encoded (the wire parts
+every recipient's connection writes as is): encoded once on the sending worker, never on the
+receiving ones, whose check is cheap (its type, namespace and attachments, not its JSON).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..protocol import socketio as sio
+from ..stores.base import BadMessage
+from .adapter import BroadcastOptions
+
+
+class ClusterKind(enum.StrEnum):
+    BROADCAST = "broadcast"
+    BROADCAST_ACKS = "broadcast_acks"  # a broadcast whose client acks come back
+    CLIENT_COUNT = "client_count"  # how many clients a server sent a broadcast_acks to
+    CLIENT_ACK = "client_ack"  # one client's ack of a broadcast_acks
+    FETCH_SOCKETS = "fetch_sockets"
+    SOCKETS_JOIN = "sockets_join"
+    SOCKETS_LEAVE = "sockets_leave"
+    DISCONNECT_SOCKETS = "disconnect_sockets"
+    SERVER_SIDE_EMIT = "server_side_emit"
+
+
+#: a request of a broadcast with acks: ours are numbers, a JavaScript server's are strings
+RequestId = int | str
+
+
+def _fields(value: Any, count: int, kind: str) -> list[Any]:
+    if not isinstance(value, list) or len(value) != count:
+        raise BadMessage(f"malformed {kind}")
+    return value
+
+
+def _rooms(value: Any, kind: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(room, str) for room in value):
+        raise BadMessage(f"malformed {kind}")
+    return frozenset(value)
+
+
+def _namespace(value: Any, kind: str) -> str:
+    if not isinstance(value, str):
+        raise BadMessage(f"malformed {kind}")
+    return value
+
+
+def _request(value: Any, kind: str) -> RequestId:
+    if not isinstance(value, int | str) or isinstance(value, bool):
+        raise BadMessage(f"malformed {kind}")
+    return value
+
+
+def opts_to_wire(opts: BroadcastOptions) -> list[Any]:
+    return [sorted(opts.rooms), sorted(opts.except_rooms), opts.volatile]
+
+
+def opts_from_wire(rooms: Any, excepted: Any, volatile: Any, kind: str) -> BroadcastOptions:
+    if not isinstance(volatile, bool):
+        raise BadMessage(f"malformed {kind}")
+    return BroadcastOptions(_rooms(rooms, kind), _rooms(excepted, kind), volatile=volatile)
+
+
+def event_data(value: Any, kind: str) -> list[Any]:
+    """The data of an event: a list that starts with the event's name."""
+    if not isinstance(value, list) or not value or not isinstance(value[0], str):
+        raise BadMessage(f"malformed {kind}")
+    return value
+
+
+def check_parts(namespace: str, parts: Any, kind: str = "broadcast") -> list[str | bytes]:
+    """Encoded parts of an EVENT or BINARY_EVENT of ``namespace``: the text (its type, its
+    namespace, as many attachments as it announces) and the attachments (bytes)."""
+    if not isinstance(parts, list) or not parts or not isinstance(parts[0], str):
+        raise BadMessage(f"malformed {kind}")
+    text = parts[0]
+    head = text[:1]
+    if head == "2":
+        rest, attachments = text[1:], 0
+    elif head == "5":
+        count, dash, rest = text[1:].partition("-")
+        if not dash or not count.isdigit():
+            raise BadMessage(f"malformed {kind}")
+        attachments = int(count)
+    else:
+        raise BadMessage(f"malformed {kind}")
+    if namespace == "/" and rest.startswith("/"):
+        raise BadMessage(f"malformed {kind}")
+    if namespace != "/" and not rest.startswith(f"{namespace},"):
+        raise BadMessage(f"malformed {kind}")
+    if len(parts) != attachments + 1 or not all(isinstance(p, bytes) for p in parts[1:]):
+        raise BadMessage(f"malformed {kind}")
+    return parts
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """An event to every matching socket of every server. ``parts`` is the packet encoded,
+    ready to write; ``packet`` is its decoded form where the sender has it (the
+    JavaScript adapters' format carries that, not the parts), not on the wire."""
+
+    KIND: ClassVar[ClusterKind] = ClusterKind.BROADCAST
+    namespace: str
+    opts: BroadcastOptions
+    parts: list[str | bytes]
+    packet: sio.Packet | None = field(default=None, compare=False)
+
+    def to_wire(self) -> list[Any]:
+        return [self.namespace, *opts_to_wire(self.opts), self.parts]
+
+    @staticmethod
+    def from_wire(value: Any) -> Broadcast:
+        namespace, rooms, excepted, volatile, parts = _fields(value, 5, "broadcast")
+        namespace = _namespace(namespace, "broadcast")
+        return Broadcast(namespace, opts_from_wire(rooms, excepted, volatile, "broadcast"),
+                         check_parts(namespace, parts))
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastWithAcks:
+    """A broadcast whose recipients' acks go back to the sender: each server answers a
+    ClientCount, then a ClientAck per ack. The packet's ack id is the sender's, or None
+    (a JavaScript server's: each server numbers its own)."""
+
+    KIND: ClassVar[ClusterKind] = ClusterKind.BROADCAST_ACKS
+    packet: sio.Packet
+    opts: BroadcastOptions
+    request: RequestId
+
+    def to_wire(self) -> list[Any]:
+        packet = self.packet
+        return [packet.namespace, *opts_to_wire(self.opts), self.request, packet.data,
+                packet.id]
+
+    @staticmethod
+    def from_wire(value: Any) -> BroadcastWithAcks:
+        kind = "broadcast_acks"
+        namespace, rooms, excepted, volatile, request, data, ack_id = _fields(value, 7, kind)
+        return BroadcastWithAcks(
+            event_packet(_namespace(namespace, kind), data, ack_id, kind),
+            opts_from_wire(rooms, excepted, volatile, kind), _request(request, kind))
+
+
+def event_packet(namespace: str, data: Any, ack_id: Any, kind: str) -> sio.Packet:
+    """An EVENT from what a server sent: the data of an event, and an ack id or None."""
+    if not (ack_id is None or (isinstance(ack_id, int) and not isinstance(ack_id, bool)
+                               and 0 <= ack_id <= sio.MAX_ACK_ID)):
+        raise BadMessage(f"malformed {kind}")
+    return sio.Packet(sio.PacketType.EVENT, namespace, event_data(data, kind), ack_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCount:
+    """How many clients a server sent the broadcast with acks ``request`` to."""
+
+    KIND: ClassVar[ClusterKind] = ClusterKind.CLIENT_COUNT
+    request: RequestId
+    count: int
+    namespace: str
+
+    def to_wire(self) -> list[Any]:
+        return [self.request, self.count, self.namespace]
+
+    @staticmethod
+    def from_wire(value: Any) -> ClientCount:
+        request, count, namespace = _fields(value, 3, "client_count")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise BadMessage("malformed client_count")
+        return ClientCount(_request(request, "client_count"), count,
+                           _namespace(namespace, "client_count"))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAck:
+    """One client's ack (its arguments) of the broadcast with acks ``request``."""
+
+    KIND: ClassVar[ClusterKind] = ClusterKind.CLIENT_ACK
+    request: RequestId
+    args: list[Any]
+    namespace: str
+
+    def to_wire(self) -> list[Any]:
+        return [self.request, self.args, self.namespace]
+
+    @staticmethod
+    def from_wire(value: Any) -> ClientAck:
+        request, args, namespace = _fields(value, 3, "client_ack")
+        if not isinstance(args, list):
+            raise BadMessage("malformed client_ack")
+        return ClientAck(_request(request, "client_ack"), args,
+                         _namespace(namespace, "client_ack"))
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSockets:
+    """Which sockets match: each server answers with a description of each of its own
+    (sio_core/socketio/cluster.py's describe)."""
+
+    KIND: ClassVar[ClusterKind] = ClusterKind.FETCH_SOCKETS
+    namespace: str
+    opts: BroadcastOptions
+
+    def to_wire(self) -> list[Any]:
+        return [self.namespace, *opts_to_wire(self.opts)]
+
+    @staticmethod
+    def from_wire(value: Any) -> FetchSockets:
+        namespace, rooms, excepted, volatile = _fields(value, 4, "fetch_sockets")
+        return FetchSockets(_namespace(namespace, "fetch_sockets"),
+                            opts_from_wire(rooms, excepted, volatile, "fetch_sockets"))
+
+
+@dataclass(frozen=True, slots=True)
+class SocketsJoin:
+    """The matching sockets join ``rooms``."""
+
+    KIND: ClassVar[ClusterKind] = ClusterKind.SOCKETS_JOIN
+    namespace: str
+    opts: BroadcastOptions
+    rooms: frozenset[str]
+
+    def to_wire(self) -> list[Any]:
+        return [self.namespace, *opts_to_wire(self.opts), sorted(self.rooms)]
+
+    @staticmethod
+    def from_wire(value: Any) -> SocketsJoin:
+        namespace, opts, rooms = _rooms_message(value, "sockets_join")
+        return SocketsJoin(namespace, opts, rooms)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketsLeave:
+    """The matching sockets leave ``rooms``."""
+
+    KIND: ClassVar[ClusterKind] = ClusterKind.SOCKETS_LEAVE
+    namespace: str
+    opts: BroadcastOptions
+    rooms: frozenset[str]
+
+    def to_wire(self) -> list[Any]:
+        return [self.namespace, *opts_to_wire(self.opts), sorted(self.rooms)]
+
+    @staticmethod
+    def from_wire(value: Any) -> SocketsLeave:
+        namespace, opts, rooms = _rooms_message(value, "sockets_leave")
+        return SocketsLeave(namespace, opts, rooms)
+
+
+def _rooms_message(value: Any, kind: str) -> tuple[str, BroadcastOptions, frozenset[str]]:
+    namespace, rooms, excepted, volatile, target = _fields(value, 5, kind)
+    return (_namespace(namespace, kind), opts_from_wire(rooms, excepted, volatile, kind),
+            _rooms(target, kind))
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectSockets:
+    """The matching sockets are disconnected (``close``: their connections closed too)."""
+
+    KIND: ClassVar[ClusterKind] = ClusterKind.DISCONNECT_SOCKETS
+    namespace: str
+    opts: BroadcastOptions
+    close: bool
+
+    def to_wire(self) -> list[Any]:
+        return [self.namespace, *opts_to_wire(self.opts), self.close]
+
+    @staticmethod
+    def from_wire(value: Any) -> DisconnectSockets:
+        kind = "disconnect_sockets"
+        namespace, rooms, excepted, volatile, close = _fields(value, 5, kind)
+        if not isinstance(close, bool):
+            raise BadMessage(f"malformed {kind}")
+        return DisconnectSockets(_namespace(namespace, kind),
+                                 opts_from_wire(rooms, excepted, volatile, kind), close)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSideEmit:
+    """An event for the other servers' listeners: ``data`` is ``[event, *args]``. Asked as
+    a request, each server answers with its first listener's result."""
+
+    KIND: ClassVar[ClusterKind] = ClusterKind.SERVER_SIDE_EMIT
+    namespace: str
+    data: list[Any]
+
+    def to_wire(self) -> list[Any]:
+        return [self.namespace, self.data]
+
+    @staticmethod
+    def from_wire(value: Any) -> ServerSideEmit:
+        namespace, data = _fields(value, 2, "server_side_emit")
+        return ServerSideEmit(_namespace(namespace, "server_side_emit"),
+                              event_data(data, "server_side_emit"))
+
+
+ClusterMessage = (Broadcast | BroadcastWithAcks | ClientCount | ClientAck | FetchSockets
+                  | SocketsJoin | SocketsLeave | DisconnectSockets | ServerSideEmit)
+
+#: every message class, for the receiving side's dispatch by kind
+MESSAGES: tuple[type[ClusterMessage], ...] = (
+    Broadcast, BroadcastWithAcks, ClientCount, ClientAck, FetchSockets, SocketsJoin,
+    SocketsLeave, DisconnectSockets, ServerSideEmit)
