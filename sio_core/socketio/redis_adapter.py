@@ -123,7 +123,7 @@ def opts_from_js(value: Any) -> BroadcastOptions:
     """A JavaScript server's ``{rooms, except, flags}`` (each may be missing)."""
     if not isinstance(value, dict):
         raise BadMessage("malformed options")
-    rooms, excepted = value.get("rooms") or [], value.get("except") or []
+    rooms, excepted = value.get("rooms", []), value.get("except", [])
     flags = value.get("flags") or {}
     if (not isinstance(rooms, list) or not isinstance(excepted, list)
             or not all(isinstance(r, str) for r in rooms)
