@@ -23,7 +23,6 @@ import msgpack
 
 from ..protocol import socketio as sio
 from ..stores.base import Store
-from ..stores.redis import RedisStore
 from . import handlers
 from .adapter import BroadcastOptions
 from .broadcast import AckGather
@@ -41,11 +40,11 @@ from .messages import (
     SocketsJoin,
     SocketsLeave,
 )
-from .redis_adapter import adapter_link
 from .socket import Handshake
 
 if TYPE_CHECKING:
     from .namespace import Namespace
+    from .redis_adapter import AdapterFormat
     from .server import Server
     from .socket import Socket
 
@@ -132,8 +131,7 @@ class Cluster:
         self._gathers: dict[int, AckGather] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.link = (adapter_link(self, store) if isinstance(store, RedisStore)
-                     else PeerLink(self, store))
+        self.link = _link(self, store)
         for name in server.namespaces:
             self.namespace_added(name)
 
@@ -260,6 +258,19 @@ class Cluster:
 
             count = namespace.adapter.broadcast_with_ack(packet, message.opts, on_ack)
         self.link.send(origin, ClientCount(request, count, packet.namespace))
+
+
+def _link(cluster: Cluster, store: Store) -> PeerLink | AdapterFormat:
+    """The JavaScript adapter's format on a bus JavaScript servers share (Redis), envelopes to
+    the peers elsewhere."""
+    if not store.raw_channels:
+        return PeerLink(cluster, store)
+    # imported only then: the redis client is needed only with a RedisStore (importing
+    # sio_core does not import it)
+    from ..stores.redis import RedisStore
+    from .redis_adapter import adapter_link
+    assert isinstance(store, RedisStore)
+    return adapter_link(cluster, store)
 
 
 def run_listeners(listeners: list[Callable[..., Any]], args: tuple[Any, ...],

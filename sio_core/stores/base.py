@@ -37,7 +37,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
 
@@ -147,6 +147,11 @@ Handler = Callable[[Envelope], Awaitable[Any] | Any]
 
 class Store:
     """Base of every backend. ``owner`` is this worker's address (it is in every sid)."""
+
+    #: whether the bus also carries channels of a layer above, which servers other than
+    #: sio_core workers share (RedisStore: the Socket.IO layer speaks the JavaScript
+    #: adapter's format there); False: the peers are all there is
+    raw_channels: ClassVar[bool] = False
 
     def __init__(self, owner: str) -> None:
         self.owner = owner

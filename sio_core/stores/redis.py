@@ -98,6 +98,8 @@ class RedisStore(Store):
     :mod:`~sio_core.stores.redis_url`). Clients given ready-made take precedence over the
     URL; RedisCluster ones mean a Cluster (sharded pub/sub)."""
 
+    raw_channels = True
+
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, node_id: str | None = None,
                  owner: str | None = None, key: str = "socket.io",
                  pub_client: aioredis.Redis | RedisCluster | None = None,
