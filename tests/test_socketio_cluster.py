@@ -24,7 +24,7 @@ import pytest
 
 from sio_core import AckTimeoutError, Handshake, Server, Socket
 from sio_core.protocol import socketio as sio
-from sio_core.socketio.adapter import BroadcastOptions
+from sio_core.socketio.adapter import BroadcastOptions, decode_parts
 from sio_core.socketio.cluster import RemoteSocket, handshake_from_wire
 from sio_core.socketio.link import PeerLink
 from sio_core.socketio.messages import BroadcastWithAcks, ClientAck, ClientCount, ClusterKind
@@ -448,3 +448,36 @@ async def test_the_link_follows_the_servers_namespaces(
     assert followed == ["/", "/n"]  # those that existed when attached
     w.io.of("/later")
     assert followed == ["/", "/n", "/later"]
+
+
+class BroadcastsSeen:
+    """An observer that keeps the broadcasts it is told of (and ignores the rest)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[list[Any], list[str | bytes], int]] = []
+
+    def broadcast_sent(self, namespace: Any, data: list[Any], parts: list[str | bytes],
+                       opts: BroadcastOptions, count: int) -> None:
+        self.seen.append((data, parts, count))
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: None
+
+
+async def test_a_broadcast_is_encoded_once_and_observed_decoded_on_the_other_worker(
+        pair: tuple[Worker, Worker]) -> None:
+    w1, w2 = pair
+    seen = BroadcastsSeen()
+    w2.io.observer = seen  # type: ignore[assignment]
+    await w1.io.emit("hello", 1, b"\x02")
+    expected = ['51-["hello",1,{"_placeholder":true,"num":0}]', b"\x02"]
+    assert await w2.conn.take_when(2) == expected
+    assert seen.seen == [(["hello", 1, b"\x02"], expected, 1)]
+
+
+def test_decode_parts() -> None:
+    packet = sio.Packet(sio.PacketType.EVENT, "/n", ["e", b"\x01"])
+    decoded = decode_parts(sio.encode(packet))
+    assert decoded is not None and (decoded.namespace, decoded.data) == ("/n", ["e", b"\x01"])
+    assert decode_parts(['2["e"']) is None
+    assert decode_parts(['51-["e",{"_placeholder":true,"num":0}]']) is None  # awaits one

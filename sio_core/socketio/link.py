@@ -15,7 +15,15 @@ import functools
 from typing import Any, Protocol
 
 from ..stores.base import Envelope, Store
-from .messages import MESSAGES, ClientAck, ClientCount, ClusterMessage, FetchSockets, ServerSideEmit
+from .messages import (
+    MESSAGES,
+    ClientAck,
+    ClientCount,
+    ClusterMessage,
+    FetchSockets,
+    Published,
+    ServerSideEmit,
+)
 
 
 class Receiver(Protocol):
@@ -37,7 +45,7 @@ class PeerLink:
         # a payload that does not decode raises BadMessage: the store drops it
         return self.receiver.receive(envelope.origin, cls.from_wire(envelope.payload))
 
-    def publish(self, message: ClusterMessage) -> None:
+    def publish(self, message: Published) -> None:
         """To every other server."""
         self.store.publish(message.KIND, message.to_wire())
 

@@ -311,6 +311,10 @@ class ServerSideEmit:
 ClusterMessage = (Broadcast | BroadcastWithAcks | ClientCount | ClientAck | FetchSockets
                   | SocketsJoin | SocketsLeave | DisconnectSockets | ServerSideEmit)
 
+#: what a server publishes to every other (the rest are answers to one, or requests)
+Published = (Broadcast | BroadcastWithAcks | SocketsJoin | SocketsLeave | DisconnectSockets
+             | ServerSideEmit)
+
 #: every message class, for the receiving side's dispatch by kind
 MESSAGES: tuple[type[ClusterMessage], ...] = (
     Broadcast, BroadcastWithAcks, ClientCount, ClientAck, FetchSockets, SocketsJoin,

@@ -32,6 +32,7 @@ decode raises BadMessage, and the store drops it.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import itertools
@@ -50,9 +51,9 @@ from .messages import (
     BroadcastWithAcks,
     ClientAck,
     ClientCount,
-    ClusterMessage,
     DisconnectSockets,
     FetchSockets,
+    Published,
     ServerSideEmit,
     SocketsJoin,
     SocketsLeave,
@@ -166,7 +167,7 @@ def adapter_link(receiver: Receiver, store: RedisStore) -> AdapterFormat:
     return link
 
 
-class AdapterFormat:
+class AdapterFormat(abc.ABC):
     """What both formats share: answering requests, asking and gathering answers. A link
     of the Cluster (sio_core/socketio/link.py's)."""
 
@@ -189,31 +190,32 @@ class AdapterFormat:
 
     # -- what a format defines --------------------------------------------------------------
 
+    @abc.abstractmethod
     def namespace_channels(self, nsp: str) -> list[str]:
         """The channels to read while we have namespace ``nsp``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def on_message(self, channel: str, data: bytes) -> bool:
         """Handle what arrived on ``channel`` if it is one of ours; False if it is not."""
-        raise NotImplementedError
 
-    def publish(self, message: ClusterMessage) -> None:
-        """A message to every server (Broadcast, BroadcastWithAcks, SocketsJoin,
-        SocketsLeave, DisconnectSockets, ServerSideEmit)."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def publish(self, message: Published) -> None:
+        """A message to every server."""
 
+    @abc.abstractmethod
     def send(self, target: str, message: ClientCount | ClientAck) -> None:
         """ClientCount or ClientAck to the JS-format server ``target``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def count_servers(self, namespace: str) -> int:
-        raise NotImplementedError
+        """How many other servers answer a request about ``namespace``, counted as the
+        JavaScript adapter counts them."""
 
+    @abc.abstractmethod
     def _request(self, message: FetchSockets | ServerSideEmit,
                  request_id: str) -> tuple[str, bytes, str]:
         """Our request: (channel, message, the field of the answers that carries the
         result)."""
-        raise NotImplementedError
 
     # -- shared -----------------------------------------------------------------------------
 
@@ -394,7 +396,7 @@ class ClassicFormat(AdapterFormat):
         elif rtype == BROADCAST_ACK:
             self._client_ack(request_id, response.get("packet"), channel_nsp)
 
-    def publish(self, message: ClusterMessage) -> None:
+    def publish(self, message: Published) -> None:
         publish_raw = self.store.publish_raw
         if isinstance(message, Broadcast):
             packet = message.packet
@@ -421,11 +423,11 @@ class ClassicFormat(AdapterFormat):
         elif isinstance(message, DisconnectSockets):
             request = {"uid": self.owner, "type": REMOTE_DISCONNECT,
                        "opts": opts_to_js(message.opts), "close": message.close}
-        elif isinstance(message, ServerSideEmit):  # without ack
+        else:  # a server-side emit without ack
             request = {"uid": self.owner, "type": SERVER_SIDE_EMIT, "data": message.data}
-        else:
-            raise TypeError(f"{type(message).__name__} is not published")
-        publish_raw(self._request_channel(message.namespace), json_pack(request))
+        # JSON as the JavaScript adapter sends it; a server-side emit with bytes, which JSON
+        # cannot carry, in the parser's format (it reads both)
+        publish_raw(self._request_channel(message.namespace), self.pack(request))
 
     def send(self, target: str, message: ClientCount | ClientAck) -> None:
         channel = f"{self._response_prefix}{message.namespace}#"
@@ -535,7 +537,7 @@ class ShardedFormat(AdapterFormat):
                                 "type": C_SERVER_SIDE_EMIT_RESPONSE,
                                 "data": {"requestId": request_id, "packet": answer}})
 
-    def publish(self, message: ClusterMessage) -> None:
+    def publish(self, message: Published) -> None:
         data: dict[str, Any]
         if isinstance(message, Broadcast | BroadcastWithAcks):
             packet = message.packet
@@ -553,12 +555,10 @@ class ShardedFormat(AdapterFormat):
             nsp = message.namespace
             mtype = C_DISCONNECT_SOCKETS
             data = {"opts": self._opts(message.opts), "close": message.close}
-        elif isinstance(message, ServerSideEmit):  # without ack
+        else:  # a server-side emit without ack
             nsp = message.namespace
             mtype = C_SERVER_SIDE_EMIT
             data = {"packet": message.data}
-        else:
-            raise TypeError(f"{type(message).__name__} is not published")
         self.store.publish_raw(self._channel(nsp), self._message(mtype, nsp, data))
 
     @staticmethod
