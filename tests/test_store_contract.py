@@ -39,6 +39,7 @@ from sio_core.stores.base import (
     VERSION,
     BadMessage,
     BusKind,
+    Drops,
     Envelope,
     RequestFailed,
     Store,
@@ -874,11 +875,33 @@ async def test_a_payload_that_does_not_decode_is_dropped_and_a_request_answered_
             raise BadMessage(f"malformed {KIND}")
         return envelope.payload + 1
 
+    async def strict_later(envelope: Envelope) -> Any:
+        await asyncio.sleep(0)
+        if not isinstance(envelope.payload, int):
+            raise BadMessage(f"malformed {OTHER_KIND}")
+        return envelope.payload + 1
+
     b.on(KIND, strict)
+    b.on(OTHER_KIND, strict_later)
     with caplog.at_level(logging.WARNING, "sio_core.store"):
         assert await a.request(b.owner, KIND, "junk", WAIT) is None
         assert await a.request(b.owner, KIND, 41, WAIT) == 42
-    assert b.dropped.count == 1
+        assert await a.request(b.owner, OTHER_KIND, "junk", WAIT) is None
+        assert await a.request(b.owner, OTHER_KIND, 1, WAIT) == 2
+    assert b.dropped.count == 2
     assert [r.getMessage() for r in caplog.records] == [
-        f"dropped a message from {a.owner} ({KIND}): malformed {KIND}"]
-    assert caplog.records[0].exc_info is None
+        f"dropped a message from {a.owner} ({KIND}): malformed {KIND}",
+        f"dropped a message from {a.owner} ({OTHER_KIND}): malformed {OTHER_KIND}"]
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_drops_say_each_reason_once_and_remember_few(caplog: pytest.LogCaptureFixture) -> None:
+    drops = Drops()
+    with caplog.at_level(logging.DEBUG, "sio_core.store"):
+        for n in range(100):
+            drops(BadMessage(f"reason {n}"), "w1")
+        drops(BadMessage("reason 0"), "w1")
+        drops(BadMessage("reason 99"), "w1")  # past the 64 kept: said again
+    assert drops.count == 102
+    levels = [r.levelno for r in caplog.records]
+    assert levels == [logging.WARNING] * 100 + [logging.DEBUG, logging.WARNING]
