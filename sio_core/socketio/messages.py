@@ -48,9 +48,19 @@ def _fields(value: Any, count: int, kind: str) -> list[Any]:
     return value
 
 
+_NO_ROOMS: frozenset[str] = frozenset()
+#: the options of ``io.emit()``, the most common broadcast: one shared instance (frozen)
+_EVERYONE = BroadcastOptions()
+
+
 def _rooms(value: Any, kind: str) -> frozenset[str]:
-    if not isinstance(value, list) or not all(isinstance(room, str) for room in value):
+    if type(value) is not list:
         raise BadMessage(f"malformed {kind}")
+    if not value:
+        return _NO_ROOMS
+    for room in value:
+        if type(room) is not str:
+            raise BadMessage(f"malformed {kind}")
     return frozenset(value)
 
 
@@ -71,8 +81,10 @@ def opts_to_wire(opts: BroadcastOptions) -> list[Any]:
 
 
 def opts_from_wire(rooms: Any, excepted: Any, volatile: Any, kind: str) -> BroadcastOptions:
-    if not isinstance(volatile, bool):
+    if volatile is not True and volatile is not False:
         raise BadMessage(f"malformed {kind}")
+    if not rooms and not excepted and not volatile and rooms == excepted == []:
+        return _EVERYONE
     return BroadcastOptions(_rooms(rooms, kind), _rooms(excepted, kind), volatile=volatile)
 
 
@@ -85,25 +97,32 @@ def event_data(value: Any, kind: str) -> list[Any]:
 
 def check_parts(namespace: str, parts: Any, kind: str = "broadcast") -> list[str | bytes]:
     """Encoded parts of an EVENT or BINARY_EVENT of ``namespace``: the text (its type, its
-    namespace, as many attachments as it announces) and the attachments (bytes)."""
-    if not isinstance(parts, list) or not parts or not isinstance(parts[0], str):
+    namespace, as many attachments as it announces) and the attachments (bytes). Not its
+    JSON: the parts come from a sio_core worker, which encoded them (a broadcast crosses
+    Redis in the JavaScript adapter's format, decoded there)."""
+    if type(parts) is not list or not parts:
         raise BadMessage(f"malformed {kind}")
     text = parts[0]
+    if type(text) is not str:
+        raise BadMessage(f"malformed {kind}")
     head = text[:1]
     if head == "2":
-        rest, attachments = text[1:], 0
+        if len(parts) != 1:
+            raise BadMessage(f"malformed {kind}")
+        rest = text[1:]
     elif head == "5":
         count, dash, rest = text[1:].partition("-")
-        if not dash or not count.isdigit():
+        if not dash or not count.isdigit() or len(parts) != int(count) + 1:
             raise BadMessage(f"malformed {kind}")
-        attachments = int(count)
+        for part in parts[1:]:
+            if type(part) is not bytes:
+                raise BadMessage(f"malformed {kind}")
     else:
         raise BadMessage(f"malformed {kind}")
-    if namespace == "/" and rest.startswith("/"):
-        raise BadMessage(f"malformed {kind}")
-    if namespace != "/" and not rest.startswith(f"{namespace},"):
-        raise BadMessage(f"malformed {kind}")
-    if len(parts) != attachments + 1 or not all(isinstance(p, bytes) for p in parts[1:]):
+    if namespace == "/":
+        if rest[:1] == "/":
+            raise BadMessage(f"malformed {kind}")
+    elif not rest.startswith(namespace) or rest[len(namespace):len(namespace) + 1] != ",":
         raise BadMessage(f"malformed {kind}")
     return parts
 
