@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from ..protocol import socketio as sio
 from ..stores.base import BadMessage
@@ -245,10 +245,8 @@ class FetchSockets:
 
 
 @dataclass(frozen=True, slots=True)
-class SocketsJoin:
-    """The matching sockets join ``rooms``."""
-
-    KIND: ClassVar[ClusterKind] = ClusterKind.SOCKETS_JOIN
+class _SocketsRooms:
+    KIND: ClassVar[ClusterKind]
     namespace: str
     opts: BroadcastOptions
     rooms: frozenset[str]
@@ -256,34 +254,26 @@ class SocketsJoin:
     def to_wire(self) -> list[Any]:
         return [self.namespace, *opts_to_wire(self.opts), sorted(self.rooms)]
 
-    @staticmethod
-    def from_wire(value: Any) -> SocketsJoin:
-        namespace, opts, rooms = _rooms_message(value, "sockets_join")
-        return SocketsJoin(namespace, opts, rooms)
+    @classmethod
+    def from_wire(cls, value: Any) -> Self:
+        kind = cls.KIND
+        namespace, rooms, excepted, volatile, target = _fields(value, 5, kind)
+        return cls(_namespace(namespace, kind), opts_from_wire(rooms, excepted, volatile, kind),
+                   _rooms(target, kind))
 
 
 @dataclass(frozen=True, slots=True)
-class SocketsLeave:
+class SocketsJoin(_SocketsRooms):
+    """The matching sockets join ``rooms``."""
+
+    KIND: ClassVar[ClusterKind] = ClusterKind.SOCKETS_JOIN
+
+
+@dataclass(frozen=True, slots=True)
+class SocketsLeave(_SocketsRooms):
     """The matching sockets leave ``rooms``."""
 
     KIND: ClassVar[ClusterKind] = ClusterKind.SOCKETS_LEAVE
-    namespace: str
-    opts: BroadcastOptions
-    rooms: frozenset[str]
-
-    def to_wire(self) -> list[Any]:
-        return [self.namespace, *opts_to_wire(self.opts), sorted(self.rooms)]
-
-    @staticmethod
-    def from_wire(value: Any) -> SocketsLeave:
-        namespace, opts, rooms = _rooms_message(value, "sockets_leave")
-        return SocketsLeave(namespace, opts, rooms)
-
-
-def _rooms_message(value: Any, kind: str) -> tuple[str, BroadcastOptions, frozenset[str]]:
-    namespace, rooms, excepted, volatile, target = _fields(value, 5, kind)
-    return (_namespace(namespace, kind), opts_from_wire(rooms, excepted, volatile, kind),
-            _rooms(target, kind))
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,15 @@ C_BROADCAST, C_SOCKETS_JOIN, C_SOCKETS_LEAVE, C_DISCONNECT_SOCKETS, C_FETCH_SOCK
     C_BROADCAST_CLIENT_COUNT, C_BROADCAST_ACK = range(3, 13)
 
 
+SocketsAction = SocketsJoin | SocketsLeave | DisconnectSockets
+#: the message of each request type that acts on matching sockets, in each format
+_ACTIONS: dict[int, type[SocketsAction]] = {
+    REMOTE_JOIN: SocketsJoin, REMOTE_LEAVE: SocketsLeave, REMOTE_DISCONNECT: DisconnectSockets}
+_C_ACTIONS: dict[int, type[SocketsAction]] = {
+    C_SOCKETS_JOIN: SocketsJoin, C_SOCKETS_LEAVE: SocketsLeave,
+    C_DISCONNECT_SOCKETS: DisconnectSockets}
+
+
 def json_pack(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
@@ -276,6 +285,17 @@ class AdapterFormat(abc.ABC):
         else:
             self._answer(message, origin, channel, answer)
 
+    def _sockets_request(self, origin: str, action: type[SocketsAction], nsp: str,
+                         body: dict[str, Any]) -> None:
+        """Join, leave or disconnect the matching sockets: the same fields in both
+        formats."""
+        opts = opts_from_js(body.get("opts"))
+        if issubclass(action, DisconnectSockets):
+            message: SocketsAction = DisconnectSockets(nsp, opts, bool(body.get("close")))
+        else:
+            message = action(nsp, opts, rooms_from_js(body.get("rooms")))
+        self.receiver.receive(origin, message)
+
     def _answered(self, request_id: str, response: dict[str, Any]) -> bool:
         """An answer to one of our requests (False: not ours)."""
         asked = self._asked.get(request_id)
@@ -362,13 +382,8 @@ class ClassicFormat(AdapterFormat):
                 raise BadMessage("a broadcast with acks without a request id")
             receive(origin, BroadcastWithAcks(packet_from_js(request.get("packet"), "/"),
                                               opts_from_js(request.get("opts")), request_id))
-        elif rtype in (REMOTE_JOIN, REMOTE_LEAVE):
-            kind = SocketsJoin if rtype == REMOTE_JOIN else SocketsLeave
-            receive(origin, kind(channel_nsp, opts_from_js(request.get("opts")),
-                                 rooms_from_js(request.get("rooms"))))
-        elif rtype == REMOTE_DISCONNECT:
-            receive(origin, DisconnectSockets(channel_nsp, opts_from_js(request.get("opts")),
-                                              bool(request.get("close"))))
+        elif rtype in (REMOTE_JOIN, REMOTE_LEAVE, REMOTE_DISCONNECT):
+            self._sockets_request(origin, _ACTIONS[rtype], channel_nsp, request)
         elif rtype == SERVER_SIDE_EMIT:
             self._server_side_emit(origin, ServerSideEmit(channel_nsp, event_data(
                 request.get("data"), "server_side_emit")), request_id, response_channel,
@@ -517,13 +532,8 @@ class ShardedFormat(AdapterFormat):
                 receive(origin, BroadcastWithAcks(packet, opts, request_id))
             else:
                 raise BadMessage("malformed request id")
-        elif mtype in (C_SOCKETS_JOIN, C_SOCKETS_LEAVE):
-            kind = SocketsJoin if mtype == C_SOCKETS_JOIN else SocketsLeave
-            receive(origin, kind(nsp, opts_from_js(body.get("opts")),
-                                 rooms_from_js(body.get("rooms"))))
-        elif mtype == C_DISCONNECT_SOCKETS:
-            receive(origin, DisconnectSockets(nsp, opts_from_js(body.get("opts")),
-                                              bool(body.get("close"))))
+        elif mtype in (C_SOCKETS_JOIN, C_SOCKETS_LEAVE, C_DISCONNECT_SOCKETS):
+            self._sockets_request(origin, _C_ACTIONS[mtype], nsp, body)
         elif mtype == C_FETCH_SOCKETS and request_id is not None:
             self._answer(FetchSockets(nsp, opts_from_js(body.get("opts"))), origin, reply_to,
                          lambda sockets: {"uid": self.owner, "nsp": nsp,
