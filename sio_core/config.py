@@ -15,6 +15,8 @@ from functools import partial
 from typing import Any
 
 TRANSPORTS = ("polling", "websocket")
+#: the Socket.IO parsers (sio_core/protocol/parsers.py)
+PARSER_NAMES = ("default", "msgpack")
 
 #: the longest time the client is told (pingInterval + pingTimeout, in ms): a JavaScript
 #: timer of more than 2**31 - 1 ms fires at once (setTimeout's overflow), which would make
@@ -52,6 +54,12 @@ def check_transports(names: Sequence[str]) -> tuple[str, ...]:
     if not names:
         raise ValueError("at least one transport is needed")
     return tuple(names)
+
+
+def check_parser(name: str) -> str:
+    if name not in PARSER_NAMES:
+        raise ValueError(f"unknown parser {name!r}; choose from {', '.join(PARSER_NAMES)}")
+    return name
 
 
 def check_path(path: str) -> str:
@@ -138,6 +146,11 @@ class Config:
     max_dynamic_namespaces: int | None = 10_000
     #: Default time to wait for a client's ack when a broadcast uses .timeout().
     ack_timeout: float = 10.0
+    #: How Socket.IO packets are written: "default" (JSON text with binary attachments,
+    #: npm socket.io-parser) or "msgpack" (one MessagePack binary message per packet, npm
+    #: socket.io-msgpack-parser and python-socketio's ``serializer="msgpack"``). Every client
+    #: must use the server's parser, as with the reference's ``parser`` option.
+    parser: str = "default"
 
     # -- Cluster (workers and nodes meeting through a store) ------------------------------
     #: How long a request forwarded to the worker that owns its session (a POST's packets,
@@ -233,6 +246,7 @@ class Config:
         object.__setattr__(self, "transports",
                            _checked("transports", self.transports, check_transports))
         object.__setattr__(self, "path", _checked("path", self.path, check_path))
+        _checked("parser", self.parser, check_parser)
         # by type, so that a new field is checked too: every float field is a time in
         # seconds, every int field a size or a count (None, where allowed: unlimited)
         for item in fields(self):

@@ -106,7 +106,7 @@ class Adapter:
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> int:
         """Deliver to the matching local sockets; returns how many got it."""
-        parts = sio.encode(packet)
+        parts = self.namespace.server.parser.encode(packet)
         packets = [engineio.message(part) for part in parts]
         count = 0
         volatile = opts.volatile
@@ -131,7 +131,7 @@ class Adapter:
         Returns how many clients were sent the packet (so the caller knows how many acks
         to wait for)."""
         assert packet.id is not None
-        parts = sio.encode(packet)
+        parts = self.namespace.server.parser.encode(packet)
         packets = [engineio.message(part) for part in parts]
         count = 0
         ack_id = packet.id

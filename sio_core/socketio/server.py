@@ -22,6 +22,7 @@ from ..config import Config
 from ..engine.metrics.families import Family
 from ..engine.server import EngineServer
 from ..engine.socket import EngineSocket
+from ..protocol.parsers import PARSERS, Parser
 from ..protocol.session import CloseReason
 from ..stores.base import Store
 from .broadcast import BroadcastOperator
@@ -38,6 +39,8 @@ class Server(_Operators):
     def __init__(self, config: Config | None = None, **options: Any) -> None:
         base = config or Config()
         self.config = replace(base, **options) if options else base
+        #: how packets are written and read (config.parser)
+        self.parser: Parser = PARSERS[self.config.parser]
         self._namespaces: dict[str, Namespace] = {}
         #: Socket.IO across workers; set by attach_store
         self.cluster: Cluster | None = None
@@ -60,6 +63,7 @@ class Server(_Operators):
         if self.engine is not None:
             raise RuntimeError("configure() must come before serve()")
         self.config = replace(self.config, **changes)
+        self.parser = PARSERS[self.config.parser]
 
     async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
                     store: Store | None = None, owner: str | None = None,

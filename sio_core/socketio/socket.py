@@ -137,7 +137,7 @@ class Socket(EventEmitter):
         packet = event_packet(self.namespace.name, event, args, ack_id)
         if not self.connected:
             return None
-        parts = sio.encode(packet)
+        parts = self.server.parser.encode(packet)
         if not self.client.send_parts(parts, volatile=volatile):
             return None  # not sent (a closing session, a volatile drop): no ack will come
         self.namespace.counters.events_sent += 1
