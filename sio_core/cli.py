@@ -21,7 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .config import MAX_SECONDS, Config, check_count, check_path, check_seconds, check_transports
+from .config import (
+    MAX_SECONDS,
+    PARSER_NAMES,
+    Config,
+    check_count,
+    check_path,
+    check_seconds,
+    check_transports,
+)
 from .exceptions import ServeError
 from .protocol.sid import new_owner
 from .stores.redis_url import parse as parse_store_url
@@ -146,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ping-timeout", type=SECONDS, default=None, help="seconds")
     serve.add_argument("--max-payload", type=_checked(int, check_count, "a whole number"),
                        default=None, help="bytes")
+    serve.add_argument("--parser", default=None, choices=PARSER_NAMES,
+                       help="how Socket.IO packets are written: default (JSON) or msgpack (the"
+                            " clients use socket.io-msgpack-parser / serializer='msgpack')")
     serve.add_argument("--cors-origin", action="append", default=None,
                        help="allowed CORS origin ('*' for any); repeatable")
     serve.add_argument("--static", default=None, type=_directory,
@@ -219,6 +230,8 @@ def config_changes(args: argparse.Namespace, base: Config) -> dict[str, Any]:
         changes["ping_timeout"] = args.ping_timeout
     if args.max_payload is not None:
         changes["max_payload"] = args.max_payload
+    if args.parser:
+        changes["parser"] = args.parser
     if args.cors_origin:
         changes["cors_allowed_origins"] = "*" if "*" in args.cors_origin else args.cors_origin
     if args.static:

@@ -63,15 +63,14 @@ def encode(packet: Packet) -> list[str | bytes]:
         if type(ack_id) is not int or not 0 <= ack_id <= MAX_ACK_ID:
             raise ValueError(f"an ack id is an int in 0..{MAX_ACK_ID}")
         wire["id"] = ack_id
-    try:
-        return [_PACKER.pack(wire)]
-    except OverflowError:
-        raise ValueError("an int MessagePack cannot hold (64 bits at most)") from None
+    return [_PACKER.pack(wire)]
 
 
 def _pack_default(value: object) -> Any:
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
+    if isinstance(value, int):  # past 64 bits: msgpack asks here
+        raise ValueError("an int MessagePack cannot hold (64 bits at most)")
     raise TypeError(f"Object of type {type(value).__name__} is not MessagePack serializable")
 
 

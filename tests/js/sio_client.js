@@ -1,7 +1,9 @@
 // Drives socket.io-client 4.x for the integration tests: commands in, events out, one JSON
 // object per line.
 //
-//   node tests/js/sio_client.js URL
+//   node tests/js/sio_client.js URL [msgpack]
+//
+// With "msgpack" every connection uses socket.io-msgpack-parser (the server must speak it).
 //
 // Commands (stdin):
 //   {"op":"connect","name":"a","nsp":"/admin","auth":{...},"query":{...},"transports":[...]}
@@ -34,6 +36,7 @@ const { fromJson, print, serveCommands, toJson } = require("./commands");
 const { io } = require("socket.io-client");
 
 const url = process.argv[2];
+const parser = process.argv[3] === "msgpack" ? require("socket.io-msgpack-parser") : undefined;
 const sockets = new Map();
 
 
@@ -74,6 +77,7 @@ const handlers = {
         transports: cmd.transports || ["polling", "websocket"],
         auth: cmd.auth || {},
         query: cmd.query || {},
+        ...(parser ? { parser } : {}),
       });
       socket.io.on("open", () => {
         socket.io.engine.on("upgrade", (transport) => {
