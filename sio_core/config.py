@@ -27,7 +27,8 @@ MAX_SECONDS = (2**31 - 1) / 1000 / 2
 _PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
 
 #: the int fields whose least value is not 1
-_MINIMUM = {"max_attachments": 0, "max_dynamic_namespaces": 0}
+_MINIMUM = {"max_attachments": 0, "max_dynamic_namespaces": 0, "http_compression_threshold": 0,
+            "per_message_deflate_threshold": 0}
 
 
 def check_seconds(value: float) -> float:
@@ -109,6 +110,22 @@ class Config:
     #: it). A polling session keeps its output for the next GET, which the heartbeat
     #: bounds in time. None: unlimited.
     max_outbound_buffer: int | None = 16 * 1024 * 1024
+
+    #: gzip / deflate a long-polling answer (a GET's payload) of at least
+    #: http_compression_threshold bytes for a client whose Accept-Encoding allows it, as the
+    #: reference's ``httpCompression`` (on by default there, threshold 1024 bytes). Smaller
+    #: answers cost more to compress than they save.
+    http_compression: bool = True
+    http_compression_threshold: int = 1024
+    #: Compress WebSocket messages (permessage-deflate, RFC 7692) with clients that offer
+    #: it, as the reference's ``perMessageDeflate`` (off by default there too: it costs CPU
+    #: for each message, and memory for each connection: a decompressor (~40 KiB) for what
+    #: the client sends). Messages under per_message_deflate_threshold bytes are sent as they
+    #: are (the reference's threshold: 1024). The server compresses each message on its own
+    #: (it always asks for server_no_context_takeover), so a broadcast is compressed once
+    #: and the same frame written to every recipient.
+    per_message_deflate: bool = False
+    per_message_deflate_threshold: int = 1024
 
     # -- Socket.IO -------------------------------------------------------------------------
     #: A client that has not sent CONNECT for any namespace by then is disconnected.

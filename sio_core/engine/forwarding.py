@@ -36,6 +36,7 @@ from typing import Any
 
 from ..config import Config
 from ..exceptions import BadRequest, HTTPError, PayloadTooLarge, UnknownSession
+from ..http.compression import HTTPCompression
 from ..http.connection import HTTPConnection
 from ..http.messages import Request, Response, error_response
 from ..protocol import engineio
@@ -118,14 +119,15 @@ class Forwarding:
 
     # -- the receiving worker ---------------------------------------------------------------
 
-    def poll(self, owner: str, sid: str,
-             headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
+    def poll(self, owner: str, sid: str, headers: list[tuple[str, str]],
+             compression: HTTPCompression | None = None) -> asyncio.Future[Response | None]:
         logger.debug("forwarding GET of %s to its owner", sid)
         self.forwarded["poll"] += 1
         token = next(self._ids)
         reply = self._ask(owner, Kind.POLL, {"sid": sid, "t": token}, self._poll_timeout)
         return self._answer(
-            reply, lambda r: polling.body_response(r.get("b", b""), headers), headers,
+            reply, lambda r: polling.body_response(r.get("b", b""), headers, compression),
+            headers,
             withdraw=lambda: self.store.send(owner, Kind.POLL_ABORT, {"t": token}))
 
     def post(self, owner: str, sid: str, body: bytes,

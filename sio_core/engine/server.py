@@ -37,6 +37,7 @@ from ..exceptions import (
     UnknownTransport,
     UnsupportedProtocolVersion,
 )
+from ..http.compression import HTTPCompression, negotiate
 from ..http.connection import HTTPConnection
 from ..http.cors import cors_headers, preflight
 from ..http.messages import Request, Response, error_response, text_response
@@ -313,7 +314,7 @@ class EngineServer:
             if socket.transport.name != "polling":
                 raise BadRequest()  # polling after the upgrade (reference: 400 code 3)
             if request.method == "GET":
-                return polling.get(socket, headers)
+                return polling.get(socket, headers, self._compression(request))
             if request.method == "POST":
                 return polling.post(socket, request.body, headers, self.config)
             raise BadRequest()
@@ -341,10 +342,18 @@ class EngineServer:
                 raise BadRequest()
             return forwarding.upgrade(owner, sid, request, conn, headers)
         if request.method == "GET":
-            return forwarding.poll(owner, sid, headers)
+            return forwarding.poll(owner, sid, headers, self._compression(request))
         if request.method == "POST":
             return forwarding.post(owner, sid, request.body, headers)
         raise BadRequest()
+
+    def _compression(self, request: Request) -> HTTPCompression | None:
+        """How a polling answer to ``request`` is compressed (``http_compression``)."""
+        config = self.config
+        if not config.http_compression:
+            return None
+        return negotiate(request.headers.get("accept-encoding"),
+                         config.http_compression_threshold)
 
     def _lookup(self, sid: str) -> EngineSocket:
         socket = self.sockets.get(sid)
@@ -380,7 +389,7 @@ class EngineServer:
         open_packet = socket.core.handshake(upgrades=self._upgrades(),
                                             max_payload=self.config.max_payload)
         socket.opened()
-        return polling.payload_response([open_packet], headers)
+        return polling.payload_response([open_packet], headers, self._compression(request))
 
     def _open_websocket(self, request: Request, conn: HTTPConnection) -> Response | None:
         ws = self._accept_websocket(request, conn)
