@@ -157,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--parser", default=None, choices=PARSER_NAMES,
                        help="how Socket.IO packets are written: default (JSON) or msgpack (the"
                             " clients use socket.io-msgpack-parser / serializer='msgpack')")
+    serve.add_argument("--per-message-deflate", action="store_true",
+                       help="compress WebSocket messages with clients that offer it"
+                            " (permessage-deflate; costs CPU per message and memory per"
+                            " connection)")
+    serve.add_argument("--no-http-compression", action="store_true",
+                       help="never gzip/deflate long-polling answers (by default those of"
+                            " 1024 bytes or more are, for clients that accept it)")
     serve.add_argument("--cors-origin", action="append", default=None,
                        help="allowed CORS origin ('*' for any); repeatable")
     serve.add_argument("--static", default=None, type=_directory,
@@ -232,6 +239,10 @@ def config_changes(args: argparse.Namespace, base: Config) -> dict[str, Any]:
         changes["max_payload"] = args.max_payload
     if args.parser:
         changes["parser"] = args.parser
+    if args.per_message_deflate:
+        changes["per_message_deflate"] = True
+    if args.no_http_compression:
+        changes["http_compression"] = False
     if args.cors_origin:
         changes["cors_allowed_origins"] = "*" if "*" in args.cors_origin else args.cors_origin
     if args.static:

@@ -42,6 +42,8 @@ class Packet:
     #: clients is framed once and the same bytes are written to each (server frames are
     #: unmasked). Not part of the packet's value.
     ws_frame: bytes | None = field(default=None, compare=False, repr=False)
+    #: the same, compressed for a websocket with permessage-deflate (engine/websocket.py)
+    ws_deflated: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def binary(self) -> bool:

@@ -16,6 +16,8 @@
 //   {"op":"close_engine","name":"a"}   socket.io.engine.close(): the transport only
 //   {"op":"raw","name":"a","data":"0"} a raw Socket.IO packet (text) on a's Engine.IO session,
 //       for what the client library would never send (a second CONNECT, a malformed packet)
+//   {"op":"extensions","name":"a"} prints {"ev":"extensions","name","value"}: the WebSocket
+//       extensions the server accepted (node's ws offers permessage-deflate), null on polling
 //   {"op":"settle","ms":100} prints {"ev":"settled"} after ms: for what has no event to wait
 //       for (a polling GET being written to its socket)
 //   {"op":"exit"}
@@ -110,6 +112,11 @@ const handlers = {
   },
   raw(cmd) {
     get(cmd.name).io.engine.send(cmd.data);
+  },
+  extensions(cmd) {
+    const transport = get(cmd.name).io.engine.transport;
+    const value = transport.ws && transport.ws.extensions !== undefined ? transport.ws.extensions : null;
+    print({ ev: "extensions", name: cmd.name, value });
   },
   settle(cmd) {
     setTimeout(() => print({ ev: "settled" }), cmd.ms);
