@@ -8,6 +8,7 @@ finite), an int field a size or a count (at least 1 unless ``_MINIMUM`` says oth
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -61,6 +62,21 @@ def check_parser(name: str) -> str:
     if name not in PARSER_NAMES:
         raise ValueError(f"unknown parser {name!r}; choose from {', '.join(PARSER_NAMES)}")
     return name
+
+
+def check_forwarded_allow_ips(items: Sequence[str]) -> tuple[str, ...]:
+    """Addresses, networks, "unix" or "*" (sio_core/http/proxy.py)."""
+    if isinstance(items, str):
+        raise ValueError("must be a sequence of addresses or networks, not one string")
+    for item in items:
+        if item in ("*", "unix"):
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (TypeError, ValueError):
+            raise ValueError(f"{item!r} is not an IP address or network, 'unix' or '*'"
+                             ) from None
+    return tuple(items)
 
 
 def check_path(path: str) -> str:
@@ -219,6 +235,14 @@ class Config:
     #: net.core.somaxconn.
     backlog: int = 2048
 
+    #: Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (a reverse proxy in
+    #: front of the server): IP addresses, networks ("10.0.0.0/8"), "unix" (a peer on a unix
+    #: socket, --uds) or "*" (any peer). The client's address then goes into
+    #: ``handshake.address`` and its TLS into ``handshake.secure``; from other peers the
+    #: headers are ignored (anyone can send them). uvicorn's --forwarded-allow-ips trusts
+    #: 127.0.0.1 by default; here none is trusted unless named.
+    forwarded_allow_ips: Sequence[str] = ()
+
     # -- CORS ------------------------------------------------------------------------------
     #: None: no CORS headers (same-origin only); "*": any origin (echoed back, as the
     #: reference's ``cors: {origin: true}``); or a list of allowed origins.
@@ -264,6 +288,8 @@ class Config:
                            _checked("transports", self.transports, check_transports))
         object.__setattr__(self, "path", _checked("path", self.path, check_path))
         _checked("parser", self.parser, check_parser)
+        object.__setattr__(self, "forwarded_allow_ips", _checked(
+            "forwarded_allow_ips", self.forwarded_allow_ips, check_forwarded_allow_ips))
         # by type, so that a new field is checked too: every float field is a time in
         # seconds, every int field a size or a count (None, where allowed: unlimited)
         for item in fields(self):

@@ -18,12 +18,15 @@ one. ``python -m sio_core serve`` runs either the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import socket as socket_module
+import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from ssl import SSLContext
 from typing import Any, Protocol
 
 from ..config import Config
@@ -41,6 +44,7 @@ from ..http.compression import HTTPCompression, negotiate
 from ..http.connection import HTTPConnection
 from ..http.cors import cors_headers, preflight
 from ..http.messages import Request, Response, error_response, text_response
+from ..http.proxy import TrustedProxies
 from ..http.static import StaticFiles, client_files
 from ..protocol.session import CloseReason, EngineSession, Timing
 from ..protocol.session import Transport as TransportKind
@@ -68,7 +72,8 @@ class Service(Protocol):
     async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
                     store: Store | None = None, owner: str | None = None,
                     reuse_port: bool = False,
-                    sock: socket_module.socket | None = None) -> None: ...
+                    sock: socket_module.socket | None = None,
+                    ssl: SSLContext | None = None) -> None: ...
 
     async def drain(self, timeout: float) -> bool: ...
 
@@ -126,13 +131,15 @@ class EngineServer:
     async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
                     store: Store | None = None, owner: str | None = None,
                     reuse_port: bool = False,
-                    sock: socket_module.socket | None = None) -> None:
+                    sock: socket_module.socket | None = None,
+                    ssl: SSLContext | None = None) -> None:
         """Start: connect ``store`` (the other workers and nodes: a request for one of their
         sessions is forwarded to it; the store is this server's from now on, and close()
         closes it), then listen on ``host:port`` (or on ``sock``; ``reuse_port`` for several
         workers on one port). Returns once listening. ``owner`` is this worker's address
         in its sids; with a store, the store's. Raises ServeError (with one line saying
-        what failed) if the store cannot be reached or the address cannot be listened on."""
+        what failed) if the store cannot be reached or the address cannot be listened on.
+        ``sock`` may be a unix socket (bound); ``ssl`` serves HTTPS and WSS."""
         if self._servers:
             raise RuntimeError("serve() was called already")
         if store is not None:
@@ -147,7 +154,7 @@ class EngineServer:
         elif owner is not None:
             self.owner = owner
         try:
-            await self._listen(host, port, reuse_port, sock)
+            await self._listen(host, port, reuse_port, sock, ssl)
         except OSError as exc:
             if store is not None:
                 await store.close()
@@ -165,19 +172,24 @@ class EngineServer:
             self.metrics.join(store)
 
     async def _listen(self, host: str, port: int, reuse_port: bool,
-                      sock: socket_module.socket | None) -> None:
+                      sock: socket_module.socket | None, ssl: SSLContext | None) -> None:
         loop = asyncio.get_running_loop()
         config = self.config
         connections = self.connections
+        proxies = TrustedProxies(config.forwarded_allow_ips) or None
 
         def factory() -> HTTPConnection:
-            return HTTPConnection(self.handle, config, connections=connections)
+            return HTTPConnection(self.handle, config, connections=connections, proxies=proxies)
 
-        if sock is not None:
-            server = await loop.create_server(factory, sock=sock, backlog=config.backlog)
+        server: asyncio.Server
+        if sock is not None and sock.family == socket_module.AF_UNIX:
+            server = await _unix_server(loop, factory, sock, config.backlog, ssl)
+        elif sock is not None:
+            server = await loop.create_server(factory, sock=sock, backlog=config.backlog,
+                                              ssl=ssl)
         else:
             server = await loop.create_server(factory, host, port, reuse_port=reuse_port or None,
-                                              backlog=config.backlog)
+                                              backlog=config.backlog, ssl=ssl)
         self._servers.append(server)
 
     async def drain(self, timeout: float,
@@ -424,3 +436,16 @@ class EngineServer:
                           ) -> websocket.WebSocketConnection | Response:
         """Answer 101 (or the refusal to send); the websocket counts for the drain."""
         return websocket.accept(request, conn, self.config, self.websockets)
+
+
+async def _unix_server(loop: asyncio.AbstractEventLoop, factory: Callable[[], HTTPConnection],
+                       sock: socket_module.socket, backlog: int,
+                       ssl: SSLContext | None) -> asyncio.Server:
+    """A server on a bound unix socket. Its file stays when the server closes: whoever bound
+    it removes it (several workers may share one socket; Python 3.13's asyncio would remove
+    it at the first worker's close, uvloop never does and takes no such argument)."""
+    if sys.version_info >= (3, 13):
+        with contextlib.suppress(TypeError):
+            return await loop.create_unix_server(  # type: ignore[call-arg,unused-ignore]
+                factory, sock=sock, backlog=backlog, ssl=ssl, cleanup_socket=False)
+    return await loop.create_unix_server(factory, sock=sock, backlog=backlog, ssl=ssl)

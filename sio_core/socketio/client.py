@@ -179,6 +179,7 @@ class Client:
         return Handshake(
             headers=headers, query=query, auth=auth,
             address=client[0] if client else None,
+            secure=getattr(request, "secure", False),
             time=text, issued=issued,
             url=raw_url.decode("latin-1"),
             xdomain="origin" in headers,

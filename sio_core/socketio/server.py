@@ -16,6 +16,7 @@ import re
 import socket as socket_module
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from ssl import SSLContext
 from typing import Any
 
 from ..config import Config
@@ -68,7 +69,8 @@ class Server(_Operators):
     async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
                     store: Store | None = None, owner: str | None = None,
                     reuse_port: bool = False,
-                    sock: socket_module.socket | None = None) -> None:
+                    sock: socket_module.socket | None = None,
+                    ssl: SSLContext | None = None) -> None:
         """Serve this application on ``host:port`` (Engine.IO at ``config.path``); returns
         once listening. With a ``store``, broadcasts, acks and socket queries span every
         worker and node of it, and a request for another worker's session is forwarded to
@@ -81,7 +83,7 @@ class Server(_Operators):
             self.attach_store(store)  # before the store starts: its handlers must be there
         self.engine = engine
         await engine.serve(host, port, store=store, owner=owner, reuse_port=reuse_port,
-                           sock=sock)
+                           sock=sock, ssl=ssl)
         if self.observer is not None:
             self.observer.serving()
 
