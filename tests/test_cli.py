@@ -12,7 +12,6 @@ import pytest
 
 from sio_core import __version__
 from sio_core.cli import build_parser
-
 from tests.support import REPO_ROOT, scaled
 
 CASES = [
