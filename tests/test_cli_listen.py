@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import shutil
+import ssl
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,9 @@ import pytest
 import socketio
 
 from sio_core import Server
-from sio_core.listen import bind_unix
+from sio_core.http.proxy import TrustedProxies, forwarded_secure
+from sio_core.listen import bind_unix, tls_context
+from sio_core.logs import JSONFormatter
 from tests.support import ServerProcess, free_port, scaled, start_node
 from tests.test_socketio_interop import APP, SIO_CLIENT, SioClient
 
@@ -201,3 +206,58 @@ async def test_forwarded_allow_ips_on_the_command_line(tmp_path: Path) -> None:
                 {"address": "10.1.2.3", "secure": True}
         finally:
             await client.disconnect()
+
+
+# --- in process: the pieces -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("allowed", "host", "trusted"), [
+    (["127.0.0.1"], "127.0.0.1", True),
+    (["127.0.0.1"], "127.0.0.2", False),
+    (["10.0.0.0/8", "::1"], "10.9.9.9", True),
+    (["10.0.0.0/8", "::1"], "::1", True),
+    (["10.0.0.0/8"], None, False),  # a unix-socket peer
+    (["unix"], None, True),
+    (["unix"], "127.0.0.1", False),
+    (["*"], None, True),
+    (["*"], "198.51.100.1", True),
+    (["127.0.0.1"], "not-an-address", False),
+])
+def test_trusted_proxies(allowed: list[str], host: str | None, trusted: bool) -> None:
+    assert TrustedProxies(allowed).trusts(host) is trusted
+
+
+def test_forwarded_values() -> None:
+    proxies = TrustedProxies(["10.0.0.0/8"])
+    assert proxies.client("1.2.3.4, 10.0.0.1, 10.0.0.2") == "1.2.3.4"
+    assert proxies.client("10.0.0.1, 10.0.0.2") == "10.0.0.1"  # all trusted: the leftmost
+    assert proxies.client(" , ") is None
+    assert not TrustedProxies([]) and TrustedProxies(["unix"])
+    assert forwarded_secure("http, https") and forwarded_secure("WSS")
+    assert not forwarded_secure("https, http")
+
+
+def test_json_formatter() -> None:
+    formatter = JSONFormatter("worker #3")
+    record = logging.LogRecord("sio_core.x", logging.WARNING, __file__, 1, "a %s", ("b",), None)
+    entry = json.loads(formatter.format(record))
+    assert (entry["level"], entry["logger"], entry["role"], entry["message"]) == \
+        ("WARNING", "sio_core.x", "worker #3", "a b")
+    try:
+        raise ValueError("boom ü")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (),
+                                   sys.exc_info())
+    entry = json.loads(formatter.format(record))
+    assert "ValueError: boom ü" in entry["exception"]
+    assert "\n" not in formatter.format(record)  # one line
+
+
+def test_tls_context_and_unix_socket_errors(tmp_path: Path,
+                                            certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    assert tls_context(str(cert), str(key)).check_hostname is False
+    with pytest.raises(ssl.SSLError):
+        tls_context(str(key), str(key))  # a key is no certificate
+    with pytest.raises(OSError):
+        bind_unix(str(tmp_path / "no-such-dir" / "s.sock"), 8)

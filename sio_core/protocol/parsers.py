@@ -33,19 +33,14 @@ class PacketDecoder(Protocol):
     def feed_binary(self, data: bytes) -> Packet | None: ...
 
 
-class DecoderFactory(Protocol):
-    def __call__(self, *, max_attachments: int | None = ...,
-                 max_namespace_length: int | None = ...,
-                 max_depth: int | None = ...) -> PacketDecoder: ...
-
-
 @dataclass(frozen=True, slots=True)
 class Parser:
     name: str
     #: a packet's wire parts: Engine.IO messages, text or binary
     encode: Callable[[Packet], list[str | bytes]]
-    #: makes one connection's decoder, with its limits
-    decoder: DecoderFactory
+    #: makes one connection's decoder, with its limits (keywords ``max_attachments``,
+    #: ``max_namespace_length``, ``max_depth``)
+    decoder: Callable[..., PacketDecoder]
 
 
 PARSERS: dict[str, Parser] = {

@@ -67,8 +67,7 @@ def encode(packet: Packet) -> list[str | bytes]:
 
 
 def _pack_default(value: object) -> Any:
-    if isinstance(value, bytearray | memoryview):
-        return bytes(value)
+    # bytes, bytearray and memoryview are packed as bin by msgpack itself
     if isinstance(value, int):  # past 64 bits: msgpack asks here
         raise ValueError("an int MessagePack cannot hold (64 bits at most)")
     raise TypeError(f"Object of type {type(value).__name__} is not MessagePack serializable")
