@@ -81,7 +81,8 @@ async def test_serve_on_a_unix_socket(tmp_path: Path, workers: str, transport: s
                                      wait_timeout=scaled(5))
                 assert await client.call("echo", b"\x00uds", timeout=scaled(5)) == b"\x00uds"
                 peer = await client.call("peer", timeout=scaled(5))
-                assert peer == {"address": None, "secure": False}  # a unix peer has none
+                # a unix peer has no address
+                assert (peer["address"], peer["secure"]) == (None, False)
     assert not uds.exists()  # removed by whoever bound it
 
 
@@ -131,7 +132,7 @@ async def test_tls_with_the_official_client(tmp_path: Path, certificate: tuple[P
                 await client.connected(name, transports=[transport])
                 assert await client.call(name, "echo", "over TLS") == ["over TLS"]
                 [peer] = await client.call(name, "peer")
-                assert peer == {"address": "127.0.0.1", "secure": True}
+                assert (peer["address"], peer["secure"]) == ("127.0.0.1", True)
             await client.connected("upgraded")  # polling, then the upgrade to WSS
             await client.node.next_event({"ev": "upgrade", "name": "upgraded",
                                           "transport": "websocket"})
@@ -202,8 +203,8 @@ async def test_forwarded_allow_ips_on_the_command_line(tmp_path: Path) -> None:
         await client.connect(server.url, headers=FORWARDED, transports=["polling"],
                              wait_timeout=scaled(5))
         try:
-            assert await client.call("peer", timeout=scaled(5)) == \
-                {"address": "10.1.2.3", "secure": True}
+            peer = await client.call("peer", timeout=scaled(5))
+            assert (peer["address"], peer["secure"]) == ("10.1.2.3", True)
         finally:
             await client.disconnect()
 

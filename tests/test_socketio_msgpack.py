@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 import socketio
 
-from tests.support import ServerProcess, health_of_each_worker, scaled
+from tests.support import ServerProcess, scaled
 from tests.test_socketio_interop import APP, TRANSPORTS, SioClient, b64, start_client
 
 pytestmark = [pytest.mark.interop, pytest.mark.asyncio(loop_scope="module")]
@@ -61,25 +61,29 @@ async def test_official_client_upgrades_and_namespaces(client: SioClient) -> Non
                        "data": {"code": 42}}
 
 
-async def _sessions_by_worker(server: ServerProcess) -> list[int]:
-    return [health["sessions"] for health in (await health_of_each_worker(server)).values()]
-
-
-async def test_rooms_across_workers(server: ServerProcess, client: SioClient) -> None:
-    """Clients join a room until both workers own some; a room broadcast reaches them all,
-    each worker encoding it with the msgpack parser."""
+async def room_on_both_workers(client: SioClient, prefix: str, room: str,
+                               minimum: int = 2) -> list[str]:
+    """Sockets (named prefix0, prefix1, ...) join ``room`` until there are ``minimum`` and
+    both workers own some of them (the kernel picks a worker for each connection)."""
     names: list[str] = []
+    owners: set[str] = set()
     for n in range(30):
-        name = f"m{n}"
+        name = f"{prefix}{n}"
         await client.connected(name, transports=["websocket"])
-        [rooms] = await client.call(name, "join", "r")
-        assert "r" in rooms
+        [rooms] = await client.call(name, "join", room)
+        assert room in rooms
+        [peer] = await client.call(name, "peer")
+        owners.add(peer["owner"])
         names.append(name)
-        counts = await _sessions_by_worker(server)
-        if len(names) >= 2 and len(counts) == 2 and all(counts):
-            break
-    else:
-        pytest.fail("the kernel gave every connection to one worker")
+        if len(names) >= minimum and len(owners) == 2:
+            return names
+    pytest.fail("the kernel gave every connection to one worker")
+
+
+async def test_rooms_across_workers(client: SioClient) -> None:
+    """A room broadcast reaches the room's sockets on both workers, each worker encoding it
+    with the msgpack parser."""
+    names = await room_on_both_workers(client, "m", "r")
     sender, *others = names
     payload = {"hello": b64(b"\x01\x02")}
     assert await client.call(sender, "to_room", {"room": "r", "msg": payload}) == ["sent"]

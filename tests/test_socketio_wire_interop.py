@@ -12,8 +12,9 @@ import pytest
 import pytest_asyncio
 import socketio
 
-from tests.support import ServerProcess, health_of_each_worker, scaled
+from tests.support import ServerProcess, scaled
 from tests.test_socketio_interop import APP, SioClient, b64, start_client
+from tests.test_socketio_msgpack import room_on_both_workers
 
 pytestmark = [pytest.mark.interop, pytest.mark.asyncio(loop_scope="module")]
 
@@ -56,19 +57,8 @@ async def test_the_official_client_negotiates_permessage_deflate(client: SioClie
 
 
 async def test_a_broadcast_compressed_once_reaches_every_worker_s_clients(
-        server: ServerProcess, client: SioClient) -> None:
-    names: list[str] = []
-    for n in range(30):
-        name = f"d{n}"
-        await client.connected(name, transports=["websocket"])
-        [rooms] = await client.call(name, "join", "big")
-        assert "big" in rooms
-        names.append(name)
-        counts = [h["sessions"] for h in (await health_of_each_worker(server)).values()]
-        if len(names) >= 3 and len(counts) == 2 and all(counts):
-            break
-    else:
-        pytest.fail("the kernel gave every connection to one worker")
+        client: SioClient) -> None:
+    names = await room_on_both_workers(client, "d", "big", minimum=3)
     sender, *others = names
     assert await client.call(sender, "to_room", {"room": "big", "msg": TEXT}) == ["sent"]
     for name in others:
