@@ -21,7 +21,7 @@ from .handlers import DONE
 
 if TYPE_CHECKING:
     from .namespace import Namespace
-    from .socket import Socket
+    from .socket import FetchedSocket
 
 
 def rooms_of(rooms: tuple[str | Iterable[str], ...]) -> frozenset[str]:
@@ -121,7 +121,9 @@ class BroadcastOperator:
     def timeout(self, seconds: float) -> BroadcastOperator:
         return self._with(timeout=seconds)
 
-    def compress(self, value: bool) -> BroadcastOperator:  # accepted for API parity
+    def compress(self, value: bool = True) -> BroadcastOperator:
+        """Whether the event may be compressed (``compress(False)``: never), as the
+        reference's; accepted, and a no-op until WebSocket compression exists."""
         return self
 
     @property
@@ -170,7 +172,7 @@ class BroadcastOperator:
 
     # -- acting on the matching sockets ----------------------------------------------------
 
-    async def fetch_sockets(self) -> list[Socket]:
+    async def fetch_sockets(self) -> list[FetchedSocket]:
         return await self._namespace.do_fetch_sockets(self._opts)
 
     def sockets_join(self, *rooms: str | Iterable[str]) -> Awaitable[None]:

@@ -16,7 +16,7 @@ import re
 import socket as socket_module
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from ..config import Config
 from ..engine.metrics.families import Family
@@ -24,17 +24,24 @@ from ..engine.server import EngineServer
 from ..engine.socket import EngineSocket
 from ..protocol.session import CloseReason
 from ..stores.base import Store
+from . import handlers
 from .broadcast import BroadcastOperator
 from .client import Client
 from .cluster import Cluster
 from .counters import ServerCounters, families
-from .namespace import Middleware, Namespace, ParentNamespace, _Operators
+from .handlers import EventEmitter
+from .namespace import Matcher, Middleware, Namespace, ParentNamespace, _Operators
 from .observer import Observer
 
 logger = logging.getLogger("sio_core.socketio")
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-class Server(_Operators):
+#: events of the server itself, not of its main namespace
+SERVER_EVENTS = frozenset({"new_namespace"})
+
+
+class Server(_Operators[BroadcastOperator]):
     def __init__(self, config: Config | None = None, **options: Any) -> None:
         base = config or Config()
         self.config = replace(base, **options) if options else base
@@ -49,6 +56,8 @@ class Server(_Operators):
         self.engine: EngineServer | None = None
         #: what the metrics report (sio_core/socketio/counters.py)
         self.counters = ServerCounters()
+        #: the server's own events (new_namespace)
+        self._events = EventEmitter()
         #: the main namespace, as ``io.sockets`` in the JavaScript server
         self.sockets: Namespace = self.of("/")
 
@@ -101,22 +110,33 @@ class Server(_Operators):
 
     # -- namespaces -------------------------------------------------------------------------
 
-    def of(self, name: str | re.Pattern[str] | Callable[..., Any]) -> Any:
+    @overload
+    def of(self, name: str) -> Namespace: ...
+    @overload
+    def of(self, name: re.Pattern[str] | Matcher) -> ParentNamespace: ...
+
+    def of(self, name: str | re.Pattern[str] | Matcher) -> Namespace | ParentNamespace:
         """A namespace by name (created on first use), or a dynamic parent namespace for a
-        regex or a ``matcher(name, auth) -> bool`` callable."""
+        regex or a ``matcher(name, auth) -> bool`` callable (sync or async): a client's
+        CONNECT to a name it matches creates that child namespace."""
         if isinstance(name, str):
             if not name.startswith("/"):
                 name = "/" + name
             namespace = self._namespaces.get(name)
             if namespace is None:
                 namespace = Namespace(self, name, self.counters.namespace(name))
-                self._namespaces[name] = namespace
-                if self.cluster is not None:
-                    self.cluster.namespace_added(name)
+                self._added(namespace)
             return namespace
         parent = ParentNamespace(self, name)
         self._parents.append(parent)
         return parent
+
+    def _added(self, namespace: Namespace) -> None:
+        self._namespaces[namespace.name] = namespace
+        if self.cluster is not None:
+            self.cluster.namespace_added(namespace.name)
+        for listener in self._events._take("new_namespace"):
+            handlers.call(listener.fn, (namespace,), "new_namespace")
 
     @property
     def namespaces(self) -> dict[str, Namespace]:
@@ -137,9 +157,7 @@ class Server(_Operators):
                     if self._dynamic_namespaces_full():
                         return None  # answered as an unknown namespace
                     namespace = parent.create_child(name)
-                    self._namespaces[name] = namespace
-                    if self.cluster is not None:
-                        self.cluster.namespace_added(name)
+                    self._added(namespace)
                 return namespace
         return None
 
@@ -164,14 +182,33 @@ class Server(_Operators):
 
     # -- the main namespace -----------------------------------------------------------------
 
-    def on(self, event: str, handler: Any = None) -> Any:
-        return self.sockets.on(event, handler)
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
 
-    def once(self, event: str, handler: Any = None) -> Any:
-        return self.sockets.once(event, handler)
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Listen on the main namespace (``io.on("connection")``), or, for
+        ``"new_namespace"``, on the server: ``handler(namespace)`` for each namespace
+        created after it was added (by ``of()`` or a dynamic match), as the reference's."""
+        if event in SERVER_EVENTS:
+            return self._events.on(event) if handler is None else self._events.on(event, handler)
+        return self.sockets.on(event) if handler is None else self.sockets.on(event, handler)
 
-    def off(self, event: str | None = None, handler: Any = None) -> None:
-        self.sockets.off(event, handler)
+    @overload
+    def once(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def once(self, event: str, handler: F) -> F: ...
+
+    def once(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        emitter = self._events if event in SERVER_EVENTS else self.sockets
+        return emitter.once(event) if handler is None else emitter.once(event, handler)
+
+    def off(self, event: str | None = None, handler: Callable[..., Any] | None = None) -> None:
+        if event in SERVER_EVENTS:
+            self._events.off(event, handler)
+        else:
+            self.sockets.off(event, handler)
 
     def use(self, middleware: Middleware) -> Middleware:
         self.sockets.use(middleware)
