@@ -75,9 +75,17 @@ class BadRequest(HTTPError):
 
 
 class Forbidden(HTTPError):
+    """A handshake the application's ``allow_request`` refused; ``message`` is the one it
+    gave (raising ConnectionRefusedError), else "Forbidden"."""
+
     status = 403
     code = 4
     message = "Forbidden"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        if message:
+            self.message = message
 
 
 class UnsupportedProtocolVersion(HTTPError):

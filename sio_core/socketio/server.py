@@ -20,6 +20,7 @@ from typing import Any, TypeVar, overload
 
 from ..config import Config
 from ..engine.metrics.families import Family
+from ..engine.hooks import AllowRequest, EngineHooks
 from ..engine.server import EngineServer
 from ..engine.socket import EngineSocket
 from ..protocol.session import CloseReason
@@ -42,9 +43,14 @@ SERVER_EVENTS = frozenset({"new_namespace"})
 
 
 class Server(_Operators[BroadcastOperator]):
-    def __init__(self, config: Config | None = None, **options: Any) -> None:
+    def __init__(self, config: Config | None = None, *,
+                 allow_request: AllowRequest | None = None, **options: Any) -> None:
         base = config or Config()
         self.config = replace(base, **options) if options else base
+        #: the Engine.IO handshake's hooks: ``allow_request`` and the engine's events
+        #: (``connection_error``, ``initial_headers``, ``headers``), as the reference's
+        #: ``allowRequest`` option and ``io.engine.on(...)``; usable before serve()
+        self.engine_hooks = EngineHooks(allow_request)
         self._namespaces: dict[str, Namespace] = {}
         #: Socket.IO across workers; set by attach_store
         self.cluster: Cluster | None = None
@@ -81,7 +87,7 @@ class Server(_Operators[BroadcastOperator]):
         the rest; :meth:`close` stops."""
         if self.engine is not None:
             raise RuntimeError("serve() was called already")
-        engine = EngineServer(self, self.config, health=self.stats)
+        engine = EngineServer(self, self.config, health=self.stats, hooks=self.engine_hooks)
         if store is not None:
             self.attach_store(store)  # before the store starts: its handlers must be there
         self.engine = engine
