@@ -19,14 +19,15 @@ from dataclasses import replace
 from typing import Any, TypeVar, overload
 
 from ..config import Config
-from ..engine.metrics.families import Family
 from ..engine.hooks import AllowRequest, EngineHooks
+from ..engine.metrics.families import Family
 from ..engine.server import EngineServer
 from ..engine.socket import EngineSocket
 from ..protocol.session import CloseReason
 from ..stores.base import Store
 from . import handlers
 from .broadcast import BroadcastOperator
+from .class_namespace import AsyncNamespace
 from .client import Client
 from .cluster import Cluster
 from .counters import ServerCounters, families
@@ -143,6 +144,12 @@ class Server(_Operators[BroadcastOperator]):
             self.cluster.namespace_added(namespace.name)
         for listener in self._events._take("new_namespace"):
             handlers.call(listener.fn, (namespace,), "new_namespace")
+
+    def register_namespace(self, handler: AsyncNamespace) -> None:
+        """Serve a class-based namespace (python-socketio's shape, see
+        :class:`~sio_core.socketio.class_namespace.AsyncNamespace`): its ``on_<event>``
+        methods handle the events of the namespace of its name."""
+        handler.attach(self)
 
     @property
     def namespaces(self) -> dict[str, Namespace]:
