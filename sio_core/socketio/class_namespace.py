@@ -296,9 +296,17 @@ def _answer(callback: Callable[..., Any], err: Exception | None, answers: list[A
 
 def _bound(method: Callable[..., Any], sid: str) -> Callable[..., Any]:
     """``method(sid, *args)`` as a listener of the socket ``sid``. It takes ``*args``, so it
-    is never handed the ack callable: its return value answers (handlers.signature_of)."""
+    is never handed the ack callable: its return value answers (handlers.signature_of),
+    None too (an ack with no arguments), as python-socketio answers once a handler returns."""
+    if inspect.iscoroutinefunction(method):
+        async def async_listener(*args: Any) -> Any:
+            result = await method(sid, *args)
+            return () if result is None else result
+        return async_listener
+
     def listener(*args: Any) -> Any:
-        return method(sid, *args)
+        result = method(sid, *args)
+        return () if result is None else result
     return listener
 
 
