@@ -123,6 +123,21 @@ _COOKIE_VALUE = re.compile(r"[\x20-\x3a\x3c-\x7e]+")
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """Every limit, timing and option of a server, each field's default with its reason.
+
+    Immutable; every field is checked when it is built (a ValueError names the field).
+    ``Server(**fields)`` and ``Server(Config(...))`` take them, ``io.configure(**fields)``
+    changes them before serving, and ``python -m sio_core serve`` sets them from its flags.
+    Times are in seconds; ``None`` means unlimited where a field says so.
+
+    Example::
+
+        config = Config(ping_interval=10, max_payload=100_000,
+                        cors_allowed_origins=["https://example.com"], cookie=Cookie())
+        io = Server(config)
+        quick = dataclasses.replace(config, ping_timeout=5)
+    """
+
     # -- Engine.IO -------------------------------------------------------------------------
     #: URL prefix of the Engine.IO endpoint; a Socket.IO server uses /socket.io/.
     path: str = "/socket.io/"

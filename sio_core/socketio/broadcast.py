@@ -90,6 +90,26 @@ class AckGather:
 
 
 class BroadcastOperator:
+    """The recipients of an event: a namespace, rooms, rooms excepted and flags. Immutable:
+    each chained call returns a new one, and the last one acts.
+
+    Got from the operators of a server, namespace or socket (``io.to("room")``,
+    ``socket.broadcast``), not built by applications.
+
+    Args:
+        namespace: the namespace it sends in.
+        opts: the recipients and flags so far.
+
+    Example::
+
+        await io.to("room1").to("room2").except_("muted").emit("news", item)
+        await io.of("/admin").volatile.emit("tick", now)
+        answers = await io.timeout(5).emit_with_ack("survey", question)
+        sockets = await io.in_("room1").fetch_sockets()
+        await io.in_("room1").sockets_join("room2")
+        await io.in_("room1").disconnect_sockets()
+    """
+
     __slots__ = ("_namespace", "_opts")
 
     def __init__(self, namespace: Namespace, opts: BroadcastOptions | None = None) -> None:

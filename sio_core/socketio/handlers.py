@@ -91,6 +91,9 @@ def _arity(code: CodeType, positional: int) -> int | None:
 
 
 class EventEmitter:
+    """Listeners by event name: ``on`` (also as a decorator), ``once``, ``off``,
+    ``listeners``; the base of sockets and namespaces."""
+
     def __init__(self) -> None:
         self._listeners: dict[str, list[Listener]] = {}
         #: events that have (or had) a ``once`` listener: only those need filtering

@@ -142,6 +142,39 @@ class _Operators(Generic[OperatorT]):
 
 
 class Namespace(EventEmitter, _Operators[BroadcastOperator]):
+    """A namespace: its connected sockets, middlewares, ``connection`` listeners and rooms.
+
+    Got from ``io.of("/name")`` (created on first use) or, for "/", ``io.sockets``; a
+    dynamic :class:`ParentNamespace` creates them per matching name. The broadcast
+    operators (``to``, ``in_``, ``except_``, ``volatile``, ``local``, ``timeout``,
+    ``compress``) and ``emit``, ``fetch_sockets``, ``sockets_join``, ``sockets_leave``,
+    ``disconnect_sockets`` act on every worker and node (with a store), as the JavaScript
+    server's.
+
+    Args:
+        server: the :class:`~sio_core.socketio.server.Server` it belongs to.
+        name: its name, "/" first ("/admin").
+        counters: where its metrics are counted (the server's, by default a new set).
+
+    Attributes:
+        name: the namespace's name.
+        sockets: its connected sockets of this worker, by id.
+        adapter: its rooms on this worker.
+
+    Example::
+
+        admin = io.of("/admin")
+
+        @admin.use
+        def only_admins(socket: Socket) -> None:
+            if socket.handshake.auth.get("role") != "admin":
+                raise ConnectionRefusedError("admins only")
+
+        @admin.on("connection")
+        async def connection(socket: Socket) -> None:
+            await admin.to("dashboard").emit("joined", socket.id)
+    """
+
     def __init__(self, server: Server, name: str,
                  counters: NamespaceCounters | None = None) -> None:
         super().__init__()
@@ -320,7 +353,23 @@ class Namespace(EventEmitter, _Operators[BroadcastOperator]):
 
 
 class ParentNamespace(_Operators["_MultiOperator"]):
-    """Matches namespace names; creates one child namespace per name that matches."""
+    """A dynamic namespace: ``io.of(regex)`` or ``io.of(matcher)``. A client's CONNECT to a
+    name it matches creates a child :class:`Namespace` of that name, which shares the
+    parent's listeners and middlewares; the broadcast operators act on every child.
+
+    Args:
+        server: the server.
+        matcher: a compiled regex (the whole name must match) or ``matcher(name, auth)``,
+            sync or async, true for the names to accept.
+
+    Example::
+
+        rooms = io.of(re.compile(r"^/room-\\d+$"))
+
+        @rooms.on("connection")
+        def connection(socket: Socket) -> None:
+            print("joined", socket.namespace.name)
+    """
 
     def __init__(self, server: Server,
                  matcher: re.Pattern[str] | Matcher) -> None:

@@ -44,6 +44,50 @@ SERVER_EVENTS = frozenset({"new_namespace"})
 
 
 class Server(_Operators[BroadcastOperator]):
+    """A Socket.IO server: the object an application is built on.
+
+    It holds the namespaces, "/" first (``io.sockets``). ``io.on``, ``io.use``, ``io.emit``
+    and the broadcast operators (``to``, ``in_``, ``except_``, ``volatile``, ``local``,
+    ``timeout``, ``compress``) act on "/", as in the JavaScript server; ``io.of(name)``
+    gives another namespace. ``await io.serve(host, port)`` serves it from a program and
+    ``await io.close()`` stops it; ``python -m sio_core serve module:io`` serves it with
+    workers.
+
+    Args:
+        config: the limits, timings and options (see :class:`~sio_core.config.Config`);
+            ``Config()`` if not given.
+        allow_request: called with each Engine.IO handshake request
+            (:class:`~sio_core.http.messages.Request`), sync or async: a false result
+            refuses it with 403 ``{"code":4,"message":"Forbidden"}``, raising
+            ConnectionRefusedError(message) with that message (the reference's
+            ``allowRequest``).
+        **options: any Config field, replacing the config's (``Server(ping_interval=10)``).
+
+    Attributes:
+        config: the Config in force.
+        sockets: the main namespace "/" (:class:`~sio_core.socketio.namespace.Namespace`).
+        engine_hooks: ``allow_request`` and the engine's events ``connection_error``,
+            ``initial_headers``, ``headers`` (:class:`~sio_core.engine.hooks.EngineHooks`).
+        engine: the Engine.IO server under this one, once serving.
+
+    Example::
+
+        from sio_core import Server, Socket
+
+        io = Server(cors_allowed_origins="*")
+
+        @io.on("connection")
+        async def connection(socket: Socket) -> None:
+            await socket.join("lobby")
+
+            @socket.on("chat")
+            async def chat(text: str) -> str:
+                await socket.to("lobby").emit("chat", text)
+                return "ok"  # the client's ack
+
+        # in a program: await io.serve("0.0.0.0", 3000); ... await io.close()
+    """
+
     def __init__(self, config: Config | None = None, *,
                  allow_request: AllowRequest | None = None, **options: Any) -> None:
         base = config or Config()

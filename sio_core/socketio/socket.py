@@ -40,7 +40,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(slots=True)
 class Handshake:
-    """What the client's first request carried, as the JavaScript server's socket.handshake."""
+    """What the client's first request carried, as the JavaScript server's socket.handshake.
+
+    Attributes:
+        headers: the request's headers (lower-case names).
+        query: its query parameters.
+        auth: the ``auth`` object of the client's CONNECT.
+        address: the client's IP address.
+        time: when, as the JavaScript ``Date.toString()`` writes it.
+        issued: when, in milliseconds since the epoch.
+        url: the request's path and query.
+        secure: whether it came over TLS.
+        xdomain: whether it carried an Origin header (a cross-domain request).
+    """
 
     headers: dict[str, str]
     query: dict[str, str]
@@ -86,6 +98,40 @@ PacketMiddleware = Callable[[list[Any]], Any]
 
 
 class Socket(EventEmitter):
+    """One client connected to one namespace: what ``connection`` listeners receive.
+
+    Made by the server when a client's CONNECT is admitted; not built by applications.
+
+    Attributes:
+        id: the socket's id (a room of its own, as in the JavaScript server).
+        namespace: its :class:`~sio_core.socketio.namespace.Namespace` (also ``nsp``).
+        server: the :class:`~sio_core.socketio.server.Server`.
+        handshake: what the client's first request carried (:class:`Handshake`: headers,
+            query, auth, address, ...).
+        data: a dict of the application's own, shown by ``fetch_sockets`` on every worker.
+        connected: whether it is still connected.
+        rooms: the rooms it is in.
+
+    Listeners: ``socket.on(event)`` (the reserved ``disconnecting`` and ``disconnect`` get
+    the reason; ``error`` the exception of a ``use()`` middleware), ``once``, ``off``,
+    ``on_any``, ``prepend_any``, ``on_any_outgoing``... A handler may be sync or async; its
+    return value answers the client's ack, or it takes a parameter named ``ack`` (or a
+    last required positional one the client's arguments leave free) to call.
+
+    Example::
+
+        @io.on("connection")
+        def connection(socket: Socket) -> None:
+            @socket.on("join")
+            def join(room: str) -> list[str]:
+                socket.join(room)
+                return sorted(socket.rooms)
+
+            @socket.on("ask")
+            async def ask(question: str) -> Any:
+                return await socket.timeout(5).emit_with_ack("question", question)
+    """
+
     def __init__(self, namespace: Namespace, client: Client, auth: dict[str, Any]) -> None:
         super().__init__()
         self.id = new_id()
