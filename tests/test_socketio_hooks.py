@@ -468,3 +468,51 @@ async def test_class_based_namespace_with_the_official_client(serving: Any) -> N
     await node.command("disconnect", "a")
     assert await asyncio.wait_for(chat.left.get(), scaled(5)) == \
         (sid, "client namespace disconnect")
+
+
+async def test_engine_hooks_misuse_and_failures(serving: Any, http: aiohttp.ClientSession,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    def broken(request: Request) -> bool:
+        raise RuntimeError("bug in allow_request")
+
+    io = Server(allow_request=broken)
+    with pytest.raises(ValueError, match="unknown engine event"):
+        io.engine_hooks.on("connection")
+    errors: list[ConnectionErrorEvent] = []
+    io.engine_hooks.on("connection_error", errors.append)
+
+    @io.engine_hooks.on("connection_error")
+    def failing(event: ConnectionErrorEvent) -> None:
+        raise KeyError("a listener's bug")
+
+    server = await serving(io)
+    # a bug in allow_request refuses (logged), the listeners' bug is logged, the answer goes
+    status, body, _ = await handshake(http, server.url)
+    assert (status, body) == (403, {"code": 4, "message": "Forbidden"})
+    assert "allow_request raised" in caplog.text and "a listener's bug" in caplog.text
+    io.engine_hooks.off("connection_error", failing)
+    io.engine_hooks.allow_request = None
+    async with http.get(f"{server.url}/socket.io/?EIO=3&transport=polling") as resp:
+        assert await resp.json() == {"code": 5, "message": "Unsupported protocol version"}
+    assert [(e.code, e.context) for e in errors] == [(4, {"message": "Forbidden"}),
+                                                     (5, {"protocol": "3"})]
+    io.engine_hooks.off("connection_error")
+    async with http.get(f"{server.url}/socket.io/?EIO=3&transport=polling") as resp:
+        assert resp.status == 400
+    assert len(errors) == 2
+
+
+async def test_server_events_once_and_off_and_a_dynamic_namespaces_operators() -> None:
+    io = Server()
+    created: list[str] = []
+    io.once("new_namespace", lambda namespace: created.append(namespace.name))
+    io.of("/a")
+    io.of("/b")
+    assert created == ["/a"]
+    parent = io.of(re.compile(r"/dyn-\d+"))
+    await parent.compress(False).to("room").emit("x")
+    with pytest.raises(ValueError, match="no acks"):
+        await parent.emit_with_ack("x")
+    once = io.once("connection")(lambda socket: None)
+    io.off("connection", once)
+    assert io.sockets.listeners("connection") == []
