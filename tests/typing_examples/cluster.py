@@ -13,6 +13,7 @@ from sio_core import (
     Cookie,
     FetchedSocket,
     ParentNamespace,
+    RemoteSocket,
     Request,
     Server,
     Socket,
@@ -66,6 +67,10 @@ async def kick_everyone_in(room: str) -> int:
     await io.server_side_emit("hello", "servers")
     await rooms.to("x").emit("to every child")
     return len(sockets) + len(answers)
+
+
+def alike(local: Socket, remote: RemoteSocket) -> list[FetchedSocket]:
+    return [local, remote]  # both are what fetch_sockets returns
 
 
 async def main() -> None:
