@@ -110,12 +110,14 @@ async def test_socket_middleware_edges(caplog: pytest.LogCaptureFixture) -> None
     heard: list[Any] = []
     socket.on("x", lambda *args: heard.append(args))
     release = asyncio.Event()
+    passed = asyncio.Event()
 
     @socket.use
     async def gate(packet: list[Any]) -> None:
         if packet[0] == "refuse":
             raise PermissionError("no")
         await release.wait()
+        passed.set()  # the packet goes on from here, in this same step of the task
 
     socket.on_any_outgoing(lambda *args: None)
     assert io.sockets.outgoing_watchers == {socket}
@@ -127,6 +129,6 @@ async def test_socket_middleware_edges(caplog: pytest.LogCaptureFixture) -> None
     conn.receive("1")  # the client leaves while the middleware waits
     await asyncio.sleep(0)
     release.set()
-    await asyncio.sleep(0)
+    await asyncio.wait_for(passed.wait(), scaled(5))
     assert heard == [] and not socket.connected
     assert io.sockets.outgoing_watchers == set()
