@@ -114,3 +114,18 @@ async def test_a_forwarded_long_poll_is_compressed_by_the_worker_that_answers() 
                                      headers={"Accept-Encoding": "deflate"})
         assert answer.headers.get("content-encoding") == "deflate"
         assert zlib.decompress(answer.body) == BIG
+
+
+async def test_a_forwarded_long_poll_of_packets_not_to_compress() -> None:
+    """compress(False) on every packet: the owner says so, and the relay does not compress."""
+    async with workers() as (owner, relay, _, _):
+        sid = await owner.handshake()
+        socket = owner.server.sockets[sid]
+        assert socket.send(BIG[1:].decode(), compress=False)
+        answer = await relay.request("GET", polling_target(sid),
+                                     headers={"Accept-Encoding": "gzip"})
+        assert ("content-encoding" in answer.headers, answer.body) == (False, BIG)
+        assert socket.send(BIG[1:].decode())
+        answer = await relay.request("GET", polling_target(sid),
+                                     headers={"Accept-Encoding": "gzip"})
+        assert gzip.decompress(answer.body) == BIG

@@ -74,7 +74,10 @@ def _raise_reply(reply: Any) -> dict[str, Any]:
 
 
 def _poll_reply(packets: list[Packet]) -> dict[str, Any]:
-    return {"s": 200, "b": engineio.encode_payload(packets).encode()}
+    reply = {"s": 200, "b": engineio.encode_payload(packets).encode()}
+    if not any(packet.compress for packet in packets):
+        reply["z"] = 0  # compress(False) on every packet: the relay sends it as it is
+    return reply
 
 
 #: the owner's answer to a websocket for a session that has one: accept it, then close it
@@ -126,7 +129,8 @@ class Forwarding:
         token = next(self._ids)
         reply = self._ask(owner, Kind.POLL, {"sid": sid, "t": token}, self._poll_timeout)
         return self._answer(
-            reply, lambda r: polling.body_response(r.get("b", b""), headers, compression),
+            reply, lambda r: polling.body_response(r.get("b", b""), headers,
+                                                   compression if r.get("z", 1) else None),
             headers,
             withdraw=lambda: self.store.send(owner, Kind.POLL_ABORT, {"t": token}))
 

@@ -142,7 +142,10 @@ def receive(socket: EngineSocket, body: bytes, config: Config) -> None:
 
 def payload_response(packets: list[Packet], headers: list[tuple[str, str]],
                      compression: HTTPCompression | None = None) -> Response:
-    """A GET's answer (or the handshake's): the packets as one payload."""
+    """A GET's answer (or the handshake's): the packets as one payload, compressed unless
+    every packet says not to (``compress(False)``, as the reference)."""
+    if compression is not None and not any(packet.compress for packet in packets):
+        compression = None
     return body_response(engineio.encode_payload(packets).encode(), headers, compression)
 
 

@@ -234,6 +234,8 @@ class WebSocketConnection:
             self._write(b"".join([frames(p) for p in packets]))
 
     def _deflated(self, packet: Packet) -> bytes:
+        if not packet.compress:  # compress(False)
+            return frame_of(packet)
         if self._shared_deflate:
             return deflated_frame_of(packet, self._config.per_message_deflate_threshold)
         return self._serialize(_frame(packet))  # a window of its own: compressed for it

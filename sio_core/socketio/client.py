@@ -129,7 +129,8 @@ class Client:
     def send_packet(self, packet: sio.Packet) -> bool:
         return self.send_parts(self.server.parser.encode(packet))
 
-    def send_parts(self, parts: list[str | bytes], *, volatile: bool = False) -> bool:
+    def send_parts(self, parts: list[str | bytes], *, volatile: bool = False,
+                   compress: bool = True) -> bool:
         conn = self.conn
         if conn.closed:
             return False
@@ -137,7 +138,7 @@ class Client:
             return False  # reference: a volatile packet is dropped when not writable
         counters = self.server.counters
         for part in parts:
-            conn.send(part)
+            conn.send(part, compress)
             counters.sent_bytes += len(part)
         counters.messages_sent += len(parts)
         return True
