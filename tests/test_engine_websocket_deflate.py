@@ -11,22 +11,32 @@ import zlib
 from sio_core.config import Config
 from sio_core.engine.websocket import deflated_frame_of, frame_of
 from sio_core.protocol import engineio
-from tests.engine_harness import WS_HEADERS, Engine, WsClient, mask_zero, serving, text
+from tests.engine_harness import (
+    WS_HEADERS,
+    Engine,
+    WsClient,
+    eventually,
+    mask_zero,
+    serving,
+    text,
+)
 from tests.engine_harness import websocket as websocket_target
 from tests.support import scaled
+from tests.test_engine_forwarding import workers
 from tests.test_http_errors import http_request
 
 OFFER = "permessage-deflate; client_max_window_bits"
 BIG = "4" + "squeeze me " * 200
 
 
-async def upgrade(engine: Engine, offer: str | None) -> tuple[WsClient, str | None]:
-    """A new websocket session; the extensions the server answered."""
+async def upgrade(engine: Engine, offer: str | None, target: str | None = None
+                  ) -> tuple[WsClient, str | None]:
+    """A websocket (a new session, or ``target``'s); the extensions the server answered."""
     conn = await engine.connect()
     headers = dict(WS_HEADERS)
     if offer is not None:
         headers["Sec-WebSocket-Extensions"] = offer
-    await conn.send(http_request("GET", websocket_target(), headers=headers))
+    await conn.send(http_request("GET", target or websocket_target(), headers=headers))
     answer = await conn.answer()
     assert answer.status == 101, answer
     return WsClient(conn), answer.headers.get("sec-websocket-extensions")
@@ -106,3 +116,23 @@ def test_a_packet_is_compressed_once() -> None:
     small = engineio.message("hi")
     assert deflated_frame_of(small, 100) is frame_of(small)  # under the threshold: plain
     assert text("4hi") == frame_of(small)
+
+
+async def test_a_relayed_websocket_compresses_on_the_relay_but_not_compress_false() -> None:
+    """A websocket accepted by another worker (a frame proxy to the owner): the relay
+    negotiates and compresses, and a packet sent with compress(False) stays plain."""
+    relay_config = Config(per_message_deflate=True, per_message_deflate_threshold=100)
+    async with workers(relay_config=relay_config) as (owner, relay, _, _):
+        sid = await owner.handshake()
+        ws, extensions = await upgrade(relay, OFFER, websocket_target(sid))
+        assert extensions is not None and extensions.startswith("permessage-deflate")
+        await ws.probe()
+        await ws.send("5")
+        await eventually(lambda: owner.server.sockets[sid].transport.name == "websocket")
+        socket = owner.server.sockets[sid]
+        assert socket.send(BIG[1:], compress=False)
+        assert socket.send(BIG[1:])
+        assert await read_frame(ws) == (False, 0x1, BIG.encode())
+        compressed, _, payload = await read_frame(ws)
+        assert compressed and inflate(payload).decode() == BIG
+        await ws.close()

@@ -218,7 +218,10 @@ class Forwarding:
         proxy = self._proxies.get(payload.get("p"))  # type: ignore[arg-type]
         frames = payload.get("d")
         if proxy is not None and isinstance(frames, list):
-            proxy.to_client([f for f in frames if isinstance(f, str | bytes)])
+            plain = payload.get("n") or ()
+            proxy.to_client([f for f in frames if isinstance(f, str | bytes)],
+                            [i for i in plain if type(i) is int] if isinstance(plain, list)
+                            else ())
 
     # -- the owner --------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from websockets.extensions import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import (
@@ -218,10 +218,15 @@ class WebSocketConnection:
 
     # -- output -------------------------------------------------------------------------
 
-    def send_many(self, messages: Iterable[str | bytes]) -> None:
-        """Write encoded Engine.IO packets (another worker's, relayed), one frame each."""
-        frames = [self._serialize(Frame(Opcode.TEXT, m.encode("utf-8")) if isinstance(m, str)
-                                  else Frame(Opcode.BINARY, m)) for m in messages]
+    def send_many(self, messages: Iterable[str | bytes], plain: Collection[int] = ()) -> None:
+        """Write encoded Engine.IO packets (another worker's, relayed), one frame each; those
+        at the indices in ``plain`` never compressed (compress(False))."""
+        frames = []
+        for index, message in enumerate(messages):
+            frame = (Frame(Opcode.TEXT, message.encode("utf-8")) if isinstance(message, str)
+                     else Frame(Opcode.BINARY, message))
+            frames.append(frame.serialize(mask=False) if index in plain
+                          else self._serialize(frame))
         self._write(b"".join(frames))
 
     def send_packets(self, packets: list[Packet]) -> None:
