@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 
 import pytest
 
@@ -121,7 +121,7 @@ class FakeWebSocket:
         self.on_message = on_message
         self.on_close = on_close
 
-    def send_many(self, messages: Iterable[str | bytes]) -> None:
+    def send_many(self, messages: Iterable[str | bytes], plain: Collection[int] = ()) -> None:
         self.sent.extend(messages)
 
     def close(self) -> None:

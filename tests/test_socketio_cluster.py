@@ -24,10 +24,17 @@ import pytest
 
 from sio_core import AckTimeoutError, Handshake, Server, Socket
 from sio_core.protocol import socketio as sio
+from sio_core.protocol.parsers import PARSERS
 from sio_core.socketio.adapter import BroadcastOptions, decode_parts
 from sio_core.socketio.cluster import RemoteSocket, handshake_from_wire
 from sio_core.socketio.link import PeerLink
-from sio_core.socketio.messages import BroadcastWithAcks, ClientAck, ClientCount, ClusterKind
+from sio_core.socketio.messages import (
+    Broadcast,
+    BroadcastWithAcks,
+    ClientAck,
+    ClientCount,
+    ClusterKind,
+)
 from sio_core.socketio.redis_adapter import opts_from_js, packet_from_js
 from sio_core.stores.base import BadMessage, Envelope
 from sio_core.stores.memory import MemoryBus, MemoryStore
@@ -362,15 +369,15 @@ GARBAGE: list[tuple[ClusterKind, Any]] = [
 
 # (a kind, a well-formed payload for a namespace or request nobody has)
 STRAYS: list[tuple[ClusterKind, Any]] = [
-    (ClusterKind.BROADCAST, ["/nowhere", [], [], False, ['2/nowhere,["x"]']]),
-    (ClusterKind.BROADCAST_ACKS, ["/nowhere", [], [], False, 1, ["x"], 1]),
+    (ClusterKind.BROADCAST, ["/nowhere", [], [], False, True, "default", ['2/nowhere,["x"]']]),
+    (ClusterKind.BROADCAST_ACKS, ["/nowhere", [], [], False, True, 1, ["x"], 1]),
     (ClusterKind.CLIENT_COUNT, [12345, 1, "/"]),
     (ClusterKind.CLIENT_COUNT, ["js-request", 1, "/"]),
     (ClusterKind.CLIENT_ACK, [12345, ["x"], "/"]),
-    (ClusterKind.FETCH_SOCKETS, ["/nowhere", [], [], False]),
-    (ClusterKind.SOCKETS_JOIN, ["/nowhere", [], [], False, ["r"]]),
-    (ClusterKind.SOCKETS_LEAVE, ["/nowhere", [], [], False, ["r"]]),
-    (ClusterKind.DISCONNECT_SOCKETS, ["/nowhere", [], [], False, True]),
+    (ClusterKind.FETCH_SOCKETS, ["/nowhere", [], [], False, True]),
+    (ClusterKind.SOCKETS_JOIN, ["/nowhere", [], [], False, True, ["r"]]),
+    (ClusterKind.SOCKETS_LEAVE, ["/nowhere", [], [], False, True, ["r"]]),
+    (ClusterKind.DISCONNECT_SOCKETS, ["/nowhere", [], [], False, True, True]),
     (ClusterKind.SERVER_SIDE_EMIT, ["/nowhere", ["x"]]),
 ]
 
@@ -468,7 +475,26 @@ async def test_a_broadcast_is_encoded_once_and_observed_decoded_on_the_other_wor
 
 def test_decode_parts() -> None:
     packet = sio.Packet(sio.PacketType.EVENT, "/n", ["e", b"\x01"])
-    decoded = decode_parts(sio.encode(packet))
-    assert decoded is not None and (decoded.namespace, decoded.data) == ("/n", ["e", b"\x01"])
-    assert decode_parts(['2["e"']) is None
-    assert decode_parts(['51-["e",{"_placeholder":true,"num":0}]']) is None  # awaits one
+    for parser in PARSERS.values():
+        assert decode_parts(parser, parser.encode(packet)) == ["e", b"\x01"]
+    default, msgpack_parser = PARSERS["default"], PARSERS["msgpack"]
+    assert decode_parts(default, ['2["e"']) == []
+    assert decode_parts(default, ['51-["e",{"_placeholder":true,"num":0}]']) == []  # awaits one
+    assert decode_parts(msgpack_parser, ['2["e"]']) == []
+
+
+async def test_a_broadcast_in_another_parser_is_refused(
+        pair: tuple[Worker, Worker], caplog: pytest.LogCaptureFixture) -> None:
+    """Workers of one fleet share a parser; one that does not (a configuration error) has
+    its broadcasts dropped, with a line of log, rather than written in a format its
+    clients cannot read."""
+    _, w2 = pair
+    packet = sio.Packet(sio.PacketType.EVENT, "/", ["e"])
+    message = Broadcast("/", BroadcastOptions(), PARSERS["msgpack"].encode(packet), "msgpack")
+    with caplog.at_level(logging.WARNING):
+        w2.store.deliver(Envelope(message.KIND, "w1", message.to_wire()))
+        await barrier(w2)
+    assert [r.getMessage() for r in caplog.records] == [
+        "dropped a message from w1 (broadcast): a broadcast in the msgpack parser (this"
+        " server's is default)"]
+    assert w2.conn.take() == []

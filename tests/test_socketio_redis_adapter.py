@@ -97,10 +97,13 @@ JS_EVENT = {"type": 2, "nsp": "/", "data": ["e", 1]}
 # --- what we publish ------------------------------------------------------------------------------
 
 CLASSIC_OUT: list[tuple[Published, str, Any]] = [
-    (Broadcast("/", OPTS, sio.encode(EVENT), EVENT), "k#/#r#",
+    (Broadcast("/", OPTS, sio.encode(EVENT), packet=EVENT), "k#/#r#",
      ["me", JS_EVENT, {"rooms": ["r"], "except": ["x"], "flags": {"volatile": True}}]),
-    (Broadcast("/", BroadcastOptions(), sio.encode(EVENT), EVENT), "k#/#",
+    (Broadcast("/", BroadcastOptions(), sio.encode(EVENT), packet=EVENT), "k#/#",
      ["me", JS_EVENT, {"rooms": [], "except": [], "flags": {"volatile": False}}]),
+    (Broadcast("/", BroadcastOptions(compress=False), sio.encode(EVENT), packet=EVENT), "k#/#",
+     ["me", JS_EVENT, {"rooms": [], "except": [],
+                       "flags": {"volatile": False, "compress": False}}]),
     (BroadcastWithAcks(sio.Packet(sio.PacketType.EVENT, "/", ["e", 1], 5), OPTS, 3),
      "k-request#/#", {"uid": "me", "requestId": "me:acks:3", "type": 7, "packet": JS_EVENT,
                       "opts": {"rooms": ["r"], "except": ["x"], "flags": {"volatile": True}}}),
@@ -124,10 +127,14 @@ async def test_classic_publishes(classic: Node, message: Published, channel: str
 
 
 SHARDED_OUT: list[tuple[Published, str, Any]] = [
-    (Broadcast("/", OPTS, sio.encode(EVENT), EVENT), "k#/#",
+    (Broadcast("/", OPTS, sio.encode(EVENT), packet=EVENT), "k#/#",
      {"uid": "me", "nsp": "/", "type": 3, "data": {
          "packet": JS_EVENT, "opts": {"rooms": ["r"], "except": ["x"],
                                       "flags": {"volatile": True}}}}),
+    (Broadcast("/", BroadcastOptions(compress=False), sio.encode(EVENT), packet=EVENT), "k#/#",
+     {"uid": "me", "nsp": "/", "type": 3, "data": {
+         "packet": JS_EVENT, "opts": {"rooms": [], "except": [],
+                                      "flags": {"compress": False}}}}),
     (BroadcastWithAcks(sio.Packet(sio.PacketType.EVENT, "/", ["e", 1], 5),
                        BroadcastOptions(), 3), "k#/#",
      {"uid": "me", "nsp": "/", "type": 3, "data": {
@@ -187,7 +194,9 @@ def test_the_channels_each_format_reads(classic: Node, sharded: Node) -> None:
 
 OPTS_JS = {"rooms": ["r"], "except": ["x"], "flags": {"volatile": True}}
 CLASSIC_IN: list[tuple[str, Any, bool, list[ClusterMessage]]] = [
-    ("k#/#r#", ["js1", JS_EVENT, OPTS_JS], True, [Broadcast("/", OPTS, sio.encode(EVENT))]),
+    ("k#/#r#", ["js1", JS_EVENT, OPTS_JS], True, [Broadcast("/", OPTS, None)]),
+    ("k#/#", ["js1", JS_EVENT, {"flags": {"compress": False}}], True,
+     [Broadcast("/", BroadcastOptions(compress=False), None)]),
     ("k#/#", ["me", JS_EVENT, OPTS_JS], True, []),  # our own
     ("k-request#/#", {"uid": "js1", "type": 7, "requestId": "q1", "packet": {
         "type": 2, "data": ["e", 1]}, "opts": {}}, False,
@@ -224,7 +233,7 @@ async def test_classic_receives(classic: Node, channel: str, message: Any, packe
 
 SHARDED_IN: list[tuple[Any, list[ClusterMessage]]] = [
     ({"uid": "js1", "nsp": "/", "type": 3, "data": {"packet": JS_EVENT, "opts": OPTS_JS}},
-     [Broadcast("/", OPTS, sio.encode(EVENT))]),
+     [Broadcast("/", OPTS, None)]),
     ({"uid": "js1", "nsp": "/", "type": 3, "data": {
         "packet": {"type": 2, "data": ["e", 1]}, "opts": {}, "requestId": "q1"}},
      [BroadcastWithAcks(EVENT, BroadcastOptions(), "q1")]),
@@ -255,13 +264,11 @@ async def test_sharded_receives(sharded: Node, message: Any,
     assert sharded.store.dropped.count == 0
 
 
-async def test_a_broadcast_received_is_encoded_once_here_and_keeps_its_packet(
-        classic: Node) -> None:
+async def test_a_broadcast_received_carries_the_packet_to_encode_here(classic: Node) -> None:
     classic.feed("k#/#", ["js1", {"type": 5, "nsp": "/", "data": ["e", b"\x01"]}, {}],
                  packed=True)
     [(origin, message)] = classic.received
-    assert origin == "js:js1" and isinstance(message, Broadcast)
-    assert message.parts == ['51-["e",{"_placeholder":true,"num":0}]', b"\x01"]
+    assert origin == "js:js1" and isinstance(message, Broadcast) and message.parts is None
     assert message.packet == sio.Packet(sio.PacketType.EVENT, "/", ["e", b"\x01"])
 
 

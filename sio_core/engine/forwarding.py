@@ -36,6 +36,7 @@ from typing import Any
 
 from ..config import Config
 from ..exceptions import BadRequest, HTTPError, PayloadTooLarge, UnknownSession
+from ..http.compression import HTTPCompression
 from ..http.connection import HTTPConnection
 from ..http.messages import Request, Response, error_response
 from ..protocol import engineio
@@ -78,7 +79,9 @@ def _raise_reply(reply: Any) -> Verdict:
 
 
 def _poll_reply(packets: list[Packet]) -> list[Any]:
-    return Verdict(200, body=engineio.encode_payload(packets).encode()).to_wire()
+    # compress(False) on every packet: the relay sends the answer as it is
+    return Verdict(200, body=engineio.encode_payload(packets).encode(),
+                   compress=any(packet.compress for packet in packets)).to_wire()
 
 
 _OK = Verdict(200).to_wire()
@@ -125,14 +128,16 @@ class Forwarding:
 
     # -- the receiving worker ---------------------------------------------------------------
 
-    def poll(self, owner: str, sid: str,
-             headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
+    def poll(self, owner: str, sid: str, headers: list[tuple[str, str]],
+             compression: HTTPCompression | None = None) -> asyncio.Future[Response | None]:
         logger.debug("forwarding GET of %s to its owner", sid)
         self.forwarded["poll"] += 1
         token = next(self._ids)
         reply = self._ask(owner, Poll.KIND, Poll(sid, token).to_wire(), self._poll_timeout)
         return self._answer(
-            reply, lambda verdict: polling.body_response(verdict.body, headers), headers,
+            reply, lambda verdict: polling.body_response(
+                verdict.body, headers, compression if verdict.compress else None),
+            headers,
             withdraw=lambda: self.store.send(owner, PollAbort.KIND, PollAbort(token).to_wire()))
 
     def post(self, owner: str, sid: str, body: bytes,
@@ -218,7 +223,7 @@ class Forwarding:
         message = WsOut.from_wire(envelope.payload)
         proxy = self._proxies.get(message.proxy_id)
         if proxy is not None:
-            proxy.to_client(message.frames)
+            proxy.to_client(message.frames, message.plain)
 
     # -- the owner --------------------------------------------------------------------------
 

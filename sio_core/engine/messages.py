@@ -18,7 +18,7 @@ and nowhere else. The payloads' version is the envelope's (``stores.base.VERSION
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..stores.base import BadMessage
@@ -145,21 +145,24 @@ class WsIn:
 
 @dataclass(frozen=True, slots=True)
 class WsOut:
-    """Frames for the client of proxy ``proxy_id``."""
+    """Frames for the client of proxy ``proxy_id``; those at the indices in ``plain`` are
+    never compressed (``compress(False)``)."""
 
     KIND: ClassVar[EngineKind] = EngineKind.WS_OUT
     proxy_id: str
     frames: list[str | bytes]
+    plain: list[int] = field(default_factory=list)
 
     def to_wire(self) -> list[Any]:
-        return [self.proxy_id, self.frames]
+        return [self.proxy_id, self.frames, self.plain]
 
     @staticmethod
     def from_wire(value: Any) -> WsOut:
-        proxy_id, frames = _fields(value, 2, "ws_out")
-        if not isinstance(frames, list) or not all(isinstance(f, str | bytes) for f in frames):
+        proxy_id, frames, plain = _fields(value, 3, "ws_out")
+        if (not isinstance(frames, list) or not all(isinstance(f, str | bytes) for f in frames)
+                or not isinstance(plain, list) or not all(type(i) is int for i in plain)):
             raise BadMessage("malformed ws_out")
-        return WsOut(_str(proxy_id, "ws_out"), frames)
+        return WsOut(_str(proxy_id, "ws_out"), frames, plain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,21 +184,23 @@ class WsClose:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The owner's answer to a Poll, Post or WsOpen: the HTTP status, the Engine.IO error
-    code of a refusal (None: none), the body of a poll's answer, and for a websocket
+    code of a refusal (None: none), the body of a poll's answer and whether it may be
+    compressed (not when every packet in it said ``compress(False)``), and for a websocket
     accepted (101) whether to close it at once (the session has one already)."""
 
     status: int
     code: int | None = None
     body: bytes = b""
     close: bool = False
+    compress: bool = True
 
     def to_wire(self) -> list[Any]:
-        return [self.status, self.code, self.body, self.close]
+        return [self.status, self.code, self.body, self.close, self.compress]
 
     @staticmethod
     def from_wire(value: Any) -> Verdict:
-        status, code, body, close = _fields(value, 4, "verdict")
+        status, code, body, close, compress = _fields(value, 5, "verdict")
         if (not (code is None or isinstance(code, int)) or not isinstance(body, bytes)
-                or not isinstance(close, bool)):
+                or not isinstance(close, bool) or not isinstance(compress, bool)):
             raise BadMessage("malformed verdict")
-        return Verdict(_int(status, "verdict"), code, body, close)
+        return Verdict(_int(status, "verdict"), code, body, close, compress)

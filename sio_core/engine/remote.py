@@ -10,7 +10,7 @@ closes the other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from ..protocol.engineio import Packet, encode_packet
 from ..stores.base import Store
@@ -41,8 +41,10 @@ class RemoteWebSocket:
 
     def send_packets(self, packets: list[Packet]) -> None:
         if not self._closed:
+            # compress(False): those frames are never deflated by the proxy
             self.store.send(self.proxy_owner, WsOut.KIND, WsOut(
-                self.proxy_id, [encode_packet(p) for p in packets]).to_wire())
+                self.proxy_id, [encode_packet(p) for p in packets],
+                [i for i, p in enumerate(packets) if not p.compress]).to_wire())
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not self._closed:
@@ -80,8 +82,9 @@ class WebSocketProxy:
             self.store.send(self.owner, WsClose.KIND, WsClose(self.proxy_id).to_wire())
             self._on_done()
 
-    def to_client(self, messages: list[str | bytes]) -> None:
-        self.ws.send_many(messages)
+    def to_client(self, messages: list[str | bytes], plain: Collection[int] = ()) -> None:
+        """Write the owner's messages; those at the indices in ``plain`` uncompressed."""
+        self.ws.send_many(messages, plain)
 
     def owner_closed(self) -> None:
         if not self._closed:

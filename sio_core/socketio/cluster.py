@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from ..protocol import socketio as sio
-from ..stores.base import Store
+from ..stores.base import BadMessage, Store
 from . import handlers
 from .adapter import BroadcastOptions
 from .broadcast import AckGather
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .socket import Socket
 
 logger = logging.getLogger("sio_core.cluster")
+
 
 
 def _packable(value: Any) -> Any:
@@ -80,11 +81,28 @@ def handshake_from_wire(value: Any) -> Handshake:
 
 
 class RemoteSocket:
-    """A socket of another worker, as fetch_sockets returns it (the JavaScript
+    """A socket of another worker or node, as fetch_sockets returns it (the JavaScript
     RemoteSocket): its id, handshake, rooms and data, and actions that go through the
     cluster. It reads like a local Socket: the same attributes, and ``emit``, ``join``,
     ``leave`` and ``disconnect`` that act at once (published, fire-and-forget) and return
-    an already-done awaitable, as the Socket's do."""
+    an already-done awaitable, as the Socket's do.
+
+    Args:
+        namespace: the namespace it is in (this worker's object of it).
+        info: its description as its worker sent it (id, handshake, rooms, data).
+
+    Attributes:
+        id: the socket's id.
+        handshake: its :class:`~sio_core.socketio.socket.Handshake`.
+        rooms: the rooms it was in when fetched.
+        data: its ``socket.data`` when fetched.
+
+    Example::
+
+        for socket in await io.in_("room1").fetch_sockets():
+            await socket.emit("hello")  # a Socket or a RemoteSocket alike
+            await socket.join("room2")
+    """
 
     def __init__(self, namespace: Namespace, info: dict[str, Any]) -> None:
         self.namespace = namespace
@@ -147,7 +165,8 @@ class Cluster:
                   opts: BroadcastOptions) -> None:
         """``parts``: the packet encoded, as this worker writes it: the other workers write
         the same."""
-        self.link.publish(Broadcast(packet.namespace, opts, parts, packet))
+        self.link.publish(Broadcast(packet.namespace, opts, parts, self.server.parser.name,
+                                    packet))
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
                            gather: AckGather) -> None:
@@ -230,7 +249,14 @@ class Cluster:
             return None
         adapter = namespace.adapter
         if isinstance(message, Broadcast):
-            adapter.broadcast_encoded(message.parts, message.opts, message.packet)
+            if message.parts is None:  # a JavaScript server's: the packet, encoded here
+                assert message.packet is not None
+                adapter.broadcast(message.packet, message.opts)
+            elif message.parser != self.server.parser.name:
+                raise BadMessage(f"a broadcast in the {message.parser} parser (this server's"
+                                 f" is {self.server.parser.name})")
+            else:
+                adapter.broadcast_encoded(message.parts, message.opts, message.packet)
         elif isinstance(message, SocketsJoin):
             adapter.add_sockets(message.opts, message.rooms)
         elif isinstance(message, SocketsLeave):

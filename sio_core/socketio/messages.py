@@ -9,10 +9,11 @@ messages travel in the JavaScript adapter's format instead (sio_core/socketio/re
 turns them into it and back), so that JavaScript servers share them. The payloads' version is
 the envelope's (``stores.base.VERSION``).
 
-Options travel as three fields (rooms, rooms excepted, volatile): ``local`` and ``timeout``
-are the sender's business. A :class:`Broadcast` carries its packet encoded (the wire parts
-every recipient's connection writes as is): encoded once on the sending worker, never on the
-receiving ones, whose check is cheap (its type, namespace and attachments, not its JSON).
+Options travel as four fields (rooms, rooms excepted, volatile, compress): ``local`` and
+``timeout`` are the sender's business. A :class:`Broadcast` carries its packet encoded (the
+wire parts every recipient's connection writes as is, with the name of the parser that made
+them): encoded once on the sending worker, never on the receiving ones, whose check is cheap
+(its type, namespace and attachments, not its JSON).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from ..protocol import socketio as sio
+from ..protocol.parsers import PARSERS
 from ..stores.base import BadMessage
 from .adapter import BroadcastOptions
 
@@ -77,15 +79,18 @@ def _request(value: Any, kind: str) -> RequestId:
 
 
 def opts_to_wire(opts: BroadcastOptions) -> list[Any]:
-    return [sorted(opts.rooms), sorted(opts.except_rooms), opts.volatile]
+    return [sorted(opts.rooms), sorted(opts.except_rooms), opts.volatile, opts.compress]
 
 
-def opts_from_wire(rooms: Any, excepted: Any, volatile: Any, kind: str) -> BroadcastOptions:
-    if volatile is not True and volatile is not False:
+def opts_from_wire(rooms: Any, excepted: Any, volatile: Any, compress: Any,
+                   kind: str) -> BroadcastOptions:
+    if (volatile is not True and volatile is not False) or (
+            compress is not True and compress is not False):
         raise BadMessage(f"malformed {kind}")
-    if not rooms and not excepted and not volatile and rooms == excepted == []:
+    if not rooms and not excepted and not volatile and compress and rooms == excepted == []:
         return _EVERYONE
-    return BroadcastOptions(_rooms(rooms, kind), _rooms(excepted, kind), volatile=volatile)
+    return BroadcastOptions(_rooms(rooms, kind), _rooms(excepted, kind), volatile=volatile,
+                            compress=compress)
 
 
 def event_data(value: Any, kind: str) -> list[Any]:
@@ -95,14 +100,23 @@ def event_data(value: Any, kind: str) -> list[Any]:
     return value
 
 
-def check_parts(namespace: str, parts: Any, kind: str = "broadcast") -> list[str | bytes]:
-    """Encoded parts of an EVENT or BINARY_EVENT of ``namespace``: the text (its type, its
-    namespace, as many attachments as it announces) and the attachments (bytes). Not its
-    JSON: the parts come from a sio_core worker, which encoded them (a broadcast crosses
-    Redis in the JavaScript adapter's format, decoded there)."""
+def check_parts(namespace: str, parser: str, parts: Any,
+                kind: str = "broadcast") -> list[str | bytes]:
+    """Parts of an event of ``namespace`` as ``parser`` encodes it. The default parser's:
+    the text (an EVENT or BINARY_EVENT, its namespace, as many attachments as it announces)
+    and the attachments (bytes); another's: bytes. Not their JSON or MessagePack: the
+    parts come from a sio_core worker, which encoded them (a broadcast crosses Redis in
+    the JavaScript adapter's format, decoded there)."""
     if type(parts) is not list or not parts:
         raise BadMessage(f"malformed {kind}")
     text = parts[0]
+    if parser != "default":
+        if parser not in PARSERS:
+            raise BadMessage(f"malformed {kind}")
+        for part in parts:
+            if type(part) is not bytes:
+                raise BadMessage(f"malformed {kind}")
+        return parts
     if type(text) is not str:
         raise BadMessage(f"malformed {kind}")
     head = text[:1]
@@ -129,25 +143,33 @@ def check_parts(namespace: str, parts: Any, kind: str = "broadcast") -> list[str
 
 @dataclass(frozen=True, slots=True)
 class Broadcast:
-    """An event to every matching socket of every server. ``parts`` is the packet encoded,
-    ready to write; ``packet`` is its decoded form where the sender has it (the
-    JavaScript adapters' format carries that, not the parts), not on the wire."""
+    """An event to every matching socket of every server. ``parts`` is the packet encoded
+    by ``parser`` (the sender's, which is every server's of a fleet), ready to write: it
+    is encoded once for the whole cluster. A JavaScript server's broadcast (in the redis
+    adapter's format) has the packet instead: ``parts`` None, ``packet`` given, encoded by
+    each receiving server. ``packet`` is never on the wire (the sender keeps it for its
+    own observers)."""
 
     KIND: ClassVar[ClusterKind] = ClusterKind.BROADCAST
     namespace: str
     opts: BroadcastOptions
-    parts: list[str | bytes]
+    parts: list[str | bytes] | None
+    parser: str = "default"
     packet: sio.Packet | None = field(default=None, compare=False)
 
     def to_wire(self) -> list[Any]:
-        return [self.namespace, *opts_to_wire(self.opts), self.parts]
+        return [self.namespace, *opts_to_wire(self.opts), self.parser, self.parts]
 
     @staticmethod
     def from_wire(value: Any) -> Broadcast:
-        namespace, rooms, excepted, volatile, parts = _fields(value, 5, "broadcast")
+        namespace, rooms, excepted, volatile, compress, parser, parts = _fields(
+            value, 7, "broadcast")
         namespace = _namespace(namespace, "broadcast")
-        return Broadcast(namespace, opts_from_wire(rooms, excepted, volatile, "broadcast"),
-                         check_parts(namespace, parts))
+        if type(parser) is not str:
+            raise BadMessage("malformed broadcast")
+        return Broadcast(namespace,
+                         opts_from_wire(rooms, excepted, volatile, compress, "broadcast"),
+                         check_parts(namespace, parser, parts), parser)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +191,11 @@ class BroadcastWithAcks:
     @staticmethod
     def from_wire(value: Any) -> BroadcastWithAcks:
         kind = "broadcast_acks"
-        namespace, rooms, excepted, volatile, request, data, ack_id = _fields(value, 7, kind)
+        namespace, rooms, excepted, volatile, compress, request, data, ack_id = _fields(
+            value, 8, kind)
         return BroadcastWithAcks(
             event_packet(_namespace(namespace, kind), data, ack_id, kind),
-            opts_from_wire(rooms, excepted, volatile, kind), _request(request, kind))
+            opts_from_wire(rooms, excepted, volatile, compress, kind), _request(request, kind))
 
 
 def event_packet(namespace: str, data: Any, ack_id: Any, kind: str) -> sio.Packet:
@@ -239,9 +262,9 @@ class FetchSockets:
 
     @staticmethod
     def from_wire(value: Any) -> FetchSockets:
-        namespace, rooms, excepted, volatile = _fields(value, 4, "fetch_sockets")
+        namespace, rooms, excepted, volatile, compress = _fields(value, 5, "fetch_sockets")
         return FetchSockets(_namespace(namespace, "fetch_sockets"),
-                            opts_from_wire(rooms, excepted, volatile, "fetch_sockets"))
+                            opts_from_wire(rooms, excepted, volatile, compress, "fetch_sockets"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,9 +280,9 @@ class _SocketsRooms:
     @classmethod
     def from_wire(cls, value: Any) -> Self:
         kind = cls.KIND
-        namespace, rooms, excepted, volatile, target = _fields(value, 5, kind)
-        return cls(_namespace(namespace, kind), opts_from_wire(rooms, excepted, volatile, kind),
-                   _rooms(target, kind))
+        namespace, rooms, excepted, volatile, compress, target = _fields(value, 6, kind)
+        return cls(_namespace(namespace, kind),
+                   opts_from_wire(rooms, excepted, volatile, compress, kind), _rooms(target, kind))
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,11 +314,12 @@ class DisconnectSockets:
     @staticmethod
     def from_wire(value: Any) -> DisconnectSockets:
         kind = "disconnect_sockets"
-        namespace, rooms, excepted, volatile, close = _fields(value, 5, kind)
+        namespace, rooms, excepted, volatile, compress, close = _fields(value, 6, kind)
         if not isinstance(close, bool):
             raise BadMessage(f"malformed {kind}")
         return DisconnectSockets(_namespace(namespace, kind),
-                                 opts_from_wire(rooms, excepted, volatile, kind), close)
+                                 opts_from_wire(rooms, excepted, volatile, compress, kind),
+                                 close)
 
 
 @dataclass(frozen=True, slots=True)

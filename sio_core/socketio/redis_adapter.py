@@ -129,6 +129,18 @@ def opts_to_js(opts: BroadcastOptions) -> dict[str, Any]:
     return {"rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms)}
 
 
+def flags_to_js(opts: BroadcastOptions, *, volatile_false: bool) -> dict[str, bool]:
+    """The JavaScript adapter's flags: ``volatile`` (said when false too with
+    ``volatile_false``, as createAdapter's messages of sio_core always said it),
+    ``compress`` only when false."""
+    flags: dict[str, bool] = {}
+    if opts.volatile or volatile_false:
+        flags["volatile"] = opts.volatile
+    if not opts.compress:
+        flags["compress"] = False
+    return flags
+
+
 def opts_from_js(value: Any) -> BroadcastOptions:
     """A JavaScript server's ``{rooms, except, flags}`` (each may be missing)."""
     if not isinstance(value, dict):
@@ -140,7 +152,8 @@ def opts_from_js(value: Any) -> BroadcastOptions:
             or not all(isinstance(r, str) for r in excepted) or not isinstance(flags, dict)):
         raise BadMessage("malformed options")
     return BroadcastOptions(frozenset(rooms), frozenset(excepted),
-                            volatile=bool(flags.get("volatile")))
+                            volatile=bool(flags.get("volatile")),
+                            compress=flags.get("compress") is not False)
 
 
 def packet_to_js(packet: sio.Packet) -> dict[str, Any]:
@@ -366,7 +379,7 @@ class ClassicFormat(AdapterFormat):
         if event.id is not None:
             raise BadMessage("a broadcast with an ack id")
         self.receiver.receive(JS + str(uid), Broadcast(
-            event.namespace, opts_from_js(opts), sio.encode(event), event))
+            event.namespace, opts_from_js(opts), None, packet=event))
 
     def _on_request(self, data: bytes, channel_nsp: str) -> None:
         request = decode_message(data, self.store.unpack)
@@ -419,7 +432,7 @@ class ClassicFormat(AdapterFormat):
             opts = message.opts
             publish_raw(broadcast_channel(self.key, packet.namespace, sorted(opts.rooms)),
                         self.store.pack([self.owner, packet_to_js(packet), {
-                            **opts_to_js(opts), "flags": {"volatile": opts.volatile}}]))
+                            **opts_to_js(opts), "flags": flags_to_js(opts, volatile_false=True)}]))
             return
         if isinstance(message, BroadcastWithAcks):
             # every server of the namespace answers on the response channel: its client
@@ -428,7 +441,8 @@ class ClassicFormat(AdapterFormat):
             publish_raw(self._request_channel(packet.namespace), self.store.pack(
                 {"uid": self.owner, "requestId": f"{self._acks_prefix}{message.request}",
                  "type": BROADCAST, "packet": packet_to_js(packet),
-                 "opts": {**opts_to_js(opts), "flags": {"volatile": opts.volatile}}}))
+                 "opts": {**opts_to_js(opts),
+                          "flags": flags_to_js(opts, volatile_false=True)}}))
             return
         request: dict[str, Any]
         if isinstance(message, SocketsJoin | SocketsLeave):
@@ -527,7 +541,7 @@ class ShardedFormat(AdapterFormat):
             if request_id is None:
                 if packet.id is not None:
                     raise BadMessage("a broadcast with an ack id")
-                receive(origin, Broadcast(packet.namespace, opts, sio.encode(packet), packet))
+                receive(origin, Broadcast(packet.namespace, opts, None, packet=packet))
             elif isinstance(request_id, str):
                 receive(origin, BroadcastWithAcks(packet, opts, request_id))
             else:
@@ -573,7 +587,7 @@ class ShardedFormat(AdapterFormat):
 
     @staticmethod
     def _opts(opts: BroadcastOptions) -> dict[str, Any]:
-        return {**opts_to_js(opts), "flags": {"volatile": True} if opts.volatile else {}}
+        return {**opts_to_js(opts), "flags": flags_to_js(opts, volatile_false=False)}
 
     def send(self, target: str, message: ClientCount | ClientAck) -> None:
         nsp = message.namespace
