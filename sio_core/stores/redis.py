@@ -94,9 +94,10 @@ async def _bounded(step: Awaitable[Any], timeout: float) -> None:
 
 
 class RedisStore(Store):
-    """The store of a fleet across machines: workers and nodes meet through Redis pub/sub,
-    in the wire format of the JavaScript ``@socket.io/redis-adapter`` (so JavaScript servers
-    and emitters can share it).
+    """The store of a fleet across machines: workers and nodes meet through Redis pub/sub.
+    A Server on it speaks the wire format of the JavaScript ``@socket.io/redis-adapter``
+    there (sio_core/socketio/redis_adapter.py), so JavaScript servers and emitters share
+    its broadcasts and requests.
 
     Args:
         url: ``redis://``, ``redis+sentinel://`` or ``redis+cluster://`` (see
