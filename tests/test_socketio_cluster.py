@@ -498,3 +498,14 @@ async def test_a_broadcast_in_another_parser_is_refused(
         "dropped a message from w1 (broadcast): a broadcast in the msgpack parser (this"
         " server's is default)"]
     assert w2.conn.take() == []
+
+
+async def test_a_javascript_servers_broadcast_is_encoded_by_the_receiving_server(
+        pair: tuple[Worker, Worker]) -> None:
+    """The JavaScript adapters carry the packet, not its parts: each server encodes it with
+    its own parser (tests/test_socketio_redis_adapter.py has the formats)."""
+    _, w2 = pair
+    assert w2.io.cluster is not None
+    packet = sio.Packet(sio.PacketType.EVENT, "/", ["from js", b"\x01"])
+    w2.io.cluster.receive("js:node", Broadcast("/", BroadcastOptions(), None, packet=packet))
+    assert w2.conn.take() == ['51-["from js",{"_placeholder":true,"num":0}]', b"\x01"]
