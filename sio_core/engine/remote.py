@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 from ..protocol.engineio import Packet, encode_packet
 from ..stores.base import Kind, Store
-from .transport import CloseCallback, MessageCallback, ignore_close, ignore_message
-from .websocket import WebSocketConnection
+from .transport import CloseCallback, MessageCallback, WebSocket, ignore_close, ignore_message
 
 
 class RemoteWebSocket:
@@ -60,7 +59,7 @@ class RemoteWebSocket:
 class WebSocketProxy:
     """The accepting worker's end: relays a local websocket to the session's owner."""
 
-    def __init__(self, store: Store, owner: str, proxy_id: str, ws: WebSocketConnection,
+    def __init__(self, store: Store, owner: str, proxy_id: str, ws: WebSocket,
                  on_done: CloseCallback) -> None:
         self.store = store
         self.owner = owner

@@ -1,0 +1,330 @@
+"""sio_core under other servers, in this process: ``ASGIApp`` served by uvicorn (with a FastAPI
+application beside it), ``attach`` on an aiohttp application, and the workers' meeting point
+(sio_core/stores/meeting.py).
+
+The servers are real (uvicorn's and aiohttp's, on a free port, in the test's event loop); so are
+the clients: aiohttp's HTTP client for the raw requests, python-socketio's client, and the
+official socket.io-client run by node (tests/js/cluster_clients.js) for the aiohttp interop.
+Several workers under uvicorn, Redis and a browser: tests/test_asgi_cluster.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import tempfile
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+import uvicorn
+from aiohttp import web
+from fastapi import FastAPI
+
+from sio_core import Server, Socket
+from sio_core.aiohttp import attach
+from sio_core.asgi import ASGIApp
+from sio_core.stores.base import Kind
+from sio_core.stores.meeting import MeetingStore, meeting_point
+from tests.support import REPO_ROOT, free_port, scaled, start_node
+
+CLIENTS_JS = REPO_ROOT / "tests" / "js" / "cluster_clients.js"
+HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
+SESSION_UNKNOWN = {"code": 1, "message": "Session ID unknown"}
+
+
+def chat(**options: Any) -> Server:
+    """A Socket.IO application: ``echo`` acks its argument, ``bcast(ev, x)`` sends ``ev`` to
+    everyone else, ``whoami`` acks the socket's id; the sockets that left are in ``io.left``."""
+    io = Server(**options)
+    left: list[str] = []
+
+    def connection(socket: Socket) -> None:
+        def echo(data: Any) -> Any:
+            return data
+
+        async def bcast(event: str, payload: Any) -> str:
+            await socket.broadcast.emit(event, payload)
+            return "sent"
+
+        def whoami() -> dict[str, str]:
+            return {"id": socket.id, "worker": "1"}
+
+        socket.on("echo", echo)
+        socket.on("bcast", bcast)
+        socket.on("whoami", whoami)
+        socket.on("disconnect", lambda reason: left.append(reason))
+
+    io.on("connection", connection)
+    io.left = left  # type: ignore[attr-defined]
+    return io
+
+
+def meeting() -> str:
+    """A meeting name of this test's own (the workers of one test)."""
+    return f"test-{secrets.token_hex(6)}"
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_serving(app: Any) -> AsyncIterator[str]:
+    """``app`` served by uvicorn in this event loop (lifespan on); its URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
+                            log_level="warning", ws="websockets-sansio")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise AssertionError("uvicorn stopped before it started")
+            await asyncio.sleep(0.01)  # uvicorn reports its start by this flag only
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, scaled(10))
+
+
+@contextlib.asynccontextmanager
+async def aiohttp_serving(app: web.Application) -> AsyncIterator[str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def get_json(http: aiohttp.ClientSession, url: str, method: str = "GET",
+                   data: bytes | None = None) -> tuple[int, Any]:
+    async with http.request(method, url, data=data) as response:
+        text = await response.text()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, text
+
+
+def handshake_sid(text: str) -> str:
+    assert text.startswith("0{"), text
+    sid: str = json.loads(text[1:])["sid"]
+    return sid
+
+
+# --- ASGI under uvicorn ----------------------------------------------------------------------------
+
+
+async def test_fastapi_app_beside_socketio_and_the_reference_errors() -> None:
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        events.append("startup")
+        yield
+        events.append("shutdown")
+
+    api = FastAPI(lifespan=lifespan)
+
+    @api.get("/api/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    io = chat(max_payload=1000)
+    mounted = ASGIApp(io, api, meeting=meeting())
+    async with uvicorn_serving(mounted) as url, aiohttp.ClientSession() as http:
+        assert events == ["startup"]  # the other application's lifespan, forwarded
+        assert mounted.engine is not None  # ours started with it
+        assert await get_json(http, url + "/api/hello") == (200, {"hello": "world"})
+        assert (await get_json(http, url + "/nothing"))[0] == 404  # FastAPI's answer
+
+        status, text = await get_json(http, url + HANDSHAKE)
+        assert status == 200
+        sid = handshake_sid(text)
+        assert (await get_json(http, f"{url}{HANDSHAKE}&sid={sid}", "POST", b"40")) == (200, "ok")
+        status, text = await get_json(http, f"{url}{HANDSHAKE}&sid={sid}")
+        assert status == 200 and text.startswith("40{"), text  # the namespace's CONNECT
+
+        assert await get_json(http, f"{url}{HANDSHAKE}&sid=nope") == (400, SESSION_UNKNOWN)
+        assert await get_json(http, f"{url}{HANDSHAKE}&sid=x.forged-w1-0000") == (
+            400, SESSION_UNKNOWN)  # an owner that is no worker: unknown at once
+        assert await get_json(http, url + "/socket.io/?EIO=4&transport=carrier-pigeon") == (
+            400, {"code": 0, "message": "Transport unknown"})
+        assert await get_json(http, url + "/socket.io/?EIO=3&transport=polling") == (
+            400, {"code": 5, "message": "Unsupported protocol version"})
+        assert await get_json(http, url + "/socket.io/?EIO=4&transport=websocket") == (
+            400, {"code": 3, "message": "Bad request"})  # websocket without an upgrade
+        status, _ = await get_json(http, f"{url}{HANDSHAKE}&sid={sid}", "POST", b"x" * 5000)
+        assert status == 413  # past max_payload
+        async with http.get(url + "/socket.io/socket.io.js") as response:
+            assert response.status == 200
+            assert "javascript" in response.headers["Content-Type"]
+        # the client closes its session (else the shutdown would wait for it: the drain)
+        assert (await get_json(http, f"{url}{HANDSHAKE}&sid={sid}", "POST", b"1")) == (200, "ok")
+    assert events == ["startup", "shutdown"]
+
+
+async def test_refused_websocket_gets_the_engines_answer() -> None:
+    async with uvicorn_serving(ASGIApp(chat(), meeting=meeting())) as url:
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket&sid=nope")
+            assert refused.value.status == 400
+            # no other application: anything else is ours to refuse
+            assert (await get_json(http, url + "/")) == (404, "Not Found")
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("transports", [["polling"], ["websocket"], ["polling", "websocket"]])
+async def test_python_socketio_client_through_uvicorn(transports: list[str]) -> None:
+    io = chat()
+    async with uvicorn_serving(ASGIApp(io, FastAPI(), meeting=meeting())) as url:
+        clients = [socketio.AsyncClient(reconnection=False) for _ in range(2)]
+        got: asyncio.Queue[Any] = asyncio.Queue()
+        clients[1].on("news", got.put_nowait)
+        try:
+            for client in clients:
+                await client.connect(url, transports=transports, wait_timeout=scaled(5))
+            assert await clients[0].call("echo", {"n": [1, "two"]}, timeout=scaled(5)) == {
+                "n": [1, "two"]}
+            assert await clients[0].call("echo", b"\x00\xff", timeout=scaled(5)) == b"\x00\xff"
+            assert await clients[0].call("bcast", ("news", "hi"), timeout=scaled(5)) == "sent"
+            assert await asyncio.wait_for(got.get(), scaled(5)) == "hi"
+            assert clients[0].transport() == transports[-1]
+        finally:
+            for client in clients:
+                await client.disconnect()
+        await wait_until(lambda: len(io.left) == 2)  # type: ignore[attr-defined]
+        # as on our own server: python-socketio's client closes a websocket before its
+        # DISCONNECT is read
+        assert set(io.left) <= {"client namespace disconnect",  # type: ignore[attr-defined]
+                                "transport close"}, io.left  # type: ignore[attr-defined]
+
+
+async def wait_until(check: Any, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + scaled(timeout)
+    while not check():
+        assert loop.time() < deadline, "not within the timeout"
+        await asyncio.sleep(0.02)
+
+
+async def test_oversize_websocket_message_closes_with_1009() -> None:
+    async with uvicorn_serving(ASGIApp(chat(max_payload=100), meeting=meeting())) as url, \
+            aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws:
+            assert (await ws.receive_str()).startswith("0{")
+            await ws.send_str("4" + "x" * 200)
+            message = await ws.receive(timeout=scaled(5))
+            assert message.type is aiohttp.WSMsgType.CLOSE
+            assert message.data == 1009
+
+
+# --- aiohttp ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.interop
+async def test_aiohttp_attach_with_the_official_and_python_clients() -> None:
+    io = chat()
+    app = web.Application()
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"hello": "aiohttp"})
+
+    app.router.add_get("/hello", hello)
+    mounted = attach(io, app, meeting=meeting())
+    async with aiohttp_serving(app) as url, aiohttp.ClientSession() as http:
+        assert await get_json(http, url + "/hello") == (200, {"hello": "aiohttp"})
+        assert await get_json(http, f"{url}{HANDSHAKE}&sid=nope") == (400, SESSION_UNKNOWN)
+        async with http.get(url + "/socket.io/socket.io.js") as response:
+            assert response.status == 200
+
+        python = socketio.AsyncClient(reconnection=False)
+        from_python: list[Any] = []
+        python.on("chat", from_python.append)
+        await python.connect(url, wait_timeout=scaled(5))
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(python.disconnect)
+            node = await stack.enter_async_context(await start_node(CLIENTS_JS, url))
+            await node.send({"op": "open", "group": "p", "count": 5, "transports": ["polling"]})
+            await node.next_event({"ev": "opened", "group": "p"}, timeout=scaled(15))
+            await node.send({"op": "open", "group": "u", "count": 5})
+            await node.next_event({"ev": "opened", "group": "u"}, timeout=scaled(15))
+            await node.send({"op": "wait", "tag": "up", "group": "u", "event": "$upgrade",
+                             "count": 1})
+            await node.next_event({"ev": "waited", "tag": "up"}, timeout=scaled(10))
+            await node.send({"op": "emit", "tag": "b", "group": ["p", "u"], "event": "bcast",
+                             "args": ["chat", "$name"], "ack": True})
+            acks = await node.next_event({"ev": "acks", "tag": "b"}, timeout=scaled(10))
+            assert set(acks["acks"].values()) == {"sent"}
+            await node.send({"op": "wait", "tag": "w", "group": ["p", "u"], "event": "chat",
+                             "count": 9})
+            await node.next_event({"ev": "waited", "tag": "w"}, timeout=scaled(10))
+            await node.send({"op": "stats", "tag": "s", "group": ["p", "u"]})
+            stats = (await node.next_event({"ev": "stats", "tag": "s"}))["clients"]
+            names = sorted(stats)
+            for name, client in stats.items():
+                assert client["transport"] == ("polling" if name[0] == "p" else "websocket")
+                assert len(client["sids"]) == 1, name
+                # every other client's message, exactly once
+                assert Counter(client["received"]["chat"]) == Counter(
+                    other for other in names if other != name), name
+            await wait_until(lambda: len(from_python) == 10)
+            assert sorted(from_python) == names
+            assert [e for e in node.events
+                    if e.get("ev") in ("disconnect", "connect_error", "error")] == []
+            await node.send({"op": "close", "group": ["p", "u"]})
+            assert mounted.engine is not None
+            await wait_until(lambda: len(mounted.engine.sockets) == 1)  # python's left
+
+
+# --- the workers' meeting point --------------------------------------------------------------------
+
+
+@pytest.fixture
+def point() -> AsyncIterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="sio-meet-") as directory:  # short: a socket path
+        yield meeting_point("test", directory)
+
+
+async def test_workers_meet_and_another_hosts_when_the_host_goes(point: Path) -> None:
+    stores = [MeetingStore(f"w{i}", point) for i in range(3)]
+    try:
+        for store in stores:
+            await store.start()
+        first, second, third = stores
+        assert first.hub is not None and second.hub is None and third.hub is None
+        await wait_until(lambda: all(len(s.peers) == 2 for s in stores))
+        second.on(Kind.SERVER_SIDE_EMIT, lambda envelope: ["pong", envelope.origin])
+        assert await first.request("w1", Kind.SERVER_SIDE_EMIT, None, scaled(5)) == [
+            "pong", "w0"]
+
+        await first.close()  # the host goes: one of the others takes over
+        await wait_until(lambda: second.peers == {"w2"} and third.peers == {"w1"})
+        assert (second.hub is None) != (third.hub is None)
+        assert await third.request("w1", Kind.SERVER_SIDE_EMIT, None, scaled(5)) == [
+            "pong", "w2"]
+        newcomer = MeetingStore("w3", point)
+        stores.append(newcomer)
+        await newcomer.start()
+        await wait_until(lambda: newcomer.peers == {"w1", "w2"})
+    finally:
+        for store in stores:
+            await store.close()
+    assert list(point.parent.iterdir()) == []  # the last host leaves nothing behind
+
+
+async def test_a_lone_worker_hosts_its_own_hub(point: Path) -> None:
+    store = MeetingStore("alone", point)
+    await store.start()
+    try:
+        assert store.hub is not None and store.peers == set()
+    finally:
+        await store.close()
