@@ -119,7 +119,7 @@ def handshake_sid(text: str) -> str:
     return sid
 
 
-# --- ASGI under uvicorn ----------------------------------------------------------------------------
+# --- ASGI under uvicorn --------------------------------------------------------------------------
 
 
 async def test_fastapi_app_beside_socketio_and_the_reference_errors() -> None:
@@ -172,13 +172,13 @@ async def test_fastapi_app_beside_socketio_and_the_reference_errors() -> None:
 
 
 async def test_refused_websocket_gets_the_engines_answer() -> None:
-    async with uvicorn_serving(ASGIApp(chat(), meeting=meeting())) as url:
-        async with aiohttp.ClientSession() as http:
-            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-                await http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket&sid=nope")
-            assert refused.value.status == 400
-            # no other application: anything else is ours to refuse
-            assert (await get_json(http, url + "/")) == (404, "Not Found")
+    async with uvicorn_serving(ASGIApp(chat(), meeting=meeting())) as url, \
+            aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket&sid=nope")
+        assert refused.value.status == 400
+        # no other application: anything else is ours to refuse
+        assert (await get_json(http, url + "/")) == (404, "Not Found")
 
 
 @pytest.mark.interop
@@ -217,17 +217,17 @@ async def wait_until(check: Any, timeout: float = 5.0) -> None:
 
 
 async def test_oversize_websocket_message_closes_with_1009() -> None:
-    async with uvicorn_serving(ASGIApp(chat(max_payload=100), meeting=meeting())) as url, \
-            aiohttp.ClientSession() as http:
-        async with http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws:
-            assert (await ws.receive_str()).startswith("0{")
-            await ws.send_str("4" + "x" * 200)
-            message = await ws.receive(timeout=scaled(5))
-            assert message.type is aiohttp.WSMsgType.CLOSE
-            assert message.data == 1009
+    url_of = uvicorn_serving(ASGIApp(chat(max_payload=100), meeting=meeting()))
+    async with url_of as url, aiohttp.ClientSession() as http, \
+            http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws:
+        assert (await ws.receive_str()).startswith("0{")
+        await ws.send_str("4" + "x" * 200)
+        message = await ws.receive(timeout=scaled(5))
+        assert message.type is aiohttp.WSMsgType.CLOSE
+        assert message.data == 1009
 
 
-# --- aiohttp ---------------------------------------------------------------------------------------
+# --- aiohttp -------------------------------------------------------------------------------------
 
 
 @pytest.mark.interop
@@ -285,7 +285,7 @@ async def test_aiohttp_attach_with_the_official_and_python_clients() -> None:
             await wait_until(lambda: len(mounted.engine.sockets) == 1)  # python's left
 
 
-# --- the workers' meeting point --------------------------------------------------------------------
+# --- the workers' meeting point ------------------------------------------------------------------
 
 
 @pytest.fixture

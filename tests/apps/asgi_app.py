@@ -1,7 +1,8 @@
 """The cluster tests' Socket.IO application (tests/apps/cluster_app.py) mounted in a FastAPI
 application, for ``uvicorn tests.apps.asgi_app:app --workers N`` (tests/test_asgi_cluster.py).
 
-``SIO_CORE_STORE``: the store URL (Redis); unset, the workers meet on their own. Each log line
+``SIO_CORE_STORE``: the store URL (Redis), ``SIO_CORE_STORE_KEY`` its key prefix; unset, the
+workers meet on their own. ``SIO_TEST_SHORT_PINGS``: a 2 s heartbeat. Each log line
 starts with the process id, and the forwarding's DEBUG lines are on: the tests tell from them
 which worker (pid) each request of a session came through.
 """
@@ -28,4 +29,7 @@ async def pid() -> dict[str, int]:
     return {"pid": os.getpid()}
 
 
-app = ASGIApp(io, api, store=os.environ.get("SIO_CORE_STORE"))
+if os.environ.get("SIO_TEST_SHORT_PINGS"):
+    io.configure(ping_interval=2.0, ping_timeout=5.0, shutdown_timeout=5.0)
+app = ASGIApp(io, api, store=os.environ.get("SIO_CORE_STORE"),
+              store_key=os.environ.get("SIO_CORE_STORE_KEY", "socket.io"))
