@@ -14,8 +14,8 @@
 How this works: as under ASGI (sio_core/asgi.py), the same Engine.IO server answers
 aiohttp's requests (:meth:`EngineServer.handle
 <sio_core.engine.server.EngineServer.handle>`) and carries aiohttp's websockets
-(:class:`AiohttpWebSocket`, sio_core/engine/foreign.py). The application's start-up
-starts the Socket.IO server (and joins the other workers: ``store`` as in
+(:class:`AiohttpWebSocket`, carried as sio_core/engine/foreign.py says). The application's
+start-up starts the Socket.IO server (and joins the other workers: ``store`` as in
 :class:`~sio_core.asgi.ASGIApp`), its shutdown drains it.
 """
 
@@ -32,29 +32,28 @@ from .http.messages import Request, Response, parse_query
 from .socketio.server import Server
 
 
-class AiohttpWebSocket(ForeignWebSocket):
-    """A websocket of aiohttp: the session's transport (see engine/foreign.py)."""
+class AiohttpWebSocket:
+    """A websocket of aiohttp, as a session's transport sees it (the Peer of a
+    :class:`~sio_core.engine.foreign.ForeignWebSocket`)."""
 
-    def __init__(self, request: web.Request, config: Config, registry: set[WebSocket]) -> None:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        super().__init__(config, registry, (peer[0], peer[1]) if peer else None)
+    def __init__(self, request: web.Request) -> None:
         self._request = request
         # aiohttp answers the protocol's pings itself; our limit is checked per message
         self.response = web.WebSocketResponse(max_msg_size=0)
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
         await self.response.prepare(self._request)
 
-    async def _write(self, message: str | bytes) -> None:
+    async def write(self, message: str | bytes) -> None:
         if isinstance(message, str):
             await self.response.send_str(message)
         else:
             await self.response.send_bytes(message)
 
-    async def _shut(self, code: int) -> None:
+    async def shut(self, code: int) -> None:
         await self.response.close(code=code)
 
-    async def _read(self) -> str | bytes | None:
+    async def read(self) -> str | bytes | None:
         message = await self.response.receive()
         if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
             data: str | bytes = message.data
@@ -67,11 +66,12 @@ class _Upgrade:
 
     def __init__(self, request: web.Request) -> None:
         self._request = request
-        self.websocket: AiohttpWebSocket | None = None
+        self.peer = AiohttpWebSocket(request)
+        self.websocket: ForeignWebSocket | None = None
 
     def accept_websocket(self, request: Request, config: Config,
                          registry: set[WebSocket]) -> WebSocket | Response:
-        self.websocket = AiohttpWebSocket(self._request, config, registry)
+        self.websocket = ForeignWebSocket(self.peer, config, registry, request.client)
         return self.websocket
 
 
@@ -114,7 +114,7 @@ async def _handle(engine: EngineServer, request: web.Request) -> web.StreamRespo
         return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
     assert conn.websocket is not None  # None answers an upgrade: it was accepted
     await conn.websocket.serve()
-    return conn.websocket.response
+    return conn.peer.response
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:

@@ -15,8 +15,8 @@ bundle, the worker's health and metrics) with the same Engine.IO server that
 ``python -m sio_core serve`` runs (:meth:`EngineServer.handle
 <sio_core.engine.server.EngineServer.handle>`): the ASGI server's HTTP requests become
 our :class:`~sio_core.http.messages.Request`, and its websockets our transports
-(:class:`ASGIWebSocket`, sio_core/engine/foreign.py). Everything else goes to the other
-application, or is a 404. The ASGI lifespan starts the Socket.IO server at start-up
+(:class:`ASGIWebSocket`, carried as sio_core/engine/foreign.py says). Everything else goes
+to the other application, or is a 404. The ASGI lifespan starts the Socket.IO server at start-up
 (and the other application's lifespan with it) and drains it at shutdown; a server that
 runs no lifespan gets it started by the first request.
 
@@ -57,28 +57,27 @@ Send = Callable[[Message], Awaitable[None]]
 ASGI = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class ASGIWebSocket(ForeignWebSocket):
-    """A websocket of the ASGI server: the session's transport (see engine/foreign.py)."""
+class ASGIWebSocket:
+    """A websocket of the ASGI server, as a session's transport sees it (the Peer of a
+    :class:`~sio_core.engine.foreign.ForeignWebSocket`)."""
 
-    def __init__(self, receive: Receive, send: Send, config: Config,
-                 registry: set[WebSocket], client: tuple[str, int] | None) -> None:
-        super().__init__(config, registry, client)
+    def __init__(self, receive: Receive, send: Send) -> None:
         self._receive = receive
         self._send = send
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
         await self._send({"type": "websocket.accept"})
 
-    async def _write(self, message: str | bytes) -> None:
+    async def write(self, message: str | bytes) -> None:
         if isinstance(message, str):
             await self._send({"type": "websocket.send", "text": message})
         else:
             await self._send({"type": "websocket.send", "bytes": message})
 
-    async def _shut(self, code: int) -> None:
+    async def shut(self, code: int) -> None:
         await self._send({"type": "websocket.close", "code": code})
 
-    async def _read(self) -> str | bytes | None:
+    async def read(self) -> str | bytes | None:
         while True:
             message = await self._receive()
             kind = message["type"]
@@ -96,13 +95,13 @@ class _Upgrade:
         self._receive = receive
         self._send = send
         self._client = client
-        self.websocket: ASGIWebSocket | None = None
+        self.websocket: ForeignWebSocket | None = None
 
     def accept_websocket(self, request: Request, config: Config,
                          registry: set[WebSocket]) -> WebSocket | Response:
         # the ASGI server has checked the handshake; the answer is sent by serve()
-        self.websocket = ASGIWebSocket(self._receive, self._send, config, registry,
-                                       self._client)
+        self.websocket = ForeignWebSocket(ASGIWebSocket(self._receive, self._send), config,
+                                          registry, self._client)
         return self.websocket
 
 
@@ -248,7 +247,8 @@ class ASGIApp:
                 except ServeError as exc:
                     failed = True
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    # the other application stops at once, unheard
+                    # the other application is told to stop at once; what it answers
+                    # is not the server's to hear
                     return {"type": "lifespan.shutdown"}
             elif message["type"] == "lifespan.shutdown" and not failed:
                 await self.shutdown()

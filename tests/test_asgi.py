@@ -73,10 +73,11 @@ def meeting() -> str:
 
 @contextlib.asynccontextmanager
 async def uvicorn_serving(app: Any) -> AsyncIterator[str]:
-    """``app`` served by uvicorn in this event loop (lifespan on); its URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
-                            log_level="warning", ws="websockets-sansio")
+    """``app`` served by uvicorn in this event loop (lifespan on, unless ``app`` is a
+    uvicorn.Config); its URL."""
+    config = app if isinstance(app, uvicorn.Config) else uvicorn.Config(
+        app, host="127.0.0.1", port=free_port(), lifespan="on", log_level="warning")
+    port = config.port
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -328,3 +329,86 @@ async def test_a_lone_worker_hosts_its_own_hub(point: Path) -> None:
         assert store.hub is not None and store.peers == set()
     finally:
         await store.close()
+
+
+# --- the lifespan, mounting, a client that goes away --------------------------------------------
+
+
+class Lifespan:
+    """An ASGI server's side of the lifespan protocol, driven by the test."""
+
+    def __init__(self) -> None:
+        self.to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.to_app.get()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    async def run(self, app: Any, *messages: str) -> list[dict[str, Any]]:
+        for message in messages:
+            self.to_app.put_nowait({"type": message})
+        await asyncio.wait_for(app({"type": "lifespan"}, self.receive, self.send), scaled(10))
+        return self.sent
+
+
+@pytest.mark.parametrize("other", [False, True])
+async def test_a_store_that_cannot_be_reached_fails_the_start_up(other: bool) -> None:
+    ran: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ran.append("startup")
+        yield
+        ran.append("shutdown")
+
+    port = free_port()  # nothing listens there
+    mounted = ASGIApp(chat(), FastAPI(lifespan=lifespan) if other else None,
+                      store=f"redis://127.0.0.1:{port}/0")
+    sent = await Lifespan().run(mounted, "lifespan.startup", "lifespan.shutdown")
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    assert str(port) in sent[0]["message"] and "Traceback" not in sent[0]["message"]
+    # told to stop at once (Starlette's runs its start-up and its shutdown), unheard
+    assert ran == (["startup", "shutdown"] if other else [])
+
+
+async def test_lifespan_alone() -> None:
+    name = meeting()
+    mounted = ASGIApp(chat(), meeting=name)
+    sent = await Lifespan().run(mounted, "lifespan.startup", "lifespan.shutdown")
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete",
+                                         "lifespan.shutdown.complete"]
+    # it hosted its workers' hub, and left nothing behind
+    assert not meeting_point(name).with_suffix(".sock").exists()
+
+
+async def test_mounted_under_a_prefix_and_started_by_the_first_request() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    io = chat()
+    mounted = ASGIApp(io, meeting=meeting())
+    outer = Starlette(routes=[Mount("/chat", mounted)])
+    config = uvicorn.Config(outer, host="127.0.0.1", port=free_port(), lifespan="off",
+                            log_level="warning")
+    async with uvicorn_serving(config) as url, aiohttp.ClientSession() as http:
+        assert mounted.engine is None  # no lifespan: nothing started yet
+        status, text = await get_json(http, url + "/chat" + HANDSHAKE)
+        assert status == 200 and handshake_sid(text)
+        assert mounted.engine is not None
+        with pytest.raises(aiohttp.WSServerHandshakeError):  # not ours, and no other app
+            await http.ws_connect(url + "/chat/elsewhere")
+        # a long-poll whose client goes away is withdrawn: the session closes, as the
+        # reference's does ("poll connection closed prematurely")
+        sid = handshake_sid(text)
+        await get_json(http, f"{url}/chat{HANDSHAKE}&sid={sid}", "POST", b"40")
+        await get_json(http, f"{url}/chat{HANDSHAKE}&sid={sid}")  # the CONNECT
+        with pytest.raises(TimeoutError):
+            async with http.get(f"{url}/chat{HANDSHAKE}&sid={sid}",
+                                timeout=aiohttp.ClientTimeout(total=0.3)) as response:
+                await response.read()
+        await wait_until(lambda: io.left != [])  # type: ignore[attr-defined]
+        assert io.left == ["transport error"], io.left  # type: ignore[attr-defined]
+        await mounted.shutdown()

@@ -32,10 +32,4 @@ async def page() -> FileResponse:
     return FileResponse(PAGE)
 
 
-@api.get("/api/worker")
-async def worker() -> dict[str, int]:
-    """Which worker answered (an example of the application's own routes)."""
-    return {"pid": os.getpid()}
-
-
 app = ASGIApp(io, api, store=os.environ.get("SIO_CORE_STORE"))

@@ -2,12 +2,12 @@
 
 How this works: under another server the engine does not own the TCP connection: the
 server parses the handshake and the frames, and gives them to us through its own
-interface, whose writes are coroutines. A :class:`ForeignWebSocket` is the session's
-:class:`~sio_core.engine.transport.WebSocket` all the same: ``send_packets`` (called
+interface, whose writes are coroutines (a :class:`Peer`). A :class:`ForeignWebSocket` is
+the session's :class:`~sio_core.engine.transport.WebSocket` all the same: ``send_packets`` (called
 synchronously, once per recipient of a broadcast) queues the encoded packets, and one
 writer task per websocket hands them to the server in order; one reader task feeds the
 client's messages to the session. :meth:`ForeignWebSocket.serve` runs both until the
-websocket is gone; the server's handler awaits it. A subclass says how the server opens,
+websocket is gone; the server's handler awaits it. The Peer says how the server opens,
 writes, closes and reads (sio_core/asgi.py, sio_core/aiohttp.py).
 
 Limits as on our own server: a message longer than ``max_payload`` closes the websocket
@@ -22,6 +22,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Iterable
+from typing import Protocol
 
 from ..config import Config
 from ..protocol.engineio import Packet, encode_packet
@@ -33,15 +34,34 @@ logger = logging.getLogger("sio_core.websocket")
 _Close = int
 
 
+class Peer(Protocol):
+    """How another server carries one websocket; each method raises the server's own error
+    once the connection is gone."""
+
+    async def open(self) -> None:
+        """Accept the websocket (answer 101)."""
+        ...
+
+    async def write(self, message: str | bytes) -> None: ...
+
+    async def shut(self, code: int) -> None:
+        """Send the close frame (the server completes the closing handshake)."""
+        ...
+
+    async def read(self) -> str | bytes | None:
+        """The client's next message; None once the websocket is gone."""
+        ...
+
+
 class ForeignWebSocket:
-    """A websocket of another server (see the module's docstring); a subclass implements
-    :meth:`_open`, :meth:`_write`, :meth:`_shut` and :meth:`_read`."""
+    """A websocket of another server, carried by ``peer`` (see the module's docstring)."""
 
     name = "websocket"
     writable = True
 
-    def __init__(self, config: Config, registry: set[WebSocket],
+    def __init__(self, peer: Peer, config: Config, registry: set[WebSocket],
                  client: tuple[str, int] | None = None) -> None:
+        self.peer = peer
         self._config = config
         self._registry = registry
         registry.add(self)
@@ -55,23 +75,6 @@ class ForeignWebSocket:
         self._closed = False  # on_close was called
         self._close_timer: asyncio.TimerHandle | None = None
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    # -- what the server does ---------------------------------------------------------------
-
-    async def _open(self) -> None:
-        """Accept the websocket (answer 101)."""
-        raise NotImplementedError
-
-    async def _write(self, message: str | bytes) -> None:
-        raise NotImplementedError
-
-    async def _shut(self, code: int) -> None:
-        """Send the close frame (the server completes the closing handshake)."""
-        raise NotImplementedError
-
-    async def _read(self) -> str | bytes | None:
-        """The client's next message; None once the websocket is gone."""
-        raise NotImplementedError
 
     # -- the Transport ----------------------------------------------------------------------
 
@@ -132,7 +135,7 @@ class ForeignWebSocket:
         try:
             if self._done.done():
                 return  # cut off before it opened (a drain)
-            await self._open()
+            await self.peer.open()
             tasks = [loop.create_task(self._reading()), loop.create_task(self._writing())]
             await self._done
         except Exception:  # the connection is gone (each server raises its own error)
@@ -149,7 +152,7 @@ class ForeignWebSocket:
     async def _reading(self) -> None:
         while True:
             try:
-                message = await self._read()
+                message = await self.peer.read()
             except Exception:  # a connection error: the websocket is gone
                 break
             if message is None or self._closed:
@@ -167,10 +170,10 @@ class ForeignWebSocket:
                 while queue:
                     item = queue.popleft()
                     if isinstance(item, int):
-                        await self._shut(item)
+                        await self.peer.shut(item)
                         return  # the reader waits for the client's close frame
                     self._queued -= len(item)
-                    await self._write(item)
+                    await self.peer.write(item)
                 self._wake.clear()
                 await self._wake.wait()
         except Exception:
