@@ -123,8 +123,8 @@ def handshake_sid(text: str) -> str:
 # --- ASGI under uvicorn --------------------------------------------------------------------------
 
 
-async def test_fastapi_app_beside_socketio_and_the_reference_errors() -> None:
-    events: list[str] = []
+def recording_api(events: list[str]) -> FastAPI:
+    """A FastAPI application whose lifespan records "startup" and "shutdown" in ``events``."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -132,7 +132,12 @@ async def test_fastapi_app_beside_socketio_and_the_reference_errors() -> None:
         yield
         events.append("shutdown")
 
-    api = FastAPI(lifespan=lifespan)
+    return FastAPI(lifespan=lifespan)
+
+
+async def test_fastapi_app_beside_socketio_and_the_reference_errors() -> None:
+    events: list[str] = []
+    api = recording_api(events)
 
     @api.get("/api/hello")
     async def hello() -> dict[str, str]:
@@ -357,15 +362,8 @@ class Lifespan:
 @pytest.mark.parametrize("other", [False, True])
 async def test_a_store_that_cannot_be_reached_fails_the_start_up(other: bool) -> None:
     ran: list[str] = []
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ran.append("startup")
-        yield
-        ran.append("shutdown")
-
     port = free_port()  # nothing listens there
-    mounted = ASGIApp(chat(), FastAPI(lifespan=lifespan) if other else None,
+    mounted = ASGIApp(chat(), recording_api(ran) if other else None,
                       store=f"redis://127.0.0.1:{port}/0")
     sent = await Lifespan().run(mounted, "lifespan.startup", "lifespan.shutdown")
     assert [m["type"] for m in sent] == ["lifespan.startup.failed"]

@@ -36,14 +36,7 @@ import socketio
 
 from tests.proxy import RoundRobinProxy
 from tests.support import REPO_ROOT, JsonObject, ServerProcess, scaled, start_node
-from tests.test_chat_browser import (
-    MESSAGE_A,
-    MESSAGE_B,
-    browser,
-    expect_messages,
-    open_chat,
-    send,
-)
+from tests.test_chat_browser import browser, exchange, open_chat, page_elsewhere
 from tests.test_cluster import Clients, received
 
 if TYPE_CHECKING:
@@ -251,23 +244,9 @@ async def test_fastapi_chat_across_uvicorn_workers(browser: Browser, tmp_path: P
         await server.wait_for_log("(?s)" + ".*".join([STARTED] * 4), timeout=30)
         errors: list[str] = []
         page_a = await open_chat(browser, server.url + "/", errors, "A")
-        owner_a = await owner_of(page_a)
-        # the kernel picks each handshake's worker: open pages until one lands elsewhere
-        page_b = None
-        for attempt in range(12):
-            page = await open_chat(browser, server.url + "/", errors, f"B{attempt}")
-            if await owner_of(page) != owner_a:
-                page_b = page
-                break
-            await page.context.close()
-        assert page_b is not None, f"every page's session belongs to {owner_a}"
-
-        await send(page_a, MESSAGE_A)
-        await expect_messages(page_a, [MESSAGE_A])
-        await expect_messages(page_b, [MESSAGE_A])
-        await send(page_b, MESSAGE_B)
-        await expect_messages(page_b, [MESSAGE_A, MESSAGE_B])
-        await expect_messages(page_a, [MESSAGE_A, MESSAGE_B])
+        page_b = await page_elsewhere(browser, server.url + "/", errors, owner_of,
+                                      await owner_of(page_a))
+        await exchange(page_a, page_b)
         assert errors == []
         await page_a.context.close()
         await page_b.context.close()

@@ -18,7 +18,7 @@ class FakePeer:
     def __init__(self) -> None:
         self.opened = False
         self.written: list[Any] = []
-        self.incoming: asyncio.Queue[str | bytes | None | Exception] = asyncio.Queue()
+        self.incoming: asyncio.Queue[str | bytes | Exception | None] = asyncio.Queue()
         self.write_gate = asyncio.Event()
         self.write_gate.set()
         self.fail_open = False
