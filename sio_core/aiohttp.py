@@ -69,8 +69,11 @@ class _Upgrade:
         self.peer = AiohttpWebSocket(request)
         self.websocket: ForeignWebSocket | None = None
 
-    def accept_websocket(self, request: Request, config: Config,
-                         registry: set[WebSocket]) -> WebSocket | Response:
+    def accept_websocket(self, request: Request, config: Config, registry: set[WebSocket],
+                         headers: list[tuple[str, str]] | None = None
+                         ) -> WebSocket | Response:
+        for name, value in headers or ():
+            self.peer.response.headers.add(name, value)
         self.websocket = ForeignWebSocket(self.peer, config, registry, request.client)
         return self.websocket
 

@@ -61,12 +61,18 @@ class ASGIWebSocket:
     """A websocket of the ASGI server, as a session's transport sees it (the Peer of a
     :class:`~sio_core.engine.foreign.ForeignWebSocket`)."""
 
-    def __init__(self, receive: Receive, send: Send) -> None:
+    def __init__(self, receive: Receive, send: Send,
+                 headers: list[tuple[str, str]] | None = None) -> None:
         self._receive = receive
         self._send = send
+        self._headers = headers
 
     async def open(self) -> None:
-        await self._send({"type": "websocket.accept"})
+        message: Message = {"type": "websocket.accept"}
+        if self._headers:
+            message["headers"] = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                                  for name, value in self._headers]
+        await self._send(message)
 
     async def write(self, message: str | bytes) -> None:
         if isinstance(message, str):
@@ -97,11 +103,12 @@ class _Upgrade:
         self._client = client
         self.websocket: ForeignWebSocket | None = None
 
-    def accept_websocket(self, request: Request, config: Config,
-                         registry: set[WebSocket]) -> WebSocket | Response:
+    def accept_websocket(self, request: Request, config: Config, registry: set[WebSocket],
+                         headers: list[tuple[str, str]] | None = None
+                         ) -> WebSocket | Response:
         # the ASGI server has checked the handshake; the answer is sent by serve()
-        self.websocket = ForeignWebSocket(ASGIWebSocket(self._receive, self._send), config,
-                                          registry, self._client)
+        self.websocket = ForeignWebSocket(ASGIWebSocket(self._receive, self._send, headers),
+                                          config, registry, self._client)
         return self.websocket
 
 
@@ -109,8 +116,9 @@ class _NoUpgrade:
     """An HTTP request's connection: the engine never accepts a websocket on one (it
     answers 400 for ``transport=websocket`` without an upgrade)."""
 
-    def accept_websocket(self, request: Request, config: Config,
-                         registry: set[WebSocket]) -> WebSocket | Response:
+    def accept_websocket(self, request: Request, config: Config, registry: set[WebSocket],
+                         headers: list[tuple[str, str]] | None = None
+                         ) -> WebSocket | Response:
         return text_response(400, "Bad Request")
 
 

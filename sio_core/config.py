@@ -64,10 +64,86 @@ def check_path(path: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Cookie:
+    """The session cookie of the reference's ``cookie`` option: with ``Config(cookie=Cookie())``
+    the answer to each handshake sets a cookie holding the Engine.IO session id (for a load
+    balancer's affinity; sio_core itself needs none).
+
+    Args:
+        name: the cookie's name ("io", as the reference's).
+        path: its Path ("/").
+        http_only: HttpOnly (on, as the reference's).
+        same_site: "Lax" (the reference's), "Strict", "None", or None for no SameSite.
+        secure: Secure.
+        domain: its Domain, if any.
+        max_age: its Max-Age in seconds, if any (None: a session cookie).
+    """
+
+    name: str = "io"
+    path: str | None = "/"
+    http_only: bool = True
+    same_site: str | None = "Lax"
+    secure: bool = False
+    domain: str | None = None
+    max_age: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _TOKEN.fullmatch(self.name):
+            raise ValueError(f"cookie: {self.name!r} is not a cookie name")
+        for value in (self.path, self.domain):
+            if value is not None and not _COOKIE_VALUE.fullmatch(value):
+                raise ValueError(f"cookie: {value!r} is not a valid path or domain")
+        if self.same_site not in (None, "Lax", "Strict", "None"):
+            raise ValueError(f"cookie: same_site must be 'Lax', 'Strict', 'None' or None"
+                             f" (got {self.same_site!r})")
+
+    def serialize(self, value: str) -> str:
+        """The Set-Cookie value for ``value``, attributes in the order the reference's
+        ``cookie.serialize`` writes them."""
+        parts = [f"{self.name}={value}"]
+        if self.max_age is not None:
+            parts.append(f"Max-Age={self.max_age}")
+        if self.domain is not None:
+            parts.append(f"Domain={self.domain}")
+        if self.path is not None:
+            parts.append(f"Path={self.path}")
+        if self.http_only:
+            parts.append("HttpOnly")
+        if self.secure:
+            parts.append("Secure")
+        if self.same_site is not None:
+            parts.append(f"SameSite={self.same_site}")
+        return "; ".join(parts)
+
+
+#: RFC 6265 / RFC 7230: a cookie name is a token; a path or domain has no controls or ";"
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_COOKIE_VALUE = re.compile(r"[\x20-\x3a\x3c-\x7e]+")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
+    """Every limit, timing and option of a server, each field's default with its reason.
+
+    Immutable; every field is checked when it is built (a ValueError names the field).
+    ``Server(**fields)`` and ``Server(Config(...))`` take them, ``io.configure(**fields)``
+    changes them before serving, and ``python -m sio_core serve`` sets them from its flags.
+    Times are in seconds; ``None`` means unlimited where a field says so.
+
+    Example::
+
+        config = Config(ping_interval=10, max_payload=100_000,
+                        cors_allowed_origins=["https://example.com"], cookie=Cookie())
+        io = Server(config)
+        quick = dataclasses.replace(config, ping_timeout=5)
+    """
+
     # -- Engine.IO -------------------------------------------------------------------------
     #: URL prefix of the Engine.IO endpoint; a Socket.IO server uses /socket.io/.
     path: str = "/socket.io/"
+    #: The session cookie set by each handshake's answer (the reference's ``cookie``
+    #: option; off by default, as there). See :class:`Cookie`.
+    cookie: Cookie | None = None
     #: Transports a client may use, like the reference server's ``transports`` option.
     transports: Sequence[str] = TRANSPORTS
     #: Offer the polling -> websocket upgrade in the handshake.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import json
 import logging
 import socket as socket_module
@@ -30,6 +31,8 @@ from ..config import Config
 from ..exceptions import (
     BadHandshakeMethod,
     BadRequest,
+    ConnectionRefusedError,
+    Forbidden,
     HTTPError,
     ServeError,
     ShuttingDown,
@@ -47,6 +50,7 @@ from ..protocol.sid import new_owner, new_sid, owner_of
 from ..stores.base import Store
 from . import polling, websocket
 from .forwarding import Forwarding
+from .hooks import EngineHooks
 from .metrics import metrics_endpoint
 from .socket import EngineHandler, EngineSocket
 from .transport import Connection, Transport, WebSocket
@@ -82,9 +86,12 @@ class EngineServer:
     namespaces)."""
 
     def __init__(self, handler: EngineHandler, config: Config | None = None, *,
-                 health: Callable[[], dict[str, Any]] | None = None) -> None:
+                 health: Callable[[], dict[str, Any]] | None = None,
+                 hooks: EngineHooks | None = None) -> None:
         self.handler = handler
         self.config = config or Config()
+        #: the application's allow_request and engine events (hooks.py)
+        self.hooks = hooks or EngineHooks()
         self._stats = health
         #: this worker's address, in every sid it makes (serve() may set it)
         self.owner = new_owner()
@@ -291,12 +298,25 @@ class EngineServer:
             try:
                 return self._engine(request, conn, headers)
             except HTTPError as exc:
-                return error_response(exc, headers, close=request.upgrade)
+                return self._refuse(request, exc, headers)
         if request.upgrade:
             return text_response(400, "Bad Request")
         if self.static:
             return self.static.respond(request)
         return text_response(404, "Not Found")
+
+    def _refuse(self, request: Request, exc: HTTPError,
+                headers: list[tuple[str, str]]) -> Response:
+        self.hooks.refused(request, exc)
+        return error_response(exc, headers, close=request.upgrade)
+
+    def _app_headers(self, request: Request, sid: str | None = None) -> list[tuple[str, str]]:
+        """The headers the application adds to an answer (hooks.py): with the cookie and the
+        initial_headers listeners' for a handshake (``sid``: its new session's)."""
+        initial = sid is not None
+        if not self.hooks.listens_to_headers and not (initial and self.config.cookie):
+            return []
+        return self.hooks.headers(request, initial, self.config.cookie, sid)
 
     def _engine(self, request: Request, conn: HTTPConnection | Connection,
                 headers: list[tuple[str, str]]) -> Response | Awaitable[Response | None] | None:
@@ -311,14 +331,16 @@ class EngineServer:
             owner = owner_of(sid)
             if owner is None:
                 raise UnknownSession()
+            added = self._app_headers(request)
             if owner != self.owner:
                 return self._forward(owner, sid, transport, is_ws_upgrade, request, conn,
-                                     headers)
+                                     [*headers, *added])
             socket = self._lookup(sid)
             if transport == "websocket":
                 if not is_ws_upgrade:
                     raise BadRequest()
-                return self._upgrade(request, conn, socket)
+                return self._upgrade(request, conn, socket, added)
+            headers = [*headers, *added]
             if socket.transport.name != "polling":
                 raise BadRequest()  # polling after the upgrade (reference: 400 code 3)
             if request.method == "GET":
@@ -330,11 +352,41 @@ class EngineServer:
             raise BadHandshakeMethod()
         if transport == "websocket" and not is_ws_upgrade:
             raise BadRequest()
-        if query.get("EIO") != "4":
+        allow = self.hooks.allow_request
+        if allow is not None:  # where the reference asks its allowRequest
+            try:
+                verdict = allow(request)
+            except Exception as exc:
+                raise _refusal(exc) from None
+            if inspect.isawaitable(verdict):
+                return self._handshake_allowed(verdict, request, conn, headers)
+            if not verdict:
+                raise Forbidden()
+        return self._handshake(request, conn, headers)
+
+    async def _handshake_allowed(self, verdict: Awaitable[Any], request: Request,
+                                 conn: HTTPConnection | Connection,
+                                 headers: list[tuple[str, str]]) -> Response | None:
+        """A handshake after an async allow_request's verdict."""
+        try:
+            try:
+                allowed = await verdict
+            except Exception as exc:
+                raise _refusal(exc) from None
+            if not allowed:
+                raise Forbidden()
+            answer = self._handshake(request, conn, headers)
+        except HTTPError as exc:
+            return self._refuse(request, exc, headers)
+        return answer
+
+    def _handshake(self, request: Request, conn: HTTPConnection | Connection,
+                   headers: list[tuple[str, str]]) -> Response | None:
+        if request.query.get("EIO") != "4":
             raise UnsupportedProtocolVersion()
         if self._draining:
             raise ShuttingDown()
-        if transport == "websocket":
+        if request.query.get("transport") == "websocket":
             return self._open_websocket(request, conn)
         return self._open_polling(request, headers)
 
@@ -363,8 +415,10 @@ class EngineServer:
 
     # -- handshakes ---------------------------------------------------------------------
 
-    def _new_socket(self, transport: Transport, request: Request) -> EngineSocket:
-        core = EngineSession(new_sid(self.owner), TransportKind(transport.name), self._timing,
+    def _new_socket(self, transport: Transport, request: Request,
+                    sid: str | None = None) -> EngineSocket:
+        core = EngineSession(sid or new_sid(self.owner), TransportKind(transport.name),
+                             self._timing,
                              asyncio.get_running_loop().time())
         # kept for socket.handshake: the parsed parts, not the raw bytes beside them
         info = dataclasses.replace(request, raw_headers=[], body=b"", trailing=b"")
@@ -388,15 +442,17 @@ class EngineServer:
         socket = self._new_socket(polling.Polling(), request)
         open_packet = socket.core.handshake(upgrades=self._upgrades(),
                                             max_payload=self.config.max_payload)
+        headers = [*headers, *self._app_headers(request, socket.sid)]
         socket.opened()
         return polling.payload_response([open_packet], headers)
 
     def _open_websocket(self, request: Request,
                         conn: HTTPConnection | Connection) -> Response | None:
-        ws = self._accept_websocket(request, conn)
+        sid = new_sid(self.owner)
+        ws = self._accept_websocket(request, conn, self._app_headers(request, sid))
         if isinstance(ws, Response):
             return ws
-        socket = self._new_socket(ws, request)
+        socket = self._new_socket(ws, request, sid)
         open_packet = socket.core.handshake(upgrades=[], max_payload=self.config.max_payload)
         ws.send_packets([open_packet])
         ws.start(request.trailing)
@@ -404,10 +460,11 @@ class EngineServer:
         return None
 
     def _upgrade(self, request: Request, conn: HTTPConnection | Connection,
-                 socket: EngineSocket) -> Response | None:
+                 socket: EngineSocket, headers: list[tuple[str, str]]) -> Response | None:
+        """A polling session's upgrade; ``headers``: the application's, for the 101."""
         if not self.config.allow_upgrades:
             raise BadRequest()
-        ws = self._accept_websocket(request, conn)
+        ws = self._accept_websocket(request, conn, headers)
         if isinstance(ws, Response):
             return ws
         try:
@@ -421,9 +478,20 @@ class EngineServer:
         ws.start(request.trailing)
         return None
 
-    def _accept_websocket(self, request: Request, conn: HTTPConnection | Connection
+    def _accept_websocket(self, request: Request, conn: HTTPConnection | Connection,
+                          headers: list[tuple[str, str]] | None = None
                           ) -> WebSocket | Response:
-        """Answer 101 (or the refusal to send); the websocket counts for the drain."""
+        """Answer 101 with ``headers`` added (or the refusal to send); the websocket counts
+        for the drain."""
         if isinstance(conn, HTTPConnection):
-            return websocket.accept(request, conn, self.config, self.websockets)
-        return conn.accept_websocket(request, self.config, self.websockets)
+            return websocket.accept(request, conn, self.config, self.websockets, headers)
+        return conn.accept_websocket(request, self.config, self.websockets, headers)
+
+
+def _refusal(exc: Exception) -> Forbidden:
+    """What an allow_request that raised answers: its ConnectionRefusedError's message, or
+    (any other exception, logged) "Forbidden"."""
+    if isinstance(exc, ConnectionRefusedError):
+        return Forbidden(exc.message)
+    logger.error("allow_request raised", exc_info=exc)
+    return Forbidden()

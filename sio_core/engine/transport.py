@@ -99,10 +99,11 @@ class Connection(Protocol):
     """What carried a websocket upgrade request, when it is not our HTTP/1.1 connection
     (which websocket.accept takes over): another server's, which accepts its own way."""
 
-    def accept_websocket(self, request: Request, config: Config,
-                         registry: set[WebSocket]) -> WebSocket | Response:
-        """Answer the upgrade (101), or return the refusal to send; the websocket is in
-        ``registry`` until its connection is gone."""
+    def accept_websocket(self, request: Request, config: Config, registry: set[WebSocket],
+                         headers: list[tuple[str, str]] | None = None
+                         ) -> WebSocket | Response:
+        """Answer the upgrade (101, with ``headers`` added), or return the refusal to send;
+        the websocket is in ``registry`` until its connection is gone."""
         ...
 
 

@@ -257,9 +257,11 @@ class WebSocketConnection:
 def accept(
     request: Request, http: HTTPConnection, config: Config,
     registry: set[WebSocket] | None = None,
+    headers: list[tuple[str, str]] | None = None,
 ) -> WebSocketConnection | Response:
-    """Validate the upgrade request and answer 101; or return the refusal to send. The
-    accepted connection is in ``registry`` until its TCP connection is gone."""
+    """Validate the upgrade request and answer 101 (with ``headers`` added); or return the
+    refusal to send. The accepted connection is in ``registry`` until its TCP connection is
+    gone."""
     protocol = ServerProtocol(max_size=config.max_payload)
     protocol.receive_data(_raw_head(request))
     events = protocol.events_received()
@@ -271,6 +273,8 @@ def accept(
     if response.status_code != 101:
         return Response(response.status_code, [("Content-Type", "text/plain")],
                         bytes(response.body or b""), close=True)
+    for name, value in headers or ():
+        response.headers[name] = value
     protocol.send_response(response)
     # websockets' parser generator keeps the handshake request it parsed for the life of the
     # connection: empty the headers we were handed, as nothing reads them any more

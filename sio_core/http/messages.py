@@ -18,6 +18,18 @@ from ..exceptions import HTTPError
 
 @dataclass(slots=True)
 class Request:
+    """An HTTP request as parsed (what ``allow_request`` and the engine's events receive).
+
+    Attributes:
+        method: "GET", "POST", ...
+        path: the URL's path.
+        query: its query parameters.
+        headers: the headers, lower-case names (repeated fields joined with ", ").
+        body: the body.
+        client: the peer's (host, port).
+        upgrade: whether it asks for an upgrade (a websocket).
+    """
+
     method: str
     path: str
     query: dict[str, str]

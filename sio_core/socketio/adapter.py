@@ -123,6 +123,8 @@ class Adapter:
         observer = self.namespace.server.observer
         if observer is not None:
             observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
+        if self.namespace.outgoing_watchers:
+            self._notify_outgoing(packet, opts)
         return count
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
@@ -143,7 +145,16 @@ class Adapter:
         observer = self.namespace.server.observer
         if observer is not None:
             observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
+        if self.namespace.outgoing_watchers:
+            self._notify_outgoing(packet, opts)
         return count
+
+    def _notify_outgoing(self, packet: sio.Packet, opts: BroadcastOptions) -> None:
+        """The recipients with on_any_outgoing listeners hear of the event."""
+        watchers = self.namespace.outgoing_watchers
+        for socket in list(self.match(opts)):
+            if socket in watchers:
+                socket.notify_outgoing(packet.data)
 
     def _count(self, parts: list[str | bytes], recipients: int) -> None:
         """Counted once per broadcast, for all its recipients (not once per recipient)."""
