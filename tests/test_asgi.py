@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 import socketio
 import uvicorn
+import websockets.asyncio.client
 from aiohttp import web
 from fastapi import FastAPI
 
@@ -410,3 +411,25 @@ async def test_mounted_under_a_prefix_and_started_by_the_first_request() -> None
         await wait_until(lambda: io.left != [])  # type: ignore[attr-defined]
         assert io.left == ["transport error"], io.left  # type: ignore[attr-defined]
         await mounted.shutdown()
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "aiohttp"])
+async def test_the_applications_headers_reach_the_101(server: str) -> None:
+    io = chat()
+
+    def initial(headers: dict[str, str], request: Any) -> None:
+        headers["X-Served-By"] = "sio_core"
+
+    io.engine_hooks.on("initial_headers", initial)
+    if server == "uvicorn":
+        serving = uvicorn_serving(ASGIApp(io, meeting=meeting()))
+    else:
+        app = web.Application()
+        attach(io, app, meeting=meeting())
+        serving = aiohttp_serving(app)
+    async with serving as url:
+        ws_url = url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        async with websockets.asyncio.client.connect(ws_url) as ws:
+            assert ws.response is not None
+            assert ws.response.headers["X-Served-By"] == "sio_core"
+            assert str(await ws.recv()).startswith("0{")
