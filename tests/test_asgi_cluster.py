@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import signal
 import sys
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
@@ -225,6 +227,30 @@ async def test_uvicorn_workers_with_no_sticky_sessions(
         assert len(owners) >= 2, owners  # sessions owned on both nodes
         for server in (alone, *nodes):
             assert "Traceback" not in server.log_text(), server.log_text()
+
+
+@pytest.mark.interop
+async def test_another_worker_hosts_the_hub_when_its_host_is_killed(tmp_path: Path) -> None:
+    server = await start_uvicorn(tmp_path / "workers.log", 3)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(server.stop)
+        host = (await server.wait_for_log(r"^(\d+) INFO sio_core\.meeting: hosting"))[1]
+        os.kill(int(host), signal.SIGKILL)
+        # one of the others takes the lock and hosts a new hub; uvicorn replaces the dead one
+        await server.wait_for_log(rf"^(?!{host} )\d+ INFO sio_core\.meeting: hosting", timeout=15)
+        await server.wait_for_log("(?s)" + ".*".join([STARTED] * 4), timeout=30)
+        clients = Clients(await stack.enter_async_context(await start_node(CLIENTS_JS,
+                                                                           server.url)))
+        await clients.open("k", 12, ["websocket"])
+        owners = {who["pid"] for who in (await clients.emit("k", "whoami")).values()}
+        assert len(owners) >= 2 and int(host) not in owners, owners
+        # the workers met again: a broadcast from each client reaches every other, once
+        await clients.emit("k", "bcast", None, "$id", "again", "$name")
+        await clients.wait("k", "again", 11)
+        for name, client in (await clients.stats("k")).items():
+            assert sorted(received(client, "again")) == sorted(
+                f"k{i}" for i in range(12) if f"k{i}" != name), name
+        await clients.node.send({"op": "close", "group": "k"})
 
 
 # --- the chat in a browser -----------------------------------------------------------------------
