@@ -222,11 +222,8 @@ class ASGIApp:
         answer = engine.handle(_request(scope, path, body), _NO_UPGRADE)
         if answer is not None and not isinstance(answer, Response):
             answer = await _unless_disconnected(answer, receive)
-            if answer is None:
-                return  # the client went away: the request was withdrawn
-        if answer is None:
-            answer = text_response(500, "Internal Server Error")  # not for plain HTTP
-        await _respond(send, answer)
+        if answer is not None:  # None: the client went away, the request was withdrawn
+            await _respond(send, answer)
 
     async def _websocket(self, engine: EngineServer, scope: Scope, path: str,
                          receive: Receive, send: Send) -> None:
@@ -333,8 +330,6 @@ async def _unless_disconnected(answer: Awaitable[Response | None],
     """The answer, or None if the client disconnects first (the answer is then
     cancelled: a long-poll withdrawn, as when our own connection is lost)."""
     future = asyncio.ensure_future(answer)
-    if future.done():
-        return future.result()
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait((future, gone), return_when=asyncio.FIRST_COMPLETED)

@@ -105,6 +105,15 @@ async def aiohttp_serving(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+def serving(server: str, io: Server) -> contextlib.AbstractAsyncContextManager[str]:
+    """``io`` alone, by ASGIApp under uvicorn or attached to an aiohttp application."""
+    if server == "uvicorn":
+        return uvicorn_serving(ASGIApp(io, meeting=meeting()))
+    app = web.Application()
+    attach(io, app, meeting=meeting())
+    return aiohttp_serving(app)
+
+
 async def get_json(http: aiohttp.ClientSession, url: str, method: str = "GET",
                    data: bytes | None = None) -> tuple[int, Any]:
     async with http.request(method, url, data=data) as response:
@@ -145,12 +154,15 @@ async def test_fastapi_app_beside_socketio_and_the_reference_errors() -> None:
         return {"hello": "world"}
 
     io = chat(max_payload=1000)
-    mounted = ASGIApp(io, api, meeting=meeting())
+    page = Path(__file__).parent.parent / "sio_core" / "demo" / "static" / "index.html"
+    mounted = ASGIApp(io, api, static_files={"/chat": str(page)}, meeting=meeting())
     async with uvicorn_serving(mounted) as url, aiohttp.ClientSession() as http:
         assert events == ["startup"]  # the other application's lifespan, forwarded
         assert mounted.engine is not None  # ours started with it
         assert await get_json(http, url + "/api/hello") == (200, {"hello": "world"})
         assert (await get_json(http, url + "/nothing"))[0] == 404  # FastAPI's answer
+        async with http.get(url + "/chat") as response:  # static_files
+            assert response.status == 200 and "<html" in (await response.text()).lower()
 
         status, text = await get_json(http, url + HANDSHAKE)
         assert status == 200
@@ -223,11 +235,18 @@ async def wait_until(check: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_oversize_websocket_message_closes_with_1009() -> None:
-    url_of = uvicorn_serving(ASGIApp(chat(max_payload=100), meeting=meeting()))
-    async with url_of as url, aiohttp.ClientSession() as http, \
+@pytest.mark.parametrize("server", ["uvicorn", "aiohttp"])
+async def test_oversize_websocket_message_closes_with_1009(server: str) -> None:
+    async with serving(server, chat(max_payload=100)) as url, \
+            aiohttp.ClientSession() as http, \
             http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket") as ws:
         assert (await ws.receive_str()).startswith("0{")
+        await ws.send_str("40")
+        assert (await ws.receive_str()).startswith("40{")
+        await ws.send_str('451-1["echo",{"_placeholder":true,"num":0}]')
+        await ws.send_bytes(b"\x00\xff")  # an attachment: a binary frame back
+        assert await ws.receive_str() == '461-1[{"_placeholder":true,"num":0}]'
+        assert await ws.receive_bytes() == b"\x00\xff"
         await ws.send_str("4" + "x" * 200)
         message = await ws.receive(timeout=scaled(5))
         assert message.type is aiohttp.WSMsgType.CLOSE
@@ -421,15 +440,64 @@ async def test_the_applications_headers_reach_the_101(server: str) -> None:
         headers["X-Served-By"] = "sio_core"
 
     io.engine_hooks.on("initial_headers", initial)
-    if server == "uvicorn":
-        serving = uvicorn_serving(ASGIApp(io, meeting=meeting()))
-    else:
-        app = web.Application()
-        attach(io, app, meeting=meeting())
-        serving = aiohttp_serving(app)
-    async with serving as url:
+    async with serving(server, io) as url:
         ws_url = url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
         async with websockets.asyncio.client.connect(ws_url) as ws:
             assert ws.response is not None
             assert ws.response.headers["X-Served-By"] == "sio_core"
             assert str(await ws.recv()).startswith("0{")
+
+
+async def test_two_workers_forward_to_each_other() -> None:
+    """Two ASGI apps of one meeting, each under its own uvicorn, in this process: the requests
+    of a session of A that come to B are forwarded to A (a POST, a GET, an oversize POST, the
+    websocket upgrade)."""
+    name = meeting()
+    a_io, b_io = chat(max_payload=1000), chat(max_payload=1000)
+    a_app, b_app = ASGIApp(a_io, meeting=name), ASGIApp(b_io, meeting=name)
+    async with uvicorn_serving(a_app) as a, uvicorn_serving(b_app) as b, \
+            aiohttp.ClientSession() as http:
+        assert a_app.engine is not None and b_app.engine is not None
+        store = b_app.engine.store
+        assert store is not None
+        await wait_until(lambda: store.peers == {a_app.engine.owner})  # type: ignore[union-attr]
+        sid = handshake_sid((await get_json(http, a + HANDSHAKE))[1])
+        session = f"{HANDSHAKE}&sid={sid}"
+        assert await get_json(http, b + session, "POST", b"40") == (200, "ok")
+        status, text = await get_json(http, b + session)
+        assert status == 200 and text.startswith("40{"), text
+        assert (await get_json(http, b + session, "POST", b"x" * 5000))[0] == 413  # A's verdict
+        ws_url = f"{b}/socket.io/?EIO=4&transport=websocket&sid={sid}"
+        async with http.ws_connect(ws_url) as ws:
+            await ws.send_str("2probe")
+            assert await ws.receive_str(timeout=scaled(5)) == "3probe"
+            await ws.send_str("5")
+            await ws.send_str('421["echo","through B"]')
+            assert await ws.receive_str(timeout=scaled(5)) == '431["through B"]'
+        await wait_until(lambda: a_io.left == ["transport close"])  # type: ignore[attr-defined]
+
+
+async def test_websocket_refused_by_a_server_with_no_http_answer() -> None:
+    """Under a server that does not offer the websocket.http.response extension (driven by
+    hand here), a refused websocket is closed before it is accepted (the server's 403)."""
+    mounted = ASGIApp(chat(), meeting=meeting())
+    scope = {"type": "websocket", "path": "/socket.io/", "headers": [], "extensions": {},
+             "query_string": b"EIO=4&transport=websocket&sid=nope"}
+
+    async def run(*incoming: dict[str, Any]) -> list[dict[str, Any]]:
+        queue = list(incoming)
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return queue.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await mounted(scope, receive, send)
+        return sent
+
+    assert await run({"type": "websocket.connect"}) == [{"type": "websocket.close",
+                                                           "code": 1008}]
+    assert await run({"type": "websocket.disconnect", "code": 1006}) == []  # gone at once
+    await mounted.shutdown()
