@@ -501,3 +501,11 @@ async def test_websocket_refused_by_a_server_with_no_http_answer() -> None:
                                                            "code": 1008}]
     assert await run({"type": "websocket.disconnect", "code": 1006}) == []  # gone at once
     await mounted.shutdown()
+
+
+async def test_a_meeting_directory_others_can_enter_is_refused(point: Path) -> None:
+    point.parent.chmod(0o777)
+    store = MeetingStore("w0", point)
+    with pytest.raises(PermissionError, match="0700"):
+        await store.start()
+    await store.close()

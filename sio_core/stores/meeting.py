@@ -42,8 +42,16 @@ def meeting_point(name: str, directory: str | None = None) -> Path:
     if directory is None:
         base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
         directory = os.path.join(base, f"sio_core-{os.getuid()}")
-    os.makedirs(directory, mode=0o700, exist_ok=True)
     return Path(directory) / hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def _private_directory(path: Path) -> None:
+    """Make the meeting's directory, or check that the one there is the user's alone: in a
+    shared temporary directory another user could have made it first, to listen in."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = path.stat()
+    if status.st_uid != os.getuid() or status.st_mode & 0o077:
+        raise PermissionError(f"{path} is not a directory of this user's alone (0700)")
 
 
 class MeetingStore(HubStore):
@@ -60,6 +68,7 @@ class MeetingStore(HubStore):
         self._meeting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        _private_directory(self.lock_path.parent)
         await asyncio.wait_for(self._meet(), self.start_timeout)
         assert self._peers_known is not None
         await asyncio.wait_for(self._peers_known.wait(), self.start_timeout)
