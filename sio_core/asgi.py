@@ -175,9 +175,9 @@ class ASGIApp:
 
     def _store(self) -> Store:
         if self.store_url is not None:
-            from .stores.redis import RedisStore
+            from .cli import make_store  # the store `serve --store URL` gives a worker
 
-            return RedisStore(self.store_url, owner=new_owner(), key=self.store_key)
+            return make_store(self.store_url, new_owner(), self.store_key)
         from .stores.meeting import MeetingStore, meeting_point
 
         point = meeting_point(self.meeting or meeting_name(self.io.config))
