@@ -32,6 +32,7 @@ at once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import sys
@@ -174,14 +175,17 @@ class ASGIApp:
         return self.engine
 
     def _store(self) -> Store:
+        name = self.meeting or meeting_name(self.io.config)
+        # the workers of one server are one node, each numbered by its pid (uvicorn gives
+        # them no number): GET /metrics answers for the node's workers, a label each
+        owner = new_owner(hashlib.sha256(name.encode()).hexdigest()[:6], os.getpid())
         if self.store_url is not None:
             from .cli import make_store  # the store `serve --store URL` gives a worker
 
-            return make_store(self.store_url, new_owner(), self.store_key)
+            return make_store(self.store_url, owner, self.store_key)
         from .stores.meeting import MeetingStore, meeting_point
 
-        point = meeting_point(self.meeting or meeting_name(self.io.config))
-        return MeetingStore(new_owner(), point)
+        return MeetingStore(owner, meeting_point(name))
 
     async def shutdown(self) -> None:
         """Close every session (clients are told) and leave the other workers."""

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 import socketio
 
@@ -220,6 +221,11 @@ async def test_uvicorn_workers_with_no_sticky_sessions(
 
         forwarders = check_outcome(local, forwarded(alone.log_text()))
         assert len(forwarders) >= 2, forwarders  # requests came in through several workers
+        # GET /metrics answers for every worker, each under its label (its pid)
+        pids = set(re.findall(r"Started server process \[(\d+)\]", alone.log_text()))
+        async with aiohttp.ClientSession() as http, http.get(alone.url + "/metrics") as reply:
+            labels = set(re.findall(r'worker="(\d+)"', await reply.text()))
+        assert labels == pids and len(pids) == 4, (labels, pids)
 
         forwarders = check_outcome(shared, forwarded(*(node.log_text() for node in nodes)))
         assert len(forwarders) >= 2, forwarders
