@@ -509,3 +509,18 @@ async def test_a_meeting_directory_others_can_enter_is_refused(point: Path) -> N
     with pytest.raises(PermissionError, match="0700"):
         await store.start()
     await store.close()
+
+
+async def test_a_worker_that_cannot_host_lets_go_of_the_lock(
+    point: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    point.with_suffix(".sock").mkdir()  # nothing can listen there
+    store = MeetingStore("w0", point, start_timeout=0.3)
+    with pytest.raises(TimeoutError):
+        await store.start()
+    await store.close()
+    assert "cannot host the workers' hub" in caplog.text
+    assert store.hub is None
+    other = MeetingStore("w1", point)
+    assert other._take_lock()  # free for another worker to try
+    other._release_lock()

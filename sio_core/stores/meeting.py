@@ -79,7 +79,11 @@ class MeetingStore(HubStore):
         delay = RETRY_MIN
         while True:
             if self.hub is None and self._take_lock():
-                await self._host()
+                try:
+                    await self._host()
+                except OSError as exc:  # let another worker try: this one only connects
+                    logger.error("cannot host the workers' hub at %s: %s", self.path, exc)
+                    self._release_lock()
             try:
                 await self._connect()
                 return
@@ -127,6 +131,10 @@ class MeetingStore(HubStore):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
                 os.unlink(self.lock_path)  # while still held: see _take_lock
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        self.hub = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
