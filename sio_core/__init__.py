@@ -60,5 +60,6 @@ def __getattr__(name: str) -> Any:
     if name == "Emitter":
         from .emitter import Emitter
 
+        globals()["Emitter"] = Emitter  # once: a module attribute from now on
         return Emitter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -142,5 +142,7 @@ def _request(request: web.Request, body: bytes, upgrade: bool) -> Request:
     peer = request.transport.get_extra_info("peername") if request.transport else None
     raw_url = request.raw_path.encode("latin-1")
     return Request(request.method, request.path, parse_query(request.query_string.encode()),
-                   headers, body, (peer[0], peer[1]) if peer else None, raw_headers, raw_url,
-                   f"{request.version.major}.{request.version.minor}", upgrade=upgrade)
+                   headers, body, (peer[0], peer[1]) if peer else None, secure=request.secure,
+                   raw_headers=raw_headers, raw_url=raw_url,
+                   http_version=f"{request.version.major}.{request.version.minor}",
+                   upgrade=upgrade)

@@ -308,8 +308,9 @@ def _request(scope: Scope, path: str, body: bytes = b"", upgrade: bool = False) 
     query: bytes = scope.get("query_string", b"")
     raw_url = path.encode("latin-1") + (b"?" + query if query else b"")
     return Request(scope.get("method", "GET"), path, parse_query(query), headers, body,
-                   _client(scope), raw_headers, raw_url, scope.get("http_version", "1.1"),
-                   upgrade=upgrade)
+                   _client(scope), secure=scope.get("scheme") in ("https", "wss"),
+                   raw_headers=raw_headers, raw_url=raw_url,
+                   http_version=scope.get("http_version", "1.1"), upgrade=upgrade)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

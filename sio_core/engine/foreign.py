@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Protocol
 
 from ..config import Config
@@ -88,7 +88,9 @@ class ForeignWebSocket:
     def send_packets(self, packets: list[Packet]) -> None:
         self.send_many([encode_packet(p) for p in packets])
 
-    def send_many(self, messages: Iterable[str | bytes]) -> None:
+    def send_many(self, messages: Iterable[str | bytes], plain: Collection[int] = ()) -> None:
+        # whether a frame is compressed is the other server's choice (permessage-deflate
+        # as it negotiated it): compress(False) cannot reach it through ASGI or aiohttp
         if self._closing or self._closed:
             return
         for message in messages:

@@ -18,13 +18,16 @@ one. ``python -m sio_core serve`` runs either the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import json
 import logging
 import socket as socket_module
+import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from ssl import SSLContext
 from typing import Any, Protocol
 
 from ..config import Config
@@ -40,9 +43,11 @@ from ..exceptions import (
     UnknownTransport,
     UnsupportedProtocolVersion,
 )
+from ..http.compression import HTTPCompression, negotiate
 from ..http.connection import HTTPConnection
 from ..http.cors import cors_headers, preflight
 from ..http.messages import Request, Response, error_response, text_response
+from ..http.proxy import TrustedProxies
 from ..http.static import StaticFiles, client_files
 from ..protocol.session import CloseReason, EngineSession, Timing
 from ..protocol.session import Transport as TransportKind
@@ -71,7 +76,8 @@ class Service(Protocol):
     async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
                     store: Store | None = None, owner: str | None = None,
                     reuse_port: bool = False,
-                    sock: socket_module.socket | None = None) -> None: ...
+                    sock: socket_module.socket | None = None,
+                    ssl: SSLContext | None = None) -> None: ...
 
     async def drain(self, timeout: float) -> bool: ...
 
@@ -133,14 +139,16 @@ class EngineServer:
     async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
                     store: Store | None = None, owner: str | None = None,
                     reuse_port: bool = False,
-                    sock: socket_module.socket | None = None) -> None:
+                    sock: socket_module.socket | None = None,
+                    ssl: SSLContext | None = None) -> None:
         """Start: :meth:`start` (the store), then listen on ``host:port`` (or on ``sock``;
         ``reuse_port`` for several workers on one port). Returns once listening. Raises
         ServeError (with one line saying what failed) if the store cannot be reached or
-        the address cannot be listened on."""
+        the address cannot be listened on. ``sock`` may be a unix socket (bound); ``ssl``
+        serves HTTPS and WSS."""
         await self.start(store=store, owner=owner)
         try:
-            await self._listen(host, port, reuse_port, sock)
+            await self._listen(host, port, reuse_port, sock, ssl)
         except OSError as exc:
             if store is not None:
                 await store.close()
@@ -180,19 +188,24 @@ class EngineServer:
             self.metrics.join(store)
 
     async def _listen(self, host: str, port: int, reuse_port: bool,
-                      sock: socket_module.socket | None) -> None:
+                      sock: socket_module.socket | None, ssl: SSLContext | None) -> None:
         loop = asyncio.get_running_loop()
         config = self.config
         connections = self.connections
+        proxies = TrustedProxies(config.forwarded_allow_ips) or None
 
         def factory() -> HTTPConnection:
-            return HTTPConnection(self.handle, config, connections=connections)
+            return HTTPConnection(self.handle, config, connections=connections, proxies=proxies)
 
-        if sock is not None:
-            server = await loop.create_server(factory, sock=sock, backlog=config.backlog)
+        server: asyncio.Server
+        if sock is not None and sock.family == socket_module.AF_UNIX:
+            server = await _unix_server(loop, factory, sock, config.backlog, ssl)
+        elif sock is not None:
+            server = await loop.create_server(factory, sock=sock, backlog=config.backlog,
+                                              ssl=ssl)
         else:
             server = await loop.create_server(factory, host, port, reuse_port=reuse_port or None,
-                                              backlog=config.backlog)
+                                              backlog=config.backlog, ssl=ssl)
         self._servers.append(server)
 
     async def drain(self, timeout: float,
@@ -344,7 +357,7 @@ class EngineServer:
             if socket.transport.name != "polling":
                 raise BadRequest()  # polling after the upgrade (reference: 400 code 3)
             if request.method == "GET":
-                return polling.get(socket, headers)
+                return polling.get(socket, headers, self._compression(request))
             if request.method == "POST":
                 return polling.post(socket, request.body, headers, self.config)
             raise BadRequest()
@@ -402,10 +415,18 @@ class EngineServer:
                 raise BadRequest()
             return forwarding.upgrade(owner, sid, request, conn, headers)
         if request.method == "GET":
-            return forwarding.poll(owner, sid, headers)
+            return forwarding.poll(owner, sid, headers, self._compression(request))
         if request.method == "POST":
             return forwarding.post(owner, sid, request.body, headers)
         raise BadRequest()
+
+    def _compression(self, request: Request) -> HTTPCompression | None:
+        """How a polling answer to ``request`` is compressed (``http_compression``)."""
+        config = self.config
+        if not config.http_compression:
+            return None
+        return negotiate(request.headers.get("accept-encoding"),
+                         config.http_compression_threshold)
 
     def _lookup(self, sid: str) -> EngineSocket:
         socket = self.sockets.get(sid)
@@ -444,7 +465,7 @@ class EngineServer:
                                             max_payload=self.config.max_payload)
         headers = [*headers, *self._app_headers(request, socket.sid)]
         socket.opened()
-        return polling.payload_response([open_packet], headers)
+        return polling.payload_response([open_packet], headers, self._compression(request))
 
     def _open_websocket(self, request: Request,
                         conn: HTTPConnection | Connection) -> Response | None:
@@ -495,3 +516,16 @@ def _refusal(exc: Exception) -> Forbidden:
         return Forbidden(exc.message)
     logger.error("allow_request raised", exc_info=exc)
     return Forbidden()
+
+
+async def _unix_server(loop: asyncio.AbstractEventLoop, factory: Callable[[], HTTPConnection],
+                       sock: socket_module.socket, backlog: int,
+                       ssl: SSLContext | None) -> asyncio.Server:
+    """A server on a bound unix socket. Its file stays when the server closes: whoever bound
+    it removes it (several workers may share one socket; Python 3.13's asyncio would remove
+    it at the first worker's close, uvloop never does and takes no such argument)."""
+    if sys.version_info >= (3, 13):
+        with contextlib.suppress(TypeError):
+            return await loop.create_unix_server(  # type: ignore[call-arg,unused-ignore]
+                factory, sock=sock, backlog=backlog, ssl=ssl, cleanup_socket=False)
+    return await loop.create_unix_server(factory, sock=sock, backlog=backlog, ssl=ssl)

@@ -32,7 +32,7 @@ broadcast's path, once per recipient: a transport writes the packets' pre-framed
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Protocol
 
 from ..config import Config
@@ -82,8 +82,9 @@ class WebSocket(Transport, Protocol):
         upgrade request), once the server has decided what the websocket carries."""
         ...
 
-    def send_many(self, messages: Iterable[str | bytes]) -> None:
-        """Write encoded Engine.IO packets, one frame each (relayed from the owner)."""
+    def send_many(self, messages: Iterable[str | bytes], plain: Collection[int] = ()) -> None:
+        """Write encoded Engine.IO packets, one frame each (relayed from the owner); those at
+        the indices in ``plain`` never compressed (compress(False))."""
         ...
 
     def close(self, code: int | None = 1000, reason: str = "") -> None:

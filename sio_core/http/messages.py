@@ -36,6 +36,9 @@ class Request:
     headers: dict[str, str]  # lower-case names; repeated fields joined with ", "
     body: bytes = b""
     client: tuple[str, int] | None = None
+    #: the client used TLS: with this server, or (X-Forwarded-Proto from a trusted proxy,
+    #: sio_core/http/proxy.py) with the proxy in front of it
+    secure: bool = False
     raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     raw_url: bytes = b""
     http_version: str = "1.1"

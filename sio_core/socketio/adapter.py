@@ -28,6 +28,8 @@ class BroadcastOptions:
     volatile: bool = False
     local: bool = False
     timeout: float | None = None
+    #: compress(False): the packets are never compressed (permessage-deflate, gzip)
+    compress: bool = True
 
 
 class Adapter:
@@ -106,8 +108,8 @@ class Adapter:
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> int:
         """Deliver to the matching local sockets; returns how many got it."""
-        parts = sio.encode(packet)
-        packets = [engineio.message(part) for part in parts]
+        parts = self.namespace.server.parser.encode(packet)
+        packets = [engineio.message(part, opts.compress) for part in parts]
         count = 0
         volatile = opts.volatile
         if opts.rooms or opts.except_rooms or volatile:
@@ -133,8 +135,8 @@ class Adapter:
         Returns how many clients were sent the packet (so the caller knows how many acks
         to wait for)."""
         assert packet.id is not None
-        parts = sio.encode(packet)
-        packets = [engineio.message(part) for part in parts]
+        parts = self.namespace.server.parser.encode(packet)
+        packets = [engineio.message(part, opts.compress) for part in parts]
         count = 0
         ack_id = packet.id
         for socket in self.match(opts):

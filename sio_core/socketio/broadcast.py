@@ -143,8 +143,9 @@ class BroadcastOperator:
 
     def compress(self, value: bool = True) -> BroadcastOperator:
         """Whether the event may be compressed (``compress(False)``: never), as the
-        reference's; accepted, and a no-op until WebSocket compression exists."""
-        return self
+        reference's: permessage-deflate (``per_message_deflate``) and the gzip of polling
+        answers (``http_compression``)."""
+        return self._with(compress=value)
 
     @property
     def options(self) -> BroadcastOptions:

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("sio_core.cluster")
 
 def opts_to_wire(opts: BroadcastOptions) -> dict[str, Any]:
-    return {"rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms),
-            "flags": {"volatile": opts.volatile}}
+    flags: dict[str, bool] = {"volatile": opts.volatile}
+    if not opts.compress:
+        flags["compress"] = False  # the JavaScript adapter's flag; left out when true
+    return {"rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms), "flags": flags}
 
 
 def opts_from_wire(value: Any) -> BroadcastOptions | None:
@@ -49,7 +51,8 @@ def opts_from_wire(value: Any) -> BroadcastOptions | None:
             or not all(isinstance(r, str) for r in excepted) or not isinstance(flags, dict)):
         return None
     return BroadcastOptions(frozenset(rooms), frozenset(excepted),
-                            volatile=bool(flags.get("volatile")))
+                            volatile=bool(flags.get("volatile")),
+                            compress=flags.get("compress") is not False)
 
 
 def packet_to_wire(packet: sio.Packet) -> dict[str, Any]:

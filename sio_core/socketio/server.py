@@ -16,6 +16,7 @@ import re
 import socket as socket_module
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from ssl import SSLContext
 from typing import Any, TypeVar, overload
 
 from ..config import Config
@@ -23,6 +24,7 @@ from ..engine.hooks import AllowRequest, EngineHooks
 from ..engine.metrics.families import Family
 from ..engine.server import EngineServer
 from ..engine.socket import EngineSocket
+from ..protocol.parsers import PARSERS, Parser
 from ..protocol.session import CloseReason
 from ..stores.base import Store
 from . import handlers
@@ -92,6 +94,8 @@ class Server(_Operators[BroadcastOperator]):
                  allow_request: AllowRequest | None = None, **options: Any) -> None:
         base = config or Config()
         self.config = replace(base, **options) if options else base
+        #: how packets are written and read (config.parser)
+        self.parser: Parser = PARSERS[self.config.parser]
         #: the Engine.IO handshake's hooks: ``allow_request`` and the engine's events
         #: (``connection_error``, ``initial_headers``, ``headers``), as the reference's
         #: ``allowRequest`` option and ``io.engine.on(...)``; usable before serve()
@@ -120,11 +124,13 @@ class Server(_Operators[BroadcastOperator]):
         if self.engine is not None:
             raise RuntimeError("configure() must come before serve()")
         self.config = replace(self.config, **changes)
+        self.parser = PARSERS[self.config.parser]
 
     async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
                     store: Store | None = None, owner: str | None = None,
                     reuse_port: bool = False,
-                    sock: socket_module.socket | None = None) -> None:
+                    sock: socket_module.socket | None = None,
+                    ssl: SSLContext | None = None) -> None:
         """Serve this application on ``host:port`` (Engine.IO at ``config.path``); returns
         once listening. With a ``store``, broadcasts, acks and socket queries span every
         worker and node of it, and a request for another worker's session is forwarded to
@@ -132,7 +138,7 @@ class Server(_Operators[BroadcastOperator]):
         the rest; :meth:`close` stops."""
         engine = self._engine_for(store)
         await engine.serve(host, port, store=store, owner=owner, reuse_port=reuse_port,
-                           sock=sock)
+                           sock=sock, ssl=ssl)
         if self.observer is not None:
             self.observer.serving()
 

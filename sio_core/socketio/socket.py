@@ -177,7 +177,7 @@ class Socket(EventEmitter):
              callback: Callable[..., Any] | None = None) -> Awaitable[None]:
         """Send an event to this client. ``callback(*ack_args)`` runs when the client acks.
         Works with or without ``await``."""
-        return self._emit(event, args, callback, volatile=False, timeout=None)
+        return self._emit(event, args, callback, volatile=False, timeout=None, compress=True)
 
     def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]:
         """Emit a ``message`` event (``socket.send`` of the JavaScript server)."""
@@ -187,9 +187,13 @@ class Socket(EventEmitter):
         """Emit and wait for the client's ack: its single argument, a tuple if several.
         Raises TimeoutError after ``timeout`` seconds (None: wait as long as connected),
         DisconnectedError if the socket goes away first."""
+        return await self._ask(event, args, timeout, compress=True)
+
+    async def _ask(self, event: str, args: tuple[Any, ...], timeout: float | None, *,
+                   compress: bool) -> Any:
         on_ack = _AckFuture()
         future = on_ack.future
-        ack_id = self._send_event(event, args, on_ack, volatile=False)
+        ack_id = self._send_event(event, args, on_ack, volatile=False, compress=compress)
         if ack_id is None:
             raise DisconnectedError("socket is not connected")
         try:
@@ -200,22 +204,23 @@ class Socket(EventEmitter):
             self._acks.pop(ack_id, None)
 
     def _emit(self, event: str, args: tuple[Any, ...], callback: Callable[..., Any] | None,
-              *, volatile: bool, timeout: float | None) -> Awaitable[None]:
+              *, volatile: bool, timeout: float | None, compress: bool) -> Awaitable[None]:
         if callback is not None and timeout is not None:
             timed = _TimedAck(self, callback, timeout)
-            timed.ack_id = self._send_event(event, args, timed, volatile=volatile)
+            timed.ack_id = self._send_event(event, args, timed, volatile=volatile,
+                                            compress=compress)
         else:
-            self._send_event(event, args, callback, volatile=volatile)
+            self._send_event(event, args, callback, volatile=volatile, compress=compress)
         return DONE
 
     def _send_event(self, event: str, args: tuple[Any, ...], callback: Callable[..., Any] | None,
-                    *, volatile: bool) -> int | None:
+                    *, volatile: bool, compress: bool = True) -> int | None:
         ack_id = self.namespace.next_ack_id() if callback is not None else None
         packet = event_packet(self.namespace.name, event, args, ack_id)
         if not self.connected:
             return None
-        parts = sio.encode(packet)
-        if not self.client.send_parts(parts, volatile=volatile):
+        parts = self.server.parser.encode(packet)
+        if not self.client.send_parts(parts, volatile=volatile, compress=compress):
             return None  # not sent (a closing session, a volatile drop): no ack will come
         self.namespace.counters.events_sent += 1
         if self._any_outgoing:
@@ -250,17 +255,18 @@ class Socket(EventEmitter):
 
     @property
     def volatile(self) -> _Flagged:
-        return _Flagged(self, volatile=True, timeout=None)
+        return _Flagged(self, volatile=True, timeout=None, compress=True)
 
     def timeout(self, seconds: float) -> _Flagged:
         """``socket.timeout(5).emit("ask", callback=cb)``: ``cb(None, *answer)``, or
         ``cb(TimeoutError)`` if the client has not acked within ``seconds``."""
-        return _Flagged(self, volatile=False, timeout=seconds)
+        return _Flagged(self, volatile=False, timeout=seconds, compress=True)
 
     def compress(self, value: bool = True) -> _Flagged:
-        """Whether the event may be compressed, as the reference's ``compress(false)``;
-        accepted, a no-op until WebSocket compression exists."""
-        return _Flagged(self, volatile=False, timeout=None)
+        """Whether the event may be compressed, as the reference's ``compress(false)``:
+        permessage-deflate (``per_message_deflate``) and the gzip of polling answers
+        (``http_compression``)."""
+        return _Flagged(self, volatile=False, timeout=None, compress=value)
 
     # -- broadcasting from this socket ------------------------------------------------------
 
@@ -549,35 +555,41 @@ class _TimedAck:
 
 
 class _Flagged:
-    """``socket.volatile`` / ``socket.timeout(s)``: the same socket, emitting with flags."""
+    """``socket.volatile`` / ``socket.timeout(s)`` / ``socket.compress(False)``: the same
+    socket, emitting with flags."""
 
-    __slots__ = ("_socket", "_timeout", "_volatile")
+    __slots__ = ("_compress", "_socket", "_timeout", "_volatile")
 
-    def __init__(self, socket: Socket, *, volatile: bool, timeout: float | None) -> None:
+    def __init__(self, socket: Socket, *, volatile: bool, timeout: float | None,
+                 compress: bool) -> None:
         self._socket = socket
         self._volatile = volatile
         self._timeout = timeout
+        self._compress = compress
 
     @property
     def volatile(self) -> _Flagged:
-        return _Flagged(self._socket, volatile=True, timeout=self._timeout)
+        return _Flagged(self._socket, volatile=True, timeout=self._timeout,
+                        compress=self._compress)
 
     def timeout(self, seconds: float) -> _Flagged:
-        return _Flagged(self._socket, volatile=self._volatile, timeout=seconds)
+        return _Flagged(self._socket, volatile=self._volatile, timeout=seconds,
+                        compress=self._compress)
 
     def compress(self, value: bool = True) -> _Flagged:
-        return self
+        return _Flagged(self._socket, volatile=self._volatile, timeout=self._timeout,
+                        compress=value)
 
     def emit(self, event: str, *args: Any,
              callback: Callable[..., Any] | None = None) -> Awaitable[None]:
         return self._socket._emit(event, args, callback, volatile=self._volatile,
-                                  timeout=self._timeout)
+                                  timeout=self._timeout, compress=self._compress)
 
     def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]:
         return self.emit("message", *args, callback=callback)
 
     async def emit_with_ack(self, event: str, *args: Any) -> Any:
-        return await self._socket.emit_with_ack(event, *args, timeout=self._timeout)
+        return await self._socket._ask(event, args, self._timeout, compress=self._compress)
 
 
 def handshake_time() -> tuple[str, int]:
