@@ -160,6 +160,7 @@ class ASGIApp:
         self.meeting = meeting
         self.engine: EngineServer | None = None
         self._starting: asyncio.Lock | None = None
+        self._failure: ServeError | None = None
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -170,8 +171,14 @@ class ASGIApp:
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
+            if self._failure is not None:
+                raise self._failure  # a Server starts once
             if self.engine is None:
-                self.engine = await self.io.start(store=self._store())
+                try:
+                    self.engine = await self.io.start(store=self._store())
+                except ServeError as exc:
+                    self._failure = exc
+                    raise
         return self.engine
 
     def _store(self) -> Store:
@@ -201,7 +208,12 @@ class ASGIApp:
             return
         path = _path(scope)
         if kind in ("http", "websocket") and self._ours(path):
-            engine = self.engine or await self.startup()
+            try:
+                engine = self.engine or await self.startup()
+            except ServeError as exc:  # started by a request (no lifespan), and failed
+                logger.error("cannot serve Socket.IO: %s", exc)
+                await _refuse(scope, send, text_response(503, "Service Unavailable"))
+                return
             if kind == "http":
                 await self._http(engine, scope, path, receive, send)
             else:
@@ -367,10 +379,12 @@ async def _respond(send: Send, response: Response) -> None:
 
 
 async def _refuse(scope: Scope, send: Send, response: Response) -> None:
-    """A websocket refused with the engine's HTTP answer where the server can send one
-    (the ``websocket.http.response`` extension); else a close before accepting, which
-    the server answers 403."""
-    if "websocket.http.response" in scope.get("extensions", {}):
+    """A request refused with ``response``; a websocket, where the server can send an HTTP
+    answer (the ``websocket.http.response`` extension), else by a close before accepting,
+    which the server answers 403."""
+    if scope["type"] == "http":
+        await _respond(send, response)
+    elif "websocket.http.response" in scope.get("extensions", {}):
         await send({"type": "websocket.http.response.start", "status": response.status,
                     "headers": _asgi_headers(response)})
         await send({"type": "websocket.http.response.body", "body": response.body})

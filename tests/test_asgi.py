@@ -524,3 +524,14 @@ async def test_a_worker_that_cannot_host_lets_go_of_the_lock(
     other = MeetingStore("w1", point)
     assert other._take_lock()  # free for another worker to try
     other._release_lock()
+
+
+async def test_a_first_request_that_cannot_start_it_is_a_503() -> None:
+    """With no lifespan, the first request starts Socket.IO: a store that cannot be reached
+    makes it (and every later one) a 503, logged once each, never a traceback."""
+    mounted = ASGIApp(chat(), store=f"redis://127.0.0.1:{free_port()}/0")
+    config = uvicorn.Config(mounted, host="127.0.0.1", port=free_port(), lifespan="off",
+                            log_level="warning")
+    async with uvicorn_serving(config) as url, aiohttp.ClientSession() as http:
+        for _ in range(2):
+            assert (await get_json(http, url + HANDSHAKE)) == (503, "Service Unavailable")
