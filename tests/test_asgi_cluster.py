@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -57,6 +58,8 @@ FORWARDED = re.compile(
     r"^(\d+) DEBUG sio_core\.forwarding: forwarding (GET|POST|websocket upgrade) of (\S+) to its"
     r" owner", re.MULTILINE)
 STARTED = "Application startup complete"
+HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
+SESSION_UNKNOWN = {"code": 1, "message": "Session ID unknown"}
 
 
 class UvicornProcess(ServerProcess):
@@ -241,6 +244,8 @@ async def test_another_worker_hosts_the_hub_when_its_host_is_killed(tmp_path: Pa
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(server.stop)
         host = (await server.wait_for_log(r"^(\d+) INFO sio_core\.meeting: hosting"))[1]
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        orphan = await session_of(http, server.url, host)  # a session the host owns
         os.kill(int(host), signal.SIGKILL)
         # one of the others takes the lock and hosts a new hub; uvicorn replaces the dead one
         await server.wait_for_log(rf"^(?!{host} )\d+ INFO sio_core\.meeting: hosting", timeout=15)
@@ -257,6 +262,24 @@ async def test_another_worker_hosts_the_hub_when_its_host_is_killed(tmp_path: Pa
             assert sorted(received(client, "again")) == sorted(
                 f"k{i}" for i in range(12) if f"k{i}" != name), name
         await clients.node.send({"op": "close", "group": "k"})
+        # the dead worker's session: unknown, wherever its next request lands
+        for _ in range(4):
+            async with http.get(f"{server.url}{HANDSHAKE}&sid={orphan}") as reply:
+                assert (reply.status, await reply.json()) == (400, SESSION_UNKNOWN)
+
+
+async def session_of(http: aiohttp.ClientSession, url: str, pid: str) -> str:
+    """The sid of a new polling session that worker ``pid`` owns (the owner's number in a sid
+    is its pid: handshakes are made until one lands there)."""
+    for _ in range(40):
+        async with http.get(url + HANDSHAKE, headers={"Connection": "close"}) as reply:
+            sid: str = json.loads((await reply.text())[1:])["sid"]
+        if f"-w{pid}-" in sid:
+            return sid
+        # not kept: closed (a session left open would hold its worker's drain)
+        async with http.post(f"{url}{HANDSHAKE}&sid={sid}", data=b"1") as reply:
+            assert reply.status == 200
+    raise AssertionError(f"no handshake landed on worker {pid}")
 
 
 # --- the chat in a browser -----------------------------------------------------------------------
