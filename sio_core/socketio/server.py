@@ -30,6 +30,7 @@ from .cluster import Cluster
 from .counters import ServerCounters, families
 from .namespace import Middleware, Namespace, ParentNamespace, _Operators
 from .observer import Observer
+from .recovery import Recovery
 
 logger = logging.getLogger("sio_core.socketio")
 
@@ -49,6 +50,9 @@ class Server(_Operators):
         self.engine: EngineServer | None = None
         #: what the metrics report (sio_core/socketio/counters.py)
         self.counters = ServerCounters()
+        #: connection state recovery (config.connection_state_recovery), None when off
+        self.recovery: Recovery | None = None
+        self._recovery_from_config()
         #: the main namespace, as ``io.sockets`` in the JavaScript server
         self.sockets: Namespace = self.of("/")
 
@@ -60,6 +64,11 @@ class Server(_Operators):
         if self.engine is not None:
             raise RuntimeError("configure() must come before serve()")
         self.config = replace(self.config, **changes)
+        self._recovery_from_config()
+
+    def _recovery_from_config(self) -> None:
+        recovery = self.config.connection_state_recovery
+        self.recovery = Recovery(self, recovery) if recovery is not None else None
 
     async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
                     store: Store | None = None, owner: str | None = None,
@@ -183,6 +192,8 @@ class Server(_Operators):
     def attach_store(self, store: Store) -> None:
         """Make broadcasts, acks and socket queries span every worker of the store."""
         self.cluster = Cluster(self, store)
+        if self.recovery is not None:
+            self.recovery.use_store(store)
 
     def server_side_emit(self, event: str, *args: Any) -> Awaitable[None]:
         return self.sockets.server_side_emit(event, *args)

@@ -62,6 +62,13 @@ class Kind(enum.StrEnum):
     PEERS = "peers"  # the hub's list of live workers
     METRICS = "metrics"  # a worker's metric families, for the worker that was scraped
     READY = "ready"
+    # connection state recovery: the log the master keeps (sio_core/stores/log.py)
+    LOG_LIMITS = "log_limits"
+    LOG_APPEND = "log_append"
+    LOG_ENTRY = "log_entry"
+    LOG_PERSIST = "log_persist"
+    LOG_RESTORE = "log_restore"
+    LOG_RESTORED = "log_restored"
 
 
 _KINDS = {k.value: k for k in Kind}
@@ -140,6 +147,13 @@ class Store:
     def _transmit(self, envelope: Envelope) -> None:
         """Send an envelope: to ``envelope.target``, or to every peer when it is None."""
         raise NotImplementedError
+
+    def packet_log(self, limits: Any) -> Any:
+        """The store's side of connection state recovery (a
+        :class:`~sio_core.stores.log.PacketLog` for these
+        :class:`~sio_core.stores.log.LogLimits`), shared by every worker of the store;
+        None: the store keeps no log, each process keeps its own."""
+        return None
 
     @property
     def health(self) -> dict[str, Any] | None:

@@ -1,0 +1,347 @@
+"""Connection state recovery: a client that lost its connection gets its socket back.
+
+How this works (the reference's ``connectionStateRecovery``, over the store's log):
+
+- **Offsets.** Every packet kept (an EVENT without ack, not volatile: a broadcast, or an
+  emit to one socket) goes to the store's :class:`~sio_core.stores.log.PacketLog` instead
+  of out at once. The log gives it an offset and hands it back to every worker in log
+  order; each delivers it to its matching sockets with the offset added as the last
+  argument (what the official client reads as its last offset).
+- **Sessions.** The CONNECT reply carries a private ``pid`` beside the ``sid``. A socket's
+  id, rooms and data are persisted as a session when it connects, when its rooms change,
+  every third of ``max_disconnection_duration`` while connected (so that the sockets of a
+  worker killed with -9 are kept too) and when it disconnects for a reason the reference
+  calls recoverable (kept ``max_disconnection_duration`` from then).
+- **Restore.** A CONNECT whose auth has ``pid`` (and ``offset``, the last one the client
+  saw; without it, the log's end when the session began) asks the log. Its answer comes
+  in order with the entries, and the socket is admitted in that same turn: it gets its
+  id, rooms and data back, the CONNECT reply, the packets it missed in log order, then
+  every later entry live, none twice. The middlewares are skipped (``skip_middlewares``),
+  or run and followed by a second read for what came meanwhile. A session that is
+  unknown, expired, ended on purpose, still connected elsewhere, or whose packets the log
+  no longer has or has too many of gives a fresh socket: ``socket.recovered`` is False.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from ..config import ConnectionStateRecovery
+from ..protocol import socketio as sio
+from ..protocol.sid import new_id
+from ..stores.base import Store
+from ..stores.log import LocalLog, LogLimits, PacketLog, Restored, Status
+from .adapter import BroadcastOptions
+from .namespace import run_middlewares
+from .socket import Socket
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .namespace import Namespace
+    from .server import Server
+
+logger = logging.getLogger("sio_core.socketio")
+
+#: disconnect reasons after which a session is kept (the reference's
+#: RECOVERABLE_DISCONNECT_REASONS); after any other (the client or the server leaving the
+#: namespace on purpose) it ends
+RECOVERABLE = frozenset({"transport error", "transport close", "forced close", "ping timeout",
+                         "server shutting down", "forced server close"})
+
+# the states of a persisted session
+LIVE, AWAY, ENDED = "live", "away", "ended"
+
+
+def _pack(value: Any) -> bytes | None:
+    try:
+        return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
+def _unpack(data: bytes) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception:
+        return None
+
+
+def keeps(packet: sio.Packet, opts: BroadcastOptions) -> bool:
+    """Which packets the log keeps (the reference's SessionAwareAdapter): events without
+    an ack (an ack cannot be called back on another server), not volatile ones."""
+    return (packet.id is None and not opts.volatile
+            and packet.type in (sio.PacketType.EVENT, sio.PacketType.BINARY_EVENT))
+
+
+@dataclass(slots=True)
+class Session:
+    """A socket as persisted: what a reconnect gets back."""
+
+    sid: str
+    pid: str
+    rooms: list[str]
+    data: Any
+    state: str
+    owner: str | None
+
+    @staticmethod
+    def of(socket: Socket, state: str, owner: str | None) -> Session:
+        return Session(socket.id, socket.pid or "", sorted(socket.rooms), socket.data, state,
+                       owner)
+
+    def pack(self) -> bytes | None:
+        return _pack([self.sid, self.pid, self.rooms, self.data, self.state, self.owner])
+
+    @staticmethod
+    def unpack(data: bytes | None) -> Session | None:
+        item = _unpack(data) if data is not None else None
+        if (isinstance(item, list) and len(item) == 6 and isinstance(item[0], str)
+                and isinstance(item[1], str) and isinstance(item[2], list)
+                and all(isinstance(r, str) for r in item[2]) and isinstance(item[4], str)
+                and (item[5] is None or isinstance(item[5], str))):
+            return Session(*item)
+        return None
+
+
+@dataclass(slots=True)
+class _Pending:
+    client: Client
+    name: str
+    auth: dict[str, Any]
+    pid: str
+    offset: str | None
+    #: the first answer, when the middlewares run between two reads of the log
+    first: tuple[Session, list[tuple[str, bytes]]] | None = None
+
+
+class Recovery:
+    """The server's connection state recovery (``server.recovery``, None when off)."""
+
+    def __init__(self, server: Server, config: ConnectionStateRecovery) -> None:
+        self.server = server
+        self.config = config
+        self.limits = LogLimits.of(config)
+        self.log: PacketLog = LocalLog(self.limits)
+        self._bind()
+        self._store: Store | None = None
+        self._requests = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._dirty: dict[str, Socket] = {}
+        self._flush: asyncio.Handle | None = None
+        self._refresh: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def use_store(self, store: Store) -> None:
+        """Keep the log where the store's workers meet (the master's hub, Redis), if the
+        store keeps one."""
+        log = store.packet_log(self.limits)
+        if log is not None:
+            self.log = log
+            self._bind()
+        self._store = store
+
+    def _bind(self) -> None:
+        self.log.on_entry = self._on_entry
+        self.log.on_restored = self._on_restored
+
+    @property
+    def owner(self) -> str | None:
+        return self._store.owner if self._store is not None else None
+
+    # -- keeping packets --------------------------------------------------------------------
+
+    def broadcast(self, namespace: Namespace, packet: sio.Packet,
+                  opts: BroadcastOptions) -> bool:
+        """Keep a broadcast in the log, which delivers it (True); False: not one it keeps,
+        to be sent as usual."""
+        if not keeps(packet, opts):
+            return False
+        return self._append(namespace.name, packet.data, opts.rooms, opts.except_rooms,
+                            here=opts.local)
+
+    def emit(self, socket: Socket, packet: sio.Packet) -> bool:
+        """An emit to one socket without ack, kept as a broadcast to its room (as the
+        reference does); delivered by this worker only, the socket's."""
+        return self._append(socket.namespace.name, packet.data, frozenset({socket.id}),
+                            frozenset(), here=True)
+
+    def _append(self, nsp: str, data: list[Any], rooms: frozenset[str],
+                except_rooms: frozenset[str], *, here: bool) -> bool:
+        rooms_list, except_list = sorted(rooms), sorted(except_rooms)
+        entry = _pack([nsp, data, rooms_list, except_list])
+        if entry is None:
+            return False  # data msgpack cannot carry: sent as usual, not kept
+        self.log.append(nsp, rooms_list, except_list, entry, here=here)
+        return True
+
+    def _on_entry(self, offset: str, entry: bytes) -> None:
+        item = _unpack(entry)
+        if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], str)
+                and isinstance(item[1], list) and item[1] and isinstance(item[1][0], str)):
+            return
+        namespace = self.server.namespace_now(item[0])
+        if namespace is None:
+            return
+        opts = BroadcastOptions(frozenset(item[2]), frozenset(item[3]))
+        packet = sio.Packet(sio.PacketType.EVENT, item[0], [*item[1], offset])
+        namespace.adapter.broadcast(packet, opts)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def connected(self, socket: Socket) -> str:
+        """A socket is joining: its pid (a recovered one keeps its own), for the CONNECT
+        reply. It is persisted as live once in its room (:meth:`touch`), and every third of
+        max_disconnection_duration while connected."""
+        if socket.pid is None:
+            socket.pid = new_id()
+        if self._refresh is None:
+            interval = self.config.max_disconnection_duration / 3
+            self._refresh = asyncio.get_running_loop().call_later(interval, self._refresh_all)
+        return socket.pid
+
+    def touch(self, socket: Socket) -> None:
+        """The socket's rooms changed: persisted again at the end of this loop turn (once,
+        whatever else changes in it)."""
+        if socket.pid is None or not socket.connected:
+            return
+        self._dirty[socket.id] = socket
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_soon(self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        self._flush = None
+        dirty, self._dirty = self._dirty, {}
+        for socket in dirty.values():
+            if socket.connected:
+                self._persist(socket, LIVE)
+
+    def _refresh_all(self) -> None:
+        self._refresh = None
+        sockets = [s for ns in self.server.namespaces.values() for s in ns.sockets.values()]
+        for socket in sockets:
+            if socket.pid is not None and socket.connected:
+                self._persist(socket, LIVE)
+        if sockets:
+            self._refresh = asyncio.get_running_loop().call_later(
+                self.config.max_disconnection_duration / 3, self._refresh_all)
+
+    def closed(self, socket: Socket, reason: str) -> None:
+        """The socket is leaving (its rooms still joined): kept if the reason is one a
+        reconnect may recover from, else ended."""
+        if socket.pid is not None:
+            self._dirty.pop(socket.id, None)
+            self._persist(socket, AWAY if reason in RECOVERABLE else ENDED)
+
+    def _persist(self, socket: Socket, state: str) -> None:
+        session = Session.of(socket, state, self.owner)
+        packed = session.pack()
+        if packed is None:
+            logger.warning("%r: its data cannot be kept for recovery (msgpack types only)",
+                           socket)
+            session.data = None
+            packed = session.pack()
+            assert packed is not None
+        self.log.persist(session.pid, socket.namespace.name, session.rooms, packed,
+                         self.config.max_disconnection_duration)
+
+    # -- restoring --------------------------------------------------------------------------
+
+    def connect(self, client: Client, name: str, auth: dict[str, Any]) -> bool:
+        """A CONNECT: if it asks to recover a session, the log is asked (True); the
+        connection goes on when it answers. False: an ordinary CONNECT."""
+        pid, offset = auth.get("pid"), auth.get("offset")
+        if not isinstance(pid, str) or not (offset is None or isinstance(offset, str)):
+            return False
+        request = next(self._requests)
+        self._pending[request] = _Pending(client, name, auth, pid, offset)
+        client.connecting(name)
+        self.log.restore(request, pid, offset)
+        return True
+
+    def _on_restored(self, restored: Restored) -> None:
+        pending = self._pending.pop(restored.request, None)
+        if pending is None:
+            return
+        client = pending.client
+        if client.conn.closed:
+            client.connected_or_refused(pending.name)
+            return
+        session = Session.unpack(restored.session) if restored.status == Status.OK else None
+        namespace = self.server.namespace_now(pending.name)
+        if pending.first is not None:  # the second read, after the middlewares
+            first, missed = pending.first
+            self._admit(namespace, pending, first,
+                        missed + (restored.packets if session is not None else []))
+            return
+        if session is None or namespace is None or not self._recoverable(session, namespace):
+            logger.debug("not recovered (%s): %s", restored.status, pending.pid)
+            client.connected_or_refused(pending.name)
+            client.connect_fresh(pending.name, pending.auth)
+            return
+        if self.config.skip_middlewares or not namespace.middlewares:
+            self._admit(namespace, pending, session, restored.packets)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._middlewares(namespace, pending, session, restored.packets))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _recoverable(self, session: Session, namespace: Namespace) -> bool:
+        if session.state == ENDED or session.sid in namespace.sockets:
+            return False
+        store = self._store
+        if session.state == LIVE and session.owner is not None and store is not None:
+            # still connected on a live worker (a reconnect faster than the server noticed
+            # the old connection die): not taken over; it is AWAY once the worker notices.
+            # A worker that is gone (killed) has left its sockets LIVE: they are taken.
+            return session.owner == store.owner or session.owner not in store.peers
+        return True
+
+    async def _middlewares(self, namespace: Namespace, pending: _Pending, session: Session,
+                           missed: list[tuple[str, bytes]]) -> None:
+        socket = self._socket(namespace, pending, session)
+        if not await run_middlewares(namespace, pending.client, socket):
+            pending.client.connected_or_refused(pending.name)
+            return
+        pending.first = (session, missed)
+        request = next(self._requests)
+        self._pending[request] = pending
+        self.log.restore(request, pending.pid, missed[-1][0] if missed else pending.offset)
+
+    def _socket(self, namespace: Namespace, pending: _Pending, session: Session) -> Socket:
+        socket = Socket(namespace, pending.client, pending.auth)
+        socket.id = session.sid
+        socket.pid = session.pid
+        socket.data = session.data if session.data is not None else {}
+        socket.recovered = True
+        return socket
+
+    def _admit(self, namespace: Namespace | None, pending: _Pending, session: Session,
+               missed: list[tuple[str, bytes]]) -> None:
+        client = pending.client
+        client.connected_or_refused(pending.name)
+        if namespace is None:
+            return
+        socket = self._socket(namespace, pending, session)
+        socket.restored = (session.rooms, missed)
+        namespace.admit(client, socket)
+
+    def replay(self, socket: Socket) -> None:
+        """Right after the CONNECT reply of a recovered socket: its rooms back, then what
+        it missed, in order, each with its offset."""
+        restored, socket.restored = socket.restored, None
+        if restored is None:
+            return
+        rooms, missed = restored
+        socket.join(rooms)
+        for offset, entry in missed:
+            item = _unpack(entry)
+            if isinstance(item, list) and len(item) == 4 and isinstance(item[1], list):
+                socket.client.send_packet(
+                    sio.Packet(sio.PacketType.EVENT, socket.namespace.name, [*item[1], offset]))
