@@ -9,7 +9,7 @@ themselves and record every event with the offset the server added to it.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.proxy import RoundRobinProxy
 from tests.support import REPO_ROOT, JsonObject, NodeProcess, ServerProcess, scaled, start_node
 
 pytestmark = [pytest.mark.interop, pytest.mark.asyncio]
@@ -137,3 +138,22 @@ async def test_engine_close_recovers_on_another_worker(tmp_path: Path) -> None:
         # the kernel spreads the reconnections over the 4 workers: of 9 clients, some landed
         # on another worker than their first (all on the same one: a chance of 4**-9)
         assert any(before != after for before, after in moves), moves
+
+
+@pytest.mark.redis
+async def test_engine_close_recovers_on_another_node(redis_url: str, redis_prefix: str,
+                                                     tmp_path: Path) -> None:
+    """Two nodes meeting through Redis (the log is a stream there), behind a round-robin
+    proxy: a reconnect lands on either node."""
+    args = ("--store", redis_url, "--store-key", redis_prefix)
+    async with contextlib.AsyncExitStack() as stack:
+        nodes = []
+        for name in "AB":
+            server = ServerProcess(APP, *args, "--workers", "2",
+                                   log_path=tmp_path / f"{name}.log", stop_timeout=15)
+            await stack.enter_async_context(server)
+            await server.wait_for_log(READY.format(workers=2), timeout=30)
+            nodes.append(server)
+        proxy = await stack.enter_async_context(
+            RoundRobinProxy([(n.host, n.port) for n in nodes]))
+        await recover_after_engine_close(proxy.url)

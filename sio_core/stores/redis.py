@@ -51,6 +51,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from .base import MAX_ENVELOPE, Envelope, Kind, Store
+from .log import LogLimits
 from .redis_adapter import (
     JS,
     JS_KINDS,
@@ -66,6 +67,7 @@ from .redis_adapter import (
     json_pack,
     request_channel,
 )
+from .redis_log import RedisLog
 from .redis_topology import (
     PubSubSubscription,
     ShardedSubscription,
@@ -157,6 +159,8 @@ class RedisStore(Store):
         self._tasks_run: list[asyncio.Task[None]] = []
         self._pubsub: Subscription | None = None
         self._namespaces: set[str] = {"/"}
+        #: channels of our own read besides the envelopes' (the recovery log's), by handler
+        self._listeners: dict[str, Callable[[bytes], None]] = {}
         self._closing = False
         # health (see the health property)
         self._connected = False
@@ -184,7 +188,7 @@ class RedisStore(Store):
         # "unknown session" to requests for our sessions that land on them
         self._transmit(Envelope(Kind.PEERS, self.owner))
         loop = asyncio.get_running_loop()
-        self._tasks_run = [loop.create_task(self._read_loop()),
+        self._tasks_run += [loop.create_task(self._read_loop()),
                            loop.create_task(self._write_loop()),
                            loop.create_task(self._beat_loop())]
         if self._sentinel is not None:
@@ -247,6 +251,22 @@ class RedisStore(Store):
         if self._sentinel is not None:
             await _bounded(self._sentinel.aclose(), self.close_timeout)
 
+    def packet_log(self, limits: LogLimits) -> RedisLog:
+        """Connection state recovery's log in Redis (sio_core/stores/redis_log.py)."""
+        if self.mode is Mode.CLUSTER:
+            raise ValueError("connection state recovery does not work with a Redis Cluster "
+                             "store yet (one server or Sentinel only)")
+        return RedisLog(self, limits)
+
+    def listen(self, channel: str, handler: Callable[[bytes], None]) -> None:
+        """Read ``channel`` too (before start): ``handler(data)`` for each message, in
+        order with everything else this store reads."""
+        self._listeners[channel] = handler
+
+    def own_task(self, task: asyncio.Task[None]) -> None:
+        """A task of a part of this store, cancelled when it closes."""
+        self._tasks_run.append(task)
+
     def add_namespace(self, name: str) -> None:
         """Answer the JavaScript servers' requests for this namespace too."""
         if name not in self._namespaces:
@@ -274,7 +294,7 @@ class RedisStore(Store):
                 await subscription.unsubscribe(*channels)
 
     async def _subscribe(self) -> None:
-        channels = [self._all, self._mine]
+        channels = [self._all, self._mine, *self._listeners]
         for name in self._namespaces:
             channels += self._adapter.namespace_channels(name)
         if self.mode is Mode.CLUSTER:
@@ -349,7 +369,10 @@ class RedisStore(Store):
         if len(data) > MAX_ENVELOPE:
             return
         try:
-            if channel == self._all or channel == self._mine:
+            listener = self._listeners.get(channel)
+            if listener is not None:
+                listener(data)
+            elif channel == self._all or channel == self._mine:
                 envelope = self._unpack_envelope(data)
                 if envelope is None or envelope.origin == self.owner:
                     pass
