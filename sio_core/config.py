@@ -93,6 +93,12 @@ class Config:
     #: The most packets one polling body may carry: bounds the work one request can cause
     #: (a 1 MB body of 2-byte packets would otherwise be 333k objects). None: no cap.
     max_packets_per_payload: int | None = 10_000
+    #: The most packets one polling GET is answered with; the rest go with the next GET.
+    #: python-socketio's client (python-engineio's ``Payload.max_decode_packets``) refuses a
+    #: payload of more than 16 packets and drops its connection, so a burst of broadcasts
+    #: would disconnect it; the official JavaScript client takes any number (so does the
+    #: reference server send). None: everything queued.
+    max_packets_per_poll: int | None = 16
     #: Bytes written to a websocket that its client has not read yet (the transport's write
     #: buffer) beyond which the websocket is closed: a client that does not read must not
     #: grow the server's memory without bound. Volatile packets are not measured against

@@ -17,6 +17,8 @@
 //       ack; prints {"ev":"acks","tag","acks":{name: ack}} once every client has its ack
 //   {"op":"wait","tag":"t","group":"g","event":"msg","count":5}  prints {"ev":"waited","tag"}
 //       once every client has received "count" of "event" since it opened
+//   {"op":"wait_for","tag":"t","group":"g","event":"msg","value":7}  the same, once every
+//       client has received "value" as the first argument of "event"
 //   {"op":"connects","tag":"t","group":"g","count":2}  prints {"ev":"connected","tag"} once
 //       every client has connected "count" times
 //   {"op":"stats","tag":"t","group":"g"}  prints {"ev":"stats","tag","clients":{name: {id,
@@ -125,6 +127,13 @@ const handlers = {
     waits.push({
       ev: "waited", tag: cmd.tag, names: targets(cmd),
       done: (n) => (clients.get(n).received[cmd.event] || []).length >= cmd.count,
+    });
+    check();
+  },
+  wait_for(cmd) {
+    waits.push({
+      ev: "waited", tag: cmd.tag, names: targets(cmd),
+      done: (n) => (clients.get(n).received[cmd.event] || []).includes(cmd.value),
     });
     check();
   },
