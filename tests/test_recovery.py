@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import socketio
 
@@ -177,8 +178,9 @@ class RecoveringClient(socketio.AsyncClient):  # type: ignore[misc]
     the official client's side of it: the ``pid`` of the CONNECT reply and the last offset
     received go back in the auth of every reconnection."""
 
-    def __init__(self, room: str) -> None:
-        super().__init__(reconnection_delay=0.1, reconnection_delay_max=0.5)
+    def __init__(self, room: str, http: aiohttp.ClientSession) -> None:
+        # a session of the test's: the client's own ones leak across its reconnections
+        super().__init__(reconnection_delay=0.1, reconnection_delay_max=0.5, http_session=http)
         self.pid: str | None = None
         self.offset: str | None = None
         self.received: list[int] = []
@@ -222,13 +224,14 @@ async def test_rolling_restart_loses_no_message(tmp_path: Path) -> None:
         await stack.enter_async_context(node)
         js = {**await clients.open("w", 20, room="r", transports=["websocket"]),
               **await clients.open("p", 20, room="r", transports=["polling"])}
-        py = [RecoveringClient("r") for _ in range(10)]
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        py = [RecoveringClient("r", http) for _ in range(10)]
         for index, client in enumerate(py):
             stack.push_async_callback(client.disconnect)
             await client.connect(server.url, auth=client.auth,
                                  transports=["polling"] if index % 2 else ["websocket"],
                                  wait_timeout=scaled(10))
-        publisher = RecoveringClient("publishers")
+        publisher = RecoveringClient("publishers", http)
         stack.push_async_callback(publisher.disconnect)
         await publisher.connect(server.url, auth=publisher.auth, wait_timeout=scaled(10))
 
