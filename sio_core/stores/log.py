@@ -322,12 +322,17 @@ class RelayedLog(PacketLog):
     def __init__(self, store: Store, limits: LogLimits) -> None:
         super().__init__()
         self._store = store
+        self._limits: LogLimits | None = limits
         store.on(Kind.LOG_ENTRY, self._on_entry)
         store.on(Kind.LOG_RESTORED, self._on_restored)
-        self._transmit(Kind.LOG_LIMITS, limits.to_wire())
 
     def _transmit(self, kind: Kind, payload: Any) -> None:
         store = self._store
+        if self._limits is not None:
+            # the master learns the limits (the application's config) from the workers,
+            # before their first use of the log (the store is not connected before that)
+            limits, self._limits = self._limits, None
+            store._transmit(Envelope(Kind.LOG_LIMITS, store.owner, limits.to_wire()))
         store._transmit(Envelope(kind, store.owner, payload))
 
     def append(self, nsp: str, rooms: list[str], except_rooms: list[str], entry: bytes,
