@@ -292,3 +292,33 @@ async def test_rolling_restart_loses_no_message(tmp_path: Path) -> None:
         # the workers were replaced under the clients: most of them reconnected, recovered
         reconnected = sum(info["connects"] > 1 for info in stats.values())
         assert reconnected >= 10, reconnected
+
+
+async def test_past_max_disconnection_duration_a_fresh_session(tmp_path: Path) -> None:
+    """Within max_disconnection_duration (here 2 s) a client that went away gets its socket
+    back; past it, a fresh one, and ``recovered`` is false (python-socketio's client,
+    taught the recovery protocol)."""
+    async with (ServerProcess(APP, log_path=tmp_path / "server.log",
+                              env={"SIO_TEST_RECOVERY_SECONDS": "2"}) as server,
+                aiohttp.ClientSession() as http):
+        client = RecoveringClient("r", http)
+        publisher = RecoveringClient("p", http)
+        try:
+            await publisher.connect(server.url, auth=publisher.auth, wait_timeout=scaled(10))
+            for away, recovered in ((0.0, True), (3.0, False)):
+                await client.connect(server.url, auth=client.auth, transports=["websocket"],
+                                     wait_timeout=scaled(10))
+                first = await client.call("whoami", timeout=scaled(5))
+                await client.eio.disconnect()  # the transport only: "transport close"
+                await publisher.call("publish", ("r", 0, 1), timeout=scaled(5))
+                await asyncio.sleep(away)
+                await client.connect(server.url, auth=client.auth, transports=["websocket"],
+                                     wait_timeout=scaled(10))
+                again = await client.call("whoami", timeout=scaled(5))
+                assert again["recovered"] is recovered, (away, again)
+                assert (again["id"] == first["id"]) is recovered
+                assert ("r" in again["rooms"]) and again["data"]["room"] == "r"
+                await client.disconnect()
+        finally:
+            await client.disconnect()
+            await publisher.disconnect()
