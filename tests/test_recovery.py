@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import re
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +282,7 @@ async def test_rolling_restart_loses_no_message(tmp_path: Path) -> None:
         for name, got in received.items():
             # exactly once, in order: strictly increasing; every acknowledged message there,
             # nothing that was not sent (a batch whose ack was lost may have gone out or not)
-            assert all(a < b for a, b in zip(got, got[1:], strict=False)), name
+            assert all(a < b for a, b in itertools.pairwise(got)), name
             assert set(acked) <= set(got) <= sent_set, (name, sorted(set(acked) - set(got)))
         for name, info in stats.items():
             assert set(info["ids"]) == {js[name]["id"]}, (name, info["ids"])

@@ -19,7 +19,6 @@ from sio_core.socketio.recovery import Session
 from sio_core.stores.memory import MemoryBus, MemoryStore
 from tests.fake_engine import FakeEngineSocket
 
-
 CONNECT = re.compile(r'^0(?:/\w+,)?\{"sid":"([^"]+)","pid":"([^"]+)"\}$')
 
 
@@ -172,7 +171,7 @@ async def test_middlewares_are_skipped_or_run_again(skip: bool) -> None:
     conn.end(CloseReason.TRANSPORT_CLOSE)
     io.to("r").emit("m", 1)
     again = FakeEngineSocket(io)
-    again.receive('0{"pid":"%s"}' % pid)
+    again.receive(f'0{{"pid":"{pid}"}}')
     await again.wait_sent(1)
     io.to("r").emit("m", 2)  # while its middlewares run, or after
     await again.wait_sent(3)
@@ -195,7 +194,7 @@ async def test_a_middleware_may_refuse_a_recovered_socket() -> None:
     conn.end(CloseReason.TRANSPORT_CLOSE)
     refuse = True
     again = FakeEngineSocket(io)
-    again.receive('0{"pid":"%s"}' % pid)
+    again.receive(f'0{{"pid":"{pid}"}}')
     assert await again.take_when(1) == ['4{"message":"no","data":{"why":"banned"}}']
 
 
@@ -209,7 +208,7 @@ async def test_a_client_gone_before_the_answer_is_not_admitted() -> None:
         conn, sid, pid = await join(io)
         conn.end(CloseReason.TRANSPORT_CLOSE)
         again = FakeEngineSocket(io)
-        again.receive('0{"pid":"%s"}' % pid)  # the bus answers on a later turn
+        again.receive(f'0{{"pid":"{pid}"}}')  # the bus answers on a later turn
         again.end(CloseReason.TRANSPORT_CLOSE)
         await asyncio.sleep(0.01)
         assert sid not in io.sockets.sockets and again.take() == []

@@ -136,6 +136,7 @@ class Recovery:
         self._flush: asyncio.Handle | None = None
         self._refresh: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._appended: tuple[bytes, list[Any]] | None = None
 
     def use_store(self, store: Store) -> None:
         """Keep the log where the store's workers meet (the master's hub, Redis), if the
@@ -174,14 +175,19 @@ class Recovery:
     def _append(self, nsp: str, data: list[Any], rooms: frozenset[str],
                 except_rooms: frozenset[str], *, here: bool) -> bool:
         rooms_list, except_list = sorted(rooms), sorted(except_rooms)
-        entry = _pack([nsp, data, rooms_list, except_list])
+        item = [nsp, data, rooms_list, except_list]
+        entry = _pack(item)
         if entry is None:
             return False  # data msgpack cannot carry: sent as usual, not kept
+        # the log of one process hands this very entry back at once: not decoded again
+        self._appended = (entry, item)
         self.log.append(nsp, rooms_list, except_list, entry, here=here)
+        self._appended = None
         return True
 
     def _on_entry(self, offset: str, entry: bytes) -> None:
-        item = _unpack(entry)
+        appended = self._appended
+        item = appended[1] if appended is not None and appended[0] is entry else _unpack(entry)
         if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], str)
                 and isinstance(item[1], list) and item[1] and isinstance(item[1][0], str)):
             return
