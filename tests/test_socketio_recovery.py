@@ -122,9 +122,6 @@ async def test_leaving_on_purpose_ends_the_session() -> None:
 async def test_fresh_sessions_unknown_still_connected_or_offset_gone() -> None:
     io = server(max_log_packets=2)
     conn, sid, pid = await join(io)
-    # still connected: not taken over by a second connection
-    _, other, _ = await join(io, {"pid": pid})
-    assert other != sid
     _, unknown, _ = await join(io, {"pid": "nobody", "offset": "x"})
     assert not io.sockets.sockets[unknown].recovered
     conn.end(CloseReason.TRANSPORT_CLOSE)
@@ -135,6 +132,46 @@ async def test_fresh_sessions_unknown_still_connected_or_offset_gone() -> None:
     # not strings: an ordinary CONNECT
     _, plain, _ = await join(io, {"pid": 5, "offset": None})
     assert not io.sockets.sockets[plain].recovered
+
+
+async def test_a_socket_still_connected_lets_go_of_its_session() -> None:
+    # the client came back on a new connection before the server noticed the old one die
+    io = server()
+    disconnects: list[str] = []
+
+    @io.on("connection")
+    def connection(socket: Socket) -> None:
+        socket.on("disconnect", disconnects.append)
+
+    old, sid, pid = await join(io)
+    io.sockets.sockets[sid].join("r")
+    io.to("r").emit("m", 1)
+    offset = events(old)[-1][-1]
+    io.to("r").emit("m", 2)  # sent to the old connection, which the client no longer reads
+    await asyncio.sleep(0)  # persisted (once per loop turn)
+    new, sid2, _ = await join(io, {"pid": pid, "offset": offset})
+    assert sid2 == sid and io.sockets.sockets[sid].recovered
+    assert [e[:2] for e in events(new)] == [["m", 2]]
+    assert old.closed and disconnects == ["transport close"]
+
+
+async def test_a_socket_of_another_worker_lets_go_of_its_session() -> None:
+    bus = MemoryBus()
+    servers = [server(), server()]
+    stores = [MemoryStore(f"w{i}", bus) for i in range(2)]
+    for io, store in zip(servers, stores, strict=True):
+        io.attach_store(store)
+        await store.start()
+    try:
+        a, b = servers
+        old, sid, pid = await join(a)
+        await asyncio.sleep(0.01)  # persisted as live, with its owner
+        new, sid2, _ = await join(b, {"pid": pid})
+        assert sid2 == sid and b.sockets.sockets[sid].recovered
+        assert sid not in a.sockets.sockets and old.closed
+    finally:
+        for store in stores:
+            await store.close()
 
 
 async def test_past_the_missed_packets_limit_it_is_a_fresh_session() -> None:

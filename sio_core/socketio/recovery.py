@@ -34,8 +34,9 @@ import msgpack
 
 from ..config import ConnectionStateRecovery
 from ..protocol import socketio as sio
+from ..protocol.session import CloseReason
 from ..protocol.sid import new_id
-from ..stores.base import Store
+from ..stores.base import Envelope, Kind, Store
 from ..stores.log import LocalLog, LogLimits, PacketLog, Restored, Status
 from .adapter import BroadcastOptions
 from .namespace import run_middlewares
@@ -118,6 +119,8 @@ class _Pending:
     offset: str | None
     #: the first answer, when the middlewares run between two reads of the log
     first: tuple[Session, list[tuple[str, bytes]]] | None = None
+    #: its old socket, still connected, was asked to let go (once)
+    released: bool = False
 
 
 class Recovery:
@@ -146,6 +149,7 @@ class Recovery:
             self.log = log
             self._bind()
         self._store = store
+        store.on(Kind.SOCKET_RELEASE, self._on_release)
 
     def _bind(self) -> None:
         self.log.on_entry = self._on_entry
@@ -285,10 +289,17 @@ class Recovery:
             self._admit(namespace, pending, first,
                         missed + (restored.packets if session is not None else []))
             return
-        if session is None or namespace is None or not self._recoverable(session, namespace):
+        if session is None or namespace is None or session.state == ENDED:
             logger.debug("not recovered (%s): %s", restored.status, pending.pid)
             client.connected_or_refused(pending.name)
             client.connect_fresh(pending.name, pending.auth)
+            return
+        if not pending.released and self._held(session, namespace):
+            # its old socket is still connected (the client came back before the server
+            # noticed its connection die, or its requests went through a worker that died):
+            # let go of it first, then read the session as that left it
+            pending.released = True
+            self._release(session, namespace, pending)
             return
         if self.config.skip_middlewares or not namespace.middlewares:
             self._admit(namespace, pending, session, restored.packets)
@@ -298,16 +309,44 @@ class Recovery:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _recoverable(self, session: Session, namespace: Namespace) -> bool:
-        if session.state == ENDED or session.sid in namespace.sockets:
-            return False
+    def _held(self, session: Session, namespace: Namespace) -> bool:
+        """Whether the session's socket is still connected here or on a live worker (one
+        that is gone, killed, left its sockets LIVE: they are free)."""
+        if session.sid in namespace.sockets:
+            return True
         store = self._store
-        if session.state == LIVE and session.owner is not None and store is not None:
-            # still connected on a live worker (a reconnect faster than the server noticed
-            # the old connection die): not taken over; it is AWAY once the worker notices.
-            # A worker that is gone (killed) has left its sockets LIVE: they are taken.
-            return session.owner == store.owner or session.owner not in store.peers
-        return True
+        return (session.state == LIVE and store is not None and session.owner is not None
+                and session.owner != store.owner and session.owner in store.peers)
+
+    def _release(self, session: Session, namespace: Namespace, pending: _Pending) -> None:
+        """Have the old socket let go (persisted AWAY), then ask the log again."""
+        def again(_: object = None) -> None:
+            request = next(self._requests)
+            self._pending[request] = pending
+            self.log.restore(request, pending.pid, pending.offset)
+
+        socket = namespace.sockets.get(session.sid)
+        if socket is not None:
+            release(socket)
+            again()
+            return
+        assert self._store is not None and session.owner is not None
+        future = self._store.ask(session.owner, Kind.SOCKET_RELEASE,
+                                 [namespace.name, session.sid],
+                                 self.server.config.requests_timeout)
+        future.add_done_callback(again)  # answered, failed or timed out: read it again
+
+    def _on_release(self, envelope: Envelope) -> bool:
+        """Another worker recovers one of our sockets: let go of it."""
+        payload = envelope.payload
+        if (isinstance(payload, list) and len(payload) == 2
+                and all(isinstance(p, str) for p in payload)):
+            namespace = self.server.namespace_now(payload[0])
+            socket = namespace.sockets.get(payload[1]) if namespace is not None else None
+            if socket is not None:
+                release(socket)
+                return True
+        return False
 
     async def _middlewares(self, namespace: Namespace, pending: _Pending, session: Session,
                            missed: list[tuple[str, bytes]]) -> None:
@@ -351,3 +390,10 @@ class Recovery:
             if isinstance(item, list) and len(item) == 4 and isinstance(item[1], list):
                 socket.client.send_packet(
                     sio.Packet(sio.PacketType.EVENT, socket.namespace.name, [*item[1], offset]))
+
+
+def release(socket: Socket) -> None:
+    """A socket whose client came back on another connection: it leaves as if its
+    connection had closed (kept for recovery), and that connection, dead or not, ends."""
+    socket.on_close("transport close")
+    socket.client.conn.close(CloseReason.FORCED_CLOSE)

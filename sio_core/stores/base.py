@@ -48,6 +48,7 @@ class Kind(enum.StrEnum):
     SOCKETS_LEAVE = "sockets_leave"
     DISCONNECT_SOCKETS = "disconnect_sockets"
     SERVER_SIDE_EMIT = "server_side_emit"
+    SOCKET_RELEASE = "socket_release"  # recovery: a worker's socket is recovered elsewhere
     # forwarding a session's requests to its owner
     POLL = "poll"
     POLL_ABORT = "poll_abort"
