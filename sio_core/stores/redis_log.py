@@ -33,14 +33,32 @@ import asyncio
 import contextlib
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import msgpack
 
 from .log import LogLimits, PacketLog, Restored, Status
 
-if TYPE_CHECKING:
-    from .redis import RedisStore
+T = TypeVar("T")
+
+
+class RedisStore(Protocol):
+    """What the log uses of the store it lives in (stores/redis.py's RedisStore; named
+    here, not imported, so that the two modules do not import each other)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def cmd(self) -> Any: ...
+
+    def listen(self, channel: str, handler: Callable[[bytes], None]) -> None: ...
+
+    def own_task(self, task: asyncio.Task[None]) -> None: ...
+
+    async def command(self, call: Awaitable[T]) -> T: ...
 
 logger = logging.getLogger("sio_core.redis")
 
