@@ -774,10 +774,11 @@ class Report:
         self.bench = bench
         self.scenarios = scenarios
         self.servers = servers
-        labels = {k: v.label for k, v in SERVERS.items()} | STORE_SETUPS | RECOVERY_SETUPS
+        servers_labels = {k: v.label for k, v in SERVERS.items()}
         self.tables: dict[str, dict[str, Row]] = {}
         for scenario in scenarios:
             setups = list(SETUPS[scenario.name]) if sio_only(scenario) else servers
+            labels = servers_labels | SETUPS.get(scenario.name, {})
             rows = rows_for(bench.measurements, scenario, setups, labels)
             self.tables[scenario.name] = {row.setup: row for row in rows}
 
@@ -1045,7 +1046,7 @@ class Report:
                   "logs (logs under `logs/` of the output directory):", ""]
         for setup, problems in found.items():
             label = SERVERS[setup].label if setup in SERVERS else \
-                (STORE_SETUPS | RECOVERY_SETUPS)[setup]
+                (RECOVERY_SETUPS | STORE_SETUPS)[setup]
             lines.append(f"- {label}:")
             for line, where in list(problems.items())[:20]:
                 lines.append(f"  - `{line}` ({', '.join(where[:6])}"
