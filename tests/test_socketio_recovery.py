@@ -166,7 +166,7 @@ async def test_a_socket_of_another_worker_lets_go_of_its_session() -> None:
         a, b = servers
         old, sid, pid = await join(a)
         await asyncio.sleep(0.01)  # persisted as live, with its owner
-        new, sid2, _ = await join(b, {"pid": pid})
+        _, sid2, _ = await join(b, {"pid": pid})
         assert sid2 == sid and b.sockets.sockets[sid].recovered
         assert sid not in a.sockets.sockets and old.closed
     finally:

@@ -101,7 +101,7 @@ async def workers(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 def entry(n: int) -> bytes:
-    return msgpack.packb(["/", ["msg", n], [], []])
+    return msgpack.packb(["/", ["msg", n], [], [], True])
 
 
 async def test_every_worker_is_handed_every_entry_in_one_order(workers: Any) -> None:

@@ -168,18 +168,18 @@ class Recovery:
         if not keeps(packet, opts):
             return False
         return self._append(namespace.name, packet.data, opts.rooms, opts.except_rooms,
-                            here=opts.local)
+                            here=opts.local, compress=opts.compress)
 
-    def emit(self, socket: Socket, packet: sio.Packet) -> bool:
+    def emit(self, socket: Socket, packet: sio.Packet, *, compress: bool = True) -> bool:
         """An emit to one socket without ack, kept as a broadcast to its room (as the
         reference does); delivered by this worker only, the socket's."""
         return self._append(socket.namespace.name, packet.data, frozenset({socket.id}),
-                            frozenset(), here=True)
+                            frozenset(), here=True, compress=compress)
 
     def _append(self, nsp: str, data: list[Any], rooms: frozenset[str],
-                except_rooms: frozenset[str], *, here: bool) -> bool:
+                except_rooms: frozenset[str], *, here: bool, compress: bool) -> bool:
         rooms_list, except_list = sorted(rooms), sorted(except_rooms)
-        item = [nsp, data, rooms_list, except_list]
+        item = [nsp, data, rooms_list, except_list, compress]
         entry = _pack(item)
         if entry is None:
             return False  # data msgpack cannot carry: sent as usual, not kept
@@ -192,13 +192,14 @@ class Recovery:
     def _on_entry(self, offset: str, entry: bytes) -> None:
         appended = self._appended
         item = appended[1] if appended is not None and appended[0] is entry else _unpack(entry)
-        if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], str)
+        if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], str)
                 and isinstance(item[1], list) and item[1] and isinstance(item[1][0], str)):
             return
         namespace = self.server.namespace_now(item[0])
         if namespace is None:
             return
-        opts = BroadcastOptions(frozenset(item[2]), frozenset(item[3]))
+        opts = BroadcastOptions(frozenset(item[2]), frozenset(item[3]),
+                                compress=item[4] is not False)
         packet = sio.Packet(sio.PacketType.EVENT, item[0], [*item[1], offset])
         namespace.adapter.broadcast(packet, opts)
 
@@ -387,7 +388,7 @@ class Recovery:
         socket.join(rooms)
         for offset, entry in missed:
             item = _unpack(entry)
-            if isinstance(item, list) and len(item) == 4 and isinstance(item[1], list):
+            if isinstance(item, list) and len(item) == 5 and isinstance(item[1], list):
                 socket.client.send_packet(
                     sio.Packet(sio.PacketType.EVENT, socket.namespace.name, [*item[1], offset]))
 
