@@ -186,6 +186,7 @@ class RedisStore(Store):
         self._namespaces: set[str] = {"/"}
         #: channels of our own read besides the envelopes' (the recovery log's), by handler
         self._listeners: dict[str, Callable[[bytes], None]] = {}
+        self._flushes: list[Callable[[], Awaitable[None]]] = []
         self._closing = False
         # health (see the health property)
         self._connected = False
@@ -256,6 +257,8 @@ class RedisStore(Store):
     async def close(self) -> None:
         """Stop the loops, take this node out of the peers, close the clients.
         Every step is bounded (close_timeout)."""
+        for flush in self._flushes:
+            await _bounded(flush(), self.close_timeout)
         self._closing = True
         for task in self._tasks_run:
             task.cancel()
@@ -288,9 +291,13 @@ class RedisStore(Store):
         order with everything else this store reads."""
         self._listeners[channel] = handler
 
-    def own_task(self, task: asyncio.Task[None]) -> None:
-        """A task of a part of this store, cancelled when it closes."""
+    def own_task(self, task: asyncio.Task[None],
+                 flush: Callable[[], Awaitable[None]] | None = None) -> None:
+        """A task of a part of this store, cancelled when it closes, after ``flush()``
+        (bounded by close_timeout) if given."""
         self._tasks_run.append(task)
+        if flush is not None:
+            self._flushes.append(flush)
 
     def add_namespace(self, name: str) -> None:
         """Answer the JavaScript servers' requests for this namespace too."""

@@ -56,7 +56,8 @@ class RedisStore(Protocol):
 
     def listen(self, channel: str, handler: Callable[[bytes], None]) -> None: ...
 
-    def own_task(self, task: asyncio.Task[None]) -> None: ...
+    def own_task(self, task: asyncio.Task[None],
+                 flush: Callable[[], Awaitable[None]] | None = None) -> None: ...
 
     async def command(self, call: Awaitable[T]) -> T: ...
 
@@ -158,6 +159,8 @@ class RedisLog(PacketLog):
         self._restore = cmd.register_script(_RESTORE)
         self._queue: list[tuple[Any, list[str], list[Any]]] = []
         self._wake: asyncio.Event | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
         store.listen(self.channel, self._on_message)
         store.listen(self.mine, self._on_message)
@@ -187,16 +190,25 @@ class RedisLog(PacketLog):
 
     def _call(self, script: Any, keys: list[str], args: list[Any]) -> None:
         self._queue.append((script, keys, args))
+        self._idle.clear()
         if self._task is None:
             self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
-            self.store.own_task(self._task)
+            self.store.own_task(self._task, self.flush)
         assert self._wake is not None
         self._wake.set()
 
+    async def flush(self) -> None:
+        """Until what was queued has been sent (the sessions a drain persisted)."""
+        await self._idle.wait()
+
     async def _run(self) -> None:
         assert self._wake is not None
-        while True:
+        task = asyncio.current_task()
+        # a client call may swallow a cancellation (the store's close is bounded for that):
+        # it is seen here, between two batches
+        while task is None or not task.cancelling():
+            self._idle.set()
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
