@@ -19,7 +19,7 @@ from sio_core.socketio.recovery import Session
 from sio_core.stores.memory import MemoryBus, MemoryStore
 from tests.fake_engine import FakeEngineSocket
 
-CONNECT = re.compile(r'^0(?:/\w+,)?\{"sid":"([^"]+)","pid":"([^"]+)"\}$')
+CONNECT = re.compile(r'^0(?:/[\w-]+,)?\{"sid":"([^"]+)","pid":"([^"]+)"\}$')
 
 
 def server(**options: Any) -> Server:
@@ -169,6 +169,37 @@ async def test_a_socket_of_another_worker_lets_go_of_its_session() -> None:
         _, sid2, _ = await join(b, {"pid": pid})
         assert sid2 == sid and b.sockets.sockets[sid].recovered
         assert sid not in a.sockets.sockets and old.closed
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_dynamic_namespace_child_is_made_for_the_reconnect() -> None:
+    first, again = server(), server()  # two workers' servers sharing a log (a bus)
+    bus = MemoryBus()
+    stores = [MemoryStore(f"w{i}", bus) for i in range(2)]
+    for io, store in zip((first, again), stores, strict=True):
+        io.of(re.compile(r"^/room-\d+$"))
+        io.attach_store(store)
+        await store.start()
+    try:
+        conn = FakeEngineSocket(first)
+        conn.receive("0/room-1,")
+        await conn.wait_sent(1)
+        match = CONNECT.match(str(conn.take()[0]))
+        assert match is not None
+        sid, pid = match[1], match[2]
+        await asyncio.sleep(0.01)
+        conn.end(CloseReason.TRANSPORT_CLOSE)
+        await asyncio.sleep(0.01)
+        other = FakeEngineSocket(again)
+        other.receive(f'0/room-1,{{"pid":"{pid}"}}')
+        reply = CONNECT.match(str((await other.take_when(1))[0]))
+        assert reply is not None and reply[1] == sid
+        assert again.namespaces["/room-1"].sockets[sid].recovered
+        unknown = FakeEngineSocket(again)
+        unknown.receive(f'0/nope,{{"pid":"{pid}"}}')
+        assert await unknown.take_when(1) == ['4/nope,{"message":"Invalid namespace"}']
     finally:
         for store in stores:
             await store.close()

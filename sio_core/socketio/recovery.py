@@ -269,11 +269,32 @@ class Recovery:
         pid, offset = auth.get("pid"), auth.get("offset")
         if not isinstance(pid, str) or not (offset is None or isinstance(offset, str)):
             return False
-        request = next(self._requests)
-        self._pending[request] = _Pending(client, name, auth, pid, offset)
+        pending = _Pending(client, name, auth, pid, offset)
         client.connecting(name)
-        self.log.restore(request, pid, offset)
+        if self.server.namespace_now(name) is not None:
+            self._restore(pending)
+        else:  # a dynamic namespace's child, made first (the log's answer is acted on at once)
+            task = asyncio.get_running_loop().create_task(self._child_then_restore(pending))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return True
+
+    def _restore(self, pending: _Pending) -> None:
+        request = next(self._requests)
+        self._pending[request] = pending
+        self.log.restore(request, pending.pid, pending.offset)
+
+    async def _child_then_restore(self, pending: _Pending) -> None:
+        try:
+            namespace = await self.server.find_namespace(pending.name, pending.auth)
+        except Exception:
+            logger.exception("error matching namespace %s", pending.name)
+            namespace = None
+        if namespace is None:
+            pending.client.connected_or_refused(pending.name)
+            pending.client.refuse(pending.name, "Invalid namespace", None)
+            return
+        self._restore(pending)
 
     def _on_restored(self, restored: Restored) -> None:
         pending = self._pending.pop(restored.request, None)
@@ -322,9 +343,7 @@ class Recovery:
     def _release(self, session: Session, namespace: Namespace, pending: _Pending) -> None:
         """Have the old socket let go (persisted AWAY), then ask the log again."""
         def again(_: object = None) -> None:
-            request = next(self._requests)
-            self._pending[request] = pending
-            self.log.restore(request, pending.pid, pending.offset)
+            self._restore(pending)
 
         socket = namespace.sockets.get(session.sid)
         if socket is not None:
@@ -356,9 +375,9 @@ class Recovery:
             pending.client.connected_or_refused(pending.name)
             return
         pending.first = (session, missed)
-        request = next(self._requests)
-        self._pending[request] = pending
-        self.log.restore(request, pending.pid, missed[-1][0] if missed else pending.offset)
+        if missed:
+            pending.offset = missed[-1][0]
+        self._restore(pending)
 
     def _socket(self, namespace: Namespace, pending: _Pending, session: Session) -> Socket:
         socket = Socket(namespace, pending.client, pending.auth)
