@@ -17,9 +17,10 @@ How this works (the reference's ``connectionStateRecovery``, over the store's lo
   in order with the entries, and the socket is admitted in that same turn: it gets its
   id, rooms and data back, the CONNECT reply, the packets it missed in log order, then
   every later entry live, none twice. The middlewares are skipped (``skip_middlewares``),
-  or run and followed by a second read for what came meanwhile. A session that is
-  unknown, expired, ended on purpose, still connected elsewhere, or whose packets the log
-  no longer has or has too many of gives a fresh socket: ``socket.recovered`` is False.
+  or run and followed by a second read for what came meanwhile. A socket still connected
+  (here, or on a live worker: SOCKET_RELEASE) is made to let go first, and the session read
+  again. A session that is unknown, expired, ended on purpose, or whose packets the log no
+  longer has or has too many of gives a fresh socket: ``socket.recovered`` is False.
 """
 
 from __future__ import annotations
