@@ -56,6 +56,11 @@ logger = logging.getLogger("sio_core.socketio")
 RECOVERABLE = frozenset({"transport error", "transport close", "forced close", "ping timeout",
                          "server shutting down", "forced server close"})
 
+#: how long a worker is given to let go of a socket recovered elsewhere: a live worker
+#: answers within a round trip; one that was killed never does (with Redis it stays among
+#: the peers until its entry expires), and its client waits this long for its socket
+RELEASE_TIMEOUT = 1.0
+
 # the states of a persisted session
 LIVE, AWAY, ENDED = "live", "away", "ended"
 
@@ -343,7 +348,9 @@ class Recovery:
 
     def _release(self, session: Session, namespace: Namespace, pending: _Pending) -> None:
         """Have the old socket let go (persisted AWAY), then ask the log again."""
-        def again(_: object = None) -> None:
+        def again(answer: asyncio.Future[Any] | None = None) -> None:
+            if answer is not None and not answer.cancelled():
+                answer.exception()  # a worker that is gone does not answer: taken anyway
             self._restore(pending)
 
         socket = namespace.sockets.get(session.sid)
@@ -353,8 +360,7 @@ class Recovery:
             return
         assert self._store is not None and session.owner is not None
         future = self._store.ask(session.owner, Kind.SOCKET_RELEASE,
-                                 [namespace.name, session.sid],
-                                 self.server.config.requests_timeout)
+                                 [namespace.name, session.sid], RELEASE_TIMEOUT)
         future.add_done_callback(again)  # answered, failed or timed out: read it again
 
     def _on_release(self, envelope: Envelope) -> bool:
