@@ -195,6 +195,26 @@ async def test_a_forwarded_get_whose_relay_is_gone_is_released() -> None:
         await conn.close()
 
 
+async def test_an_answer_relayed_by_a_worker_that_is_gone_closes_the_session() -> None:
+    """The relay took the answer's packets and died: whether the client got them, nothing
+    tells. The session is closed, so that its next GET fails and the client reconnects
+    (a client whose HTTP library retries the GET would otherwise lose them quietly)."""
+    async with workers() as (owner, relay, _, relay_store):
+        sid = await owner.handshake()
+        owner.server.sockets[sid].send("in flight")
+        assert await relay.exchange(get(sid)) == payload_bytes(b"4in flight")
+        # another session's client has polled again since (here): its answer arrived
+        other = await owner.handshake()
+        owner.server.sockets[other].send("x")
+        assert await relay.exchange(get(other)) == payload_bytes(b"4x")
+        conn, _poll = await owner.start_poll(other)
+        await relay_store.close()  # w2 leaves the bus
+        assert await owner.recorder.close_reason(sid) is CloseReason.TRANSPORT_ERROR
+        assert await owner.exchange(get(sid)) == error_bytes(ERR_SID)
+        assert other not in owner.recorder.closed
+        await conn.close()
+
+
 # --- websockets relayed to the owner ---------------------------------------------------------
 
 

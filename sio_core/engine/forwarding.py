@@ -41,6 +41,7 @@ from ..http.connection import HTTPConnection
 from ..http.messages import Request, Response, error_response
 from ..protocol import engineio
 from ..protocol.engineio import Packet
+from ..protocol.session import CloseReason
 from ..stores.base import BadMessage, Envelope, Store
 from . import polling
 from .messages import Poll, PollAbort, Post, Verdict, WsClose, WsIn, WsOpen, WsOut
@@ -107,6 +108,8 @@ class Forwarding:
         self.in_flight = 0
         #: for the metrics: requests forwarded to their owner, by kind
         self.forwarded: Counter[str] = Counter()
+        #: sessions whose last GET was answered through another worker (see _on_peers)
+        self._answered: set[EngineSocket] = set()
         store.on(Poll.KIND, self._on_poll)
         store.on(PollAbort.KIND, self._on_poll_abort)
         store.on(Post.KIND, self._on_post)
@@ -245,11 +248,24 @@ class Forwarding:
             answer = polling.poll(socket, _poll_reply)  # pending now, before the next envelope
         except HTTPError as exc:
             return _error_reply(exc)
+        relay = envelope.origin
         if isinstance(answer, asyncio.Future):
-            key = (envelope.origin, message.token)
+            key = (relay, message.token)
             self._polls[key] = (answer, socket)
-            answer.add_done_callback(lambda _: self._polls.pop(key, None))
+
+            def done(future: asyncio.Future[Any]) -> None:
+                self._polls.pop(key, None)
+                if not future.cancelled():
+                    self._answered_via(socket, relay)
+
+            answer.add_done_callback(done)
+        else:
+            self._answered_via(socket, relay)
         return answer
+
+    def _answered_via(self, socket: EngineSocket, relay: str) -> None:
+        socket.answered_via = relay
+        self._answered.add(socket)
 
     def _on_poll_abort(self, envelope: Envelope) -> None:
         message = PollAbort.from_wire(envelope.payload)
@@ -309,6 +325,16 @@ class Forwarding:
         for (relay, _), (_, socket) in list(self._polls.items()):
             if relay not in peers:
                 socket.release_poll()
+        # An answered GET whose client has not polled again since, relayed by a worker that
+        # is gone: the answer's packets may have died with it. The session is closed, not
+        # left to lose them quietly: its client's next GET finds it unknown and reconnects
+        # (and with connection state recovery gets what it missed, once).
+        for socket in list(self._answered):
+            if socket.answered_via is None or socket.closed:
+                self._answered.discard(socket)
+            elif socket.answered_via not in peers:
+                self._answered.discard(socket)
+                socket.close(CloseReason.TRANSPORT_ERROR, notify=False)
         for proxy in list(self._proxies.values()):
             if proxy.owner not in peers:
                 proxy.owner_closed()

@@ -38,6 +38,7 @@ class ClusterKind(enum.StrEnum):
     SOCKETS_LEAVE = "sockets_leave"
     DISCONNECT_SOCKETS = "disconnect_sockets"
     SERVER_SIDE_EMIT = "server_side_emit"
+    SOCKET_RELEASE = "socket_release"  # recovery: a worker's socket is recovered elsewhere
 
 
 #: a request of a broadcast with acks: ours are numbers, a JavaScript server's are strings
@@ -341,6 +342,27 @@ class ServerSideEmit:
                               event_data(data, "server_side_emit"))
 
 
+@dataclass(frozen=True, slots=True)
+class SocketRelease:
+    """Connection state recovery: the socket ``sid`` of ``namespace`` is being recovered on
+    another worker, and its owner lets go of it first (sio_core/socketio/recovery.py asks
+    it of that one worker; answered True if it had it)."""
+
+    KIND: ClassVar[ClusterKind] = ClusterKind.SOCKET_RELEASE
+    namespace: str
+    sid: str
+
+    def to_wire(self) -> list[Any]:
+        return [self.namespace, self.sid]
+
+    @staticmethod
+    def from_wire(value: Any) -> SocketRelease:
+        namespace, sid = _fields(value, 2, "socket_release")
+        if type(sid) is not str:
+            raise BadMessage("malformed socket_release")
+        return SocketRelease(_namespace(namespace, "socket_release"), sid)
+
+
 ClusterMessage = (Broadcast | BroadcastWithAcks | ClientCount | ClientAck | FetchSockets
                   | SocketsJoin | SocketsLeave | DisconnectSockets | ServerSideEmit)
 
@@ -348,7 +370,8 @@ ClusterMessage = (Broadcast | BroadcastWithAcks | ClientCount | ClientAck | Fetc
 Published = (Broadcast | BroadcastWithAcks | SocketsJoin | SocketsLeave | DisconnectSockets
              | ServerSideEmit)
 
-#: every message class, for the receiving side's dispatch by kind
+#: every message class the Cluster's link carries, for the receiving side's dispatch by kind
+#: (SocketRelease is recovery's, to one worker)
 MESSAGES: tuple[type[ClusterMessage], ...] = (
     Broadcast, BroadcastWithAcks, ClientCount, ClientAck, FetchSockets, SocketsJoin,
     SocketsLeave, DisconnectSockets, ServerSideEmit)

@@ -187,6 +187,13 @@ class Store:
         """Send an envelope: to ``envelope.target``, or to every peer when it is None."""
         raise NotImplementedError
 
+    def packet_log(self, limits: Any) -> Any:
+        """The store's side of connection state recovery (a
+        :class:`~sio_core.stores.log.PacketLog` for these
+        :class:`~sio_core.stores.log.LogLimits`), shared by every worker of the store;
+        None: the store keeps no log, each process keeps its own."""
+        return None
+
     @property
     def health(self) -> dict[str, Any] | None:
         """For the health answer: what the backend counts of its connection (RedisStore:

@@ -18,6 +18,7 @@ import struct
 from collections.abc import AsyncIterator, Callable
 
 from .base import MAX_ENVELOPE, BadMessage, BusKind, Drops, Envelope, Store
+from .log import LOG_KINDS, LogKeeper, LogLimits, RelayedLog
 
 logger = logging.getLogger("sio_core.hub")
 
@@ -82,6 +83,13 @@ class Hub:
         self._connections: set[_Worker] = set()
         #: frames that were not envelopes of this version (see Drops)
         self.dropped = Drops()
+        #: connection state recovery's log, kept here so that it outlives any worker
+        self.log = LogKeeper(self._write_to, lambda: list(self.workers))
+
+    def _write_to(self, owner: str, envelope: Envelope) -> None:
+        worker = self.workers.get(owner)
+        if worker is not None:
+            worker.write(frame(envelope))
 
     async def start(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, path=self.path)
@@ -133,6 +141,9 @@ class Hub:
             return  # a worker speaks only for itself
         if kind == BusKind.PEERS or kind == BusKind.NO_PEER:
             return  # the hub's word, never a worker's (a forged PEERS would blind the others)
+        if kind in LOG_KINDS:
+            self.log.handle(envelope)
+            return
         raw = _LENGTH.pack(len(data)) + data
         if envelope.target is None:
             for owner, other in self.workers.items():
@@ -193,6 +204,11 @@ class HubStore(Store):
         if self._reader_task is not None:
             self._reader_task.cancel()
         await super().close()
+
+    def packet_log(self, limits: LogLimits) -> RelayedLog:
+        """The master keeps the log: a reconnect may land on any worker, and a worker
+        killed with -9 loses nothing of it."""
+        return RelayedLog(self, limits)
 
     def _transmit(self, envelope: Envelope) -> None:
         if self._writer is not None and not self._writer.is_closing():

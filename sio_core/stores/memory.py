@@ -11,11 +11,19 @@ from __future__ import annotations
 import asyncio
 
 from .base import BadMessage, BusKind, Envelope, Store
+from .log import LOG_KINDS, LogKeeper, LogLimits, RelayedLog
 
 
 class MemoryBus:
     def __init__(self) -> None:
         self.stores: dict[str, MemoryStore] = {}
+        #: connection state recovery's log, kept by the bus as the master's hub keeps it
+        self.log = LogKeeper(self._send, lambda: list(self.stores))
+
+    def _send(self, owner: str, envelope: Envelope) -> None:
+        store = self.stores.get(owner)
+        if store is not None:
+            asyncio.get_running_loop().call_soon(store.receive_packed, envelope.pack())
 
     def join(self, store: MemoryStore) -> None:
         self.stores[store.owner] = store
@@ -32,6 +40,9 @@ class MemoryBus:
             store.deliver(Envelope(BusKind.PEERS, "bus", owners))
 
     def transmit(self, envelope: Envelope) -> None:
+        if envelope.kind in LOG_KINDS:
+            self.log.handle(Envelope.unpack(envelope.pack()))  # as a bus would carry it
+            return
         data = envelope.pack()
         loop = asyncio.get_running_loop()
         if envelope.target is None:
@@ -63,6 +74,10 @@ class MemoryStore(Store):
         if self.bus is not None:
             self.bus.leave(self)
         await super().close()
+
+    def packet_log(self, limits: LogLimits) -> RelayedLog | None:
+        """On a bus, the bus keeps the log (as the master's hub does); alone, none."""
+        return RelayedLog(self, limits) if self.bus is not None else None
 
     def _transmit(self, envelope: Envelope) -> None:
         if self.bus is not None:

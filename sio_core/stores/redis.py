@@ -51,6 +51,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from .base import MAX_ENVELOPE, BadMessage, BusKind, Envelope, Store
+from .log import LogLimits
+from .redis_log import RedisLog
 from .redis_topology import (
     PubSubSubscription,
     ShardedSubscription,
@@ -174,6 +176,9 @@ class RedisStore(Store):
         self._followed: set[str] = set()
         self._patterns: tuple[str, ...] = ()
         self._tap: Tap = lambda channel, data: False
+        #: channels of our own read besides the envelopes' (the recovery log's), by handler
+        self._listeners: dict[str, Callable[[bytes], None]] = {}
+        self._flushes: list[Callable[[], Awaitable[None]]] = []
         self._closing = False
         # health (see the health property)
         self._connected = False
@@ -199,7 +204,7 @@ class RedisStore(Store):
         # "unknown session" to requests for our sessions that land on them
         self._transmit(Envelope(BusKind.PEERS, self.owner))
         loop = asyncio.get_running_loop()
-        self._tasks_run = [loop.create_task(self._read_loop()),
+        self._tasks_run += [loop.create_task(self._read_loop()),
                            loop.create_task(self._write_loop()),
                            loop.create_task(self._beat_loop())]
         if self._sentinel is not None:
@@ -242,6 +247,8 @@ class RedisStore(Store):
     async def close(self) -> None:
         """Stop the loops, take this node out of the peers, close the clients.
         Every step is bounded (close_timeout)."""
+        for flush in self._flushes:
+            await _bounded(flush(), self.close_timeout)
         self._closing = True
         for task in self._tasks_run:
             task.cancel()
@@ -261,6 +268,26 @@ class RedisStore(Store):
             await _bounded(client.aclose(), self.close_timeout)
         if self._sentinel is not None:
             await _bounded(self._sentinel.aclose(), self.close_timeout)
+
+    def packet_log(self, limits: LogLimits) -> RedisLog:
+        """Connection state recovery's log in Redis (sio_core/stores/redis_log.py)."""
+        if self.mode is Mode.CLUSTER:
+            raise ValueError("connection state recovery does not work with a Redis Cluster "
+                             "store yet (one server or Sentinel only)")
+        return RedisLog(self, limits)
+
+    def listen(self, channel: str, handler: Callable[[bytes], None]) -> None:
+        """Read ``channel`` too (before start): ``handler(data)`` for each message, in
+        order with everything else this store reads."""
+        self._listeners[channel] = handler
+
+    def own_task(self, task: asyncio.Task[None],
+                 flush: Callable[[], Awaitable[None]] | None = None) -> None:
+        """A task of a part of this store, cancelled when it closes, after ``flush()``
+        (bounded by close_timeout) if given."""
+        self._tasks_run.append(task)
+        if flush is not None:
+            self._flushes.append(flush)
 
     def tap(self, reader: Tap, patterns: tuple[str, ...] = ()) -> None:
         """``reader(channel, data)`` for what arrives on the channels followed and the
@@ -297,7 +324,7 @@ class RedisStore(Store):
                 await subscription.unsubscribe(*channels)
 
     async def _subscribe(self) -> None:
-        channels = [self._all, self._mine, *sorted(self._followed)]
+        channels = [self._all, self._mine, *self._listeners, *sorted(self._followed)]
         if self.mode is Mode.CLUSTER:
             self._pubsub = sharded = ShardedSubscription(self.sub, self._on_message)
             await sharded.subscribe(*channels)
@@ -371,7 +398,10 @@ class RedisStore(Store):
         if len(data) > MAX_ENVELOPE:
             return
         try:
-            if channel == self._all or channel == self._mine:
+            listener = self._listeners.get(channel)
+            if listener is not None:
+                listener(data)
+            elif channel == self._all or channel == self._mine:
                 envelope = self._unpack_envelope(data)
                 if envelope.origin == self.owner:
                     pass
