@@ -24,6 +24,7 @@ from sio_core.socketio.messages import (
     DisconnectSockets,
     FetchSockets,
     ServerSideEmit,
+    SocketRelease,
     SocketsJoin,
     SocketsLeave,
     check_parts,
@@ -35,7 +36,7 @@ PLAIN = BroadcastOptions(frozenset({"a"}), compress=False)  # compress(False)
 EVENT = sio.Packet(sio.PacketType.EVENT, "/", ["hi", 1])
 BINARY = sio.Packet(sio.PacketType.EVENT, "/chat", ["bin", b"\x00\xff", {"k": b"\x01"}])
 
-ROUND_TRIPS: list[ClusterMessage] = [
+ROUND_TRIPS: list[ClusterMessage | SocketRelease] = [
     Broadcast("/", BroadcastOptions(), sio.encode(EVENT)),
     Broadcast("/chat", OPTS, sio.encode(BINARY)),
     Broadcast("/chat", PLAIN, socketio_msgpack.encode(BINARY), "msgpack"),
@@ -52,12 +53,13 @@ ROUND_TRIPS: list[ClusterMessage] = [
     DisconnectSockets("/", OPTS, True),
     DisconnectSockets("/", BroadcastOptions(), False),
     ServerSideEmit("/", ["event", 1, b"\x02", {"a": [1]}]),
+    SocketRelease("/n", "AAAA"),
 ]
 
 
 def test_every_kind_has_its_message() -> None:
-    assert [cls.KIND for cls in MESSAGES] == list(ClusterKind)
-    assert {type(m) for m in ROUND_TRIPS} == set(MESSAGES)
+    assert [cls.KIND for cls in (*MESSAGES, SocketRelease)] == list(ClusterKind)
+    assert {type(m) for m in ROUND_TRIPS} == {*MESSAGES, SocketRelease}
 
 
 @pytest.mark.parametrize("message", ROUND_TRIPS, ids=lambda m: type(m).__name__)
@@ -117,7 +119,7 @@ def test_parts_that_fail_the_check(namespace: str, parts: Any) -> None:
 
 
 NS_OPTS = ["/", [], [], False, True]  # a namespace and options, well-formed
-BAD: list[tuple[type[ClusterMessage], Any]] = [
+BAD: list[tuple[type[ClusterMessage | SocketRelease], Any]] = [
     (Broadcast, None), (Broadcast, {"packet": {}, "opts": {}}),
     (Broadcast, [*NS_OPTS, "default"]),
     (Broadcast, [1, [], [], False, True, "default", ['2["x"]']]),
@@ -146,11 +148,13 @@ BAD: list[tuple[type[ClusterMessage], Any]] = [
     (DisconnectSockets, [*NS_OPTS, 1]), (DisconnectSockets, NS_OPTS),
     (ServerSideEmit, ["/", []]), (ServerSideEmit, ["/", [1]]), (ServerSideEmit, ["/", "x"]),
     (ServerSideEmit, [1, ["x"]]),
+    (SocketRelease, ["/", 1]), (SocketRelease, [None, "s"]), (SocketRelease, ["/"]),
 ]
 
 
 @pytest.mark.parametrize(("cls", "wire"), BAD, ids=lambda v: repr(v)[:40])
-def test_bad_input_raises_the_one_error(cls: type[ClusterMessage], wire: Any) -> None:
+def test_bad_input_raises_the_one_error(cls: type[ClusterMessage | SocketRelease],
+                                        wire: Any) -> None:
     with pytest.raises(BadMessage, match=f"malformed {cls.KIND}"):
         cls.from_wire(wire)
 
@@ -162,7 +166,7 @@ values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(MESSAGES), st.lists(values, min_size=2, max_size=8))
+@given(st.sampled_from([*MESSAGES, SocketRelease]), st.lists(values, min_size=2, max_size=8))
 def test_any_value_decodes_or_raises_bad_message(cls: type[ClusterMessage],
                                                  wire: list[Any]) -> None:
     try:
