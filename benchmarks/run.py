@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/run.py [--quick] [--repeat N] [--only SCENARIO[,..]] [--out DIR]
 
 How this works. The servers are the same tiny application three times (benchmarks/servers/):
-sio_core, the JavaScript socket.io 4 server run by node, and python-socketio under uvicorn; a
+sio_core, the JavaScript socket.io 4 server run by node, and python-socketio under uvicorn (and
+sio_core once more, through its ASGI path under uvicorn: ``asgi_app.py``); a
 fourth, ``ceiling_server.js``, does the least a server can and so measures the load generator's
 own ceiling. ``load.js`` is the load generator (one node process; see its header). For each
 repetition, for each scenario, the servers run one after another in an order rotated by one
@@ -57,6 +58,7 @@ NPROC = len(os.sched_getaffinity(0))  # before main() pins this process to one C
 JS = "js"  # the reference every ratio is taken to
 SIO = "sio"
 PYSIO = "pysio"
+ASGI = "asgi"  # sio_core's ASGIApp under uvicorn: the cost of the ASGI path
 CEILING = "ceiling"
 
 #: what a payload looks like on every event: a small JSON object, as a chat message would be
@@ -94,7 +96,10 @@ SCENARIOS = [
 ]
 STORE = Scenario("store", "Store comparison: broadcast fan-out to 1,000 websocket clients "
                  "(sio_core only)", "bcast", 1000, 20, "deliveries_per_s", "deliveries/s")
-ALL_SCENARIOS = [*SCENARIOS, STORE]
+RECOVERY = Scenario("recovery", "Connection state recovery on vs off: broadcast fan-out to "
+                    "1,000 websocket clients (sio_core only)", "bcast", 1000, 20,
+                    "deliveries_per_s", "deliveries/s")
+ALL_SCENARIOS = [*SCENARIOS, STORE, RECOVERY]
 
 
 # --- machine, pinning ----------------------------------------------------------------------------
@@ -253,6 +258,7 @@ SERVERS = {
     SIO: ServerKind(SIO, "sio_core"),
     JS: ServerKind(JS, "socket.io (node)"),
     PYSIO: ServerKind(PYSIO, "python-socketio (uvicorn)"),
+    ASGI: ServerKind(ASGI, "sio_core ASGIApp (uvicorn)"),
     CEILING: ServerKind(CEILING, "load generator ceiling"),
 }
 
@@ -262,6 +268,22 @@ STORE_SETUPS = {
     "redis2": "2 workers, Redis",
     "nodes2": "2 nodes (1 worker each), Redis",
 }
+#: recovery on vs off (benchmarks/servers/sio_app.py with SIO_BENCH_RECOVERY=1): "<setup>r" is
+#: "<setup>" with connection state recovery on
+RECOVERY_SETUPS = {
+    "memory1": "1 worker, recovery off",
+    "memory1r": "1 worker, recovery on",
+    "hub2": "2 workers, master hub, recovery off",
+    "hub2r": "2 workers, master hub, recovery on",
+    "redis2": "2 workers, Redis, recovery off",
+    "redis2r": "2 workers, Redis, recovery on",
+}
+#: the sio_core-only scenarios, and the setups they compare (instead of the servers)
+SETUPS = {STORE.name: STORE_SETUPS, RECOVERY.name: RECOVERY_SETUPS}
+
+
+def sio_only(scenario: Scenario) -> bool:
+    return scenario.name in SETUPS
 
 
 def sio_argv(port: int, *extra: str, log_level: str = "warning") -> list[str]:
@@ -320,13 +342,19 @@ class Bench:
         if setup == CEILING:
             argv = ["node", str(BENCH / "servers" / "ceiling_server.js"), str(port)]
             return [Proc(self.cpus.wrap(cpus, argv), port, log())]
-        if setup == PYSIO:
-            argv = [PYTHON, "-m", "uvicorn", "benchmarks.servers.pysio_app:app",
+        if setup in (PYSIO, ASGI):
+            module = "pysio_app" if setup == PYSIO else "asgi_app"
+            argv = [PYTHON, "-m", "uvicorn", f"benchmarks.servers.{module}:app",
                     "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
                     "--no-access-log"]
             return [Proc(self.cpus.wrap(cpus, argv), port, log())]
         # the store comparison: sio_core only, on every core it may have
         cpus = self.cpus.store
+        if setup.endswith("r"):  # the same with connection state recovery on
+            procs = self.procs_for(scenario, setup[:-1], tag)
+            for proc in procs:
+                proc.env["SIO_BENCH_RECOVERY"] = "1"
+            return procs
         ready = r"\d+ workers ready"
         if setup == "memory1":
             return [Proc(self.cpus.wrap(cpus, sio_argv(port)), port, log())]
@@ -566,14 +594,14 @@ class Bench:
     # -- the whole run ----------------------------------------------------------------------
 
     async def run(self, scenarios: list[Scenario], servers: list[str]) -> None:
-        if any(s is STORE for s in scenarios):
+        if any(sio_only(s) for s in scenarios):
             await self.start_redis()
-        store_setups = [s for s in STORE_SETUPS
-                        if self.redis_url is not None or not s.endswith(("redis2", "nodes2"))]
         try:
             for rep in range(self.args.repeat):
                 for scenario in scenarios:
-                    setups = store_setups if scenario is STORE else servers
+                    setups = [s for s in SETUPS[scenario.name] if self.redis_url is not None
+                              or not s.startswith(("redis2", "nodes2"))] \
+                        if sio_only(scenario) else servers
                     shift = rep % len(setups)
                     for setup in setups[shift:] + setups[:shift]:
                         self.measurements.append(await self.measure_quietly(scenario, setup,
@@ -668,6 +696,13 @@ def rows_for(measurements: list[dict[str, Any]], scenario: Scenario,
     return rows
 
 
+def cpu_per_delivery(row: Row | None) -> float | None:
+    """Microseconds of server CPU per delivery (its busy cores over its deliveries/s)."""
+    if row is None or row.value is None or not row.value[0] or row.server_cpu is None:
+        return None
+    return row.server_cpu / row.value[0] * 1e6
+
+
 def fmt(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "-"
@@ -743,10 +778,11 @@ class Report:
         self.bench = bench
         self.scenarios = scenarios
         self.servers = servers
-        labels = {k: v.label for k, v in SERVERS.items()} | STORE_SETUPS
+        servers_labels = {k: v.label for k, v in SERVERS.items()}
         self.tables: dict[str, dict[str, Row]] = {}
         for scenario in scenarios:
-            setups = list(STORE_SETUPS) if scenario is STORE else servers
+            setups = list(SETUPS[scenario.name]) if sio_only(scenario) else servers
+            labels = servers_labels | SETUPS.get(scenario.name, {})
             rows = rows_for(bench.measurements, scenario, setups, labels)
             self.tables[scenario.name] = {row.setup: row for row in rows}
 
@@ -791,8 +827,17 @@ class Report:
         at_least("Long-polling echo, acks/s, vs socket.io", "polling", SIO, JS, 1.5)
         at_least("Broadcast, 2 workers through the hub vs 1 worker", "store", "hub2",
                  "memory1", 1.8)
+        if "recovery" in t:
+            rows = t["recovery"]
+            for base in ("memory1", "hub2", "redis2"):
+                off, on = cpu_per_delivery(rows.get(base)), cpu_per_delivery(rows.get(base + "r"))
+                if off and on:
+                    found.append((f"Broadcast CPU per delivery, recovery on vs off "
+                                  f"({RECOVERY_SETUPS[base].split(',')[0]}"
+                                  f"{', ' + base[:-1] if base != 'memory1' else ''})",
+                                  "<= 1.3x", f"{on / off:.2f}x", on / off <= 1.3))
         for scenario in self.scenarios:
-            if scenario is not STORE:
+            if not sio_only(scenario):
                 at_least(f"{scenario.name}: {scenario.unit}, vs python-socketio", scenario.name,
                          SIO, PYSIO, 3)
         if "idle" in t and SIO in t["idle"] and PYSIO in t["idle"]:
@@ -886,7 +931,7 @@ class Report:
                 f"(other work did not end in time): {', '.join(names[:12])}{more}.{again}")
 
     def ceiling_section(self) -> list[str]:
-        rows = [(s, r) for s in self.scenarios if s is not STORE
+        rows = [(s, r) for s in self.scenarios if not sio_only(s)
                 for r in [self.tables[s.name].get(CEILING)]
                 if r is not None and r.value is not None]
         if not rows:
@@ -932,13 +977,24 @@ class Report:
                 f"{self.bench.redis_note or 'not used'}.",
                 "",
             ]
+        if scenario is RECOVERY:
+            lines += [
+                f"Broadcast deliveries/s to {clients:,} websocket clients, sio_core only, "
+                "with `connection_state_recovery` off and on: on, every broadcast is kept in "
+                "the log (in the process; the master's hub; a Redis stream) and delivered "
+                "when the log hands it back, with its offset. The cost that counts is the "
+                "server's CPU per delivery (below the table). Redis: "
+                f"{self.bench.redis_note or 'not used'}.",
+                "",
+            ]
         extra_head, extra_sep = "", ""
         if scenario.mode in ("echo", "polling"):
             extra_head, extra_sep = " p50 ms | p99 ms |", "---|---|"
         elif scenario.mode == "idle":
             extra_head, extra_sep = " RSS KB/conn | RSS after, MB |", "---|---|"
-        reference = "memory1" if scenario is STORE else JS
-        ref_label = "1 worker" if scenario is STORE else "socket.io"
+        reference = "memory1" if sio_only(scenario) else JS
+        ref_label = "1 worker, recovery off" if scenario is RECOVERY else \
+            "1 worker" if scenario is STORE else "socket.io"
         lines.append(f"| server | {scenario.unit} (median) | min-max | vs {ref_label} |"
                      f"{extra_head} server CPU | load gen CPU | other CPU | runs ok |")
         lines.append(f"|---|---|---|---|{extra_sep}---|---|---|---|")
@@ -964,9 +1020,23 @@ class Report:
                          f"{self.bench.args.noise_cores:g}): {', '.join(noisy)}; take these "
                          "rows with care.")
             lines.append("")
-        if PYSIO in table and SIO in table and scenario is not STORE:
+        if scenario is RECOVERY:
+            per = {setup: cpu_per_delivery(row) for setup, row in table.items()}
+            lines.append("Server CPU per delivery (µs): " + ", ".join(
+                f"{RECOVERY_SETUPS[setup]} {fmt(value, 2)}" for setup, value in per.items()
+                if value is not None) + ".")
+            lines.append("")
+        if PYSIO in table and SIO in table and not sio_only(scenario):
             lines.append(f"sio_core / python-socketio: "
                          f"{fmt_ratio(ratio(table, SIO, PYSIO))}.")
+            lines.append("")
+        if ASGI in table and scenario is not STORE:
+            if SIO in table:
+                lines.append(f"sio_core's ASGI path / its own server: "
+                             f"{fmt_ratio(ratio(table, ASGI, SIO))}.")
+            if PYSIO in table:
+                lines.append(f"sio_core's ASGI path / python-socketio (both under uvicorn): "
+                             f"{fmt_ratio(ratio(table, ASGI, PYSIO))}.")
             lines.append("")
         errors = [f"- {row.label}, {e}" for row in table.values() for e in row.errors]
         if errors:
@@ -987,7 +1057,8 @@ class Report:
         lines += ["Lines with WARNING, ERROR, CRITICAL, Traceback or Exception in the servers' "
                   "logs (logs under `logs/` of the output directory):", ""]
         for setup, problems in found.items():
-            label = SERVERS[setup].label if setup in SERVERS else STORE_SETUPS[setup]
+            label = SERVERS[setup].label if setup in SERVERS else \
+                (RECOVERY_SETUPS | STORE_SETUPS)[setup]
             lines.append(f"- {label}:")
             for line, where in list(problems.items())[:20]:
                 lines.append(f"  - `{line}` ({', '.join(where[:6])}"
@@ -1010,7 +1081,8 @@ class Report:
             return {}
         folder = self.bench.out / "plots"
         folder.mkdir(parents=True, exist_ok=True)
-        colors = {SIO: "#2a7ab0", JS: "#d9a520", PYSIO: "#7a7a7a", "memory1": "#2a7ab0",
+        colors = {SIO: "#2a7ab0", JS: "#d9a520", PYSIO: "#7a7a7a", ASGI: "#6fb3e0",
+                  "memory1": "#2a7ab0",
                   "hub2": "#4aa3d8", "redis2": "#b04a2a", "nodes2": "#d87a4a"}
         made: dict[str, str] = {}
         for scenario in self.scenarios:
@@ -1067,7 +1139,7 @@ class Report:
         names, sio_r, py_r = [], [], []
         for scenario in self.scenarios:
             table = self.tables[scenario.name]
-            if scenario is STORE or JS not in table:
+            if sio_only(scenario) or JS not in table:
                 continue
             names.append(scenario.name)
             sio_r.append(ratio(table, SIO, JS) or 0)
@@ -1106,7 +1178,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     names = [s.name for s in ALL_SCENARIOS]
     parser.add_argument("--only", default=None,
                         help=f"comma-separated scenarios, of: {', '.join(names)}")
-    parser.add_argument("--servers", default=f"{SIO},{JS},{PYSIO},{CEILING}",
+    parser.add_argument("--servers", default=f"{SIO},{JS},{PYSIO},{ASGI},{CEILING}",
                         help="comma-separated servers (default: all); 'ceiling' is the "
                              "load generator's own ceiling")
     parser.add_argument("--quiet-wait", type=float, default=300.0,
@@ -1164,7 +1236,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run.py: {problem}", file=sys.stderr)
         return 2
     servers = args.server_list
-    if PYSIO in servers:
+    if PYSIO in servers or ASGI in servers:
         try:
             metadata.version("uvicorn")
             metadata.version("python-socketio")

@@ -10,12 +10,12 @@ closes the other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from ..protocol.engineio import Packet, encode_packet
-from ..stores.base import Kind, Store
-from .transport import CloseCallback, MessageCallback, ignore_close, ignore_message
-from .websocket import WebSocketConnection
+from ..stores.base import Store
+from .messages import WsClose, WsIn, WsOut
+from .transport import CloseCallback, MessageCallback, WebSocket, ignore_close, ignore_message
 
 
 class RemoteWebSocket:
@@ -40,12 +40,14 @@ class RemoteWebSocket:
 
     def send_packets(self, packets: list[Packet]) -> None:
         if not self._closed:
-            self.store.send(self.proxy_owner, Kind.WS_OUT,
-                            {"p": self.proxy_id, "d": [encode_packet(p) for p in packets]})
+            # compress(False): those frames are never deflated by the proxy
+            self.store.send(self.proxy_owner, WsOut.KIND, WsOut(
+                self.proxy_id, [encode_packet(p) for p in packets],
+                [i for i, p in enumerate(packets) if not p.compress]).to_wire())
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not self._closed:
-            self.store.send(self.proxy_owner, Kind.WS_CLOSE, {"p": self.proxy_id})
+            self.store.send(self.proxy_owner, WsClose.KIND, WsClose(self.proxy_id).to_wire())
             self.connection_lost()
 
     def connection_lost(self) -> None:
@@ -60,7 +62,7 @@ class RemoteWebSocket:
 class WebSocketProxy:
     """The accepting worker's end: relays a local websocket to the session's owner."""
 
-    def __init__(self, store: Store, owner: str, proxy_id: str, ws: WebSocketConnection,
+    def __init__(self, store: Store, owner: str, proxy_id: str, ws: WebSocket,
                  on_done: CloseCallback) -> None:
         self.store = store
         self.owner = owner
@@ -71,16 +73,17 @@ class WebSocketProxy:
         ws.bind(self._from_client, self._client_closed)
 
     def _from_client(self, message: str | bytes) -> None:
-        self.store.send(self.owner, Kind.WS_IN, {"p": self.proxy_id, "d": message})
+        self.store.send(self.owner, WsIn.KIND, WsIn(self.proxy_id, message).to_wire())
 
     def _client_closed(self) -> None:
         if not self._closed:
             self._closed = True
-            self.store.send(self.owner, Kind.WS_CLOSE, {"p": self.proxy_id})
+            self.store.send(self.owner, WsClose.KIND, WsClose(self.proxy_id).to_wire())
             self._on_done()
 
-    def to_client(self, messages: list[str | bytes]) -> None:
-        self.ws.send_many(messages)
+    def to_client(self, messages: list[str | bytes], plain: Collection[int] = ()) -> None:
+        """Write the owner's messages; those at the indices in ``plain`` uncompressed."""
+        self.ws.send_many(messages, plain)
 
     def owner_closed(self) -> None:
         if not self._closed:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..exceptions import SocketIOProtocolError
 from ..protocol import engineio
 from ..protocol import socketio as sio
+from ..protocol.parsers import Parser
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -28,6 +30,8 @@ class BroadcastOptions:
     volatile: bool = False
     local: bool = False
     timeout: float | None = None
+    #: compress(False): the packets are never compressed (permessage-deflate, gzip)
+    compress: bool = True
 
 
 class Adapter:
@@ -106,8 +110,16 @@ class Adapter:
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> int:
         """Deliver to the matching local sockets; returns how many got it."""
-        parts = sio.encode(packet)
-        packets = [engineio.message(part) for part in parts]
+        return self.broadcast_encoded(self.namespace.server.parser.encode(packet), opts,
+                                      packet)
+
+    def broadcast_encoded(self, parts: list[str | bytes], opts: BroadcastOptions,
+                          packet: sio.Packet | None = None) -> int:
+        """:meth:`broadcast` of a packet encoded already, by this server's parser (on the
+        worker that published it); ``packet``, its decoded form, is for the observer and
+        the outgoing listeners (decoded from the parts when they want it and it is not
+        given)."""
+        packets = [engineio.message(part, opts.compress) for part in parts]
         count = 0
         volatile = opts.volatile
         if opts.rooms or opts.except_rooms or volatile:
@@ -121,8 +133,12 @@ class Adapter:
                     count += 1
         self._count(parts, count)
         observer = self.namespace.server.observer
-        if observer is not None:
-            observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
+        if observer is not None or self.namespace.outgoing_watchers:
+            data = packet.data if packet is not None \
+                else decode_parts(self.namespace.server.parser, parts)
+            if observer is not None:
+                observer.broadcast_sent(self.namespace, data, parts, opts, count)
+            self._notify_outgoing(data, opts)
         return count
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
@@ -131,8 +147,8 @@ class Adapter:
         Returns how many clients were sent the packet (so the caller knows how many acks
         to wait for)."""
         assert packet.id is not None
-        parts = sio.encode(packet)
-        packets = [engineio.message(part) for part in parts]
+        parts = self.namespace.server.parser.encode(packet)
+        packets = [engineio.message(part, opts.compress) for part in parts]
         count = 0
         ack_id = packet.id
         for socket in self.match(opts):
@@ -143,7 +159,16 @@ class Adapter:
         observer = self.namespace.server.observer
         if observer is not None:
             observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
+        self._notify_outgoing(packet.data, opts)
         return count
+
+    def _notify_outgoing(self, data: list[Any], opts: BroadcastOptions) -> None:
+        """The recipients with on_any_outgoing listeners hear of the event."""
+        watchers = self.namespace.outgoing_watchers
+        if watchers:
+            for socket in list(self.match(opts)):
+                if socket in watchers:
+                    socket.notify_outgoing(data)
 
     def _count(self, parts: list[str | bytes], recipients: int) -> None:
         """Counted once per broadcast, for all its recipients (not once per recipient)."""
@@ -167,6 +192,19 @@ class Adapter:
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
         for socket in list(self.match(opts)):
             socket.disconnect(close)
+
+
+def decode_parts(parser: Parser, parts: list[str | bytes]) -> list[Any]:
+    """The data of the event that ``parts`` encode with ``parser`` ([] if they make none)."""
+    decoder = parser.decoder()
+    packet = None
+    try:
+        for part in parts:
+            packet = decoder.feed_text(part) if isinstance(part, str) \
+                else decoder.feed_binary(part)
+    except SocketIOProtocolError:
+        return []
+    return packet.data if packet is not None and isinstance(packet.data, list) else []
 
 
 def _bind(on_ack: Callable[[str, list[object]], None], sid: str) -> Callable[..., None]:

@@ -1,7 +1,8 @@
 """One Engine.IO session seen from Socket.IO: its decoder and its sockets, one per namespace.
 
 How this works: every Engine.IO message is fed to the connection's
-:class:`~sio_core.protocol.socketio.Decoder`. A CONNECT for a namespace not yet joined
+:class:`~sio_core.protocol.socketio.Decoder` (or the msgpack parser's, see
+:mod:`sio_core.protocol.parsers`). A CONNECT for a namespace not yet joined
 starts the namespace's connection (middlewares may await), unless the client has joined
 ``max_namespaces_per_client`` already (CONNECT_ERROR); any other packet goes to the
 socket of its namespace. Anything else (undecodable input, a packet for a namespace the
@@ -57,7 +58,7 @@ class Session(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    def send(self, data: str | bytes) -> bool: ...
+    def send(self, data: str | bytes, compress: bool = True) -> bool: ...
 
     def send_packets(self, packets: list[Packet]) -> bool: ...
 
@@ -71,8 +72,8 @@ class Client:
         self.sockets: dict[str, Socket] = {}
         self._connecting: set[str] = set()
         config = server.config
-        self._decoder = sio.Decoder(max_attachments=config.max_attachments,
-                                    max_depth=config.max_json_depth)
+        self._decoder = server.parser.decoder(max_attachments=config.max_attachments,
+                                              max_depth=config.max_json_depth)
         self._connect_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             config.connect_timeout, self._connect_timeout)
 
@@ -100,22 +101,36 @@ class Client:
                 self.refuse(name, "Too many namespaces", None)
                 return
             auth = packet.data if isinstance(packet.data, dict) else {}
-            namespace = self.server.namespace_now(name)
-            if namespace is not None and not namespace.middlewares:
-                # nothing to await (no middleware, no dynamic match): connected at once,
-                # without a task and a loop turn per connection
-                self._connect_now(namespace, auth)
-                return
-            self._connecting.add(name)
-            task = asyncio.get_running_loop().create_task(self._connect(name, auth))
-            _connects.add(task)
-            task.add_done_callback(_connects.discard)
+            recovery = self.server.recovery
+            if recovery is None or not recovery.connect(self, name, auth):
+                self.connect_fresh(name, auth)
         elif socket is not None:
             socket.on_packet(packet)
         elif name in self._connecting:
             pass  # sent while its CONNECT is still in the middlewares: dropped
         else:
             self.invalid_state()
+
+    def connect_fresh(self, name: str, auth: dict[str, Any]) -> None:
+        """Connect to a namespace as a new socket (the middlewares, then admitted)."""
+        namespace = self.server.namespace_now(name)
+        if namespace is not None and not namespace.middlewares:
+            # nothing to await (no middleware, no dynamic match): connected at once,
+            # without a task and a loop turn per connection
+            self._connect_now(namespace, auth)
+            return
+        self._connecting.add(name)
+        task = asyncio.get_running_loop().create_task(self._connect(name, auth))
+        _connects.add(task)
+        task.add_done_callback(_connects.discard)
+
+    def connecting(self, name: str) -> None:
+        """A CONNECT that waits for something else (the recovery log's answer): packets
+        for that namespace are dropped meanwhile, a second CONNECT refused."""
+        self._connecting.add(name)
+
+    def connected_or_refused(self, name: str) -> None:
+        self._connecting.discard(name)
 
     async def _connect(self, name: str, auth: dict[str, Any]) -> None:
         try:
@@ -149,9 +164,10 @@ class Client:
     # -- output -----------------------------------------------------------------------------
 
     def send_packet(self, packet: sio.Packet) -> bool:
-        return self.send_parts(sio.encode(packet))
+        return self.send_parts(self.server.parser.encode(packet))
 
-    def send_parts(self, parts: list[str | bytes], *, volatile: bool = False) -> bool:
+    def send_parts(self, parts: list[str | bytes], *, volatile: bool = False,
+                   compress: bool = True) -> bool:
         conn = self.conn
         if conn.closed:
             return False
@@ -159,7 +175,7 @@ class Client:
             return False  # reference: a volatile packet is dropped when not writable
         counters = self.server.counters
         for part in parts:
-            conn.send(part)
+            conn.send(part, compress)
             counters.sent_bytes += len(part)
         counters.messages_sent += len(parts)
         return True
@@ -201,6 +217,7 @@ class Client:
         return Handshake(
             headers=headers, query=query, auth=auth,
             address=client[0] if client else None,
+            secure=getattr(request, "secure", False),
             time=text, issued=issued,
             url=raw_url.decode("latin-1"),
             xdomain="origin" in headers,

@@ -17,7 +17,8 @@ import logging
 import struct
 from collections.abc import AsyncIterator, Callable
 
-from .base import MAX_ENVELOPE, Envelope, Kind, Store
+from .base import MAX_ENVELOPE, BadMessage, BusKind, Drops, Envelope, Store
+from .log import LOG_KINDS, LogKeeper, LogLimits, RelayedLog
 
 logger = logging.getLogger("sio_core.hub")
 
@@ -80,6 +81,15 @@ class Hub:
         self.workers: dict[str, _Worker] = {}
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Worker] = set()
+        #: frames that were not envelopes of this version (see Drops)
+        self.dropped = Drops()
+        #: connection state recovery's log, kept here so that it outlives any worker
+        self.log = LogKeeper(self._write_to, lambda: list(self.workers))
+
+    def _write_to(self, owner: str, envelope: Envelope) -> None:
+        worker = self.workers.get(owner)
+        if worker is not None:
+            worker.write(frame(envelope))
 
     async def start(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, path=self.path)
@@ -99,9 +109,12 @@ class Hub:
         try:
             async for frames in read_frames(reader):
                 for data in frames:
-                    envelope = Envelope.unpack(data)
-                    if envelope is not None:
-                        self._route(worker, envelope, data)
+                    try:
+                        envelope = Envelope.unpack(data)
+                    except BadMessage as exc:
+                        self.dropped(exc, f"worker {worker.owner}")
+                        continue
+                    self._route(worker, envelope, data)
         except asyncio.CancelledError:
             pass  # the master is shutting down
         finally:
@@ -113,7 +126,7 @@ class Hub:
 
     def _route(self, worker: _Worker, envelope: Envelope, data: bytes) -> None:
         kind = envelope.kind
-        if kind is Kind.READY:
+        if kind == BusKind.READY:
             if worker.owner is not None or envelope.origin in self.workers:
                 # a connection names itself once, and a name in use stays with its worker:
                 # otherwise one worker could take another's traffic and speak for it
@@ -126,8 +139,11 @@ class Hub:
             return
         if worker.owner is None or envelope.origin != worker.owner:
             return  # a worker speaks only for itself
-        if kind is Kind.PEERS or kind is Kind.NO_PEER:
+        if kind == BusKind.PEERS or kind == BusKind.NO_PEER:
             return  # the hub's word, never a worker's (a forged PEERS would blind the others)
+        if kind in LOG_KINDS:
+            self.log.handle(envelope)
+            return
         raw = _LENGTH.pack(len(data)) + data
         if envelope.target is None:
             for owner, other in self.workers.items():
@@ -137,18 +153,25 @@ class Hub:
         target = self.workers.get(envelope.target)
         if target is not None:
             target.write(raw)
-        elif envelope.request_id is not None and kind is not Kind.REPLY:
-            worker.write(frame(Envelope(Kind.NO_PEER, envelope.target, None, worker.owner,
+        elif envelope.request_id is not None and kind != BusKind.REPLY:
+            worker.write(frame(Envelope(BusKind.NO_PEER, envelope.target, None, worker.owner,
                                         envelope.request_id)))
 
     def _announce(self) -> None:
-        data = frame(Envelope(Kind.PEERS, "hub", list(self.workers)))
+        data = frame(Envelope(BusKind.PEERS, "hub", list(self.workers)))
         for worker in self.workers.values():
             worker.write(data)
 
 
 class HubStore(Store):
-    """A worker's side of the hub."""
+    """A worker's side of the master hub: the store of the workers of one machine when no
+    Redis is given (``python -m sio_core serve --workers N`` makes one per worker).
+
+    Args:
+        owner: this worker's address, in its session ids.
+        path: the hub's Unix socket, which the master listens on.
+        start_timeout: how long start() waits for the hub's first list of workers.
+    """
 
     def __init__(self, owner: str, path: str, *, start_timeout: float = 10.0) -> None:
         super().__init__(owner)
@@ -163,12 +186,17 @@ class HubStore(Store):
         self.on_lost: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
+        await self._connect()
+        assert self._peers_known is not None
+        await asyncio.wait_for(self._peers_known.wait(), self.start_timeout)
+
+    async def _connect(self) -> None:
+        """Connect to the hub and say who we are; the hub's PEERS follows."""
         reader, writer = await asyncio.open_unix_connection(self.path)
         self._writer = writer
         self._peers_known = asyncio.Event()
-        writer.write(frame(Envelope(Kind.READY, self.owner)))
+        writer.write(frame(Envelope(BusKind.READY, self.owner)))
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
-        await asyncio.wait_for(self._peers_known.wait(), self.start_timeout)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -176,6 +204,11 @@ class HubStore(Store):
         if self._reader_task is not None:
             self._reader_task.cancel()
         await super().close()
+
+    def packet_log(self, limits: LogLimits) -> RelayedLog:
+        """The master keeps the log: a reconnect may land on any worker, and a worker
+        killed with -9 loses nothing of it."""
+        return RelayedLog(self, limits)
 
     def _transmit(self, envelope: Envelope) -> None:
         if self._writer is not None and not self._writer.is_closing():
@@ -185,15 +218,21 @@ class HubStore(Store):
     async def _read(self, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await self._read_frames(reader)
+            self._lost()
+
+    def _lost(self) -> None:
+        """The connection to the hub ended (not by close())."""
+        logger.error("lost the connection to the master hub")
+        self.on_lost()
 
     async def _read_frames(self, reader: asyncio.StreamReader) -> None:
         async for frames in read_frames(reader):
             for data in frames:
-                envelope = Envelope.unpack(data)
-                if envelope is None:
+                try:
+                    envelope = Envelope.unpack(data)
+                except BadMessage as exc:
+                    self.dropped(exc, "the hub")
                     continue
                 self.deliver(envelope)
-                if envelope.kind is Kind.PEERS and self._peers_known is not None:
+                if envelope.kind == BusKind.PEERS and self._peers_known is not None:
                     self._peers_known.set()
-        logger.error("lost the connection to the master hub")
-        self.on_lost()
