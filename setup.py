@@ -18,8 +18,10 @@ server finds both in the checkout's node_modules.
 
 With ``SIO_CORE_MYPYC=1`` the typed hot modules (:data:`COMPILED`) are also compiled to C
 extensions by mypyc (from mypy; a C compiler and Python's headers needed), which Python imports
-before the ``.py`` files beside them: the same code, about twice as fast per message (see
-benchmarks/PROFILE.md). Without it the package is pure Python, the same behaviour.
+before the ``.py`` files beside them: the same code, running about a third fewer instructions
+per message (benchmarks/PROFILE.md). Without it the package is pure Python, the same
+behaviour. mypy must be importable by the build: ``SIO_CORE_MYPYC=1 pip install
+--no-build-isolation .`` in an environment that has it (the dev extra does).
 """
 
 from __future__ import annotations
