@@ -224,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--store-key", default="socket.io", type=_store_key,
                        help="key prefix of the store's channels and keys (the JavaScript "
                             "redis adapter's `key`; default socket.io)")
+    serve.add_argument("--store-subscription-mode", default="dynamic",
+                       choices=("dynamic", "dynamic-private", "static"),
+                       help="on a Redis Cluster, the subscriptionMode of the JavaScript "
+                            "createShardedAdapter servers sharing it (default dynamic, theirs:"
+                            " each room's own channel is read too; static for sio_core alone)")
     serve.add_argument("--shutdown-timeout", type=_checked(float, _drain_seconds,
                                                            "a number of seconds"),
                        default=10.0, help="seconds to drain on SIGTERM before workers are killed")
@@ -399,7 +404,7 @@ def pick_store(args: argparse.Namespace, owner: str,
     from .supervisor import ENV_HUB
 
     if args.store:
-        return make_store(args.store, owner, args.store_key)
+        return make_store(args.store, owner, args.store_key, args.store_subscription_mode)
     hub = os.environ.get(ENV_HUB)
     if not hub:
         return None
@@ -410,11 +415,12 @@ def pick_store(args: argparse.Namespace, owner: str,
     return store
 
 
-def make_store(url: str, owner: str, key: str = "socket.io") -> RedisStore:
+def make_store(url: str, owner: str, key: str = "socket.io",
+               subscription_mode: str = "dynamic") -> RedisStore:
     """A RedisStore for any of its URL forms (ValueError naming what is wrong)."""
     from .stores.redis import RedisStore
 
-    return RedisStore(url, owner=owner, key=key)
+    return RedisStore(url, owner=owner, key=key, subscription_mode=subscription_mode)
 
 
 def check_store(url: str) -> str | None:

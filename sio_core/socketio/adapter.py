@@ -49,7 +49,12 @@ class Adapter:
             rooms = [room for room in rooms if room not in mine]  # told of entries only
         for room in rooms:
             mine.add(room)
-            self.rooms.setdefault(room, set()).add(sid)
+            members = self.rooms.get(room)
+            if members is None:
+                self.rooms[room] = {sid}
+                self._room_event(room, sid, True)
+            else:
+                members.add(sid)
         if observer is not None:
             for room in rooms:
                 observer.room_joined(self.namespace, room, sid)
@@ -79,6 +84,20 @@ class Adapter:
             members.discard(sid)
             if not members:
                 del self.rooms[room]
+                self._room_event(room, sid, False)
+
+    def _room_event(self, room: str, sid: str, created: bool) -> None:
+        """A room got its first member here, or lost its last: the cluster's link may read
+        the room's own channel (the JavaScript sharded adapter's dynamic modes). A room is
+        private when it is named by a socket's id, as the reference tells them apart."""
+        cluster = self.namespace.server.cluster
+        if cluster is not None:
+            private = room == sid or room in self.sids
+            link = cluster.link
+            if created:
+                link.room_created(self.namespace.name, room, private)
+            else:
+                link.room_deleted(self.namespace.name, room, private)
 
     def socket_rooms(self, sid: str) -> set[str]:
         return set(self.sids.get(sid, ()))
