@@ -255,10 +255,12 @@ class AdapterFormat(abc.ABC):
             self._namespaces.discard(name)
             self.store.unfollow(self.namespace_channels(name))
 
+    @abc.abstractmethod
     def room_created(self, namespace: str, room: str, private: bool) -> None:
         """Room ``room`` of ``namespace`` has its first member here (``private``: the room
         of a socket's own id)."""
 
+    @abc.abstractmethod
     def room_deleted(self, namespace: str, room: str, private: bool) -> None:
         """Room ``room`` of ``namespace`` has no member here any more."""
 
@@ -358,6 +360,12 @@ class ClassicFormat(AdapterFormat):
 
     def namespace_channels(self, nsp: str) -> list[str]:
         return [self._request_channel(nsp)]
+
+    def room_created(self, namespace: str, room: str, private: bool) -> None:
+        """Nothing to read: every room's channel is read by pattern."""
+
+    def room_deleted(self, namespace: str, room: str, private: bool) -> None:
+        """Nothing to stop reading."""
 
     def _request_channel(self, nsp: str) -> str:
         return request_channel(self.key, nsp)
