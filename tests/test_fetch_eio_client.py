@@ -368,7 +368,7 @@ async def test_silent_client_is_closed_on_time(
     deployments: Deployments, client: FetchClient
 ) -> None:
     deployment = await deployments.get(heartbeat=True)
-    sid = sid_of(await client.open("a", deployment, connection="close"))
+    sid_of(await client.open("a", deployment, connection="close"))
     ping = await client.get("a")
     assert wire(ping) == (200, "2")
     assert ping["ms"] >= PING_INTERVAL * 1000 - 20, ping
@@ -379,7 +379,8 @@ async def test_silent_client_is_closed_on_time(
     assert due - 20 <= gone["ms"] <= due + scaled(0.5) * 1000, (gone["ms"], due)
     assert wire(await client.get("a")) == (400, SESSION_UNKNOWN)
     client.assert_connection_close_honoured()
-    await assert_landed_elsewhere(deployment, sid)
+    # (not asserted that some request landed elsewhere: with four requests on four workers,
+    # all of them meet the owner in one run of 64; the other scenarios make more requests)
 
 
 #: sessions in the close scenario, so that some have their pending GET and their POST enter

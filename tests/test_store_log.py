@@ -149,6 +149,7 @@ async def test_a_session_is_restored_anywhere_with_what_its_rooms_missed(workers
     assert [o for o, _ in restored.packets] == [a.entries[i][0] for i in (1, 3, 6, 7)]
     # over the limit (max_missed = 4): not restored
     a.log.append("/", [], [], entry(8))
+    await a.until(lambda: len(a.entries) == 2 + len(sent))  # in the log (b asks elsewhere)
     too_many = await b.restored(8, "pid1", offset)
     assert too_many.status == Status.TOO_MANY and too_many.packets == []
 
