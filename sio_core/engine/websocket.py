@@ -195,7 +195,9 @@ class WebSocketConnection:
         if len(packets) == 1:
             transport.write(frame_of(packets[0]))
         else:
-            transport.write(b"".join([frame_of(p) for p in packets]))
+            # the cached frame read inline: a broadcast's packets were framed by the first
+            # recipient's write; a call per packet and recipient would cost more than the join
+            transport.write(b"".join([p.ws_frame or frame_of(p) for p in packets]))
         limit = self._config.max_outbound_buffer
         if limit is not None and transport.get_write_buffer_size() > limit:
             logger.warning("closing a websocket whose client does not read (%s)", self.client)

@@ -33,6 +33,7 @@ from .handlers import DONE, EventEmitter
 from .socket import Socket
 
 if TYPE_CHECKING:
+    from ..engine.socket import EngineSocket
     from .client import Client
     from .server import Server
 
@@ -99,6 +100,9 @@ class Namespace(EventEmitter, _Operators):
         #: namespace object the server does not keep counts in counters of its own
         self.counters = counters if counters is not None else NamespaceCounters(name)
         self.sockets: dict[str, Socket] = {}
+        #: the Engine.IO session of each socket in ``sockets``, by the socket's id: what a
+        #: broadcast writes to (read without touching the Socket objects)
+        self.conns: dict[str, EngineSocket] = {}
         self.middlewares: list[Middleware] = []
         self.adapter = Adapter(self)
         self._ack_ids = 0
@@ -235,6 +239,8 @@ class Namespace(EventEmitter, _Operators):
         if client.conn.closed:
             return
         self.sockets[socket.id] = socket
+        self.conns[socket.id] = client.conn
+        self.adapter.attach(socket.id, client.conn)
         self.counters.connected += 1
         client.add(socket)
         # the reply first: joining its own room may make an observer emit to this namespace,
@@ -254,6 +260,7 @@ class Namespace(EventEmitter, _Operators):
         sockets = self.sockets
         if sockets.get(socket.id) is socket:
             del sockets[socket.id]
+            del self.conns[socket.id]
             if not sockets:
                 self._drop_if_unused()
 
