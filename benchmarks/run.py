@@ -18,6 +18,12 @@ sampled too: before each measurement the run waits (within a budget) for other w
 machine to end, and a measurement during which other work took a share of the CPU anyway is
 taken again, up to twice, keeping the quietest.
 
+The scale-out rows (issue 10; ``--only scale`` runs them alone) broadcast to a room, and to a
+room except the sender, on one worker, two workers (hub, Redis), two nodes (Redis) and the
+JavaScript server's two processes on its redis-adapter, and report beside deliveries/s the
+server CPU per delivery: the CPU time of every server process (workers, master, and the
+redis-server of the Redis setups) over the window, over the deliveries.
+
 Results: ``OUT/RESULTS.md`` (the tables, ratios to the JavaScript server from the same run,
 targets met or not, the machine), ``OUT/plots/*.png``, ``OUT/results.json`` (every measurement)
 and the servers' logs under ``OUT/logs/``. The exit code is 1 if any measurement failed (the
@@ -75,6 +81,11 @@ class Scenario:
     quick_clients: int
     metric: str  # the key of load.js's result that is the scenario's rate
     unit: str
+    #: bcast: whom each broadcast reaches: "all" (io.emit), "room" (io.to(room)), "except"
+    #: (io.to(room).except_(the sender)); the clients of "room"/"except" join the room
+    target: str = "all"
+    #: the setups measured, when not the servers of --servers (the scale-out rows)
+    setups: tuple[str, ...] | None = None
 
     def client_count(self, quick: bool) -> int:
         return self.quick_clients if quick else self.clients
@@ -94,7 +105,24 @@ SCENARIOS = [
 ]
 STORE = Scenario("store", "Store comparison: broadcast fan-out to 1,000 websocket clients "
                  "(sio_core only)", "bcast", 1000, 20, "deliveries_per_s", "deliveries/s")
-ALL_SCENARIOS = [*SCENARIOS, STORE]
+#: Scale-out (issue 10): a broadcast to a room, and to a room except the sender, on one
+#: worker, two workers (hub, Redis), two nodes (Redis) and the JavaScript server's two
+#: processes on its redis-adapter; server CPU per delivery summed over every server process
+#: (workers, master, redis-server). Namespace-wide rows on one worker for the room's ratio.
+SCALE_SETUPS = ("memory1", "hub2", "redis2", "nodes2", "jsredis2")
+SCALE = [
+    *[Scenario(f"{target}{n}", f"Scale-out: broadcast to a room of {n:,} clients"
+               + (", except the sender" if target == "except" else ""), "bcast", n, quick,
+               "deliveries_per_s", "deliveries/s", target=target, setups=SCALE_SETUPS)
+      for target in ("room", "except") for n, quick in ((100, 10), (1000, 20), (5000, 50))],
+    *[Scenario(f"all{n}", f"Scale-out: namespace-wide broadcast to {n:,} clients", "bcast",
+               n, quick, "deliveries_per_s", "deliveries/s", setups=("memory1",))
+      for n, quick in ((1000, 20), (5000, 50))],
+]
+ALL_SCENARIOS = [*SCENARIOS, STORE, *SCALE]
+#: names --only takes for several scenarios at once
+GROUPS = {"scale": [s.name for s in SCALE]}
+REDIS_SETUPS = ("redis2", "nodes2", "jsredis2")
 
 
 # --- machine, pinning ----------------------------------------------------------------------------
@@ -261,6 +289,7 @@ STORE_SETUPS = {
     "hub2": "2 workers, master hub",
     "redis2": "2 workers, Redis",
     "nodes2": "2 nodes (1 worker each), Redis",
+    "jsredis2": "socket.io (node), 2 processes, redis-adapter",
 }
 
 
@@ -338,6 +367,12 @@ class Bench:
         if setup == "redis2":
             argv = sio_argv(port, "--workers", "2", *redis, log_level="info")
             return [Proc(self.cpus.wrap(cpus, argv), port, log(), ready_log=ready)]
+        if setup == "jsredis2":
+            script = str(BENCH / "servers" / "js_server.js")
+            port_b = free_port()
+            return [Proc(self.cpus.wrap(cpus, ["node", script, str(p), self.redis_url]), p,
+                         log(name), ready_log="listening")
+                    for p, name in ((port, "-a"), (port_b, "-b"))]
         if setup == "nodes2":
             port_b = free_port()
             return [
@@ -448,6 +483,8 @@ class Bench:
                 "payload": PAYLOAD,
                 "concurrency": 64,
                 "timeout": 150,
+                "target": scenario.target,
+                "query": "" if scenario.target == "all" else "room=room",
             }
             await self.run_load(config, procs, record)
             for proc in procs:
@@ -480,6 +517,10 @@ class Bench:
         for proc in procs:
             assert proc.popen is not None
             server_pids.extend(process_tree(proc.popen.pid))
+        if record["setup"] in REDIS_SETUPS and self.redis_proc is not None \
+                and self.redis_proc.popen is not None:
+            # redis-server works for the servers: its CPU is theirs (issue 10)
+            server_pids.append(self.redis_proc.popen.pid)
         argv = self.cpus.wrap(self.cpus.load, ["node", str(BENCH / "load.js"), json.dumps(config)])
         load = await asyncio.create_subprocess_exec(
             *argv, cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -496,6 +537,7 @@ class Bench:
             now, cpu, (busy, total) = cpu_mark()
             record["machine_cpu"] = ((busy - start[2][0]) / max(1, total - start[2][1])
                                      * NPROC)
+            record["server_cpu_seconds"] = cpu - start[1]
             return (cpu - start[1]) / max(now - start[0], 1e-6)
 
         async def send(line: str) -> None:
@@ -541,6 +583,9 @@ class Bench:
                         record["loadgen_cpu"] = event.get("loadgen_cpu")
                         record["value"] = event[METRICS[config["mode"]]]
                     record["result"] = event
+                    if event.get("deliveries"):
+                        record["cpu_us_per_delivery"] = (record["server_cpu_seconds"]
+                                                         / event["deliveries"] * 1e6)
                     if event.get("lost"):
                         record["error"] = (f"{event['lost']} clients were disconnected: "
                                            f"{event.get('lost_reasons')}")
@@ -566,14 +611,18 @@ class Bench:
     # -- the whole run ----------------------------------------------------------------------
 
     async def run(self, scenarios: list[Scenario], servers: list[str]) -> None:
-        if any(s is STORE for s in scenarios):
+        if any(s is STORE or s.setups for s in scenarios):
             await self.start_redis()
-        store_setups = [s for s in STORE_SETUPS
-                        if self.redis_url is not None or not s.endswith(("redis2", "nodes2"))]
+
+        def setups_of(scenario: Scenario) -> list[str]:
+            wanted = (["memory1", "hub2", "redis2", "nodes2"] if scenario is STORE
+                      else list(scenario.setups or servers))
+            return [s for s in wanted if self.redis_url is not None or s not in REDIS_SETUPS]
+
         try:
             for rep in range(self.args.repeat):
                 for scenario in scenarios:
-                    setups = store_setups if scenario is STORE else servers
+                    setups = setups_of(scenario)
                     shift = rep % len(setups)
                     for setup in setups[shift:] + setups[:shift]:
                         self.measurements.append(await self.measure_quietly(scenario, setup,
@@ -627,6 +676,8 @@ class Row:
     server_cpu: float | None = None
     loadgen_cpu: float | None = None
     other_cpu: float | None = None
+    #: server CPU (every server process, redis-server included) per delivery, microseconds
+    cpu_per_delivery: float | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -663,6 +714,7 @@ def rows_for(measurements: list[dict[str, Any]], scenario: Scenario,
             server_cpu=med(lambda m: m.get("server_cpu")),
             loadgen_cpu=med(lambda m: m.get("loadgen_cpu")),
             other_cpu=med(other_cpu),
+            cpu_per_delivery=med(lambda m: m.get("cpu_us_per_delivery")),
             errors=[f"run {m['rep'] + 1}: {m['error']}" for m in mine if not m["ok"]],
         ))
     return rows
@@ -746,7 +798,7 @@ class Report:
         labels = {k: v.label for k, v in SERVERS.items()} | STORE_SETUPS
         self.tables: dict[str, dict[str, Row]] = {}
         for scenario in scenarios:
-            setups = list(STORE_SETUPS) if scenario is STORE else servers
+            setups = list(STORE_SETUPS) if scenario is STORE else list(scenario.setups or servers)
             rows = rows_for(bench.measurements, scenario, setups, labels)
             self.tables[scenario.name] = {row.setup: row for row in rows}
 
@@ -792,14 +844,52 @@ class Report:
         at_least("Broadcast, 2 workers through the hub vs 1 worker", "store", "hub2",
                  "memory1", 1.8)
         for scenario in self.scenarios:
-            if scenario is not STORE:
+            if scenario is not STORE and not scenario.setups:
                 at_least(f"{scenario.name}: {scenario.unit}, vs python-socketio", scenario.name,
                          SIO, PYSIO, 3)
+        found += self.scale_targets()
         if "idle" in t and SIO in t["idle"] and PYSIO in t["idle"]:
             a, b = t["idle"][SIO].rss_per_conn, t["idle"][PYSIO].rss_per_conn
             r = None if not a or b is None else b / a
             found.append(("idle: RSS per connection, python-socketio's / sio_core's", ">= 3x",
                           fmt_ratio(r), None if r is None else r >= 3))
+        return found
+
+    def cpu(self, scenario: str, setup: str) -> float | None:
+        row = self.tables.get(scenario, {}).get(setup)
+        return None if row is None else row.cpu_per_delivery
+
+    def scale_targets(self) -> list[tuple[str, str, str, bool | None]]:
+        """Issue 10's targets: ratios of server CPU per delivery, and 2 nodes vs the
+        JavaScript server's 2 processes."""
+        found: list[tuple[str, str, str, bool | None]] = []
+
+        def at_most(name: str, a: float | None, b: float | None, need: float) -> None:
+            if a is None or b is None or b == 0:
+                return
+            r = a / b
+            found.append((name, f"<= {need:g}x", fmt_ratio(r), r <= need))
+
+        for target in ("room", "except"):
+            for n, need in ((100, 1.25), (1000, 1.10)):
+                one = self.cpu(f"{target}{n}", "memory1")
+                for setup in ("hub2", "redis2", "nodes2"):
+                    at_most(f"CPU/delivery, {target} of {n:,}: {STORE_SETUPS[setup]} / 1 worker",
+                            self.cpu(f"{target}{n}", setup), one, need)
+            at_most(f"CPU/delivery, {target}: 5,000 receivers / 1,000 (1 worker)",
+                    self.cpu(f"{target}5000", "memory1"), self.cpu(f"{target}1000", "memory1"),
+                    1.2)
+        for n in (1000, 5000):
+            at_most(f"CPU/delivery, room of {n:,} / namespace-wide (1 worker)",
+                    self.cpu(f"room{n}", "memory1"), self.cpu(f"all{n}", "memory1"), 1.15)
+        for n in (100, 1000, 5000):
+            table = self.tables.get(f"room{n}")
+            if table is not None:
+                r = ratio(table, "nodes2", "jsredis2")
+                if r is not None:
+                    found.append((f"Room of {n:,}, deliveries/s: 2 nodes on Redis / socket.io's "
+                                  "2 processes on its redis-adapter", ">= 3x", fmt_ratio(r),
+                                  r >= 3))
         return found
 
     # -- markdown --------------------------------------------------------------------------
@@ -937,8 +1027,19 @@ class Report:
             extra_head, extra_sep = " p50 ms | p99 ms |", "---|---|"
         elif scenario.mode == "idle":
             extra_head, extra_sep = " RSS KB/conn | RSS after, MB |", "---|---|"
-        reference = "memory1" if scenario is STORE else JS
-        ref_label = "1 worker" if scenario is STORE else "socket.io"
+        if scenario.setups:
+            lines += [
+                f"Deliveries/s to {clients:,} websocket clients in one room"
+                + (" (all but the sender)" if scenario.target == "except" else "")
+                + "; *CPU/delivery* is the CPU time of every server process (workers, master, "
+                "redis-server) over the window, divided by the deliveries. Ratios are to the "
+                "1-worker row.",
+                "",
+            ]
+            extra_head, extra_sep = " CPU/delivery, us | CPU/delivery vs 1 worker |", "---|---|"
+        scale = bool(scenario.setups)
+        reference = "memory1" if scenario is STORE or scale else JS
+        ref_label = "1 worker" if scenario is STORE or scale else "socket.io"
         lines.append(f"| server | {scenario.unit} (median) | min-max | vs {ref_label} |"
                      f"{extra_head} server CPU | load gen CPU | other CPU | runs ok |")
         lines.append(f"|---|---|---|---|{extra_sep}---|---|---|---|")
@@ -952,6 +1053,13 @@ class Report:
                 extra = f" {fmt(row.p50, 2)} | {fmt(row.p99, 2)} |"
             elif scenario.mode == "idle":
                 extra = f" {fmt(row.rss_per_conn, 1)} | {fmt(row.rss_after_mb, 1)} |"
+            if scale:
+                one = table.get(reference)
+                base = one.cpu_per_delivery if one is not None else None
+                rel = (row.cpu_per_delivery / base
+                       if row.cpu_per_delivery is not None and base and setup != reference
+                       else None)
+                extra = f" {fmt(row.cpu_per_delivery, 3)} | {fmt_ratio(rel)} |"
             lines.append(f"| {label} | {fmt(value[0]) if value else 'failed'} | {rng} | "
                          f"{fmt_ratio(r)} |{extra} {fmt(row.server_cpu, 2)} | "
                          f"{fmt(row.loadgen_cpu, 2)} | {fmt(row.other_cpu, 2)} | "
@@ -1105,7 +1213,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="repetitions of every scenario (default 3; 1 with --quick)")
     names = [s.name for s in ALL_SCENARIOS]
     parser.add_argument("--only", default=None,
-                        help=f"comma-separated scenarios, of: {', '.join(names)}")
+                        help=f"comma-separated scenarios, of: {', '.join(names)}; or a group: "
+                             f"{', '.join(f'{g} ({len(v)} scenarios)' for g, v in GROUPS.items())}")
     parser.add_argument("--servers", default=f"{SIO},{JS},{PYSIO},{CEILING}",
                         help="comma-separated servers (default: all); 'ceiling' is the "
                              "load generator's own ceiling")
@@ -1132,6 +1241,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--repeat must be at least 1")
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        wanted = [name for n in wanted for name in GROUPS.get(n, [n])]
         unknown = [n for n in wanted if n not in names]
         if unknown:
             parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from "
