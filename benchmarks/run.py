@@ -110,10 +110,14 @@ STORE = Scenario("store", "Store comparison: broadcast fan-out to 1,000 websocke
 #: processes on its redis-adapter; server CPU per delivery summed over every server process
 #: (workers, master, redis-server). Namespace-wide rows on one worker for the room's ratio.
 SCALE_SETUPS = ("memory1", "hub2", "redis2", "nodes2", "jsredis2")
+#: 4 workers on the hub, beside 2, give the master's cost per broadcast and per worker (the
+#: model of the hub's ceiling in the README)
 SCALE = [
     *[Scenario(f"{target}{n}", f"Scale-out: broadcast to a room of {n:,} clients"
                + (", except the sender" if target == "except" else ""), "bcast", n, quick,
-               "deliveries_per_s", "deliveries/s", target=target, setups=SCALE_SETUPS)
+               "deliveries_per_s", "deliveries/s", target=target,
+               setups=(*SCALE_SETUPS, "hub4") if target == "room" and n < 5000
+               else SCALE_SETUPS)
       for target in ("room", "except") for n, quick in ((100, 10), (1000, 20), (5000, 50))],
     *[Scenario(f"all{n}", f"Scale-out: namespace-wide broadcast to {n:,} clients", "bcast",
                n, quick, "deliveries_per_s", "deliveries/s", setups=("memory1",))
@@ -290,6 +294,7 @@ STORE_SETUPS = {
     "redis2": "2 workers, Redis",
     "nodes2": "2 nodes (1 worker each), Redis",
     "jsredis2": "socket.io (node), 2 processes, redis-adapter",
+    "hub4": "4 workers, master hub",
 }
 
 
@@ -359,8 +364,8 @@ class Bench:
         ready = r"\d+ workers ready"
         if setup == "memory1":
             return [Proc(self.cpus.wrap(cpus, sio_argv(port)), port, log())]
-        if setup == "hub2":
-            argv = sio_argv(port, "--workers", "2", log_level="info")
+        if setup in ("hub2", "hub4"):
+            argv = sio_argv(port, "--workers", setup[-1], log_level="info")
             return [Proc(self.cpus.wrap(cpus, argv), port, log(), ready_log=ready)]
         assert self.redis_url is not None
         redis = ("--store", self.redis_url, "--store-key", self.store_key)
@@ -517,10 +522,18 @@ class Bench:
         for proc in procs:
             assert proc.popen is not None
             server_pids.extend(process_tree(proc.popen.pid))
+        #: the processes whose CPU is also reported on its own: a supervisor's (the master,
+        #: whose hub relays every broadcast between workers) and redis-server's
+        roles: dict[str, list[int]] = {}
+        if record["setup"] in ("hub2", "redis2", "hub4"):
+            assert procs[0].popen is not None
+            roles["master"] = [procs[0].popen.pid]
         if record["setup"] in REDIS_SETUPS and self.redis_proc is not None \
                 and self.redis_proc.popen is not None:
             # redis-server works for the servers: its CPU is theirs (issue 10)
             server_pids.append(self.redis_proc.popen.pid)
+            roles["redis"] = [self.redis_proc.popen.pid]
+        roles_at: dict[str, float] = {}
         argv = self.cpus.wrap(self.cpus.load, ["node", str(BENCH / "load.js"), json.dumps(config)])
         load = await asyncio.create_subprocess_exec(
             *argv, cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -576,6 +589,7 @@ class Bench:
                     await send("go")
                 elif kind == "measuring":
                     mark = cpu_mark()
+                    roles_at.update({k: cpu_seconds(v) for k, v in roles.items()})
                 elif kind == "result":
                     if config["mode"] != "idle":
                         assert mark is not None
@@ -583,6 +597,8 @@ class Bench:
                         record["loadgen_cpu"] = event.get("loadgen_cpu")
                         record["value"] = event[METRICS[config["mode"]]]
                     record["result"] = event
+                    record["cpu_seconds_by_role"] = {
+                        k: cpu_seconds(v) - roles_at.get(k, 0.0) for k, v in roles.items()}
                     if event.get("deliveries"):
                         record["cpu_us_per_delivery"] = (record["server_cpu_seconds"]
                                                          / event["deliveries"] * 1e6)
@@ -678,7 +694,21 @@ class Row:
     other_cpu: float | None = None
     #: server CPU (every server process, redis-server included) per delivery, microseconds
     cpu_per_delivery: float | None = None
+    #: the master's CPU per broadcast (hub setups), microseconds
+    master_per_broadcast: float | None = None
     errors: list[str] = field(default_factory=list)
+
+
+def master_per_broadcast(m: dict[str, Any]) -> float | None:
+    """The master's CPU per broadcast in microseconds (a broadcast reaches every client,
+    but the sender with target "except")."""
+    master = m.get("cpu_seconds_by_role", {}).get("master")
+    result = m.get("result", {})
+    deliveries, clients = result.get("deliveries"), result.get("clients")
+    if master is None or not deliveries or not clients:
+        return None
+    receivers = clients - (1 if m["scenario"].startswith("except") else 0)
+    return float(master) / (deliveries / max(1, receivers)) * 1e6
 
 
 def other_cpu(m: dict[str, Any]) -> float | None:
@@ -715,6 +745,7 @@ def rows_for(measurements: list[dict[str, Any]], scenario: Scenario,
             loadgen_cpu=med(lambda m: m.get("loadgen_cpu")),
             other_cpu=med(other_cpu),
             cpu_per_delivery=med(lambda m: m.get("cpu_us_per_delivery")),
+            master_per_broadcast=med(master_per_broadcast),
             errors=[f"run {m['rep'] + 1}: {m['error']}" for m in mine if not m["ok"]],
         ))
     return rows
@@ -1036,7 +1067,8 @@ class Report:
                 "1-worker row.",
                 "",
             ]
-            extra_head, extra_sep = " CPU/delivery, us | CPU/delivery vs 1 worker |", "---|---|"
+            extra_head, extra_sep = (" CPU/delivery, us | CPU/delivery vs 1 worker | master "
+                                     "CPU/broadcast, us |", "---|---|---|")
         scale = bool(scenario.setups)
         reference = "memory1" if scenario is STORE or scale else JS
         ref_label = "1 worker" if scenario is STORE or scale else "socket.io"
@@ -1059,7 +1091,8 @@ class Report:
                 rel = (row.cpu_per_delivery / base
                        if row.cpu_per_delivery is not None and base and setup != reference
                        else None)
-                extra = f" {fmt(row.cpu_per_delivery, 3)} | {fmt_ratio(rel)} |"
+                extra = (f" {fmt(row.cpu_per_delivery, 3)} | {fmt_ratio(rel)} | "
+                         f"{fmt(row.master_per_broadcast, 1)} |")
             lines.append(f"| {label} | {fmt(value[0]) if value else 'failed'} | {rng} | "
                          f"{fmt_ratio(r)} |{extra} {fmt(row.server_cpu, 2)} | "
                          f"{fmt(row.loadgen_cpu, 2)} | {fmt(row.other_cpu, 2)} | "
@@ -1119,7 +1152,8 @@ class Report:
         folder = self.bench.out / "plots"
         folder.mkdir(parents=True, exist_ok=True)
         colors = {SIO: "#2a7ab0", JS: "#d9a520", PYSIO: "#7a7a7a", "memory1": "#2a7ab0",
-                  "hub2": "#4aa3d8", "redis2": "#b04a2a", "nodes2": "#d87a4a"}
+                  "hub2": "#4aa3d8", "redis2": "#b04a2a", "nodes2": "#d87a4a",
+                  "jsredis2": "#d9a520", "hub4": "#1a5a80"}
         made: dict[str, str] = {}
         for scenario in self.scenarios:
             table = self.tables[scenario.name]
