@@ -44,6 +44,8 @@ if [[ $dev == 1 ]]; then
     # (redis-server depends on it, but a redis-server from elsewhere may come without it)
     command -v redis-cli >/dev/null 2>&1 || apt_packages+=(redis-tools)
     [[ -x /usr/bin/chromium ]] || apt_packages+=(chromium)
+    # openssl: the TLS tests make a self-signed certificate with it
+    command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
 fi
 
 if (( ${#apt_packages[@]} )); then

@@ -2,9 +2,28 @@
 
 from typing import TYPE_CHECKING, Any
 
-from .config import Config
-from .exceptions import AckTimeoutError, ConnectionRefusedError, DisconnectedError
-from .socketio import BroadcastOperator, Handshake, Namespace, Server, Socket
+from .config import Config, Cookie
+from .engine.hooks import ConnectionErrorEvent, EngineHooks
+from .exceptions import (
+    AckTimeoutError,
+    ConnectionRefusedError,
+    DisconnectedError,
+    ReservedEventError,
+    ServeError,
+    SioCoreError,
+)
+from .http.messages import Request
+from .socketio import (
+    AsyncNamespace,
+    BroadcastOperator,
+    FetchedSocket,
+    Handshake,
+    Namespace,
+    ParentNamespace,
+    Server,
+    Socket,
+)
+from .socketio.cluster import RemoteSocket
 
 if TYPE_CHECKING:
     from .emitter import Emitter
@@ -13,14 +32,25 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AckTimeoutError",
+    "AsyncNamespace",
     "BroadcastOperator",
     "Config",
+    "ConnectionErrorEvent",
     "ConnectionRefusedError",
+    "Cookie",
     "DisconnectedError",
     "Emitter",
+    "EngineHooks",
+    "FetchedSocket",
     "Handshake",
     "Namespace",
+    "ParentNamespace",
+    "RemoteSocket",
+    "Request",
+    "ReservedEventError",
+    "ServeError",
     "Server",
+    "SioCoreError",
     "Socket",
 ]
 
@@ -30,5 +60,6 @@ def __getattr__(name: str) -> Any:
     if name == "Emitter":
         from .emitter import Emitter
 
+        globals()["Emitter"] = Emitter  # once: a module attribute from now on
         return Emitter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

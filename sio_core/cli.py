@@ -16,13 +16,27 @@ import logging
 import os
 import re
 import signal
+import socket
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .config import MAX_SECONDS, Config, check_count, check_path, check_seconds, check_transports
+from . import __version__
+from .config import (
+    MAX_SECONDS,
+    PARSER_NAMES,
+    Config,
+    check_count,
+    check_forwarded_allow_ips,
+    check_path,
+    check_seconds,
+    check_transports,
+)
 from .exceptions import ServeError
+from .listen import bind_unix, tls_context
+from .logs import JSONFormatter
 from .protocol.sid import new_owner
 from .stores.redis_url import parse as parse_store_url
 
@@ -115,8 +129,23 @@ def _directory(text: str) -> str:
     return text
 
 
-def _transports(text: str) -> tuple[str, ...]:
+def _comma_list(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+_transports = _comma_list
+
+
+def _file(text: str) -> str:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"not a file: {text!r}")
+    return text
+
+
+def _socket_path(text: str) -> str:
+    if not text or len(os.fsencode(text)) > 107:  # sun_path: 108 bytes with the NUL
+        raise argparse.ArgumentTypeError(f"must be a path of 1-107 bytes (got {text!r})")
+    return text
 
 
 SECONDS = _checked(float, check_seconds, "a number of seconds")
@@ -129,14 +158,31 @@ def _endpoint_path(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m sio_core")
+    parser.add_argument("--version", action="version", version=f"sio_core {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("app", nargs="?", default=None,
                        help="module:attribute of the application (default: the chat demo)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_port, default=3000)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="the address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    serve.add_argument("--port", type=_port, default=3000, help="the TCP port (default 3000)")
+    serve.add_argument("--uds", default=None, metavar="PATH", type=_socket_path,
+                       help="listen on this unix socket instead of host:port (made 0o666; a"
+                            " stale one is replaced)")
+    serve.add_argument("--ssl-certfile", default=None, type=_file, metavar="PEM",
+                       help="serve HTTPS and WSS with this certificate (chain)")
+    serve.add_argument("--ssl-keyfile", default=None, type=_file, metavar="PEM",
+                       help="the certificate's private key (default: in --ssl-certfile)")
+    serve.add_argument("--forwarded-allow-ips", default=None, metavar="LIST",
+                       type=_checked(_comma_list, check_forwarded_allow_ips, "a list"),
+                       help="comma-separated proxies whose X-Forwarded-For/-Proto are trusted"
+                            " (addresses, networks, 'unix', or '*'; default: none)")
     serve.add_argument("--log-level", default="info",
-                       choices=["critical", "error", "warning", "info", "debug"])
+                       choices=["critical", "error", "warning", "info", "debug"],
+                       help="the least severe messages logged (default info)")
+    serve.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="text lines, or one JSON object per line (default text)")
     serve.add_argument("--path", default=None, type=_checked(str, check_path, "a path"),
                        help="Engine.IO path (default /socket.io/)")
     serve.add_argument("--transports", default=None,
@@ -146,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ping-timeout", type=SECONDS, default=None, help="seconds")
     serve.add_argument("--max-payload", type=_checked(int, check_count, "a whole number"),
                        default=None, help="bytes")
+    serve.add_argument("--parser", default=None, choices=PARSER_NAMES,
+                       help="how Socket.IO packets are written: default (JSON) or msgpack (the"
+                            " clients use socket.io-msgpack-parser / serializer='msgpack')")
+    serve.add_argument("--per-message-deflate", action="store_true",
+                       help="compress WebSocket messages with clients that offer it"
+                            " (permessage-deflate; costs CPU per message and memory per"
+                            " connection)")
+    serve.add_argument("--no-http-compression", action="store_true",
+                       help="never gzip/deflate long-polling answers (by default those of"
+                            " 1024 bytes or more are, for clients that accept it)")
     serve.add_argument("--cors-origin", action="append", default=None,
                        help="allowed CORS origin ('*' for any); repeatable")
     serve.add_argument("--static", default=None, type=_directory,
@@ -179,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the garbage collector's first threshold in each worker (default "
              f"{GC_THRESHOLD}; 0 keeps Python's own, 700)")
     return parser
+
+
+def check_together(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What one option's check cannot see: options that go together (exit 2, one line)."""
+    if args.ssl_keyfile and not args.ssl_certfile:
+        parser.error("argument --ssl-keyfile: needs --ssl-certfile")
+    if args.ssl_certfile:
+        try:
+            tls(args)
+        except (OSError, ssl.SSLError) as exc:
+            parser.error(f"argument --ssl-certfile: cannot load the certificate and key: {exc}")
 
 
 def load_app(spec: str) -> Service:
@@ -219,6 +286,14 @@ def config_changes(args: argparse.Namespace, base: Config) -> dict[str, Any]:
         changes["ping_timeout"] = args.ping_timeout
     if args.max_payload is not None:
         changes["max_payload"] = args.max_payload
+    if args.parser:
+        changes["parser"] = args.parser
+    if args.forwarded_allow_ips is not None:
+        changes["forwarded_allow_ips"] = args.forwarded_allow_ips
+    if args.per_message_deflate:
+        changes["per_message_deflate"] = True
+    if args.no_http_compression:
+        changes["http_compression"] = False
     if args.cors_origin:
         changes["cors_allowed_origins"] = "*" if "*" in args.cors_origin else args.cors_origin
     if args.static:
@@ -245,12 +320,18 @@ async def _serve(args: argparse.Namespace, app: Service) -> int:
     stop = asyncio.Event()
     owner = os.environ.get(ENV_OWNER) or new_owner(args.node_id)
     try:
+        sock = listening_socket(args, app.config.backlog)
+    except OSError as exc:
+        logger.error("cannot listen on %s: %s", args.uds, exc.strerror or exc)
+        return 1
+    try:
         await app.serve(args.host, args.port, store=pick_store(args, owner, on_lost=stop.set),
-                        owner=owner, reuse_port=os.environ.get(ENV_REUSE_PORT) == "1")
+                        owner=owner, reuse_port=os.environ.get(ENV_REUSE_PORT) == "1",
+                        sock=sock, ssl=tls(args))
     except ServeError as exc:
         logger.error("%s", exc)
         return 1
-    logger.info("listening on http://%s:%s%s", args.host, args.port, app.config.path)
+    logger.info("listening on %s%s", where(args), app.config.path)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     if os.environ.get(ENV_OWNER):
@@ -274,7 +355,36 @@ async def _serve(args: argparse.Namespace, app: Service) -> int:
     await app.close(max(0.0, deadline - loop.time()) + 0.5)
     if control is not None:
         control.close()
+    if args.uds and control is None:
+        with contextlib.suppress(OSError):
+            os.unlink(args.uds)  # bound here (with workers, the master removes it)
     return 0
+
+
+def listening_socket(args: argparse.Namespace, backlog: int) -> socket.socket | None:
+    """The unix socket to serve on: the master's (inherited, with --workers), or bound here
+    with --uds; None for host:port."""
+    from .supervisor import ENV_LISTEN_FD
+
+    inherited = os.environ.get(ENV_LISTEN_FD)
+    if inherited:
+        return socket.socket(fileno=int(inherited))
+    if args.uds:
+        return bind_unix(args.uds, backlog)
+    return None
+
+
+def tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context of --ssl-certfile / --ssl-keyfile (main() checked they load)."""
+    return tls_context(args.ssl_certfile, args.ssl_keyfile) if args.ssl_certfile else None
+
+
+def where(args: argparse.Namespace) -> str:
+    """Where the server listens, for the log: a URL, or the unix socket."""
+    scheme = "https" if args.ssl_certfile else "http"
+    if args.uds:
+        return f"{scheme} on unix socket {args.uds}, path "
+    return f"{scheme}://{args.host}:{args.port}"
 
 
 def pick_store(args: argparse.Namespace, owner: str,
@@ -322,13 +432,21 @@ def check_store(url: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_together(parser, args)
     from .supervisor import ENV_OWNER, ENV_WORKER_ID
 
     worker_id = os.environ.get(ENV_WORKER_ID)
     role = f"worker #{worker_id}" if worker_id else "master"
-    logging.basicConfig(level=args.log_level.upper(),
-                        format=f"%(asctime)s [{role}] %(levelname)s %(name)s: %(message)s")
+    if args.log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JSONFormatter(role))
+        logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    else:
+        logging.basicConfig(level=args.log_level.upper(),
+                            format=f"%(asctime)s [{role}] %(levelname)s %(name)s: %(message)s")
+
     # one line per websocket opened is noise at any scale
     logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.root.level))
     if str(Path.cwd()) not in sys.path:
@@ -376,7 +494,7 @@ def _supervise(args: argparse.Namespace, argv: list[str] | None, workers: int) -
     worker_args = list(sys.argv[1:] if argv is None else argv)
     opts = SupervisorOptions(workers=workers, host=args.host, port=args.port,
                              worker_args=worker_args, shutdown_timeout=args.shutdown_timeout,
-                             use_hub=not args.store)
+                             use_hub=not args.store, uds=args.uds, where=where(args))
     if args.node_id:
         opts.node_id = args.node_id
     return run(opts)

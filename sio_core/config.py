@@ -8,6 +8,7 @@ finite), an int field a size or a count (at least 1 unless ``_MINIMUM`` says oth
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -15,6 +16,8 @@ from functools import partial
 from typing import Any
 
 TRANSPORTS = ("polling", "websocket")
+#: the Socket.IO parsers (sio_core/protocol/parsers.py)
+PARSER_NAMES = ("default", "msgpack")
 
 #: the longest time the client is told (pingInterval + pingTimeout, in ms): a JavaScript
 #: timer of more than 2**31 - 1 ms fires at once (setTimeout's overflow), which would make
@@ -25,7 +28,8 @@ MAX_SECONDS = (2**31 - 1) / 1000 / 2
 _PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
 
 #: the int fields whose least value is not 1
-_MINIMUM = {"max_attachments": 0, "max_dynamic_namespaces": 0}
+_MINIMUM = {"max_attachments": 0, "max_dynamic_namespaces": 0, "http_compression_threshold": 0,
+            "per_message_deflate_threshold": 0}
 
 
 def check_seconds(value: float) -> float:
@@ -54,6 +58,27 @@ def check_transports(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def check_parser(name: str) -> str:
+    if name not in PARSER_NAMES:
+        raise ValueError(f"unknown parser {name!r}; choose from {', '.join(PARSER_NAMES)}")
+    return name
+
+
+def check_forwarded_allow_ips(items: Sequence[str]) -> tuple[str, ...]:
+    """Addresses, networks, "unix" or "*" (sio_core/http/proxy.py)."""
+    if isinstance(items, str):
+        raise ValueError("must be a sequence of addresses or networks, not one string")
+    for item in items:
+        if item in ("*", "unix"):
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (TypeError, ValueError):
+            raise ValueError(f"{item!r} is not an IP address or network, 'unix' or '*'"
+                             ) from None
+    return tuple(items)
+
+
 def check_path(path: str) -> str:
     """An Engine.IO path, with its trailing "/" added if missing."""
     if not isinstance(path, str) or not path.startswith("/"):
@@ -64,10 +89,86 @@ def check_path(path: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Cookie:
+    """The session cookie of the reference's ``cookie`` option: with ``Config(cookie=Cookie())``
+    the answer to each handshake sets a cookie holding the Engine.IO session id (for a load
+    balancer's affinity; sio_core itself needs none).
+
+    Args:
+        name: the cookie's name ("io", as the reference's).
+        path: its Path ("/").
+        http_only: HttpOnly (on, as the reference's).
+        same_site: "Lax" (the reference's), "Strict", "None", or None for no SameSite.
+        secure: Secure.
+        domain: its Domain, if any.
+        max_age: its Max-Age in seconds, if any (None: a session cookie).
+    """
+
+    name: str = "io"
+    path: str | None = "/"
+    http_only: bool = True
+    same_site: str | None = "Lax"
+    secure: bool = False
+    domain: str | None = None
+    max_age: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _TOKEN.fullmatch(self.name):
+            raise ValueError(f"cookie: {self.name!r} is not a cookie name")
+        for value in (self.path, self.domain):
+            if value is not None and not _COOKIE_VALUE.fullmatch(value):
+                raise ValueError(f"cookie: {value!r} is not a valid path or domain")
+        if self.same_site not in (None, "Lax", "Strict", "None"):
+            raise ValueError(f"cookie: same_site must be 'Lax', 'Strict', 'None' or None"
+                             f" (got {self.same_site!r})")
+
+    def serialize(self, value: str) -> str:
+        """The Set-Cookie value for ``value``, attributes in the order the reference's
+        ``cookie.serialize`` writes them."""
+        parts = [f"{self.name}={value}"]
+        if self.max_age is not None:
+            parts.append(f"Max-Age={self.max_age}")
+        if self.domain is not None:
+            parts.append(f"Domain={self.domain}")
+        if self.path is not None:
+            parts.append(f"Path={self.path}")
+        if self.http_only:
+            parts.append("HttpOnly")
+        if self.secure:
+            parts.append("Secure")
+        if self.same_site is not None:
+            parts.append(f"SameSite={self.same_site}")
+        return "; ".join(parts)
+
+
+#: RFC 6265 / RFC 7230: a cookie name is a token; a path or domain has no controls or ";"
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_COOKIE_VALUE = re.compile(r"[\x20-\x3a\x3c-\x7e]+")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
+    """Every limit, timing and option of a server, each field's default with its reason.
+
+    Immutable; every field is checked when it is built (a ValueError names the field).
+    ``Server(**fields)`` and ``Server(Config(...))`` take them, ``io.configure(**fields)``
+    changes them before serving, and ``python -m sio_core serve`` sets them from its flags.
+    Times are in seconds; ``None`` means unlimited where a field says so.
+
+    Example::
+
+        config = Config(ping_interval=10, max_payload=100_000,
+                        cors_allowed_origins=["https://example.com"], cookie=Cookie())
+        io = Server(config)
+        quick = dataclasses.replace(config, ping_timeout=5)
+    """
+
     # -- Engine.IO -------------------------------------------------------------------------
     #: URL prefix of the Engine.IO endpoint; a Socket.IO server uses /socket.io/.
     path: str = "/socket.io/"
+    #: The session cookie set by each handshake's answer (the reference's ``cookie``
+    #: option; off by default, as there). See :class:`Cookie`.
+    cookie: Cookie | None = None
     #: Transports a client may use, like the reference server's ``transports`` option.
     transports: Sequence[str] = TRANSPORTS
     #: Offer the polling -> websocket upgrade in the handshake.
@@ -101,6 +202,22 @@ class Config:
     #: it). A polling session keeps its output for the next GET, which the heartbeat
     #: bounds in time. None: unlimited.
     max_outbound_buffer: int | None = 16 * 1024 * 1024
+
+    #: gzip / deflate a long-polling answer (a GET's payload) of at least
+    #: http_compression_threshold bytes for a client whose Accept-Encoding allows it, as the
+    #: reference's ``httpCompression`` (on by default there, threshold 1024 bytes). Smaller
+    #: answers cost more to compress than they save.
+    http_compression: bool = True
+    http_compression_threshold: int = 1024
+    #: Compress WebSocket messages (permessage-deflate, RFC 7692) with clients that offer
+    #: it, as the reference's ``perMessageDeflate`` (off by default there too: it costs CPU
+    #: for each message, and memory for each connection: a decompressor (~40 KiB) for what
+    #: the client sends). Messages under per_message_deflate_threshold bytes are sent as they
+    #: are (the reference's threshold: 1024). The server compresses each message on its own
+    #: (it always asks for server_no_context_takeover), so a broadcast is compressed once
+    #: and the same frame written to every recipient.
+    per_message_deflate: bool = False
+    per_message_deflate_threshold: int = 1024
 
     # -- Socket.IO -------------------------------------------------------------------------
     #: A client that has not sent CONNECT for any namespace by then is disconnected.
@@ -138,6 +255,11 @@ class Config:
     max_dynamic_namespaces: int | None = 10_000
     #: Default time to wait for a client's ack when a broadcast uses .timeout().
     ack_timeout: float = 10.0
+    #: How Socket.IO packets are written: "default" (JSON text with binary attachments,
+    #: npm socket.io-parser) or "msgpack" (one MessagePack binary message per packet, npm
+    #: socket.io-msgpack-parser and python-socketio's ``serializer="msgpack"``). Every client
+    #: must use the server's parser, as with the reference's ``parser`` option.
+    parser: str = "default"
 
     # -- Cluster (workers and nodes meeting through a store) ------------------------------
     #: How long a request forwarded to the worker that owns its session (a POST's packets,
@@ -189,6 +311,14 @@ class Config:
     #: net.core.somaxconn.
     backlog: int = 2048
 
+    #: Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (a reverse proxy in
+    #: front of the server): IP addresses, networks ("10.0.0.0/8"), "unix" (a peer on a unix
+    #: socket, --uds) or "*" (any peer). The client's address then goes into
+    #: ``handshake.address`` and its TLS into ``handshake.secure``; from other peers the
+    #: headers are ignored (anyone can send them). uvicorn's --forwarded-allow-ips trusts
+    #: 127.0.0.1 by default; here none is trusted unless named.
+    forwarded_allow_ips: Sequence[str] = ()
+
     # -- CORS ------------------------------------------------------------------------------
     #: None: no CORS headers (same-origin only); "*": any origin (echoed back, as the
     #: reference's ``cors: {origin: true}``); or a list of allowed origins.
@@ -233,6 +363,9 @@ class Config:
         object.__setattr__(self, "transports",
                            _checked("transports", self.transports, check_transports))
         object.__setattr__(self, "path", _checked("path", self.path, check_path))
+        _checked("parser", self.parser, check_parser)
+        object.__setattr__(self, "forwarded_allow_ips", _checked(
+            "forwarded_allow_ips", self.forwarded_allow_ips, check_forwarded_allow_ips))
         # by type, so that a new field is checked too: every float field is a time in
         # seconds, every int field a size or a count (None, where allowed: unlimited)
         for item in fields(self):

@@ -157,16 +157,24 @@ class EmitterOperator(Generic[R]):
 
 
 class Emitter(EmitterOperator[R]):
-    """Emit to the clients of a Socket.IO cluster from outside it, through Redis::
+    """Emit to the clients of a Socket.IO cluster from outside it, through Redis (the
+    JavaScript ``@socket.io/redis-emitter``): from a script, a cron job, another service.
 
-        emitter = Emitter("redis://10.0.0.5:6379/0")
-        emitter.to("room1").except_("room2").emit("news", {"id": 1}, b"\\x00bytes")
-        emitter.of("/admin").disconnect_sockets(close=True)
+    Args:
+        redis: a URL (a redis-py sync client is made, with ``client_options``, and closed
+            by :meth:`close`), or a client of your own (``redis.asyncio.Redis`` makes every
+            call return an awaitable).
+        key: the servers' key prefix (``--store-key``, the JavaScript adapter's ``key``).
+        pack: the adapter's parser (msgpack).
+        client_options: keyword arguments of the client made from a URL.
+        namespace: the namespace emitted to ("/").
 
-    ``redis``: a URL (a redis-py sync client is made, with ``client_options``, and closed by
-    :meth:`close`), or a client of your own (``redis.asyncio.Redis`` makes every call
-    return an awaitable). ``key``: the servers' key prefix (``--store-key``, the JavaScript
-    adapter's ``key``). ``pack``: the adapter's parser (msgpack).
+    Example::
+
+        with Emitter("redis://10.0.0.5:6379/0") as emitter:
+            emitter.to("room1").except_("room2").emit("news", {"id": 1}, b"\\x00bytes")
+            emitter.of("/admin").disconnect_sockets(close=True)
+            emitter.server_side_emit("reload-config")
     """
 
     @overload

@@ -55,37 +55,57 @@ class HTTPError(RemoteError):
 
 
 class UnknownTransport(HTTPError):
+    """A transport the server does not offer (400, code 0)."""
+
     code = 0
     message = "Transport unknown"
 
 
 class UnknownSession(HTTPError):
+    """A sid no worker has (400, code 1)."""
+
     code = 1
     message = "Session ID unknown"
 
 
 class BadHandshakeMethod(HTTPError):
+    """A handshake that is not a GET (400, code 2)."""
+
     code = 2
     message = "Bad handshake method"
 
 
 class BadRequest(HTTPError):
+    """A request that breaks the protocol (400, code 3)."""
+
     code = 3
     message = "Bad request"
 
 
 class Forbidden(HTTPError):
+    """A handshake the application's ``allow_request`` refused; ``message`` is the one it
+    gave (raising ConnectionRefusedError), else "Forbidden"."""
+
     status = 403
     code = 4
     message = "Forbidden"
 
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        if message:
+            self.message = message
+
 
 class UnsupportedProtocolVersion(HTTPError):
+    """An Engine.IO version other than 4 (400, code 5)."""
+
     code = 5
     message = "Unsupported protocol version"
 
 
 class PayloadTooLarge(HTTPError):
+    """A body larger than ``max_payload`` (413)."""
+
     # The reference answers an oversize polling body with a bare 413.
     status = 413
     code = None
@@ -93,6 +113,8 @@ class PayloadTooLarge(HTTPError):
 
 
 class ShuttingDown(HTTPError):
+    """A handshake while the server drains (503)."""
+
     # Not the reference's (it stops listening at once): a draining worker still listens,
     # for the GETs that collect its sessions' "1", and turns new sessions away. A bare
     # 503, as the Engine.IO codes have none for it; the client retries its handshake.
@@ -122,9 +144,21 @@ class ReservedEventError(LocalError, ValueError):
 
 
 class ConnectionRefusedError(LocalError):
-    """Raise from a middleware or a connection handler to refuse a CONNECT.
+    """Raise from a middleware or a connection handler to refuse a CONNECT (or from
+    ``allow_request`` to refuse a handshake, with 403 and this message).
 
     The client receives CONNECT_ERROR ``{"message": message, "data": data}``.
+
+    Args:
+        message: what the client's ``connect_error`` gets as ``err.message``.
+        data: anything JSON, as ``err.data``.
+
+    Example::
+
+        @io.use
+        def auth(socket: Socket) -> None:
+            if socket.handshake.auth.get("token") != TOKEN:
+                raise ConnectionRefusedError("not authorized", {"retry": False})
     """
 
     def __init__(self, message: str = "Connection refused", data: Any = None) -> None:
@@ -134,7 +168,11 @@ class ConnectionRefusedError(LocalError):
 
 
 class AckTimeoutError(LocalError, TimeoutError):
-    """Not every ack came within the timeout; ``responses`` holds those that did."""
+    """Not every ack came within the timeout; ``responses`` holds those that did.
+
+    Args:
+        responses: the acks that came in time.
+    """
 
     def __init__(self, responses: list[Any] | None = None) -> None:
         super().__init__("operation has timed out")

@@ -40,16 +40,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import Config
 from .control import DRAINED, ENV_CONTROL_FD, EXIT, PING, PONG, READY, RETIRE, Channel
+from .listen import bind_unix
 from .protocol.sid import new_owner
 from .stores.hub import Hub
 
 logger = logging.getLogger("sio_core.supervisor")
 
+#: the listen backlog of a unix socket the master binds (the workers' Config decides theirs)
+BACKLOG = Config().backlog
+
 ENV_WORKER_ID = "SIO_CORE_WORKER_ID"
 ENV_OWNER = "SIO_CORE_OWNER"
 ENV_HUB = "SIO_CORE_HUB"
 ENV_REUSE_PORT = "SIO_CORE_REUSE_PORT"
+#: the listening socket a worker inherits from the master (a unix socket, --uds)
+ENV_LISTEN_FD = "SIO_CORE_LISTEN_FD"
 
 
 @dataclass
@@ -71,6 +78,10 @@ class SupervisorOptions:
     liveness_timeout: float = 10.0
     node_id: str = field(default_factory=lambda: secrets.token_hex(3))
     use_hub: bool = True
+    #: a unix socket the master binds and every worker serves (sio_core/listen.py)
+    uds: str | None = None
+    #: where the workers listen, for the log
+    where: str = ""
 
 
 @dataclass
@@ -108,6 +119,8 @@ class Supervisor:
         self._tmp = tempfile.mkdtemp(prefix="sio_core-")
         self.hub: Hub | None = None
         self._backoff: dict[int, float] = {}
+        #: the unix socket the workers inherit (--uds)
+        self.listener: socket.socket | None = None
 
     # -- signals: record only -------------------------------------------------------------
 
@@ -128,10 +141,14 @@ class Supervisor:
             env[ENV_HUB] = self.hub.path
         ours, theirs = socket.socketpair()
         env[ENV_CONTROL_FD] = str(theirs.fileno())
+        fds = [theirs.fileno()]
+        if self.listener is not None:
+            env[ENV_LISTEN_FD] = str(self.listener.fileno())
+            fds.append(self.listener.fileno())
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "sio_core", *self.options.worker_args], env=env,
-                pass_fds=(theirs.fileno(),))
+                pass_fds=fds)
         except BaseException:
             ours.close()
             raise
@@ -157,11 +174,18 @@ class Supervisor:
 
     async def run(self) -> int:
         opts = self.options
-        error = port_is_free(opts.host, opts.port)
-        if error is not None:
-            logger.error("cannot listen on %s:%d: %s", opts.host, opts.port,
-                         error.strerror or error)
-            return 1
+        if opts.uds:
+            try:
+                self.listener = bind_unix(opts.uds, BACKLOG)
+            except OSError as exc:
+                logger.error("cannot listen on %s: %s", opts.uds, exc.strerror or exc)
+                return 1
+        else:
+            error = port_is_free(opts.host, opts.port)
+            if error is not None:
+                logger.error("cannot listen on %s:%d: %s", opts.host, opts.port,
+                             error.strerror or error)
+                return 1
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self._record, sig)
@@ -175,7 +199,8 @@ class Supervisor:
             if code != 0:
                 await self._stop_all()
                 return code
-            logger.info("%d workers ready on http://%s:%d", opts.workers, opts.host, opts.port)
+            logger.info("%d workers ready on %s", opts.workers,
+                        opts.where or f"http://{opts.host}:{opts.port}")
             return await self._main_loop()
         finally:
             for worker in self.workers.values():
@@ -183,6 +208,10 @@ class Supervisor:
                     worker.control.close()
             if self.hub is not None:
                 await self.hub.close()
+            if self.listener is not None:
+                self.listener.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(opts.uds or "")
             with contextlib.suppress(OSError):
                 for path in Path(self._tmp).iterdir():
                     path.unlink()

@@ -79,7 +79,7 @@ class FakeEngineSocket:
     def closed(self) -> bool:
         return self.close_reason is not None
 
-    def send(self, data: str | bytes) -> bool:
+    def send(self, data: str | bytes, compress: bool = True) -> bool:
         if self.closed:
             return False
         self._record([data])

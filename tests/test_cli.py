@@ -3,12 +3,15 @@ loads an application or binds anything (sio_core/cli.py build_parser)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 
 import pytest
 
+from sio_core import __version__
+from sio_core.cli import build_parser
 from tests.support import REPO_ROOT, scaled
 
 CASES = [
@@ -42,6 +45,14 @@ CASES = [
      " --metrics-path"),
     (["--log-level", "loud"], "argument --log-level: invalid choice: 'loud'"),
     (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (["--parser", "json"], "argument --parser: invalid choice: 'json'"),
+    (["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
+    (["--uds", "/tmp/" + "x" * 120], "argument --uds: must be a path of 1-107 bytes"),
+    (["--ssl-certfile", "/nonexistent.pem"], "argument --ssl-certfile: not a file:"),
+    (["--ssl-keyfile", "README.md"], "argument --ssl-keyfile: needs --ssl-certfile"),
+    (["--ssl-certfile", "README.md"], "argument --ssl-certfile: cannot load the certificate"),
+    (["--forwarded-allow-ips", "10.0.0.0/8,proxy"], "argument --forwarded-allow-ips: 'proxy' is"
+     " not an IP address or network, 'unix' or '*'"),
 ]  # fmt: skip
 
 
@@ -60,3 +71,24 @@ def test_bad_option_is_one_clear_line_and_exit_2(options: list[str], expected: s
     assert lines[0].startswith("python -m sio_core"), lines[0]
     assert ": error: " in lines[0], lines[0]
     assert expected in lines[0], lines[0]
+
+
+def test_every_option_has_help() -> None:
+    """Walks the parser: every option and positional of every command says what it is."""
+    parser = build_parser()
+    commands = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            commands.extend(action.choices.values())
+    assert len(commands) > 1
+    missing = [f"{command.prog} {'/'.join(action.option_strings) or action.dest}"
+               for command in commands for action in command._actions
+               if not isinstance(action, argparse._SubParsersAction)
+               and (not action.help or action.help == argparse.SUPPRESS)]
+    assert missing == []
+
+
+def test_version() -> None:
+    proc = subprocess.run([sys.executable, "-m", "sio_core", "--version"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=scaled(20), check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"sio_core {__version__}\n", "")

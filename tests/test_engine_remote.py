@@ -6,7 +6,7 @@ EngineServers, is driven in test_engine_forwarding.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from typing import Any
 
 import pytest
@@ -117,7 +117,7 @@ class FakeWebSocket:
         self.on_message = on_message
         self.on_close = on_close
 
-    def send_many(self, messages: Iterable[str | bytes]) -> None:
+    def send_many(self, messages: Iterable[str | bytes], plain: Collection[int] = ()) -> None:
         self.sent.extend(messages)
 
     def close(self) -> None:

@@ -139,6 +139,7 @@ def test_the_wheel_ships_the_demo_and_the_client_bundle(installed: Installed) ->
             (CLIENT_PACKAGE / "LICENSE").read_bytes()
     assert {"sio_core/demo/__init__.py", "sio_core/demo/app.py",
             "sio_core/demo/static/index.html"} <= names
+    assert "sio_core/py.typed" in names  # PEP 561: type checkers read the package's hints
     ui = ADMIN_UI_PACKAGE / "ui" / "dist"
     shipped = {n.removeprefix("sio_core/admin/ui_dist/") for n in names
                if n.startswith("sio_core/admin/ui_dist/")}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -59,7 +60,8 @@ def test_operators_are_values() -> None:
         rooms=frozenset("abc"), except_rooms=frozenset("xy"), volatile=True, local=True,
         timeout=3)
     assert chained.in_("d").options.rooms == frozenset("abcd")
-    assert chained.compress(False) is chained
+    assert chained.options.compress and not chained.compress(False).options.compress
+    assert chained.compress(False).options == replace(chained.options, compress=False)
     assert io.volatile.options.volatile and io.local.options.local
     assert io.except_("z").options.except_rooms == {"z"} and io.timeout(1).options.timeout == 1
 

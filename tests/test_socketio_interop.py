@@ -116,8 +116,9 @@ class SioClient:
                 if e.get("ev") == "event" and e.get("name") == name and e.get("event") == event]
 
 
-async def start_client(url: str) -> SioClient:
-    node = await start_node(SIO_CLIENT, url)
+async def start_client(url: str, *args: str) -> SioClient:
+    """sio_client.js on ``url``; ``"msgpack"`` in ``args``: with socket.io-msgpack-parser."""
+    node = await start_node(SIO_CLIENT, url, *args)
     await node.next_event({"ev": "ready"})
     return SioClient(node)
 

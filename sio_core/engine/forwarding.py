@@ -36,6 +36,7 @@ from typing import Any
 
 from ..config import Config
 from ..exceptions import BadRequest, HTTPError, PayloadTooLarge, UnknownSession
+from ..http.compression import HTTPCompression
 from ..http.connection import HTTPConnection
 from ..http.messages import Request, Response, error_response
 from ..protocol import engineio
@@ -73,7 +74,10 @@ def _raise_reply(reply: Any) -> dict[str, Any]:
 
 
 def _poll_reply(packets: list[Packet]) -> dict[str, Any]:
-    return {"s": 200, "b": engineio.encode_payload(packets).encode()}
+    reply = {"s": 200, "b": engineio.encode_payload(packets).encode()}
+    if not any(packet.compress for packet in packets):
+        reply["z"] = 0  # compress(False) on every packet: the relay sends it as it is
+    return reply
 
 
 #: the owner's answer to a websocket for a session that has one: accept it, then close it
@@ -118,14 +122,16 @@ class Forwarding:
 
     # -- the receiving worker ---------------------------------------------------------------
 
-    def poll(self, owner: str, sid: str,
-             headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
+    def poll(self, owner: str, sid: str, headers: list[tuple[str, str]],
+             compression: HTTPCompression | None = None) -> asyncio.Future[Response | None]:
         logger.debug("forwarding GET of %s to its owner", sid)
         self.forwarded["poll"] += 1
         token = next(self._ids)
         reply = self._ask(owner, Kind.POLL, {"sid": sid, "t": token}, self._poll_timeout)
         return self._answer(
-            reply, lambda r: polling.body_response(r.get("b", b""), headers), headers,
+            reply, lambda r: polling.body_response(r.get("b", b""), headers,
+                                                   compression if r.get("z", 1) else None),
+            headers,
             withdraw=lambda: self.store.send(owner, Kind.POLL_ABORT, {"t": token}))
 
     def post(self, owner: str, sid: str, body: bytes,
@@ -212,7 +218,10 @@ class Forwarding:
         proxy = self._proxies.get(payload.get("p"))  # type: ignore[arg-type]
         frames = payload.get("d")
         if proxy is not None and isinstance(frames, list):
-            proxy.to_client([f for f in frames if isinstance(f, str | bytes)])
+            plain = payload.get("n") or ()
+            proxy.to_client([f for f in frames if isinstance(f, str | bytes)],
+                            [i for i in plain if type(i) is int] if isinstance(plain, list)
+                            else ())
 
     # -- the owner --------------------------------------------------------------------------
 

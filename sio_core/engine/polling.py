@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from ..config import Config
 from ..exceptions import BadRequest, EngineIOProtocolError, PayloadTooLarge
+from ..http.compression import HTTPCompression
 from ..http.messages import Response
 from ..protocol import engineio
 from ..protocol.engineio import Packet
@@ -107,11 +108,11 @@ def poll(socket: EngineSocket, answer: Callable[[list[Packet]], T]) -> T | async
     return transport.wait(answer, socket.abort_poll)
 
 
-def get(socket: EngineSocket, headers: list[tuple[str, str]]
-        ) -> Response | asyncio.Future[Response]:
+def get(socket: EngineSocket, headers: list[tuple[str, str]],
+        compression: HTTPCompression | None = None) -> Response | asyncio.Future[Response]:
     """A GET of this worker's session: its answer now, or a future of it (cancelling it
     withdraws the GET). Raises BadRequest for a GET the session refuses."""
-    return poll(socket, lambda packets: payload_response(packets, headers))
+    return poll(socket, lambda packets: payload_response(packets, headers, compression))
 
 
 def post(socket: EngineSocket, body: bytes, headers: list[tuple[str, str]],
@@ -139,14 +140,23 @@ def receive(socket: EngineSocket, body: bytes, config: Config) -> None:
         socket.end_post()
 
 
-def payload_response(packets: list[Packet], headers: list[tuple[str, str]]) -> Response:
-    """A GET's answer (or the handshake's): the packets as one payload."""
-    return body_response(engineio.encode_payload(packets).encode(), headers)
+def payload_response(packets: list[Packet], headers: list[tuple[str, str]],
+                     compression: HTTPCompression | None = None) -> Response:
+    """A GET's answer (or the handshake's): the packets as one payload, compressed unless
+    every packet says not to (``compress(False)``, as the reference)."""
+    if compression is not None and not any(packet.compress for packet in packets):
+        compression = None
+    return body_response(engineio.encode_payload(packets).encode(), headers, compression)
 
 
-def body_response(body: bytes, headers: list[tuple[str, str]]) -> Response:
-    """A GET's answer from an encoded payload (the owner's, for a forwarded GET)."""
-    return Response(200, [("Content-Type", PLAIN), *headers], body)
+def body_response(body: bytes, headers: list[tuple[str, str]],
+                  compression: HTTPCompression | None = None) -> Response:
+    """A GET's answer from an encoded payload (the owner's, for a forwarded GET), compressed
+    as the client accepts (``http_compression``): by the worker that answers the client."""
+    headers = [("Content-Type", PLAIN), *headers]
+    if compression is not None:
+        body, headers = compression.apply(body, headers)
+    return Response(200, headers, body)
 
 
 def post_response(headers: list[tuple[str, str]]) -> Response:

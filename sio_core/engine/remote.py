@@ -10,7 +10,8 @@ closes the other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from typing import Any
 
 from ..protocol.engineio import Packet, encode_packet
 from ..stores.base import Kind, Store
@@ -40,8 +41,12 @@ class RemoteWebSocket:
 
     def send_packets(self, packets: list[Packet]) -> None:
         if not self._closed:
-            self.store.send(self.proxy_owner, Kind.WS_OUT,
-                            {"p": self.proxy_id, "d": [encode_packet(p) for p in packets]})
+            payload: dict[str, Any] = {"p": self.proxy_id,
+                                       "d": [encode_packet(p) for p in packets]}
+            plain = [i for i, p in enumerate(packets) if not p.compress]
+            if plain:
+                payload["n"] = plain  # compress(False): never deflated by the proxy
+            self.store.send(self.proxy_owner, Kind.WS_OUT, payload)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not self._closed:
@@ -79,8 +84,9 @@ class WebSocketProxy:
             self.store.send(self.owner, Kind.WS_CLOSE, {"p": self.proxy_id})
             self._on_done()
 
-    def to_client(self, messages: list[str | bytes]) -> None:
-        self.ws.send_many(messages)
+    def to_client(self, messages: list[str | bytes], plain: Collection[int] = ()) -> None:
+        """Write the owner's messages; those at the indices in ``plain`` uncompressed."""
+        self.ws.send_many(messages, plain)
 
     def owner_closed(self) -> None:
         if not self._closed:

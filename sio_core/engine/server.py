@@ -18,18 +18,24 @@ one. ``python -m sio_core serve`` runs either the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import socket as socket_module
+import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from ssl import SSLContext
 from typing import Any, Protocol
 
 from ..config import Config
 from ..exceptions import (
     BadHandshakeMethod,
     BadRequest,
+    ConnectionRefusedError,
+    Forbidden,
     HTTPError,
     ServeError,
     ShuttingDown,
@@ -37,9 +43,11 @@ from ..exceptions import (
     UnknownTransport,
     UnsupportedProtocolVersion,
 )
+from ..http.compression import HTTPCompression, negotiate
 from ..http.connection import HTTPConnection
 from ..http.cors import cors_headers, preflight
 from ..http.messages import Request, Response, error_response, text_response
+from ..http.proxy import TrustedProxies
 from ..http.static import StaticFiles, client_files
 from ..protocol.session import CloseReason, EngineSession, Timing
 from ..protocol.session import Transport as TransportKind
@@ -47,6 +55,7 @@ from ..protocol.sid import new_owner, new_sid, owner_of
 from ..stores.base import Store
 from . import polling, websocket
 from .forwarding import Forwarding
+from .hooks import EngineHooks
 from .metrics import metrics_endpoint
 from .socket import EngineHandler, EngineSocket
 from .transport import Transport
@@ -67,7 +76,8 @@ class Service(Protocol):
     async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
                     store: Store | None = None, owner: str | None = None,
                     reuse_port: bool = False,
-                    sock: socket_module.socket | None = None) -> None: ...
+                    sock: socket_module.socket | None = None,
+                    ssl: SSLContext | None = None) -> None: ...
 
     async def drain(self, timeout: float) -> bool: ...
 
@@ -82,9 +92,12 @@ class EngineServer:
     namespaces)."""
 
     def __init__(self, handler: EngineHandler, config: Config | None = None, *,
-                 health: Callable[[], dict[str, Any]] | None = None) -> None:
+                 health: Callable[[], dict[str, Any]] | None = None,
+                 hooks: EngineHooks | None = None) -> None:
         self.handler = handler
         self.config = config or Config()
+        #: the application's allow_request and engine events (hooks.py)
+        self.hooks = hooks or EngineHooks()
         self._stats = health
         #: this worker's address, in every sid it makes (serve() may set it)
         self.owner = new_owner()
@@ -125,13 +138,15 @@ class EngineServer:
     async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
                     store: Store | None = None, owner: str | None = None,
                     reuse_port: bool = False,
-                    sock: socket_module.socket | None = None) -> None:
+                    sock: socket_module.socket | None = None,
+                    ssl: SSLContext | None = None) -> None:
         """Start: connect ``store`` (the other workers and nodes: a request for one of their
         sessions is forwarded to it; the store is this server's from now on, and close()
         closes it), then listen on ``host:port`` (or on ``sock``; ``reuse_port`` for several
         workers on one port). Returns once listening. ``owner`` is this worker's address
         in its sids; with a store, the store's. Raises ServeError (with one line saying
-        what failed) if the store cannot be reached or the address cannot be listened on."""
+        what failed) if the store cannot be reached or the address cannot be listened on.
+        ``sock`` may be a unix socket (bound); ``ssl`` serves HTTPS and WSS."""
         if self._servers:
             raise RuntimeError("serve() was called already")
         if store is not None:
@@ -146,7 +161,7 @@ class EngineServer:
         elif owner is not None:
             self.owner = owner
         try:
-            await self._listen(host, port, reuse_port, sock)
+            await self._listen(host, port, reuse_port, sock, ssl)
         except OSError as exc:
             if store is not None:
                 await store.close()
@@ -164,19 +179,24 @@ class EngineServer:
             self.metrics.join(store)
 
     async def _listen(self, host: str, port: int, reuse_port: bool,
-                      sock: socket_module.socket | None) -> None:
+                      sock: socket_module.socket | None, ssl: SSLContext | None) -> None:
         loop = asyncio.get_running_loop()
         config = self.config
         connections = self.connections
+        proxies = TrustedProxies(config.forwarded_allow_ips) or None
 
         def factory() -> HTTPConnection:
-            return HTTPConnection(self.handle, config, connections=connections)
+            return HTTPConnection(self.handle, config, connections=connections, proxies=proxies)
 
-        if sock is not None:
-            server = await loop.create_server(factory, sock=sock, backlog=config.backlog)
+        server: asyncio.Server
+        if sock is not None and sock.family == socket_module.AF_UNIX:
+            server = await _unix_server(loop, factory, sock, config.backlog, ssl)
+        elif sock is not None:
+            server = await loop.create_server(factory, sock=sock, backlog=config.backlog,
+                                              ssl=ssl)
         else:
             server = await loop.create_server(factory, host, port, reuse_port=reuse_port or None,
-                                              backlog=config.backlog)
+                                              backlog=config.backlog, ssl=ssl)
         self._servers.append(server)
 
     async def drain(self, timeout: float,
@@ -282,12 +302,25 @@ class EngineServer:
             try:
                 return self._engine(request, conn, headers)
             except HTTPError as exc:
-                return error_response(exc, headers, close=request.upgrade)
+                return self._refuse(request, exc, headers)
         if request.upgrade:
             return text_response(400, "Bad Request")
         if self.static:
             return self.static.respond(request)
         return text_response(404, "Not Found")
+
+    def _refuse(self, request: Request, exc: HTTPError,
+                headers: list[tuple[str, str]]) -> Response:
+        self.hooks.refused(request, exc)
+        return error_response(exc, headers, close=request.upgrade)
+
+    def _app_headers(self, request: Request, sid: str | None = None) -> list[tuple[str, str]]:
+        """The headers the application adds to an answer (hooks.py): with the cookie and the
+        initial_headers listeners' for a handshake (``sid``: its new session's)."""
+        initial = sid is not None
+        if not self.hooks.listens_to_headers and not (initial and self.config.cookie):
+            return []
+        return self.hooks.headers(request, initial, self.config.cookie, sid)
 
     def _engine(self, request: Request, conn: HTTPConnection,
                 headers: list[tuple[str, str]]) -> Response | Awaitable[Response | None] | None:
@@ -302,18 +335,20 @@ class EngineServer:
             owner = owner_of(sid)
             if owner is None:
                 raise UnknownSession()
+            added = self._app_headers(request)
             if owner != self.owner:
                 return self._forward(owner, sid, transport, is_ws_upgrade, request, conn,
-                                     headers)
+                                     [*headers, *added])
             socket = self._lookup(sid)
             if transport == "websocket":
                 if not is_ws_upgrade:
                     raise BadRequest()
-                return self._upgrade(request, conn, socket)
+                return self._upgrade(request, conn, socket, added)
+            headers = [*headers, *added]
             if socket.transport.name != "polling":
                 raise BadRequest()  # polling after the upgrade (reference: 400 code 3)
             if request.method == "GET":
-                return polling.get(socket, headers)
+                return polling.get(socket, headers, self._compression(request))
             if request.method == "POST":
                 return polling.post(socket, request.body, headers, self.config)
             raise BadRequest()
@@ -321,11 +356,41 @@ class EngineServer:
             raise BadHandshakeMethod()
         if transport == "websocket" and not is_ws_upgrade:
             raise BadRequest()
-        if query.get("EIO") != "4":
+        allow = self.hooks.allow_request
+        if allow is not None:  # where the reference asks its allowRequest
+            try:
+                verdict = allow(request)
+            except Exception as exc:
+                raise _refusal(exc) from None
+            if inspect.isawaitable(verdict):
+                return self._handshake_allowed(verdict, request, conn, headers)
+            if not verdict:
+                raise Forbidden()
+        return self._handshake(request, conn, headers)
+
+    async def _handshake_allowed(self, verdict: Awaitable[Any], request: Request,
+                                 conn: HTTPConnection, headers: list[tuple[str, str]]
+                                 ) -> Response | None:
+        """A handshake after an async allow_request's verdict."""
+        try:
+            try:
+                allowed = await verdict
+            except Exception as exc:
+                raise _refusal(exc) from None
+            if not allowed:
+                raise Forbidden()
+            answer = self._handshake(request, conn, headers)
+        except HTTPError as exc:
+            return self._refuse(request, exc, headers)
+        return answer
+
+    def _handshake(self, request: Request, conn: HTTPConnection,
+                   headers: list[tuple[str, str]]) -> Response | None:
+        if request.query.get("EIO") != "4":
             raise UnsupportedProtocolVersion()
         if self._draining:
             raise ShuttingDown()
-        if transport == "websocket":
+        if request.query.get("transport") == "websocket":
             return self._open_websocket(request, conn)
         return self._open_polling(request, headers)
 
@@ -341,10 +406,18 @@ class EngineServer:
                 raise BadRequest()
             return forwarding.upgrade(owner, sid, request, conn, headers)
         if request.method == "GET":
-            return forwarding.poll(owner, sid, headers)
+            return forwarding.poll(owner, sid, headers, self._compression(request))
         if request.method == "POST":
             return forwarding.post(owner, sid, request.body, headers)
         raise BadRequest()
+
+    def _compression(self, request: Request) -> HTTPCompression | None:
+        """How a polling answer to ``request`` is compressed (``http_compression``)."""
+        config = self.config
+        if not config.http_compression:
+            return None
+        return negotiate(request.headers.get("accept-encoding"),
+                         config.http_compression_threshold)
 
     def _lookup(self, sid: str) -> EngineSocket:
         socket = self.sockets.get(sid)
@@ -354,8 +427,10 @@ class EngineServer:
 
     # -- handshakes ---------------------------------------------------------------------
 
-    def _new_socket(self, transport: Transport, request: Request) -> EngineSocket:
-        core = EngineSession(new_sid(self.owner), TransportKind(transport.name), self._timing,
+    def _new_socket(self, transport: Transport, request: Request,
+                    sid: str | None = None) -> EngineSocket:
+        core = EngineSession(sid or new_sid(self.owner), TransportKind(transport.name),
+                             self._timing,
                              asyncio.get_running_loop().time())
         # kept for socket.handshake: the parsed parts, not the raw bytes beside them
         info = dataclasses.replace(request, raw_headers=[], body=b"", trailing=b"")
@@ -379,14 +454,16 @@ class EngineServer:
         socket = self._new_socket(polling.Polling(), request)
         open_packet = socket.core.handshake(upgrades=self._upgrades(),
                                             max_payload=self.config.max_payload)
+        headers = [*headers, *self._app_headers(request, socket.sid)]
         socket.opened()
-        return polling.payload_response([open_packet], headers)
+        return polling.payload_response([open_packet], headers, self._compression(request))
 
     def _open_websocket(self, request: Request, conn: HTTPConnection) -> Response | None:
-        ws = self._accept_websocket(request, conn)
+        sid = new_sid(self.owner)
+        ws = self._accept_websocket(request, conn, self._app_headers(request, sid))
         if isinstance(ws, Response):
             return ws
-        socket = self._new_socket(ws, request)
+        socket = self._new_socket(ws, request, sid)
         open_packet = socket.core.handshake(upgrades=[], max_payload=self.config.max_payload)
         ws.send_packets([open_packet])
         conn.take_over(ws, request.trailing)
@@ -394,10 +471,11 @@ class EngineServer:
         return None
 
     def _upgrade(self, request: Request, conn: HTTPConnection,
-                 socket: EngineSocket) -> Response | None:
+                 socket: EngineSocket, headers: list[tuple[str, str]]) -> Response | None:
+        """A polling session's upgrade; ``headers``: the application's, for the 101."""
         if not self.config.allow_upgrades:
             raise BadRequest()
-        ws = self._accept_websocket(request, conn)
+        ws = self._accept_websocket(request, conn, headers)
         if isinstance(ws, Response):
             return ws
         try:
@@ -411,7 +489,31 @@ class EngineServer:
         conn.take_over(ws, request.trailing)
         return None
 
-    def _accept_websocket(self, request: Request, conn: HTTPConnection
+    def _accept_websocket(self, request: Request, conn: HTTPConnection,
+                          headers: list[tuple[str, str]] | None = None
                           ) -> websocket.WebSocketConnection | Response:
-        """Answer 101 (or the refusal to send); the websocket counts for the drain."""
-        return websocket.accept(request, conn, self.config, self.websockets)
+        """Answer 101 with ``headers`` added (or the refusal to send); the websocket counts
+        for the drain."""
+        return websocket.accept(request, conn, self.config, self.websockets, headers)
+
+
+def _refusal(exc: Exception) -> Forbidden:
+    """What an allow_request that raised answers: its ConnectionRefusedError's message, or
+    (any other exception, logged) "Forbidden"."""
+    if isinstance(exc, ConnectionRefusedError):
+        return Forbidden(exc.message)
+    logger.error("allow_request raised", exc_info=exc)
+    return Forbidden()
+
+
+async def _unix_server(loop: asyncio.AbstractEventLoop, factory: Callable[[], HTTPConnection],
+                       sock: socket_module.socket, backlog: int,
+                       ssl: SSLContext | None) -> asyncio.Server:
+    """A server on a bound unix socket. Its file stays when the server closes: whoever bound
+    it removes it (several workers may share one socket; Python 3.13's asyncio would remove
+    it at the first worker's close, uvloop never does and takes no such argument)."""
+    if sys.version_info >= (3, 13):
+        with contextlib.suppress(TypeError):
+            return await loop.create_unix_server(  # type: ignore[call-arg,unused-ignore]
+                factory, sock=sock, backlog=backlog, ssl=ssl, cleanup_socket=False)
+    return await loop.create_unix_server(factory, sock=sock, backlog=backlog, ssl=ssl)

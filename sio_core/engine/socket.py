@@ -76,9 +76,9 @@ class EngineSocket:
     def closed(self) -> bool:
         return self.core.state is State.CLOSED or self.core.state is State.CLOSING
 
-    def send(self, data: str | bytes) -> bool:
+    def send(self, data: str | bytes, compress: bool = True) -> bool:
         """Queue one message; written at the end of this loop turn."""
-        if not self.core.send(engineio.message(data)):
+        if not self.core.send(engineio.message(data, compress)):
             return False
         self._schedule_pump()
         return True

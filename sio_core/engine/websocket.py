@@ -19,8 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
+from websockets.extensions import ServerExtensionFactory
+from websockets.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
+)
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as WSRequest
 from websockets.protocol import State as WSState
@@ -34,18 +39,57 @@ from .transport import CloseCallback, MessageCallback, ignore_close, ignore_mess
 
 logger = logging.getLogger("sio_core.websocket")
 
+def _frame(packet: Packet) -> Frame:
+    data = packet.data
+    if isinstance(data, bytes):
+        return Frame(Opcode.BINARY, data)
+    return Frame(Opcode.TEXT, (TYPE_CHARS[packet.type] + data).encode("utf-8"))
+
+
 def frame_of(packet: Packet) -> bytes:
     """The packet's WebSocket frame (built by websockets' Frame), made once per packet."""
     cached = packet.ws_frame
     if cached is None:
-        data = packet.data
-        if isinstance(data, bytes):
-            frame = Frame(Opcode.BINARY, data)
-        else:
-            frame = Frame(Opcode.TEXT, (TYPE_CHARS[packet.type] + data).encode("utf-8"))
-        cached = frame.serialize(mask=False)
+        cached = _frame(packet).serialize(mask=False)
         object.__setattr__(packet, "ws_frame", cached)  # a cache slot, see Packet
     return cached
+
+
+# permessage-deflate (RFC 7692). The server always answers server_no_context_takeover, so
+# each message it sends is compressed on its own: the compressed frame depends only on the
+# message and the window size, and a broadcast is compressed once for every recipient that
+# negotiated the default window (15 bits: what browsers and node's ws offer). Compression is
+# websockets' own extension, used here without a connection, as a frame encoder.
+_WINDOW_BITS = 15
+
+
+def _deflater(window_bits: int) -> PerMessageDeflate:
+    return PerMessageDeflate(remote_no_context_takeover=True, local_no_context_takeover=True,
+                             remote_max_window_bits=15, local_max_window_bits=window_bits)
+
+
+_DEFLATE = _deflater(_WINDOW_BITS)
+
+
+def deflated_frame_of(packet: Packet, threshold: int) -> bytes:
+    """The packet's frame for a connection with permessage-deflate: compressed when its
+    payload has at least ``threshold`` bytes (else :func:`frame_of`), made once per packet."""
+    cached = packet.ws_deflated
+    if cached is None:
+        frame = _frame(packet)
+        if len(frame.data) < threshold:
+            return frame_of(packet)
+        cached = frame.serialize(mask=False, extensions=[_DEFLATE])
+        object.__setattr__(packet, "ws_deflated", cached)  # a cache slot, see Packet
+    return cached
+
+
+def server_extensions(config: Config) -> list[ServerExtensionFactory] | None:
+    """What a websocket's handshake may negotiate: permessage-deflate with
+    ``per_message_deflate``."""
+    if not config.per_message_deflate:
+        return None
+    return [ServerPerMessageDeflateFactory(server_no_context_takeover=True)]
 
 
 #: the request headers websockets' ServerProtocol reads to validate and answer a handshake;
@@ -66,8 +110,8 @@ class WebSocketConnection:
     """One accepted WebSocket: a :class:`~sio_core.engine.transport.Transport`, and the
     HTTP layer's ConnectionHandler once it has taken the connection over."""
 
-    __slots__ = ("_close_timer", "_closed", "_config", "_fragment_text", "_fragments", "_http",
-                 "_protocol", "_registry", "on_close", "on_message")
+    __slots__ = ("_close_timer", "_closed", "_config", "_deflate", "_fragment_text", "_fragments",
+                 "_http", "_protocol", "_registry", "_shared_deflate", "on_close", "on_message")
 
     def __init__(self, http: HTTPConnection, protocol: ServerProtocol, config: Config,
                  registry: set[WebSocketConnection] | None = None) -> None:
@@ -84,6 +128,13 @@ class WebSocketConnection:
         self._registry = registry
         if registry is not None:
             registry.add(self)
+        #: permessage-deflate, when negotiated: the encoder of this connection's window, and
+        #: whether it is the default one, whose compressed frames are shared (see above)
+        negotiated = next((e for e in protocol.extensions if isinstance(e, PerMessageDeflate)),
+                          None)
+        window = negotiated.local_max_window_bits if negotiated is not None else None
+        self._deflate = None if window is None else _deflater(window)
+        self._shared_deflate = window == _WINDOW_BITS
 
     name = "websocket"
     #: output is written at once; a client that does not read it is cut off past
@@ -167,37 +218,52 @@ class WebSocketConnection:
 
     # -- output -------------------------------------------------------------------------
 
-    def send_many(self, messages: Iterable[str | bytes]) -> None:
-        if self._closed or self._protocol.state is not WSState.OPEN:
-            return
-        protocol = self._protocol
-        for message in messages:
-            if isinstance(message, str):
-                protocol.send_text(message.encode("utf-8"))
-            else:
-                protocol.send_binary(message)
-        self._flush()
-        limit = self._config.max_outbound_buffer
-        transport = self._http.transport
-        if (limit is not None and transport is not None
-                and transport.get_write_buffer_size() > limit):
-            logger.warning("closing a websocket whose client does not read (%s)", self.client)
-            self.abort()
+    def send_many(self, messages: Iterable[str | bytes], plain: Collection[int] = ()) -> None:
+        """Write encoded Engine.IO packets (another worker's, relayed), one frame each; those
+        at the indices in ``plain`` never compressed (compress(False))."""
+        frames = []
+        for index, message in enumerate(messages):
+            frame = (Frame(Opcode.TEXT, message.encode("utf-8")) if isinstance(message, str)
+                     else Frame(Opcode.BINARY, message))
+            frames.append(frame.serialize(mask=False) if index in plain
+                          else self._serialize(frame))
+        self._write(b"".join(frames))
 
     def send_packets(self, packets: list[Packet]) -> None:
         """Write Engine.IO packets, one frame each, in one write. The frames are built
         once per packet (see frame_of) rather than by the protocol object per client."""
+        if len(packets) == 1:
+            self._write(frame_of(packets[0]) if self._deflate is None
+                        else self._deflated(packets[0]))
+        elif self._deflate is None:
+            # the cached frame read inline: a broadcast's packets were framed by the first
+            # recipient's write; a call per packet and recipient would cost more than the join
+            self._write(b"".join([p.ws_frame or frame_of(p) for p in packets]))
+        else:
+            self._write(b"".join([self._deflated(p) for p in packets]))
+
+    def _deflated(self, packet: Packet) -> bytes:
+        if not packet.compress:  # compress(False)
+            return frame_of(packet)
+        if self._shared_deflate:
+            return deflated_frame_of(packet, self._config.per_message_deflate_threshold)
+        return self._serialize(_frame(packet))  # a window of its own: compressed for it
+
+    def _serialize(self, frame: Frame) -> bytes:
+        """A frame of this connection: compressed if permessage-deflate was negotiated and
+        the payload has per_message_deflate_threshold bytes or more."""
+        deflate = self._deflate
+        if deflate is None or len(frame.data) < self._config.per_message_deflate_threshold:
+            return frame.serialize(mask=False)
+        return frame.serialize(mask=False, extensions=[deflate])
+
+    def _write(self, data: bytes) -> None:
         if self._closed or self._protocol.state is not WSState.OPEN:
             return
         transport = self._http.transport
         if transport is None or transport.is_closing():
             return
-        if len(packets) == 1:
-            transport.write(frame_of(packets[0]))
-        else:
-            # the cached frame read inline: a broadcast's packets were framed by the first
-            # recipient's write; a call per packet and recipient would cost more than the join
-            transport.write(b"".join([p.ws_frame or frame_of(p) for p in packets]))
+        transport.write(data)
         limit = self._config.max_outbound_buffer
         if limit is not None and transport.get_write_buffer_size() > limit:
             logger.warning("closing a websocket whose client does not read (%s)", self.client)
@@ -256,10 +322,12 @@ class WebSocketConnection:
 def accept(
     request: Request, http: HTTPConnection, config: Config,
     registry: set[WebSocketConnection] | None = None,
+    headers: list[tuple[str, str]] | None = None,
 ) -> WebSocketConnection | Response:
-    """Validate the upgrade request and answer 101; or return the refusal to send. The
-    accepted connection is in ``registry`` until its TCP connection is gone."""
-    protocol = ServerProtocol(max_size=config.max_payload)
+    """Validate the upgrade request and answer 101 (with ``headers`` added); or return the
+    refusal to send. The accepted connection is in ``registry`` until its TCP connection is
+    gone."""
+    protocol = ServerProtocol(max_size=config.max_payload, extensions=server_extensions(config))
     protocol.receive_data(_raw_head(request))
     events = protocol.events_received()
     ws_request = next((e for e in events if isinstance(e, WSRequest)), None)
@@ -270,6 +338,8 @@ def accept(
     if response.status_code != 101:
         return Response(response.status_code, [("Content-Type", "text/plain")],
                         bytes(response.body or b""), close=True)
+    for name, value in headers or ():
+        response.headers[name] = value
     protocol.send_response(response)
     # websockets' parser generator keeps the handshake request it parsed for the life of the
     # connection: empty the headers we were handed, as nothing reads them any more

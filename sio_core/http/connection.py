@@ -39,6 +39,7 @@ import httptools
 
 from ..config import Config
 from .messages import Request, Response, parse_query, text_response
+from .proxy import TrustedProxies, forwarded_secure
 
 logger = logging.getLogger("sio_core.http")
 
@@ -93,13 +94,19 @@ class HTTPConnection(asyncio.Protocol):
     # slots: thousands of these live as long as their websockets do
     __slots__ = ("_body", "_body_size", "_client", "_config", "_connections", "_continue",
                  "_discarded", "_eof", "_handler", "_header_bytes", "_headers", "_loop",
-                 "_parser", "_pending", "_queue", "_reading_paused", "_refusal", "_state",
+                 "_parser", "_pending", "_proxies", "_queue", "_reading_paused", "_refusal",
+                 "_secure", "_state",
                  "_taken_over", "_task", "_timer", "_timer_at", "_unparsed", "_url",
                  "_waiting_get", "_write_paused", "transport")
 
     def __init__(self, handler: Handler, config: Config, *,
-                 connections: set[HTTPConnection] | None = None) -> None:
+                 connections: set[HTTPConnection] | None = None,
+                 proxies: TrustedProxies | None = None) -> None:
         self._handler = handler
+        #: whose X-Forwarded-* headers are believed: None once the peer is known not to be
+        #: one of them (connection_made)
+        self._proxies = proxies
+        self._secure = False
         self._config = config
         self._loop = asyncio.get_running_loop()
         self._connections = connections
@@ -148,6 +155,11 @@ class HTTPConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self._client = (str(peer[0]), int(peer[1]))
+        self._secure = transport.get_extra_info("sslcontext") is not None
+        proxies = self._proxies
+        if proxies is not None and not proxies.trusts(
+                self._client[0] if self._client else None):
+            self._proxies = None
         if self._connections is not None:
             self._connections.add(self)
         self._set_timer(self._config.request_timeout)
@@ -329,6 +341,9 @@ class HTTPConnection(asyncio.Protocol):
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        client, secure = self._client, self._secure
+        if self._proxies is not None:
+            client, secure = self._forwarded(headers, client, secure)
         parser = self._parser
         # read here: llhttp resets its flags once the message is complete
         keep_alive = parser.should_keep_alive()
@@ -338,7 +353,8 @@ class HTTPConnection(asyncio.Protocol):
             query=query,
             headers=headers,
             body=b"".join(self._body),
-            client=self._client,
+            client=client,
+            secure=secure,
             raw_headers=self._headers,
             raw_url=bytes(self._url),
             http_version=parser.get_http_version(),
@@ -349,6 +365,21 @@ class HTTPConnection(asyncio.Protocol):
         self._headers = []
         if not keep_alive:
             self._state = _LAST
+
+    def _forwarded(self, headers: dict[str, str], client: tuple[str, int] | None,
+                   secure: bool) -> tuple[tuple[str, int] | None, bool]:
+        """The client and its TLS as a trusted proxy says (sio_core/http/proxy.py)."""
+        proxies = self._proxies
+        assert proxies is not None
+        forwarded_for = headers.get("x-forwarded-for")
+        if forwarded_for:
+            host = proxies.client(forwarded_for)
+            if host is not None:
+                client = (host, 0)
+        forwarded_proto = headers.get("x-forwarded-proto")
+        if forwarded_proto:
+            secure = forwarded_secure(forwarded_proto)
+        return client, secure
 
     # -- handling -----------------------------------------------------------------------
 

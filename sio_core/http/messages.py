@@ -18,12 +18,27 @@ from ..exceptions import HTTPError
 
 @dataclass(slots=True)
 class Request:
+    """An HTTP request as parsed (what ``allow_request`` and the engine's events receive).
+
+    Attributes:
+        method: "GET", "POST", ...
+        path: the URL's path.
+        query: its query parameters.
+        headers: the headers, lower-case names (repeated fields joined with ", ").
+        body: the body.
+        client: the peer's (host, port).
+        upgrade: whether it asks for an upgrade (a websocket).
+    """
+
     method: str
     path: str
     query: dict[str, str]
     headers: dict[str, str]  # lower-case names; repeated fields joined with ", "
     body: bytes = b""
     client: tuple[str, int] | None = None
+    #: the client used TLS: with this server, or (X-Forwarded-Proto from a trusted proxy,
+    #: sio_core/http/proxy.py) with the proxy in front of it
+    secure: bool = False
     raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     raw_url: bytes = b""
     http_version: str = "1.1"

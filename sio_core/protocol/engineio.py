@@ -42,6 +42,12 @@ class Packet:
     #: clients is framed once and the same bytes are written to each (server frames are
     #: unmasked). Not part of the packet's value.
     ws_frame: bytes | None = field(default=None, compare=False, repr=False)
+    #: the same, compressed for a websocket with permessage-deflate (engine/websocket.py)
+    ws_deflated: bytes | None = field(default=None, compare=False, repr=False)
+    #: whether the packet may be compressed (the reference's ``options.compress``; the
+    #: application's ``compress(False)``): never deflated on a websocket, and a polling
+    #: answer whose packets all say False is not gzipped
+    compress: bool = field(default=True, compare=False, repr=False)
 
     @property
     def binary(self) -> bool:
@@ -56,8 +62,8 @@ CLOSE = Packet(PacketType.CLOSE)
 PROBE = "probe"
 
 
-def message(data: str | bytes) -> Packet:
-    return Packet(PacketType.MESSAGE, data)
+def message(data: str | bytes, compress: bool = True) -> Packet:
+    return Packet(PacketType.MESSAGE, data, compress=compress)
 
 
 def encode_packet(packet: Packet) -> str | bytes:

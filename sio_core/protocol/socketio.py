@@ -286,7 +286,7 @@ def _find_placeholders(data: Any, count: int) -> list[_Slot]:
     return slots
 
 
-def _deeper_than(data: Any, limit: int) -> bool:
+def deeper_than(data: Any, limit: int) -> bool:
     """Whether lists and dicts nest more than ``limit`` deep in ``data`` (itself is level 1).
 
     Level by level, iterative; ``json`` made every container, so the exact types suffice.
@@ -471,7 +471,7 @@ class Decoder:
         # Counting brackets is C-speed, and fewer than limit + 1 opening ones (those in strings
         # counted too) cannot nest deeper; only the rest is walked.
         if (text.count("[", pos) + text.count("{", pos) > limit
-                and isinstance(data, list | dict) and _deeper_than(data, limit)):
+                and isinstance(data, list | dict) and deeper_than(data, limit)):
             raise SocketIOProtocolError("JSON payload nested too deep")
 
     @staticmethod

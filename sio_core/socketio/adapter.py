@@ -37,6 +37,8 @@ class BroadcastOptions:
     volatile: bool = False
     local: bool = False
     timeout: float | None = None
+    #: compress(False): the packets are never compressed (permessage-deflate, gzip)
+    compress: bool = True
 
 
 #: a room's members: each socket's id, with its Engine.IO session once the socket is
@@ -144,14 +146,16 @@ class Adapter:
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> int:
         """Deliver to the matching local sockets; returns how many got it."""
-        parts = sio.encode(packet)
-        packets = [engineio.message(part) for part in parts]
+        parts = self.namespace.server.parser.encode(packet)
+        packets = [engineio.message(part, opts.compress) for part in parts]
         count = fan_out(filter(None, self.reached(opts).values()), packets,
                         volatile=opts.volatile)
         self._count(parts, count)
         observer = self.namespace.server.observer
         if observer is not None:
             observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
+        if self.namespace.outgoing_watchers:
+            self._notify_outgoing(packet, opts)
         return count
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
@@ -160,8 +164,8 @@ class Adapter:
         Returns how many clients were sent the packet (so the caller knows how many acks
         to wait for)."""
         assert packet.id is not None
-        parts = sio.encode(packet)
-        packets = [engineio.message(part) for part in parts]
+        parts = self.namespace.server.parser.encode(packet)
+        packets = [engineio.message(part, opts.compress) for part in parts]
         count = 0
         ack_id = packet.id
         for socket in self.match(opts):
@@ -172,7 +176,16 @@ class Adapter:
         observer = self.namespace.server.observer
         if observer is not None:
             observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
+        if self.namespace.outgoing_watchers:
+            self._notify_outgoing(packet, opts)
         return count
+
+    def _notify_outgoing(self, packet: sio.Packet, opts: BroadcastOptions) -> None:
+        """The recipients with on_any_outgoing listeners hear of the event."""
+        watchers = self.namespace.outgoing_watchers
+        for socket in list(self.match(opts)):
+            if socket in watchers:
+                socket.notify_outgoing(packet.data)
 
     def _count(self, parts: list[str | bytes], recipients: int) -> None:
         """Counted once per broadcast, for all its recipients (not once per recipient)."""

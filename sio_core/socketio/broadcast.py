@@ -21,7 +21,7 @@ from .handlers import DONE
 
 if TYPE_CHECKING:
     from .namespace import Namespace
-    from .socket import Socket
+    from .socket import FetchedSocket
 
 
 def rooms_of(rooms: tuple[str | Iterable[str], ...]) -> frozenset[str]:
@@ -90,6 +90,26 @@ class AckGather:
 
 
 class BroadcastOperator:
+    """The recipients of an event: a namespace, rooms, rooms excepted and flags. Immutable:
+    each chained call returns a new one, and the last one acts.
+
+    Got from the operators of a server, namespace or socket (``io.to("room")``,
+    ``socket.broadcast``), not built by applications.
+
+    Args:
+        namespace: the namespace it sends in.
+        opts: the recipients and flags so far.
+
+    Example::
+
+        await io.to("room1").to("room2").except_("muted").emit("news", item)
+        await io.of("/admin").volatile.emit("tick", now)
+        answers = await io.timeout(5).emit_with_ack("survey", question)
+        sockets = await io.in_("room1").fetch_sockets()
+        await io.in_("room1").sockets_join("room2")
+        await io.in_("room1").disconnect_sockets()
+    """
+
     __slots__ = ("_namespace", "_opts")
 
     def __init__(self, namespace: Namespace, opts: BroadcastOptions | None = None) -> None:
@@ -121,8 +141,11 @@ class BroadcastOperator:
     def timeout(self, seconds: float) -> BroadcastOperator:
         return self._with(timeout=seconds)
 
-    def compress(self, value: bool) -> BroadcastOperator:  # accepted for API parity
-        return self
+    def compress(self, value: bool = True) -> BroadcastOperator:
+        """Whether the event may be compressed (``compress(False)``: never), as the
+        reference's: permessage-deflate (``per_message_deflate``) and the gzip of polling
+        answers (``http_compression``)."""
+        return self._with(compress=value)
 
     @property
     def options(self) -> BroadcastOptions:
@@ -170,7 +193,7 @@ class BroadcastOperator:
 
     # -- acting on the matching sockets ----------------------------------------------------
 
-    async def fetch_sockets(self) -> list[Socket]:
+    async def fetch_sockets(self) -> list[FetchedSocket]:
         return await self._namespace.do_fetch_sockets(self._opts)
 
     def sockets_join(self, *rooms: str | Iterable[str]) -> Awaitable[None]:

@@ -1,7 +1,8 @@
 """One Engine.IO session seen from Socket.IO: its decoder and its sockets, one per namespace.
 
 How this works: every Engine.IO message is fed to the connection's
-:class:`~sio_core.protocol.socketio.Decoder`. A CONNECT for a namespace not yet joined
+:class:`~sio_core.protocol.socketio.Decoder` (or the msgpack parser's, see
+:mod:`sio_core.protocol.parsers`). A CONNECT for a namespace not yet joined
 starts the namespace's connection (middlewares may await), unless the client has joined
 ``max_namespaces_per_client`` already (CONNECT_ERROR); any other packet goes to the
 socket of its namespace. Anything else (undecodable input, a packet for a namespace the
@@ -48,8 +49,8 @@ class Client:
         self.sockets: dict[str, Socket] = {}
         self._connecting: set[str] = set()
         config = server.config
-        self._decoder = sio.Decoder(max_attachments=config.max_attachments,
-                                    max_depth=config.max_json_depth)
+        self._decoder = server.parser.decoder(max_attachments=config.max_attachments,
+                                              max_depth=config.max_json_depth)
         self._connect_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             config.connect_timeout, self._connect_timeout)
 
@@ -126,9 +127,10 @@ class Client:
     # -- output -----------------------------------------------------------------------------
 
     def send_packet(self, packet: sio.Packet) -> bool:
-        return self.send_parts(sio.encode(packet))
+        return self.send_parts(self.server.parser.encode(packet))
 
-    def send_parts(self, parts: list[str | bytes], *, volatile: bool = False) -> bool:
+    def send_parts(self, parts: list[str | bytes], *, volatile: bool = False,
+                   compress: bool = True) -> bool:
         conn = self.conn
         if conn.closed:
             return False
@@ -136,7 +138,7 @@ class Client:
             return False  # reference: a volatile packet is dropped when not writable
         counters = self.server.counters
         for part in parts:
-            conn.send(part)
+            conn.send(part, compress)
             counters.sent_bytes += len(part)
         counters.messages_sent += len(parts)
         return True
@@ -178,6 +180,7 @@ class Client:
         return Handshake(
             headers=headers, query=query, auth=auth,
             address=client[0] if client else None,
+            secure=getattr(request, "secure", False),
             time=text, issued=issued,
             url=raw_url.decode("latin-1"),
             xdomain="origin" in headers,

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("sio_core.cluster")
 
 def opts_to_wire(opts: BroadcastOptions) -> dict[str, Any]:
-    return {"rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms),
-            "flags": {"volatile": opts.volatile}}
+    flags: dict[str, bool] = {"volatile": opts.volatile}
+    if not opts.compress:
+        flags["compress"] = False  # the JavaScript adapter's flag; left out when true
+    return {"rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms), "flags": flags}
 
 
 def opts_from_wire(value: Any) -> BroadcastOptions | None:
@@ -49,7 +51,8 @@ def opts_from_wire(value: Any) -> BroadcastOptions | None:
             or not all(isinstance(r, str) for r in excepted) or not isinstance(flags, dict)):
         return None
     return BroadcastOptions(frozenset(rooms), frozenset(excepted),
-                            volatile=bool(flags.get("volatile")))
+                            volatile=bool(flags.get("volatile")),
+                            compress=flags.get("compress") is not False)
 
 
 def packet_to_wire(packet: sio.Packet) -> dict[str, Any]:
@@ -99,11 +102,28 @@ def handshake_from_wire(value: Any) -> Handshake:
 
 
 class RemoteSocket:
-    """A socket of another worker, as fetch_sockets returns it (the JavaScript
+    """A socket of another worker or node, as fetch_sockets returns it (the JavaScript
     RemoteSocket): its id, handshake, rooms and data, and actions that go through the
     cluster. It reads like a local Socket: the same attributes, and ``emit``, ``join``,
     ``leave`` and ``disconnect`` that act at once (published, fire-and-forget) and return
-    an already-done awaitable, as the Socket's do."""
+    an already-done awaitable, as the Socket's do.
+
+    Args:
+        namespace: the namespace it is in (this worker's object of it).
+        info: its description as its worker sent it (id, handshake, rooms, data).
+
+    Attributes:
+        id: the socket's id.
+        handshake: its :class:`~sio_core.socketio.socket.Handshake`.
+        rooms: the rooms it was in when fetched.
+        data: its ``socket.data`` when fetched.
+
+    Example::
+
+        for socket in await io.in_("room1").fetch_sockets():
+            await socket.emit("hello")  # a Socket or a RemoteSocket alike
+            await socket.join("room2")
+    """
 
     def __init__(self, namespace: Namespace, info: dict[str, Any]) -> None:
         self.namespace = namespace

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import CodeType, FunctionType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 if TYPE_CHECKING:
     from .counters import NamespaceCounters
@@ -91,14 +91,23 @@ def _arity(code: CodeType, positional: int) -> int | None:
 
 
 class EventEmitter:
+    """Listeners by event name: ``on`` (also as a decorator), ``once``, ``off``,
+    ``listeners``; the base of sockets and namespaces."""
+
     def __init__(self) -> None:
         self._listeners: dict[str, list[Listener]] = {}
         #: events that have (or had) a ``once`` listener: only those need filtering
         #: (None until there is one: an empty set per socket costs 216 bytes)
         self._once_events: set[str] | None = None
 
-    def on(self, event: str, handler: F | None = None) -> Any:
-        """Add a listener; usable as ``obj.on("event", fn)`` or ``@obj.on("event")``."""
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
+
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Add a listener; usable as ``obj.on("event", fn)`` or ``@obj.on("event")``. The
+        handler is returned as it was given (its type too), sync or async alike."""
         if handler is None:
             def decorator(fn: F) -> F:
                 self._add(event, fn, once=False)
@@ -107,7 +116,13 @@ class EventEmitter:
         self._add(event, handler, once=False)
         return handler
 
-    def once(self, event: str, handler: F | None = None) -> Any:
+    @overload
+    def once(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def once(self, event: str, handler: F) -> F: ...
+
+    def once(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Like :meth:`on`, for the next occurrence of the event only."""
         if handler is None:
             def decorator(fn: F) -> F:
                 self._add(event, fn, once=True)

@@ -19,7 +19,7 @@ import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, overload
 
 from ..exceptions import ConnectionRefusedError
 from ..protocol import socketio as sio
@@ -29,8 +29,8 @@ from .adapter import Adapter, BroadcastOptions
 from .broadcast import AckGather, BroadcastOperator
 from .cluster import run_listeners
 from .counters import NamespaceCounters, parent_label
-from .handlers import DONE, EventEmitter
-from .socket import Socket
+from .handlers import DONE, EventEmitter, F
+from .socket import FetchedSocket, Socket
 
 if TYPE_CHECKING:
     from ..engine.socket import EngineSocket
@@ -40,57 +40,142 @@ if TYPE_CHECKING:
 logger = logging.getLogger("sio_core.socketio")
 
 Middleware = Callable[..., Any]
+#: decides whether a dynamic namespace (``io.of(matcher)``) has a child of a name:
+#: ``matcher(name, auth)``, sync or async
+Matcher = Callable[[str, dict[str, Any]], Any]
 
 
-class _Operators:
-    """The broadcast operators, on a namespace (and the server, for "/")."""
+class Operator(Protocol):
+    """What the broadcast operators of a namespace return (a
+    :class:`~sio_core.socketio.broadcast.BroadcastOperator`, or for a dynamic parent
+    namespace one that applies to each child): each chained call returns the same kind."""
 
-    def _operator(self) -> BroadcastOperator:
+    def to(self, *rooms: str | Iterable[str]) -> Self: ...
+    def in_(self, *rooms: str | Iterable[str]) -> Self: ...
+    def except_(self, *rooms: str | Iterable[str]) -> Self: ...
+    @property
+    def volatile(self) -> Self: ...
+    @property
+    def local(self) -> Self: ...
+    def timeout(self, seconds: float) -> Self: ...
+    def compress(self, value: bool = True) -> Self: ...
+    def emit(self, event: str, *args: Any,
+             callback: Callable[..., Any] | None = None) -> Awaitable[None]: ...
+    def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]: ...
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]: ...
+    async def fetch_sockets(self) -> list[FetchedSocket]: ...
+    def sockets_join(self, *rooms: str | Iterable[str]) -> Awaitable[None]: ...
+    def sockets_leave(self, *rooms: str | Iterable[str]) -> Awaitable[None]: ...
+    def disconnect_sockets(self, close: bool = False) -> Awaitable[None]: ...
+
+
+OperatorT = TypeVar("OperatorT", bound=Operator)
+
+
+class _Operators(Generic[OperatorT]):
+    """The broadcast operators, on a namespace (and the server, for "/"): each starts a
+    chain (``io.to("room").except_("other").emit(...)``) on a fresh operator."""
+
+    def _operator(self) -> OperatorT:
         raise NotImplementedError
 
-    def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+    def to(self, *rooms: str | Iterable[str]) -> OperatorT:
+        """The clients in any of ``rooms`` (a room name, or an iterable of names)."""
         return self._operator().to(*rooms)
 
-    in_ = to
+    def in_(self, *rooms: str | Iterable[str]) -> OperatorT:
+        """The same as :meth:`to`."""
+        return self._operator().to(*rooms)
 
-    def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+    def except_(self, *rooms: str | Iterable[str]) -> OperatorT:
+        """Every client but those in any of ``rooms``."""
         return self._operator().except_(*rooms)
 
     @property
-    def volatile(self) -> BroadcastOperator:
+    def volatile(self) -> OperatorT:
+        """The event may be dropped for a client that cannot take it at once."""
         return self._operator().volatile
 
     @property
-    def local(self) -> BroadcastOperator:
+    def local(self) -> OperatorT:
+        """Only the clients of this worker."""
         return self._operator().local
 
-    def timeout(self, seconds: float) -> BroadcastOperator:
+    def timeout(self, seconds: float) -> OperatorT:
+        """How long :meth:`emit_with_ack` (or an emit with a callback) waits for acks."""
         return self._operator().timeout(seconds)
+
+    def compress(self, value: bool = True) -> OperatorT:
+        """Whether the event may be compressed (permessage-deflate), as the reference's
+        ``compress(false)``; accepted on every operator."""
+        return self._operator().compress(value)
 
     def emit(self, event: str, *args: Any,
              callback: Callable[..., Any] | None = None) -> Awaitable[None]:
+        """Send an event to every client of the namespace (see
+        :meth:`BroadcastOperator.emit <sio_core.socketio.broadcast.BroadcastOperator.emit>`)."""
         return self._operator().emit(event, *args, callback=callback)
 
     def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]:
+        """Emit a ``message`` event to every client of the namespace."""
         return self._operator().send(*args, callback=callback)
 
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Emit to every client and wait for all their acks (a list of them)."""
         return await self._operator().emit_with_ack(event, *args)
 
-    async def fetch_sockets(self) -> list[Socket]:
+    async def fetch_sockets(self) -> list[FetchedSocket]:
+        """The matching sockets, on every worker and node: local :class:`Socket` objects and
+        :class:`~sio_core.socketio.cluster.RemoteSocket` ones, used alike."""
         return await self._operator().fetch_sockets()
 
     def sockets_join(self, *rooms: str | Iterable[str]) -> Awaitable[None]:
+        """Make the matching sockets join ``rooms``, on every worker."""
         return self._operator().sockets_join(*rooms)
 
     def sockets_leave(self, *rooms: str | Iterable[str]) -> Awaitable[None]:
+        """Make the matching sockets leave ``rooms``, on every worker."""
         return self._operator().sockets_leave(*rooms)
 
     def disconnect_sockets(self, close: bool = False) -> Awaitable[None]:
+        """Disconnect the matching sockets (with ``close``, their whole connection)."""
         return self._operator().disconnect_sockets(close)
 
 
-class Namespace(EventEmitter, _Operators):
+class Namespace(EventEmitter, _Operators[BroadcastOperator]):
+    """A namespace: its connected sockets, middlewares, ``connection`` listeners and rooms.
+
+    Got from ``io.of("/name")`` (created on first use) or, for "/", ``io.sockets``; a
+    dynamic :class:`ParentNamespace` creates them per matching name. The broadcast
+    operators (``to``, ``in_``, ``except_``, ``volatile``, ``local``, ``timeout``,
+    ``compress``) and ``emit``, ``fetch_sockets``, ``sockets_join``, ``sockets_leave``,
+    ``disconnect_sockets`` act on every worker and node (with a store), as the JavaScript
+    server's.
+
+    Args:
+        server: the :class:`~sio_core.socketio.server.Server` it belongs to.
+        name: its name, "/" first ("/admin").
+        counters: where its metrics are counted (the server's, by default a new set).
+
+    Attributes:
+        name: the namespace's name.
+        sockets: its connected sockets of this worker, by id.
+        adapter: its rooms on this worker.
+
+    Example::
+
+        admin = io.of("/admin")
+
+        @admin.use
+        def only_admins(socket: Socket) -> None:
+            if socket.handshake.auth.get("role") != "admin":
+                raise ConnectionRefusedError("admins only")
+
+        @admin.on("connection")
+        async def connection(socket: Socket) -> None:
+            await admin.to("dashboard").emit("joined", socket.id)
+    """
+
     def __init__(self, server: Server, name: str,
                  counters: NamespaceCounters | None = None) -> None:
         super().__init__()
@@ -110,6 +195,8 @@ class Namespace(EventEmitter, _Operators):
         self.parent: ParentNamespace | None = None
         #: CONNECTs in this namespace's middlewares (an empty child is not removed under them)
         self._joining = 0
+        #: sockets with on_any_outgoing listeners, told of the broadcasts they receive
+        self.outgoing_watchers: set[Socket] = set()
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name}>"
@@ -272,11 +359,27 @@ class Namespace(EventEmitter, _Operators):
             self.server.forget_namespace(self)
 
 
-class ParentNamespace(_Operators):
-    """Matches namespace names; creates one child namespace per name that matches."""
+class ParentNamespace(_Operators["_MultiOperator"]):
+    """A dynamic namespace: ``io.of(regex)`` or ``io.of(matcher)``. A client's CONNECT to a
+    name it matches creates a child :class:`Namespace` of that name, which shares the
+    parent's listeners and middlewares; the broadcast operators act on every child.
+
+    Args:
+        server: the server.
+        matcher: a compiled regex (the whole name must match) or ``matcher(name, auth)``,
+            sync or async, true for the names to accept.
+
+    Example::
+
+        rooms = io.of(re.compile(r"^/room-\\d+$"))
+
+        @rooms.on("connection")
+        def connection(socket: Socket) -> None:
+            print("joined", socket.namespace.name)
+    """
 
     def __init__(self, server: Server,
-                 matcher: re.Pattern[str] | Callable[[str, dict[str, Any]], Any]) -> None:
+                 matcher: re.Pattern[str] | Matcher) -> None:
         self.server = server
         self.matcher = matcher
         self.children: set[Namespace] = set()
@@ -286,13 +389,27 @@ class ParentNamespace(_Operators):
         self._template = EventEmitter()
         self.middlewares: list[Middleware] = []
 
-    def on(self, event: str, handler: Any = None) -> Any:
-        return self._template.on(event, handler)
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
 
-    def once(self, event: str, handler: Any = None) -> Any:
-        return self._template.once(event, handler)
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Listen on every child namespace, present and future (``"connection"``)."""
+        template = self._template
+        return template.on(event) if handler is None else template.on(event, handler)
 
-    def off(self, event: str | None = None, handler: Any = None) -> None:
+    @overload
+    def once(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def once(self, event: str, handler: F) -> F: ...
+
+    def once(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        template = self._template
+        return template.once(event) if handler is None else template.once(event, handler)
+
+    def off(self, event: str | None = None,
+            handler: Callable[..., Any] | None = None) -> None:
         self._template.off(event, handler)
 
     def use(self, middleware: Middleware) -> Middleware:
@@ -320,8 +437,8 @@ class ParentNamespace(_Operators):
         self.children.add(child)
         return child
 
-    def _operator(self) -> BroadcastOperator:
-        return _MultiOperator(self)  # type: ignore[return-value]
+    def _operator(self) -> _MultiOperator:
+        return _MultiOperator(self)
 
 
 class _MultiOperator:
@@ -354,6 +471,9 @@ class _MultiOperator:
     def timeout(self, seconds: float) -> _MultiOperator:
         return self._then(lambda op: op.timeout(seconds))
 
+    def compress(self, value: bool = True) -> _MultiOperator:
+        return self._then(lambda op: op.compress(value))
+
     def _each(self) -> list[BroadcastOperator]:
         out = []
         for child in list(self._parent.children):
@@ -372,8 +492,11 @@ class _MultiOperator:
     def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]:
         return self.emit("message", *args, callback=callback)
 
-    async def fetch_sockets(self) -> list[Socket]:
-        out: list[Socket] = []
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        raise ValueError("a dynamic namespace's broadcast gathers no acks")
+
+    async def fetch_sockets(self) -> list[FetchedSocket]:
+        out: list[FetchedSocket] = []
         for op in self._each():
             out.extend(await op.fetch_sockets())
         return out

@@ -16,28 +16,90 @@ import re
 import socket as socket_module
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from ssl import SSLContext
+from typing import Any, TypeVar, overload
 
 from ..config import Config
+from ..engine.hooks import AllowRequest, EngineHooks
 from ..engine.metrics.families import Family
 from ..engine.server import EngineServer
 from ..engine.socket import EngineSocket
+from ..protocol.parsers import PARSERS, Parser
 from ..protocol.session import CloseReason
 from ..stores.base import Store
+from . import handlers
 from .broadcast import BroadcastOperator
+from .class_namespace import AsyncNamespace
 from .client import Client
 from .cluster import Cluster
 from .counters import ServerCounters, families
-from .namespace import Middleware, Namespace, ParentNamespace, _Operators
+from .handlers import EventEmitter
+from .namespace import Matcher, Middleware, Namespace, ParentNamespace, _Operators
 from .observer import Observer
 
 logger = logging.getLogger("sio_core.socketio")
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-class Server(_Operators):
-    def __init__(self, config: Config | None = None, **options: Any) -> None:
+#: events of the server itself, not of its main namespace
+SERVER_EVENTS = frozenset({"new_namespace"})
+
+
+class Server(_Operators[BroadcastOperator]):
+    """A Socket.IO server: the object an application is built on.
+
+    It holds the namespaces, "/" first (``io.sockets``). ``io.on``, ``io.use``, ``io.emit``
+    and the broadcast operators (``to``, ``in_``, ``except_``, ``volatile``, ``local``,
+    ``timeout``, ``compress``) act on "/", as in the JavaScript server; ``io.of(name)``
+    gives another namespace. ``await io.serve(host, port)`` serves it from a program and
+    ``await io.close()`` stops it; ``python -m sio_core serve module:io`` serves it with
+    workers.
+
+    Args:
+        config: the limits, timings and options (see :class:`~sio_core.config.Config`);
+            ``Config()`` if not given.
+        allow_request: called with each Engine.IO handshake request
+            (:class:`~sio_core.http.messages.Request`), sync or async: a false result
+            refuses it with 403 ``{"code":4,"message":"Forbidden"}``, raising
+            ConnectionRefusedError(message) with that message (the reference's
+            ``allowRequest``).
+        **options: any Config field, replacing the config's (``Server(ping_interval=10)``).
+
+    Attributes:
+        config: the Config in force.
+        sockets: the main namespace "/" (:class:`~sio_core.socketio.namespace.Namespace`).
+        engine_hooks: ``allow_request`` and the engine's events ``connection_error``,
+            ``initial_headers``, ``headers`` (:class:`~sio_core.engine.hooks.EngineHooks`).
+        engine: the Engine.IO server under this one, once serving.
+
+    Example::
+
+        from sio_core import Server, Socket
+
+        io = Server(cors_allowed_origins="*")
+
+        @io.on("connection")
+        async def connection(socket: Socket) -> None:
+            await socket.join("lobby")
+
+            @socket.on("chat")
+            async def chat(text: str) -> str:
+                await socket.to("lobby").emit("chat", text)
+                return "ok"  # the client's ack
+
+        # in a program: await io.serve("0.0.0.0", 3000); ... await io.close()
+    """
+
+    def __init__(self, config: Config | None = None, *,
+                 allow_request: AllowRequest | None = None, **options: Any) -> None:
         base = config or Config()
         self.config = replace(base, **options) if options else base
+        #: how packets are written and read (config.parser)
+        self.parser: Parser = PARSERS[self.config.parser]
+        #: the Engine.IO handshake's hooks: ``allow_request`` and the engine's events
+        #: (``connection_error``, ``initial_headers``, ``headers``), as the reference's
+        #: ``allowRequest`` option and ``io.engine.on(...)``; usable before serve()
+        self.engine_hooks = EngineHooks(allow_request)
         self._namespaces: dict[str, Namespace] = {}
         #: Socket.IO across workers; set by attach_store
         self.cluster: Cluster | None = None
@@ -49,6 +111,8 @@ class Server(_Operators):
         self.engine: EngineServer | None = None
         #: what the metrics report (sio_core/socketio/counters.py)
         self.counters = ServerCounters()
+        #: the server's own events (new_namespace)
+        self._events = EventEmitter()
         #: the main namespace, as ``io.sockets`` in the JavaScript server
         self.sockets: Namespace = self.of("/")
 
@@ -60,11 +124,13 @@ class Server(_Operators):
         if self.engine is not None:
             raise RuntimeError("configure() must come before serve()")
         self.config = replace(self.config, **changes)
+        self.parser = PARSERS[self.config.parser]
 
     async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
                     store: Store | None = None, owner: str | None = None,
                     reuse_port: bool = False,
-                    sock: socket_module.socket | None = None) -> None:
+                    sock: socket_module.socket | None = None,
+                    ssl: SSLContext | None = None) -> None:
         """Serve this application on ``host:port`` (Engine.IO at ``config.path``); returns
         once listening. With a ``store``, broadcasts, acks and socket queries span every
         worker and node of it, and a request for another worker's session is forwarded to
@@ -72,12 +138,12 @@ class Server(_Operators):
         the rest; :meth:`close` stops."""
         if self.engine is not None:
             raise RuntimeError("serve() was called already")
-        engine = EngineServer(self, self.config, health=self.stats)
+        engine = EngineServer(self, self.config, health=self.stats, hooks=self.engine_hooks)
         if store is not None:
             self.attach_store(store)  # before the store starts: its handlers must be there
         self.engine = engine
         await engine.serve(host, port, store=store, owner=owner, reuse_port=reuse_port,
-                           sock=sock)
+                           sock=sock, ssl=ssl)
         if self.observer is not None:
             self.observer.serving()
 
@@ -101,22 +167,39 @@ class Server(_Operators):
 
     # -- namespaces -------------------------------------------------------------------------
 
-    def of(self, name: str | re.Pattern[str] | Callable[..., Any]) -> Any:
+    @overload
+    def of(self, name: str) -> Namespace: ...
+    @overload
+    def of(self, name: re.Pattern[str] | Matcher) -> ParentNamespace: ...
+
+    def of(self, name: str | re.Pattern[str] | Matcher) -> Namespace | ParentNamespace:
         """A namespace by name (created on first use), or a dynamic parent namespace for a
-        regex or a ``matcher(name, auth) -> bool`` callable."""
+        regex or a ``matcher(name, auth) -> bool`` callable (sync or async): a client's
+        CONNECT to a name it matches creates that child namespace."""
         if isinstance(name, str):
             if not name.startswith("/"):
                 name = "/" + name
             namespace = self._namespaces.get(name)
             if namespace is None:
                 namespace = Namespace(self, name, self.counters.namespace(name))
-                self._namespaces[name] = namespace
-                if self.cluster is not None:
-                    self.cluster.namespace_added(name)
+                self._added(namespace)
             return namespace
         parent = ParentNamespace(self, name)
         self._parents.append(parent)
         return parent
+
+    def _added(self, namespace: Namespace) -> None:
+        self._namespaces[namespace.name] = namespace
+        if self.cluster is not None:
+            self.cluster.namespace_added(namespace.name)
+        for listener in self._events._take("new_namespace"):
+            handlers.call(listener.fn, (namespace,), "new_namespace")
+
+    def register_namespace(self, handler: AsyncNamespace) -> None:
+        """Serve a class-based namespace (python-socketio's shape, see
+        :class:`~sio_core.socketio.class_namespace.AsyncNamespace`): its ``on_<event>``
+        methods handle the events of the namespace of its name."""
+        handler.attach(self)
 
     @property
     def namespaces(self) -> dict[str, Namespace]:
@@ -137,9 +220,7 @@ class Server(_Operators):
                     if self._dynamic_namespaces_full():
                         return None  # answered as an unknown namespace
                     namespace = parent.create_child(name)
-                    self._namespaces[name] = namespace
-                    if self.cluster is not None:
-                        self.cluster.namespace_added(name)
+                    self._added(namespace)
                 return namespace
         return None
 
@@ -164,14 +245,33 @@ class Server(_Operators):
 
     # -- the main namespace -----------------------------------------------------------------
 
-    def on(self, event: str, handler: Any = None) -> Any:
-        return self.sockets.on(event, handler)
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
 
-    def once(self, event: str, handler: Any = None) -> Any:
-        return self.sockets.once(event, handler)
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Listen on the main namespace (``io.on("connection")``), or, for
+        ``"new_namespace"``, on the server: ``handler(namespace)`` for each namespace
+        created after it was added (by ``of()`` or a dynamic match), as the reference's."""
+        if event in SERVER_EVENTS:
+            return self._events.on(event) if handler is None else self._events.on(event, handler)
+        return self.sockets.on(event) if handler is None else self.sockets.on(event, handler)
 
-    def off(self, event: str | None = None, handler: Any = None) -> None:
-        self.sockets.off(event, handler)
+    @overload
+    def once(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def once(self, event: str, handler: F) -> F: ...
+
+    def once(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        emitter = self._events if event in SERVER_EVENTS else self.sockets
+        return emitter.once(event) if handler is None else emitter.once(event, handler)
+
+    def off(self, event: str | None = None, handler: Callable[..., Any] | None = None) -> None:
+        if event in SERVER_EVENTS:
+            self._events.off(event, handler)
+        else:
+            self.sockets.off(event, handler)
 
     def use(self, middleware: Middleware) -> Middleware:
         self.sockets.use(middleware)

@@ -13,11 +13,12 @@ cannot grow the table).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..exceptions import DisconnectedError
 from ..protocol import socketio as sio
@@ -34,10 +35,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sio_core.socketio")
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 @dataclass(slots=True)
 class Handshake:
-    """What the client's first request carried, as the JavaScript server's socket.handshake."""
+    """What the client's first request carried, as the JavaScript server's socket.handshake.
+
+    Attributes:
+        headers: the request's headers (lower-case names).
+        query: its query parameters.
+        auth: the ``auth`` object of the client's CONNECT.
+        address: the client's IP address.
+        time: when, as the JavaScript ``Date.toString()`` writes it.
+        issued: when, in milliseconds since the epoch.
+        url: the request's path and query.
+        secure: whether it came over TLS.
+        xdomain: whether it carried an Origin header (a cross-domain request).
+    """
 
     headers: dict[str, str]
     query: dict[str, str]
@@ -58,7 +73,65 @@ def one_or_tuple(args: tuple[Any, ...] | list[Any]) -> Any:
     return tuple(args) if args else None
 
 
+class FetchedSocket(Protocol):
+    """What :meth:`fetch_sockets <sio_core.socketio.namespace.Namespace.fetch_sockets>`
+    returns: a local :class:`Socket`, or a
+    :class:`~sio_core.socketio.cluster.RemoteSocket` of another worker or node, used alike
+    (``join``, ``leave``, ``disconnect`` and ``emit`` act at once and may be awaited)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def handshake(self) -> Handshake: ...
+    @property
+    def rooms(self) -> set[str]: ...
+    @property
+    def data(self) -> Any: ...
+    def emit(self, event: str, *args: Any) -> Awaitable[None]: ...
+    def join(self, *rooms: str | Iterable[str]) -> Awaitable[None]: ...
+    def leave(self, *rooms: str | Iterable[str]) -> Awaitable[None]: ...
+    def disconnect(self, close: bool = False) -> Awaitable[None]: ...
+
+
+#: a per-packet middleware of a socket (:meth:`Socket.use`)
+PacketMiddleware = Callable[[list[Any]], Any]
+
+
 class Socket(EventEmitter):
+    """One client connected to one namespace: what ``connection`` listeners receive.
+
+    Made by the server when a client's CONNECT is admitted; not built by applications.
+
+    Attributes:
+        id: the socket's id (a room of its own, as in the JavaScript server).
+        namespace: its :class:`~sio_core.socketio.namespace.Namespace` (also ``nsp``).
+        server: the :class:`~sio_core.socketio.server.Server`.
+        handshake: what the client's first request carried (:class:`Handshake`: headers,
+            query, auth, address, ...).
+        data: a dict of the application's own, shown by ``fetch_sockets`` on every worker.
+        connected: whether it is still connected.
+        rooms: the rooms it is in.
+
+    Listeners: ``socket.on(event)`` (the reserved ``disconnecting`` and ``disconnect`` get
+    the reason; ``error`` the exception of a ``use()`` middleware), ``once``, ``off``,
+    ``on_any``, ``prepend_any``, ``on_any_outgoing``... A handler may be sync or async; its
+    return value answers the client's ack, or it takes a parameter named ``ack`` (or a
+    last required positional one the client's arguments leave free) to call.
+
+    Example::
+
+        @io.on("connection")
+        def connection(socket: Socket) -> None:
+            @socket.on("join")
+            def join(room: str) -> list[str]:
+                socket.join(room)
+                return sorted(socket.rooms)
+
+            @socket.on("ask")
+            async def ask(question: str) -> Any:
+                return await socket.timeout(5).emit_with_ack("question", question)
+    """
+
     def __init__(self, namespace: Namespace, client: Client, auth: dict[str, Any]) -> None:
         super().__init__()
         self.id = new_id()
@@ -71,6 +144,10 @@ class Socket(EventEmitter):
         self.handshake = client.build_handshake(auth)
         self._acks: dict[int, Callable[..., Any]] = {}
         self._any: list[Callable[..., Any]] = []
+        #: on_any_outgoing listeners and use() middlewares (None while there are none: most
+        #: sockets have neither, and the checks on the hot paths are then one test)
+        self._any_outgoing: list[Callable[..., Any]] | None = None
+        self._middlewares: list[PacketMiddleware] | None = None
 
     def __repr__(self) -> str:
         return f"<Socket {self.id} {self.namespace.name}>"
@@ -100,7 +177,7 @@ class Socket(EventEmitter):
              callback: Callable[..., Any] | None = None) -> Awaitable[None]:
         """Send an event to this client. ``callback(*ack_args)`` runs when the client acks.
         Works with or without ``await``."""
-        return self._emit(event, args, callback, volatile=False, timeout=None)
+        return self._emit(event, args, callback, volatile=False, timeout=None, compress=True)
 
     def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]:
         """Emit a ``message`` event (``socket.send`` of the JavaScript server)."""
@@ -110,9 +187,13 @@ class Socket(EventEmitter):
         """Emit and wait for the client's ack: its single argument, a tuple if several.
         Raises TimeoutError after ``timeout`` seconds (None: wait as long as connected),
         DisconnectedError if the socket goes away first."""
+        return await self._ask(event, args, timeout, compress=True)
+
+    async def _ask(self, event: str, args: tuple[Any, ...], timeout: float | None, *,
+                   compress: bool) -> Any:
         on_ack = _AckFuture()
         future = on_ack.future
-        ack_id = self._send_event(event, args, on_ack, volatile=False)
+        ack_id = self._send_event(event, args, on_ack, volatile=False, compress=compress)
         if ack_id is None:
             raise DisconnectedError("socket is not connected")
         try:
@@ -123,24 +204,27 @@ class Socket(EventEmitter):
             self._acks.pop(ack_id, None)
 
     def _emit(self, event: str, args: tuple[Any, ...], callback: Callable[..., Any] | None,
-              *, volatile: bool, timeout: float | None) -> Awaitable[None]:
+              *, volatile: bool, timeout: float | None, compress: bool) -> Awaitable[None]:
         if callback is not None and timeout is not None:
             timed = _TimedAck(self, callback, timeout)
-            timed.ack_id = self._send_event(event, args, timed, volatile=volatile)
+            timed.ack_id = self._send_event(event, args, timed, volatile=volatile,
+                                            compress=compress)
         else:
-            self._send_event(event, args, callback, volatile=volatile)
+            self._send_event(event, args, callback, volatile=volatile, compress=compress)
         return DONE
 
     def _send_event(self, event: str, args: tuple[Any, ...], callback: Callable[..., Any] | None,
-                    *, volatile: bool) -> int | None:
+                    *, volatile: bool, compress: bool = True) -> int | None:
         ack_id = self.namespace.next_ack_id() if callback is not None else None
         packet = event_packet(self.namespace.name, event, args, ack_id)
         if not self.connected:
             return None
-        parts = sio.encode(packet)
-        if not self.client.send_parts(parts, volatile=volatile):
+        parts = self.server.parser.encode(packet)
+        if not self.client.send_parts(parts, volatile=volatile, compress=compress):
             return None  # not sent (a closing session, a volatile drop): no ack will come
         self.namespace.counters.events_sent += 1
+        if self._any_outgoing:
+            self.notify_outgoing(packet.data)
         if ack_id is not None:
             assert callback is not None
             self.expect_ack(ack_id, callback)
@@ -171,10 +255,18 @@ class Socket(EventEmitter):
 
     @property
     def volatile(self) -> _Flagged:
-        return _Flagged(self, volatile=True, timeout=None)
+        return _Flagged(self, volatile=True, timeout=None, compress=True)
 
     def timeout(self, seconds: float) -> _Flagged:
-        return _Flagged(self, volatile=False, timeout=seconds)
+        """``socket.timeout(5).emit("ask", callback=cb)``: ``cb(None, *answer)``, or
+        ``cb(TimeoutError)`` if the client has not acked within ``seconds``."""
+        return _Flagged(self, volatile=False, timeout=seconds, compress=True)
+
+    def compress(self, value: bool = True) -> _Flagged:
+        """Whether the event may be compressed, as the reference's ``compress(false)``:
+        permessage-deflate (``per_message_deflate``) and the gzip of polling answers
+        (``http_compression``)."""
+        return _Flagged(self, volatile=False, timeout=None, compress=value)
 
     # -- broadcasting from this socket ------------------------------------------------------
 
@@ -198,16 +290,71 @@ class Socket(EventEmitter):
 
     # -- listeners --------------------------------------------------------------------------
 
-    def on_any(self, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """``handler(event, *args)`` for every incoming event."""
+    def on_any(self, handler: F) -> F:
+        """``handler(event, *args)`` for every incoming event, before the event's own
+        listeners (usable as a decorator)."""
         self._any.append(handler)
         return handler
 
+    def prepend_any(self, handler: F) -> F:
+        """Like :meth:`on_any`, called before the ones added so far."""
+        self._any.insert(0, handler)
+        return handler
+
     def off_any(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove one ``on_any`` listener, or all of them."""
         if handler is None:
             self._any.clear()
         else:
             self._any = [h for h in self._any if h != handler]
+
+    def listeners_any(self) -> list[Callable[..., Any]]:
+        """The ``on_any`` listeners, in the order they are called."""
+        return list(self._any)
+
+    def on_any_outgoing(self, handler: F) -> F:
+        """``handler(event, *args)`` for every event sent to this client: its own emits and
+        the broadcasts that reach it (not acks)."""
+        if self._any_outgoing is None:
+            self._any_outgoing = []
+            self.namespace.outgoing_watchers.add(self)
+        self._any_outgoing.append(handler)
+        return handler
+
+    def prepend_any_outgoing(self, handler: F) -> F:
+        """Like :meth:`on_any_outgoing`, called before the ones added so far."""
+        self.on_any_outgoing(handler)
+        assert self._any_outgoing is not None
+        self._any_outgoing.insert(0, self._any_outgoing.pop())
+        return handler
+
+    def off_any_outgoing(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove one ``on_any_outgoing`` listener, or all of them."""
+        kept = [h for h in self._any_outgoing or () if handler is not None and h != handler]
+        self._any_outgoing = kept or None
+        if not kept:
+            self.namespace.outgoing_watchers.discard(self)
+
+    def listeners_any_outgoing(self) -> list[Callable[..., Any]]:
+        return list(self._any_outgoing or ())
+
+    def notify_outgoing(self, data: list[Any]) -> None:
+        """Tell the ``on_any_outgoing`` listeners of an event sent: ``[event, *args]``."""
+        context = handlers.Context(self.namespace.counters, "outgoing {!r} of {!r}",
+                                   data[0], self)
+        for fn in list(self._any_outgoing or ()):
+            handlers.call(fn, tuple(data), context)
+
+    def use(self, middleware: PacketMiddleware) -> PacketMiddleware:
+        """Add a middleware run on every event packet the client sends, before any
+        listener: ``middleware(packet)`` with ``packet`` the list ``[event, *args]`` (it may
+        change it), sync or async. One that raises stops the packet: no listener runs, and
+        the socket's ``error`` listeners get the exception (as the reference's ``next(err)``
+        does). Middlewares run in the order added."""
+        if self._middlewares is None:
+            self._middlewares = []
+        self._middlewares.append(middleware)
+        return middleware
 
     # -- ending -----------------------------------------------------------------------------
 
@@ -249,7 +396,48 @@ class Socket(EventEmitter):
             self.client.invalid_state()
 
     def _on_event(self, packet: sio.Packet) -> None:
-        data = packet.data
+        if self._middlewares:
+            self._run_middlewares(packet.data, packet.id, 0)
+        else:
+            self._dispatch(packet.data, packet.id)
+
+    def _run_middlewares(self, data: list[Any], ack_id: int | None, start: int) -> None:
+        """Run the middlewares from ``start`` on; dispatch the event if none refused. Sync
+        ones run inline; past the first one that returns an awaitable the rest runs in a
+        task (which, as in the reference, may let later packets overtake this one)."""
+        middlewares = self._middlewares or []
+        for index in range(start, len(middlewares)):
+            try:
+                result = middlewares[index](data)
+            except Exception as exc:
+                self._on_middleware_error(exc)
+                return
+            if inspect.isawaitable(result):
+                task = asyncio.get_running_loop().create_task(
+                    self._await_middleware(result, data, ack_id, index + 1))
+                _middleware_tasks.add(task)
+                task.add_done_callback(_middleware_tasks.discard)
+                return
+        if self.connected:  # a packet whose middlewares ran past the disconnect is dropped
+            self._dispatch(data, ack_id)
+
+    async def _await_middleware(self, result: Awaitable[Any], data: list[Any],
+                                ack_id: int | None, start: int) -> None:
+        try:
+            await result
+        except Exception as exc:
+            self._on_middleware_error(exc)
+            return
+        self._run_middlewares(data, ack_id, start)
+
+    def _on_middleware_error(self, exc: Exception) -> None:
+        if self.listeners("error"):
+            self._dispatch_local("error", exc)
+        else:  # the reference prints "Missing error handler on `socket`." and the error
+            logger.warning("a middleware of %r refused a packet, and the socket has no"
+                           " 'error' listener: %r", self, exc)
+
+    def _dispatch(self, data: list[Any], ack_id: int | None) -> None:
         event = data[0]
         args = tuple(data[1:])
         counters = self.namespace.counters
@@ -259,7 +447,7 @@ class Socket(EventEmitter):
             for fn in list(self._any):
                 handlers.call(fn, (event, *args), context)
         listeners = self._take(event)
-        ack = _Ack(self, packet.id) if packet.id is not None else None
+        ack = _Ack(self, ack_id) if ack_id is not None else None
         for index, listener in enumerate(listeners):
             # the first listener answers the ack: with its return value, or by calling the
             # ack callable if it asks for it (handlers.signature_of states the rule)
@@ -280,6 +468,8 @@ class Socket(EventEmitter):
         self.connected = False
         self.namespace.counters.disconnected += 1
         self.namespace.remove(self)
+        if self._any_outgoing is not None:
+            self.namespace.outgoing_watchers.discard(self)
         self.client.remove(self)
         self.namespace.adapter.delete_all(self.id)
         acks, self._acks = self._acks, {}
@@ -297,6 +487,10 @@ class Socket(EventEmitter):
             handlers.call(listener.fn, args[: listener.arity] if listener.arity is not None
                           else args, handlers.Context(self.namespace.counters,
                                                       "{} of {!r}", event, self))
+
+
+#: running async middlewares: referenced until done (asyncio keeps only weak refs)
+_middleware_tasks: set[asyncio.Task[None]] = set()
 
 
 class _Ack:
@@ -361,32 +555,41 @@ class _TimedAck:
 
 
 class _Flagged:
-    """``socket.volatile`` / ``socket.timeout(s)``: the same socket, emitting with flags."""
+    """``socket.volatile`` / ``socket.timeout(s)`` / ``socket.compress(False)``: the same
+    socket, emitting with flags."""
 
-    __slots__ = ("_socket", "_timeout", "_volatile")
+    __slots__ = ("_compress", "_socket", "_timeout", "_volatile")
 
-    def __init__(self, socket: Socket, *, volatile: bool, timeout: float | None) -> None:
+    def __init__(self, socket: Socket, *, volatile: bool, timeout: float | None,
+                 compress: bool) -> None:
         self._socket = socket
         self._volatile = volatile
         self._timeout = timeout
+        self._compress = compress
 
     @property
     def volatile(self) -> _Flagged:
-        return _Flagged(self._socket, volatile=True, timeout=self._timeout)
+        return _Flagged(self._socket, volatile=True, timeout=self._timeout,
+                        compress=self._compress)
 
     def timeout(self, seconds: float) -> _Flagged:
-        return _Flagged(self._socket, volatile=self._volatile, timeout=seconds)
+        return _Flagged(self._socket, volatile=self._volatile, timeout=seconds,
+                        compress=self._compress)
+
+    def compress(self, value: bool = True) -> _Flagged:
+        return _Flagged(self._socket, volatile=self._volatile, timeout=self._timeout,
+                        compress=value)
 
     def emit(self, event: str, *args: Any,
              callback: Callable[..., Any] | None = None) -> Awaitable[None]:
         return self._socket._emit(event, args, callback, volatile=self._volatile,
-                                  timeout=self._timeout)
+                                  timeout=self._timeout, compress=self._compress)
 
     def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]:
         return self.emit("message", *args, callback=callback)
 
     async def emit_with_ack(self, event: str, *args: Any) -> Any:
-        return await self._socket.emit_with_ack(event, *args, timeout=self._timeout)
+        return await self._socket._ask(event, args, self._timeout, compress=self._compress)
 
 
 def handshake_time() -> tuple[str, int]:

@@ -190,7 +190,14 @@ class Hub:
 
 
 class HubStore(Store):
-    """A worker's side of the hub."""
+    """A worker's side of the master hub: the store of the workers of one machine when no
+    Redis is given (``python -m sio_core serve --workers N`` makes one per worker).
+
+    Args:
+        owner: this worker's address, in its session ids.
+        path: the hub's Unix socket, which the master listens on.
+        start_timeout: how long start() waits for the hub's first list of workers.
+    """
 
     def __init__(self, owner: str, path: str, *, start_timeout: float = 10.0) -> None:
         super().__init__(owner)

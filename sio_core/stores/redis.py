@@ -112,9 +112,34 @@ async def _bounded(step: Awaitable[Any], timeout: float) -> None:
 
 
 class RedisStore(Store):
-    """``url``: ``redis://``, ``redis+sentinel://`` or ``redis+cluster://`` (see
-    :mod:`~sio_core.stores.redis_url`). Clients given ready-made take precedence over the
-    URL; RedisCluster ones mean a Cluster (sharded pub/sub)."""
+    """The store of a fleet across machines: workers and nodes meet through Redis pub/sub,
+    in the wire format of the JavaScript ``@socket.io/redis-adapter`` (so JavaScript servers
+    and emitters can share it).
+
+    Args:
+        url: ``redis://``, ``redis+sentinel://`` or ``redis+cluster://`` (see
+            :mod:`~sio_core.stores.redis_url`).
+        node_id: this node's name in the fleet (random if not given).
+        owner: this worker's address in its session ids (the node's, by default).
+        key: the channels' and keys' prefix (the JavaScript adapter's ``key``).
+        pub_client: a ready-made client for publishing (takes precedence over the URL;
+            RedisCluster clients mean a Cluster, with sharded pub/sub).
+        sub_client: the same, for subscribing.
+        command_client: the same, for other commands.
+        client_options: keyword arguments of the clients made from the URL.
+        pack: encodes a message to the bus (msgpack, as the JavaScript adapter).
+        unpack: decodes one.
+        heartbeat: seconds between this node's announcements to its peers.
+        queue_limit: messages received and not yet handled, past which new ones are dropped.
+        reconnect_backoff_max: the longest wait between attempts to resubscribe.
+        max_commands: commands in flight at once.
+        close_timeout: the longest each step of close() may take.
+
+    Example::
+
+        io = Server()
+        await io.serve("0.0.0.0", 3000, store=RedisStore("redis://10.0.0.5:6379/0"))
+    """
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, node_id: str | None = None,
                  owner: str | None = None, key: str = "socket.io",

@@ -63,7 +63,7 @@ def build_clients(target: RedisTarget, options: dict[str, Any], max_commands: in
                                 **credentials, **options)
         return Clients(cluster(), cluster(), cluster())
     if target.mode is Mode.SENTINEL:
-        sentinel = Sentinel(list(target.hosts), **options)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(list(target.hosts), **options)  # type: ignore[no-untyped-call, unused-ignore]
 
         def master(retry: Retry) -> aioredis.Redis:
             return sentinel.master_for(target.service, db=target.db, retry=retry,  # type: ignore[no-any-return]
@@ -126,7 +126,7 @@ class PubSubSubscription(Subscription):
             await connection.disconnect()
 
     async def aclose(self) -> None:
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 class SubscriptionLost(ConnectionError):
@@ -239,7 +239,7 @@ class _NodeSubscriber:
             with contextlib.suppress(BaseException):
                 await self._task
         with contextlib.suppress(Exception):
-            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
         with contextlib.suppress(Exception):
             await self.client.aclose()
 
@@ -277,4 +277,4 @@ async def watch_failovers(sentinel: Sentinel, service: str,
             await asyncio.sleep(delay)
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]

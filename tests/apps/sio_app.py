@@ -30,6 +30,8 @@ close_me           ``socket.disconnect(True)``: every namespace, then the connec
 close_conn         ``socket.conn.close()``: the Engine.IO session ends under the sockets
 boom               raises: the error is logged and the connection must survive
 whoami             acks {"id", "nsp", "auth", "query"} of this socket
+peer               acks {"address", "secure"} of the socket's handshake, and "owner": the
+                   worker that owns its Engine.IO session
 reasons(ids)       acks the disconnect reason recorded for each socket id (null if none yet)
 watch              joins the room "watchers" of "/": it gets ``disconnected`` {"nsp", "id",
                    "reason"} for every socket that disconnects, in any namespace
@@ -50,6 +52,7 @@ import re
 from typing import Any
 
 from sio_core import ConnectionRefusedError, Server, Socket
+from sio_core.protocol.sid import owner_of
 
 logger = logging.getLogger("tests.apps.sio_app")
 
@@ -152,6 +155,11 @@ def setup(socket: Socket) -> None:
     @socket.on("boom")
     def boom(*args: Any) -> None:
         raise RuntimeError("boom: a handler failed on purpose")
+
+    @socket.on("peer")
+    def peer() -> dict[str, Any]:
+        return {"address": socket.handshake.address, "secure": socket.handshake.secure,
+                "owner": owner_of(socket.client.conn.sid)}
 
     @socket.on("whoami")
     def whoami() -> dict[str, Any]:

@@ -1,7 +1,9 @@
 // Drives socket.io-client 4.x for the integration tests: commands in, events out, one JSON
 // object per line.
 //
-//   node tests/js/sio_client.js URL
+//   node tests/js/sio_client.js URL [msgpack]
+//
+// With "msgpack" every connection uses socket.io-msgpack-parser (the server must speak it).
 //
 // Commands (stdin):
 //   {"op":"connect","name":"a","nsp":"/admin","auth":{...},"query":{...},"transports":[...]}
@@ -14,6 +16,8 @@
 //   {"op":"close_engine","name":"a"}   socket.io.engine.close(): the transport only
 //   {"op":"raw","name":"a","data":"0"} a raw Socket.IO packet (text) on a's Engine.IO session,
 //       for what the client library would never send (a second CONNECT, a malformed packet)
+//   {"op":"extensions","name":"a"} prints {"ev":"extensions","name","value"}: the WebSocket
+//       extensions the server accepted (node's ws offers permessage-deflate), null on polling
 //   {"op":"settle","ms":100} prints {"ev":"settled"} after ms: for what has no event to wait
 //       for (a polling GET being written to its socket)
 //   {"op":"exit"}
@@ -34,6 +38,7 @@ const { fromJson, print, serveCommands, toJson } = require("./commands");
 const { io } = require("socket.io-client");
 
 const url = process.argv[2];
+const parser = process.argv[3] === "msgpack" ? require("socket.io-msgpack-parser") : undefined;
 const sockets = new Map();
 
 
@@ -74,6 +79,7 @@ const handlers = {
         transports: cmd.transports || ["polling", "websocket"],
         auth: cmd.auth || {},
         query: cmd.query || {},
+        ...(parser ? { parser } : {}),
       });
       socket.io.on("open", () => {
         socket.io.engine.on("upgrade", (transport) => {
@@ -106,6 +112,11 @@ const handlers = {
   },
   raw(cmd) {
     get(cmd.name).io.engine.send(cmd.data);
+  },
+  extensions(cmd) {
+    const transport = get(cmd.name).io.engine.transport;
+    const value = transport.ws && transport.ws.extensions !== undefined ? transport.ws.extensions : null;
+    print({ ev: "extensions", name: cmd.name, value });
   },
   settle(cmd) {
     setTimeout(() => print({ ev: "settled" }), cmd.ms);
