@@ -22,7 +22,8 @@
 //
 // Config (JSON): {mode: "bcast"|"echo"|"idle"|"polling", ports: [..] (clients are spread over
 // them in turn), clients, warmup, duration (s), payload, roundSeconds (bcast), target (bcast:
-// "all" | "room" | "except"), query (added to each client's URL), concurrency (of connection
+// "all" | "room" | "except"), perRound (bcast: broadcasts per round, fixed; else sized to
+// roundSeconds), query (added to each client's URL), concurrency (of connection
 // attempts), timeout (s, the whole run), path}.
 //
 // Output: one JSON object per line on stdout: {"event": "connected", ...}, {"event":
@@ -404,13 +405,17 @@ async function runBcast() {
     return (now() - started) / 1000;
   }
 
-  // calibrate: start with ~2,000 deliveries per round, then size rounds to roundSeconds
-  let n = Math.max(1, Math.ceil(2000 / clients.length));
+  // calibrate: start with ~2,000 deliveries per round, then size rounds to roundSeconds; or
+  // cfg.perRound broadcasts every round (the same burst whatever the number of clients: each
+  // client then gets the same number of packets per write, and only the clients vary)
+  let n = cfg.perRound || Math.max(1, Math.ceil(2000 / clients.length));
   const warmEnd = now() + cfg.warmup * 1000;
   do {
     const seconds = await round(n);
     const rate = (n * receivers) / Math.max(seconds, 1e-4);
-    n = Math.max(1, Math.min(200000, Math.round((rate * cfg.roundSeconds) / receivers)));
+    if (!cfg.perRound) {
+      n = Math.max(1, Math.min(200000, Math.round((rate * cfg.roundSeconds) / receivers)));
+    }
   } while (now() < warmEnd);
 
   out({ event: "measuring", n });
