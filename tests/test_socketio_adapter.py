@@ -15,6 +15,7 @@ import pytest
 from sio_core import Server, Socket
 from sio_core.protocol import engineio
 from sio_core.protocol import socketio as sio
+from sio_core.protocol.parsers import Parser
 from sio_core.socketio.adapter import Adapter, BroadcastOptions
 from tests.fake_engine import FakeEngineSocket, connect, masked
 
@@ -177,3 +178,24 @@ async def test_a_room_joined_in_a_middleware_reaches_the_socket_once_connected()
     late = sio.Packet(sio.PacketType.EVENT, "/", ["late"])
     assert io.sockets.adapter.broadcast(late, opts("r")) == 1
     assert conn.take() == ['2["late"]']
+
+
+async def test_a_broadcast_that_reaches_nobody_here_is_not_encoded() -> None:
+    """A worker receiving another's broadcast to a room it has no member of does no work
+    for it: the packet is not even encoded."""
+    io, conns, _ = await three()
+    encoded: list[sio.Packet] = []
+    default = io.parser
+
+    def encode(packet: sio.Packet) -> list[str | bytes]:
+        encoded.append(packet)
+        return default.encode(packet)
+
+    io.parser = Parser("spy", encode, default.decoder)
+    packet = sio.Packet(sio.PacketType.EVENT, "/", ["x"])
+    assert io.sockets.adapter.broadcast(packet, opts("z")) == 0
+    assert io.sockets.adapter.broadcast(packet, opts("a", "b")) == 0
+    assert encoded == []
+    assert io.sockets.adapter.broadcast(packet, opts("a")) == 1
+    assert encoded == [packet]
+    assert [c.take() for c in conns] == [['2["x"]'], [], []]

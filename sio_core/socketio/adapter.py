@@ -146,10 +146,16 @@ class Adapter:
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> int:
         """Deliver to the matching local sockets; returns how many got it."""
-        parts = self.namespace.server.parser.encode(packet)
+        reached = self.reached(opts)
+        namespace = self.namespace
+        if not reached and namespace.server.observer is None \
+                and not namespace.outgoing_watchers:
+            # nobody here (the usual case of a worker receiving another's broadcast to a
+            # room): not even encoded
+            return 0
+        parts = namespace.server.parser.encode(packet)
         packets = [engineio.message(part, opts.compress) for part in parts]
-        count = fan_out(filter(None, self.reached(opts).values()), packets,
-                        volatile=opts.volatile)
+        count = fan_out(filter(None, reached.values()), packets, volatile=opts.volatile)
         self._count(parts, count)
         observer = self.namespace.server.observer
         if observer is not None:
