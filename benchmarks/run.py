@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/run.py [--quick] [--repeat N] [--only SCENARIO[,..]] [--out DIR]
 
 How this works. The servers are the same tiny application three times (benchmarks/servers/):
-sio_core, the JavaScript socket.io 4 server run by node, and python-socketio under uvicorn; a
+sio_core, the JavaScript socket.io 4 server run by node, and python-socketio under uvicorn (and
+sio_core once more, through its ASGI path under uvicorn: ``asgi_app.py``); a
 fourth, ``ceiling_server.js``, does the least a server can and so measures the load generator's
 own ceiling. ``load.js`` is the load generator (one node process; see its header). For each
 repetition, for each scenario, the servers run one after another in an order rotated by one
@@ -63,6 +64,7 @@ NPROC = len(os.sched_getaffinity(0))  # before main() pins this process to one C
 JS = "js"  # the reference every ratio is taken to
 SIO = "sio"
 PYSIO = "pysio"
+ASGI = "asgi"  # sio_core's ASGIApp under uvicorn: the cost of the ASGI path
 CEILING = "ceiling"
 
 #: what a payload looks like on every event: a small JSON object, as a chat message would be
@@ -294,6 +296,7 @@ SERVERS = {
     SIO: ServerKind(SIO, "sio_core"),
     JS: ServerKind(JS, "socket.io (node)"),
     PYSIO: ServerKind(PYSIO, "python-socketio (uvicorn)"),
+    ASGI: ServerKind(ASGI, "sio_core ASGIApp (uvicorn)"),
     CEILING: ServerKind(CEILING, "load generator ceiling"),
 }
 
@@ -363,8 +366,9 @@ class Bench:
         if setup == CEILING:
             argv = ["node", str(BENCH / "servers" / "ceiling_server.js"), str(port)]
             return [Proc(self.cpus.wrap(cpus, argv), port, log())]
-        if setup == PYSIO:
-            argv = [PYTHON, "-m", "uvicorn", "benchmarks.servers.pysio_app:app",
+        if setup in (PYSIO, ASGI):
+            module = "pysio_app" if setup == PYSIO else "asgi_app"
+            argv = [PYTHON, "-m", "uvicorn", f"benchmarks.servers.{module}:app",
                     "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
                     "--no-access-log"]
             return [Proc(self.cpus.wrap(cpus, argv), port, log())]
@@ -1119,6 +1123,14 @@ class Report:
             lines.append(f"sio_core / python-socketio: "
                          f"{fmt_ratio(ratio(table, SIO, PYSIO))}.")
             lines.append("")
+        if ASGI in table and scenario is not STORE:
+            if SIO in table:
+                lines.append(f"sio_core's ASGI path / its own server: "
+                             f"{fmt_ratio(ratio(table, ASGI, SIO))}.")
+            if PYSIO in table:
+                lines.append(f"sio_core's ASGI path / python-socketio (both under uvicorn): "
+                             f"{fmt_ratio(ratio(table, ASGI, PYSIO))}.")
+            lines.append("")
         errors = [f"- {row.label}, {e}" for row in table.values() for e in row.errors]
         if errors:
             lines += ["Failed runs:", "", *errors, ""]
@@ -1161,7 +1173,8 @@ class Report:
             return {}
         folder = self.bench.out / "plots"
         folder.mkdir(parents=True, exist_ok=True)
-        colors = {SIO: "#2a7ab0", JS: "#d9a520", PYSIO: "#7a7a7a", "memory1": "#2a7ab0",
+        colors = {SIO: "#2a7ab0", JS: "#d9a520", PYSIO: "#7a7a7a", ASGI: "#6fb3e0",
+                  "memory1": "#2a7ab0",
                   "hub2": "#4aa3d8", "redis2": "#b04a2a", "nodes2": "#d87a4a",
                   "jsredis2": "#d9a520", "hub4": "#1a5a80"}
         made: dict[str, str] = {}
@@ -1259,7 +1272,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default=None,
                         help=f"comma-separated scenarios, of: {', '.join(names)}; or a group: "
                              f"{', '.join(f'{g} ({len(v)} scenarios)' for g, v in GROUPS.items())}")
-    parser.add_argument("--servers", default=f"{SIO},{JS},{PYSIO},{CEILING}",
+    parser.add_argument("--servers", default=f"{SIO},{JS},{PYSIO},{ASGI},{CEILING}",
                         help="comma-separated servers (default: all); 'ceiling' is the "
                              "load generator's own ceiling")
     parser.add_argument("--quiet-wait", type=float, default=300.0,
@@ -1318,7 +1331,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run.py: {problem}", file=sys.stderr)
         return 2
     servers = args.server_list
-    if PYSIO in servers:
+    if PYSIO in servers or ASGI in servers:
         try:
             metadata.version("uvicorn")
             metadata.version("python-socketio")

@@ -19,7 +19,8 @@ from tests.support import REPO_ROOT, scaled
 
 pytestmark = pytest.mark.interop
 
-SERVER_LABELS = ["sio_core", "socket.io (node)", "python-socketio (uvicorn)"]
+SERVER_LABELS = ["sio_core", "socket.io (node)", "python-socketio (uvicorn)",
+                 "sio_core ASGIApp (uvicorn)"]
 
 
 def test_quick_run_writes_results_with_a_row_per_server(tmp_path: Path) -> None:
@@ -29,9 +30,9 @@ def test_quick_run_writes_results_with_a_row_per_server(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     # bcast100 takes the same path as bcast1000; the ceiling server is not a peer under test
     argv = [sys.executable, str(REPO_ROOT / "benchmarks" / "run.py"), "--quick",
-            "--only", "bcast1000,echo,idle,polling,store", "--servers", "sio,js,pysio",
+            "--only", "bcast1000,echo,idle,polling,store", "--servers", "sio,js,pysio,asgi",
             "--out", str(out)]
-    # the timeout only stops a hung run; the run takes about 30 s
+    # the timeout only stops a hung run; the run takes about 40 s
     proc = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=scaled(240), stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"

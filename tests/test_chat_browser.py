@@ -15,7 +15,7 @@ Every wait is playwright's own (``expect``, ``wait_for_function``) with a scaled
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +119,30 @@ async def expect_messages(page: Page, texts: list[str]) -> None:
     await expect(page.locator("#messages li:not(.status)")).to_have_text(texts, timeout=ms(5))
 
 
+async def page_elsewhere(browser: Browser, url: str, errors: list[str],
+                         owner_of: Callable[[Page], Awaitable[str]], first: str) -> Page:
+    """A chat page whose socket belongs to another worker than ``first``: each page's handshake
+    lands on a worker the kernel picks, so pages are opened until one does (each try does so
+    with probability 3/4 with four workers)."""
+    for attempt in range(12):
+        page = await open_chat(browser, url, errors, f"B{attempt}")
+        if await owner_of(page) != first:
+            return page
+        await page.context.close()
+    raise AssertionError(f"every page connected to {first}")
+
+
+async def exchange(page_a: Page, page_b: Page) -> None:
+    """A sends, both pages show it; B answers, both show both, in order."""
+    await send(page_a, MESSAGE_A)
+    await expect_messages(page_a, [MESSAGE_A])
+    await expect_messages(page_b, [MESSAGE_A])
+
+    await send(page_b, MESSAGE_B)
+    await expect_messages(page_b, [MESSAGE_A, MESSAGE_B])
+    await expect_messages(page_a, [MESSAGE_A, MESSAGE_B])
+
+
 def count(pattern: str, log: str) -> int:
     return len(re.findall(pattern, log))
 
@@ -172,25 +196,10 @@ async def test_chat_across_workers(browser: Browser, server_factory: Any, tmp_pa
 
     page_a = await open_chat(browser, server.url + "/", errors, "A")
     worker_a = await worker_of(server, page_a)
-    # each page's handshake lands on a worker the kernel picks: open pages until one lands on
-    # another worker than A's (each try does so with probability 3/4)
-    page_b = None
-    for attempt in range(12):
-        page = await open_chat(browser, server.url + "/", errors, f"B{attempt}")
-        worker_b = await worker_of(server, page)
-        if worker_b != worker_a:
-            page_b = page
-            break
-        await page.context.close()
-    assert page_b is not None, f"every page connected to worker #{worker_a}"
-
-    await send(page_a, MESSAGE_A)
-    await expect_messages(page_a, [MESSAGE_A])
-    await expect_messages(page_b, [MESSAGE_A])
-
-    await send(page_b, MESSAGE_B)
-    await expect_messages(page_b, [MESSAGE_A, MESSAGE_B])
-    await expect_messages(page_a, [MESSAGE_A, MESSAGE_B])
+    page_b = await page_elsewhere(browser, server.url + "/", errors,
+                                  lambda page: worker_of(server, page), worker_a)
+    worker_b = await worker_of(server, page_b)
+    await exchange(page_a, page_b)
 
     await page_b.screenshot(path=tmp_path / "chat-workers-b.png", full_page=True)
 

@@ -45,12 +45,12 @@ from ..stores.base import Envelope, Kind, Store
 from . import polling
 from .remote import RemoteWebSocket, WebSocketProxy
 from .socket import EngineSocket
-from .websocket import WebSocketConnection
+from .transport import Connection, WebSocket
 
 #: finds one of this worker's sessions by its sid
 FindSession = Callable[[str], EngineSocket | None]
 #: answers a websocket upgrade with 101 (or returns the refusal to send)
-AcceptWebSocket = Callable[[Request, HTTPConnection], WebSocketConnection | Response]
+AcceptWebSocket = Callable[[Request, HTTPConnection | Connection], WebSocket | Response]
 
 logger = logging.getLogger("sio_core.forwarding")
 
@@ -141,7 +141,8 @@ class Forwarding:
         reply = self._ask(owner, Kind.POST, {"sid": sid, "b": body}, self.config.forward_timeout)
         return self._answer(reply, lambda r: polling.post_response(headers), headers)
 
-    def upgrade(self, owner: str, sid: str, request: Request, conn: HTTPConnection,
+    def upgrade(self, owner: str, sid: str, request: Request,
+                conn: HTTPConnection | Connection,
                 headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
         logger.debug("forwarding websocket upgrade of %s to its owner", sid)
         self.forwarded["websocket"] += 1
@@ -156,12 +157,12 @@ class Forwarding:
                 return ws
             if verdict.get("c"):
                 ws.close(None)  # see _on_ws_open
-                conn.take_over(ws)
+                ws.start()
                 return None
             proxy = WebSocketProxy(self.store, owner, proxy_id, ws,
                                    lambda: self._forget_proxy(proxy_id))
             self._proxies[proxy_id] = proxy
-            conn.take_over(ws, request.trailing)
+            ws.start(request.trailing)
             return None
 
         return self._answer(

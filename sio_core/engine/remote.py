@@ -15,8 +15,7 @@ from typing import Any
 
 from ..protocol.engineio import Packet, encode_packet
 from ..stores.base import Kind, Store
-from .transport import CloseCallback, MessageCallback, ignore_close, ignore_message
-from .websocket import WebSocketConnection
+from .transport import CloseCallback, MessageCallback, WebSocket, ignore_close, ignore_message
 
 
 class RemoteWebSocket:
@@ -65,7 +64,7 @@ class RemoteWebSocket:
 class WebSocketProxy:
     """The accepting worker's end: relays a local websocket to the session's owner."""
 
-    def __init__(self, store: Store, owner: str, proxy_id: str, ws: WebSocketConnection,
+    def __init__(self, store: Store, owner: str, proxy_id: str, ws: WebSocket,
                  on_done: CloseCallback) -> None:
         self.store = store
         self.owner = owner

@@ -58,7 +58,7 @@ from .forwarding import Forwarding
 from .hooks import EngineHooks
 from .metrics import metrics_endpoint
 from .socket import EngineHandler, EngineSocket
-from .transport import Transport
+from .transport import Connection, Transport, WebSocket
 
 logger = logging.getLogger("sio_core.server")
 
@@ -108,7 +108,8 @@ class EngineServer:
         self.connections: set[HTTPConnection] = set()
         #: every accepted websocket (a session's, or relayed for another worker's session)
         #: until its TCP connection has closed: a drain waits for their closing handshakes
-        self.websockets: set[websocket.WebSocketConnection] = set()
+        self.websockets: set[WebSocket] = set()
+        self._started = False
         self._draining = False
         self._closed = False
         self._servers: list[asyncio.Server] = []
@@ -120,7 +121,7 @@ class EngineServer:
     def configure(self, **changes: Any) -> None:
         """Change fields of the Config (each checked as Config checks it); before serve().
         ``python -m sio_core serve`` merges its options into the application's so."""
-        if self._servers:
+        if self._started:
             raise RuntimeError("configure() must come before serve()")
         self.config = dataclasses.replace(self.config, **changes)
         self._configured()
@@ -140,15 +141,29 @@ class EngineServer:
                     reuse_port: bool = False,
                     sock: socket_module.socket | None = None,
                     ssl: SSLContext | None = None) -> None:
-        """Start: connect ``store`` (the other workers and nodes: a request for one of their
-        sessions is forwarded to it; the store is this server's from now on, and close()
-        closes it), then listen on ``host:port`` (or on ``sock``; ``reuse_port`` for several
-        workers on one port). Returns once listening. ``owner`` is this worker's address
-        in its sids; with a store, the store's. Raises ServeError (with one line saying
-        what failed) if the store cannot be reached or the address cannot be listened on.
-        ``sock`` may be a unix socket (bound); ``ssl`` serves HTTPS and WSS."""
-        if self._servers:
+        """Start: :meth:`start` (the store), then listen on ``host:port`` (or on ``sock``;
+        ``reuse_port`` for several workers on one port). Returns once listening. Raises
+        ServeError (with one line saying what failed) if the store cannot be reached or
+        the address cannot be listened on. ``sock`` may be a unix socket (bound); ``ssl``
+        serves HTTPS and WSS."""
+        await self.start(store=store, owner=owner)
+        try:
+            await self._listen(host, port, reuse_port, sock, ssl)
+        except OSError as exc:
+            if store is not None:
+                await store.close()
+            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+    async def start(self, *, store: Store | None = None, owner: str | None = None) -> None:
+        """serve() without listening, for another server's connections (sio_core.asgi and
+        sio_core.aiohttp hand their requests to :meth:`handle`): connect ``store`` (the
+        other workers and nodes: a request for one of their sessions is forwarded to it;
+        the store is this server's from now on, and close() closes it). ``owner`` is this
+        worker's address in its sids; with a store, the store's. Raises ServeError if the
+        store cannot be reached."""
+        if self._started:
             raise RuntimeError("serve() was called already")
+        self._started = True
         if store is not None:
             if owner is not None and owner != store.owner:
                 raise ValueError(f"owner {owner!r} is not the store's ({store.owner!r})")
@@ -160,12 +175,6 @@ class EngineServer:
                 raise ServeError(str(exc) or type(exc).__name__) from exc
         elif owner is not None:
             self.owner = owner
-        try:
-            await self._listen(host, port, reuse_port, sock, ssl)
-        except OSError as exc:
-            if store is not None:
-                await store.close()
-            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
     def join(self, store: Store) -> None:
         """Take ``store`` as this server's bus to the other workers (its owner becomes this
@@ -279,8 +288,8 @@ class EngineServer:
 
     # -- routing ------------------------------------------------------------------------
 
-    def handle(self, request: Request,
-               conn: HTTPConnection) -> Response | Awaitable[Response | None] | None:
+    def handle(self, request: Request, conn: HTTPConnection | Connection
+               ) -> Response | Awaitable[Response | None] | None:
         """Answer a request: at once where possible (the HTTP layer then needs no task), or
         with a future where the answer must wait (a long-poll, a forwarded request). Either
         way the request has been taken in before this returns, so the requests of a session
@@ -322,7 +331,7 @@ class EngineServer:
             return []
         return self.hooks.headers(request, initial, self.config.cookie, sid)
 
-    def _engine(self, request: Request, conn: HTTPConnection,
+    def _engine(self, request: Request, conn: HTTPConnection | Connection,
                 headers: list[tuple[str, str]]) -> Response | Awaitable[Response | None] | None:
         query = request.query
         transport = query.get("transport")
@@ -369,8 +378,8 @@ class EngineServer:
         return self._handshake(request, conn, headers)
 
     async def _handshake_allowed(self, verdict: Awaitable[Any], request: Request,
-                                 conn: HTTPConnection, headers: list[tuple[str, str]]
-                                 ) -> Response | None:
+                                 conn: HTTPConnection | Connection,
+                                 headers: list[tuple[str, str]]) -> Response | None:
         """A handshake after an async allow_request's verdict."""
         try:
             try:
@@ -384,7 +393,7 @@ class EngineServer:
             return self._refuse(request, exc, headers)
         return answer
 
-    def _handshake(self, request: Request, conn: HTTPConnection,
+    def _handshake(self, request: Request, conn: HTTPConnection | Connection,
                    headers: list[tuple[str, str]]) -> Response | None:
         if request.query.get("EIO") != "4":
             raise UnsupportedProtocolVersion()
@@ -395,7 +404,7 @@ class EngineServer:
         return self._open_polling(request, headers)
 
     def _forward(self, owner: str, sid: str, transport: str, is_ws_upgrade: bool,
-                 request: Request, conn: HTTPConnection,
+                 request: Request, conn: HTTPConnection | Connection,
                  headers: list[tuple[str, str]]) -> Awaitable[Response | None]:
         """A session of another worker: its owner answers (forwarding.py)."""
         forwarding = self.forwarding
@@ -458,7 +467,8 @@ class EngineServer:
         socket.opened()
         return polling.payload_response([open_packet], headers, self._compression(request))
 
-    def _open_websocket(self, request: Request, conn: HTTPConnection) -> Response | None:
+    def _open_websocket(self, request: Request,
+                        conn: HTTPConnection | Connection) -> Response | None:
         sid = new_sid(self.owner)
         ws = self._accept_websocket(request, conn, self._app_headers(request, sid))
         if isinstance(ws, Response):
@@ -466,11 +476,11 @@ class EngineServer:
         socket = self._new_socket(ws, request, sid)
         open_packet = socket.core.handshake(upgrades=[], max_payload=self.config.max_payload)
         ws.send_packets([open_packet])
-        conn.take_over(ws, request.trailing)
+        ws.start(request.trailing)
         socket.opened()
         return None
 
-    def _upgrade(self, request: Request, conn: HTTPConnection,
+    def _upgrade(self, request: Request, conn: HTTPConnection | Connection,
                  socket: EngineSocket, headers: list[tuple[str, str]]) -> Response | None:
         """A polling session's upgrade; ``headers``: the application's, for the 101."""
         if not self.config.allow_upgrades:
@@ -484,17 +494,19 @@ class EngineServer:
             # the session has a websocket already (upgraded, upgrading, or opened on one):
             # the reference accepts this one and closes it, the session untouched
             ws.close(None)
-            conn.take_over(ws)
+            ws.start()
             return None
-        conn.take_over(ws, request.trailing)
+        ws.start(request.trailing)
         return None
 
-    def _accept_websocket(self, request: Request, conn: HTTPConnection,
+    def _accept_websocket(self, request: Request, conn: HTTPConnection | Connection,
                           headers: list[tuple[str, str]] | None = None
-                          ) -> websocket.WebSocketConnection | Response:
+                          ) -> WebSocket | Response:
         """Answer 101 with ``headers`` added (or the refusal to send); the websocket counts
         for the drain."""
-        return websocket.accept(request, conn, self.config, self.websockets, headers)
+        if isinstance(conn, HTTPConnection):
+            return websocket.accept(request, conn, self.config, self.websockets, headers)
+        return conn.accept_websocket(request, self.config, self.websockets, headers)
 
 
 def _refusal(exc: Exception) -> Forbidden:

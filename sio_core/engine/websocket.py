@@ -35,7 +35,7 @@ from ..config import Config
 from ..http.connection import HTTPConnection
 from ..http.messages import Request, Response
 from ..protocol.engineio import TYPE_CHARS, Packet
-from .transport import CloseCallback, MessageCallback, ignore_close, ignore_message
+from .transport import CloseCallback, MessageCallback, WebSocket, ignore_close, ignore_message
 
 logger = logging.getLogger("sio_core.websocket")
 
@@ -114,7 +114,7 @@ class WebSocketConnection:
                  "_http", "_protocol", "_registry", "_shared_deflate", "on_close", "on_message")
 
     def __init__(self, http: HTTPConnection, protocol: ServerProtocol, config: Config,
-                 registry: set[WebSocketConnection] | None = None) -> None:
+                 registry: set[WebSocket] | None = None) -> None:
         self._http = http
         self._protocol = protocol
         self._config = config
@@ -144,6 +144,9 @@ class WebSocketConnection:
     def bind(self, on_message: MessageCallback, on_close: CloseCallback) -> None:
         self.on_message = on_message
         self.on_close = on_close
+
+    def start(self, trailing: bytes = b"") -> None:
+        self._http.take_over(self, trailing)
 
     @property
     def client(self) -> tuple[str, int] | None:
@@ -321,7 +324,7 @@ class WebSocketConnection:
 
 def accept(
     request: Request, http: HTTPConnection, config: Config,
-    registry: set[WebSocketConnection] | None = None,
+    registry: set[WebSocket] | None = None,
     headers: list[tuple[str, str]] | None = None,
 ) -> WebSocketConnection | Response:
     """Validate the upgrade request and answer 101 (with ``headers`` added); or return the

@@ -136,16 +136,30 @@ class Server(_Operators[BroadcastOperator]):
         worker and node of it, and a request for another worker's session is forwarded to
         it. See :meth:`EngineServer.serve <sio_core.engine.server.EngineServer.serve>` for
         the rest; :meth:`close` stops."""
+        engine = self._engine_for(store)
+        await engine.serve(host, port, store=store, owner=owner, reuse_port=reuse_port,
+                           sock=sock, ssl=ssl)
+        if self.observer is not None:
+            self.observer.serving()
+
+    async def start(self, *, store: Store | None = None,
+                    owner: str | None = None) -> EngineServer:
+        """serve() without listening: the Engine.IO server that answers another server's
+        requests (sio_core.asgi and sio_core.aiohttp hand them to its ``handle``)."""
+        engine = self._engine_for(store)
+        await engine.start(store=store, owner=owner)
+        if self.observer is not None:
+            self.observer.serving()
+        return engine
+
+    def _engine_for(self, store: Store | None) -> EngineServer:
         if self.engine is not None:
             raise RuntimeError("serve() was called already")
         engine = EngineServer(self, self.config, health=self.stats, hooks=self.engine_hooks)
         if store is not None:
             self.attach_store(store)  # before the store starts: its handlers must be there
         self.engine = engine
-        await engine.serve(host, port, store=store, owner=owner, reuse_port=reuse_port,
-                           sock=sock, ssl=ssl)
-        if self.observer is not None:
-            self.observer.serving()
+        return engine
 
     async def drain(self, timeout: float) -> bool:
         """The first phase of close(), for a supervisor that stops its workers in two (see

@@ -213,13 +213,18 @@ class HubStore(Store):
         self.on_lost: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
+        await self._connect()
+        assert self._peers_known is not None
+        await asyncio.wait_for(self._peers_known.wait(), self.start_timeout)
+
+    async def _connect(self) -> None:
+        """Connect to the hub and say who we are; the hub's PEERS follows."""
         reader, writer = await asyncio.open_unix_connection(self.path)
         self._writer = writer
         self._out = _Batch(writer)
         self._peers_known = asyncio.Event()
         writer.write(frame(Envelope(Kind.READY, self.owner)))
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
-        await asyncio.wait_for(self._peers_known.wait(), self.start_timeout)
 
     async def close(self) -> None:
         if self._out is not None:
@@ -238,6 +243,12 @@ class HubStore(Store):
     async def _read(self, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await self._read_frames(reader)
+            self._lost()
+
+    def _lost(self) -> None:
+        """The connection to the hub ended (not by close())."""
+        logger.error("lost the connection to the master hub")
+        self.on_lost()
 
     async def _read_frames(self, reader: asyncio.StreamReader) -> None:
         async for frames in read_frames(reader):
@@ -248,5 +259,3 @@ class HubStore(Store):
                 self.deliver(envelope)
                 if envelope.kind is Kind.PEERS and self._peers_known is not None:
                     self._peers_known.set()
-        logger.error("lost the connection to the master hub")
-        self.on_lost()
