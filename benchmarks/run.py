@@ -112,6 +112,9 @@ SCENARIOS = [
 ]
 STORE = Scenario("store", "Store comparison: broadcast fan-out to 1,000 websocket clients "
                  "(sio_core only)", "bcast", 1000, 20, "deliveries_per_s", "deliveries/s")
+RECOVERY = Scenario("recovery", "Connection state recovery on vs off: broadcast fan-out to "
+                    "1,000 websocket clients (sio_core only)", "bcast", 1000, 20,
+                    "deliveries_per_s", "deliveries/s")
 #: Scale-out (issue 10): a broadcast to a room, and to a room except the sender, on one
 #: worker, two workers (hub, Redis), two nodes (Redis) and the JavaScript server's two
 #: processes on its redis-adapter; server CPU per delivery summed over every server process
@@ -134,7 +137,7 @@ SCALE = [
                setups=("memory1",))
       for n, quick in ((1000, 20), (5000, 50))],
 ]
-ALL_SCENARIOS = [*SCENARIOS, STORE, *SCALE]
+ALL_SCENARIOS = [*SCENARIOS, STORE, RECOVERY, *SCALE]
 #: names --only takes for several scenarios at once
 GROUPS = {"scale": [s.name for s in SCALE]}
 REDIS_SETUPS = ("redis2", "nodes2", "jsredis2")
@@ -305,9 +308,29 @@ STORE_SETUPS = {
     "hub2": "2 workers, master hub",
     "redis2": "2 workers, Redis",
     "nodes2": "2 nodes (1 worker each), Redis",
+}
+#: the scale-out rows' setups: the store comparison's and two more
+SCALE_LABELS = STORE_SETUPS | {
     "jsredis2": "socket.io (node), 2 processes, redis-adapter",
     "hub4": "4 workers, master hub",
 }
+#: recovery on vs off (benchmarks/servers/sio_app.py with SIO_BENCH_RECOVERY=1): "<setup>r" is
+#: "<setup>" with connection state recovery on
+RECOVERY_SETUPS = {
+    "memory1": "1 worker, recovery off",
+    "memory1r": "1 worker, recovery on",
+    "hub2": "2 workers, master hub, recovery off",
+    "hub2r": "2 workers, master hub, recovery on",
+    "redis2": "2 workers, Redis, recovery off",
+    "redis2r": "2 workers, Redis, recovery on",
+}
+#: the sio_core-only scenarios, and the setups they compare (instead of the servers)
+SETUPS = {STORE.name: STORE_SETUPS, RECOVERY.name: RECOVERY_SETUPS,
+          **{s.name: {k: SCALE_LABELS[k] for k in s.setups or ()} for s in SCALE}}
+
+
+def sio_only(scenario: Scenario) -> bool:
+    return scenario.name in SETUPS
 
 
 def sio_argv(port: int, *extra: str, log_level: str = "warning") -> list[str]:
@@ -374,6 +397,11 @@ class Bench:
             return [Proc(self.cpus.wrap(cpus, argv), port, log())]
         # the store comparison: sio_core only, on every core it may have
         cpus = self.cpus.store
+        if setup.endswith("r"):  # the same with connection state recovery on
+            procs = self.procs_for(scenario, setup[:-1], tag)
+            for proc in procs:
+                proc.env["SIO_BENCH_RECOVERY"] = "1"
+            return procs
         ready = r"\d+ workers ready"
         if setup == "memory1":
             return [Proc(self.cpus.wrap(cpus, sio_argv(port)), port, log())]
@@ -564,7 +592,6 @@ class Bench:
             now, cpu, (busy, total) = cpu_mark()
             record["machine_cpu"] = ((busy - start[2][0]) / max(1, total - start[2][1])
                                      * NPROC)
-            record["server_cpu_seconds"] = cpu - start[1]
             return (cpu - start[1]) / max(now - start[0], 1e-6)
 
         async def send(line: str) -> None:
@@ -613,9 +640,6 @@ class Bench:
                     record["result"] = event
                     record["cpu_seconds_by_role"] = {
                         k: cpu_seconds(v) - roles_at.get(k, 0.0) for k, v in roles.items()}
-                    if event.get("deliveries"):
-                        record["cpu_us_per_delivery"] = (record["server_cpu_seconds"]
-                                                         / event["deliveries"] * 1e6)
                     if event.get("lost"):
                         record["error"] = (f"{event['lost']} clients were disconnected: "
                                            f"{event.get('lost_reasons')}")
@@ -641,18 +665,14 @@ class Bench:
     # -- the whole run ----------------------------------------------------------------------
 
     async def run(self, scenarios: list[Scenario], servers: list[str]) -> None:
-        if any(s is STORE or s.setups for s in scenarios):
+        if any(sio_only(s) for s in scenarios):
             await self.start_redis()
-
-        def setups_of(scenario: Scenario) -> list[str]:
-            wanted = (["memory1", "hub2", "redis2", "nodes2"] if scenario is STORE
-                      else list(scenario.setups or servers))
-            return [s for s in wanted if self.redis_url is not None or s not in REDIS_SETUPS]
-
         try:
             for rep in range(self.args.repeat):
                 for scenario in scenarios:
-                    setups = setups_of(scenario)
+                    setups = [s for s in SETUPS[scenario.name] if self.redis_url is not None
+                              or not s.startswith(("redis2", "nodes2", "jsredis2"))] \
+                        if sio_only(scenario) else servers
                     shift = rep % len(setups)
                     for setup in setups[shift:] + setups[:shift]:
                         self.measurements.append(await self.measure_quietly(scenario, setup,
@@ -706,8 +726,6 @@ class Row:
     server_cpu: float | None = None
     loadgen_cpu: float | None = None
     other_cpu: float | None = None
-    #: server CPU (every server process, redis-server included) per delivery, microseconds
-    cpu_per_delivery: float | None = None
     #: the master's CPU per broadcast (hub setups), microseconds
     master_per_broadcast: float | None = None
     errors: list[str] = field(default_factory=list)
@@ -758,11 +776,17 @@ def rows_for(measurements: list[dict[str, Any]], scenario: Scenario,
             server_cpu=med(lambda m: m.get("server_cpu")),
             loadgen_cpu=med(lambda m: m.get("loadgen_cpu")),
             other_cpu=med(other_cpu),
-            cpu_per_delivery=med(lambda m: m.get("cpu_us_per_delivery")),
             master_per_broadcast=med(master_per_broadcast),
             errors=[f"run {m['rep'] + 1}: {m['error']}" for m in mine if not m["ok"]],
         ))
     return rows
+
+
+def cpu_per_delivery(row: Row | None) -> float | None:
+    """Microseconds of server CPU per delivery (its busy cores over its deliveries/s)."""
+    if row is None or row.value is None or not row.value[0] or row.server_cpu is None:
+        return None
+    return row.server_cpu / row.value[0] * 1e6
 
 
 def fmt(value: float | None, digits: int = 0) -> str:
@@ -840,10 +864,11 @@ class Report:
         self.bench = bench
         self.scenarios = scenarios
         self.servers = servers
-        labels = {k: v.label for k, v in SERVERS.items()} | STORE_SETUPS
+        servers_labels = {k: v.label for k, v in SERVERS.items()}
         self.tables: dict[str, dict[str, Row]] = {}
         for scenario in scenarios:
-            setups = list(STORE_SETUPS) if scenario is STORE else list(scenario.setups or servers)
+            setups = list(SETUPS[scenario.name]) if sio_only(scenario) else servers
+            labels = servers_labels | SETUPS.get(scenario.name, {})
             rows = rows_for(bench.measurements, scenario, setups, labels)
             self.tables[scenario.name] = {row.setup: row for row in rows}
 
@@ -888,8 +913,17 @@ class Report:
         at_least("Long-polling echo, acks/s, vs socket.io", "polling", SIO, JS, 1.5)
         at_least("Broadcast, 2 workers through the hub vs 1 worker", "store", "hub2",
                  "memory1", 1.8)
+        if "recovery" in t:
+            rows = t["recovery"]
+            for base in ("memory1", "hub2", "redis2"):
+                off, on = cpu_per_delivery(rows.get(base)), cpu_per_delivery(rows.get(base + "r"))
+                if off and on:
+                    found.append((f"Broadcast CPU per delivery, recovery on vs off "
+                                  f"({RECOVERY_SETUPS[base].split(',')[0]}"
+                                  f"{', ' + base[:-1] if base != 'memory1' else ''})",
+                                  "<= 1.3x", f"{on / off:.2f}x", on / off <= 1.3))
         for scenario in self.scenarios:
-            if scenario is not STORE and not scenario.setups:
+            if not sio_only(scenario):
                 at_least(f"{scenario.name}: {scenario.unit}, vs python-socketio", scenario.name,
                          SIO, PYSIO, 3)
         found += self.scale_targets()
@@ -901,8 +935,7 @@ class Report:
         return found
 
     def cpu(self, scenario: str, setup: str) -> float | None:
-        row = self.tables.get(scenario, {}).get(setup)
-        return None if row is None else row.cpu_per_delivery
+        return cpu_per_delivery(self.tables.get(scenario, {}).get(setup))
 
     def scale_targets(self) -> list[tuple[str, str, str, bool | None]]:
         """Issue 10's targets: ratios of server CPU per delivery, and 2 nodes vs the
@@ -919,7 +952,7 @@ class Report:
             for n, need in ((100, 1.25), (1000, 1.10)):
                 one = self.cpu(f"{target}{n}", "memory1")
                 for setup in ("hub2", "redis2", "nodes2"):
-                    at_most(f"CPU/delivery, {target} of {n:,}: {STORE_SETUPS[setup]} / 1 worker",
+                    at_most(f"CPU/delivery, {target} of {n:,}: {SCALE_LABELS[setup]} / 1 worker",
                             self.cpu(f"{target}{n}", setup), one, need)
             at_most(f"CPU/delivery, {target}: 5,000 receivers / 1,000 (1 worker)",
                     self.cpu(f"{target}5000", "memory1"), self.cpu(f"{target}1000", "memory1"),
@@ -1021,7 +1054,7 @@ class Report:
                 f"(other work did not end in time): {', '.join(names[:12])}{more}.{again}")
 
     def ceiling_section(self) -> list[str]:
-        rows = [(s, r) for s in self.scenarios if s is not STORE
+        rows = [(s, r) for s in self.scenarios if not sio_only(s)
                 for r in [self.tables[s.name].get(CEILING)]
                 if r is not None and r.value is not None]
         if not rows:
@@ -1067,6 +1100,16 @@ class Report:
                 f"{self.bench.redis_note or 'not used'}.",
                 "",
             ]
+        if scenario is RECOVERY:
+            lines += [
+                f"Broadcast deliveries/s to {clients:,} websocket clients, sio_core only, "
+                "with `connection_state_recovery` off and on: on, every broadcast is kept in "
+                "the log (in the process; the master's hub; a Redis stream) and delivered "
+                "when the log hands it back, with its offset. The cost that counts is the "
+                "server's CPU per delivery (below the table). Redis: "
+                f"{self.bench.redis_note or 'not used'}.",
+                "",
+            ]
         extra_head, extra_sep = "", ""
         if scenario.mode in ("echo", "polling"):
             extra_head, extra_sep = " p50 ms | p99 ms |", "---|---|"
@@ -1084,8 +1127,9 @@ class Report:
             extra_head, extra_sep = (" CPU/delivery, us | CPU/delivery vs 1 worker | master "
                                      "CPU/broadcast, us |", "---|---|---|")
         scale = bool(scenario.setups)
-        reference = "memory1" if scenario is STORE or scale else JS
-        ref_label = "1 worker" if scenario is STORE or scale else "socket.io"
+        reference = "memory1" if sio_only(scenario) else JS
+        ref_label = "1 worker, recovery off" if scenario is RECOVERY else \
+            "1 worker" if scenario is STORE or scale else "socket.io"
         lines.append(f"| server | {scenario.unit} (median) | min-max | vs {ref_label} |"
                      f"{extra_head} server CPU | load gen CPU | other CPU | runs ok |")
         lines.append(f"|---|---|---|---|{extra_sep}---|---|---|---|")
@@ -1101,11 +1145,9 @@ class Report:
                 extra = f" {fmt(row.rss_per_conn, 1)} | {fmt(row.rss_after_mb, 1)} |"
             if scale:
                 one = table.get(reference)
-                base = one.cpu_per_delivery if one is not None else None
-                rel = (row.cpu_per_delivery / base
-                       if row.cpu_per_delivery is not None and base and setup != reference
-                       else None)
-                extra = (f" {fmt(row.cpu_per_delivery, 3)} | {fmt_ratio(rel)} | "
+                mine, base = cpu_per_delivery(row), cpu_per_delivery(one)
+                rel = mine / base if mine is not None and base and setup != reference else None
+                extra = (f" {fmt(mine, 3)} | {fmt_ratio(rel)} | "
                          f"{fmt(row.master_per_broadcast, 1)} |")
             lines.append(f"| {label} | {fmt(value[0]) if value else 'failed'} | {rng} | "
                          f"{fmt_ratio(r)} |{extra} {fmt(row.server_cpu, 2)} | "
@@ -1119,7 +1161,13 @@ class Report:
                          f"{self.bench.args.noise_cores:g}): {', '.join(noisy)}; take these "
                          "rows with care.")
             lines.append("")
-        if PYSIO in table and SIO in table and scenario is not STORE:
+        if scenario is RECOVERY:
+            per = {setup: cpu_per_delivery(row) for setup, row in table.items()}
+            lines.append("Server CPU per delivery (µs): " + ", ".join(
+                f"{RECOVERY_SETUPS[setup]} {fmt(value, 2)}" for setup, value in per.items()
+                if value is not None) + ".")
+            lines.append("")
+        if PYSIO in table and SIO in table and not sio_only(scenario):
             lines.append(f"sio_core / python-socketio: "
                          f"{fmt_ratio(ratio(table, SIO, PYSIO))}.")
             lines.append("")
@@ -1150,7 +1198,8 @@ class Report:
         lines += ["Lines with WARNING, ERROR, CRITICAL, Traceback or Exception in the servers' "
                   "logs (logs under `logs/` of the output directory):", ""]
         for setup, problems in found.items():
-            label = SERVERS[setup].label if setup in SERVERS else STORE_SETUPS[setup]
+            label = SERVERS[setup].label if setup in SERVERS else \
+                (RECOVERY_SETUPS | SCALE_LABELS)[setup]
             lines.append(f"- {label}:")
             for line, where in list(problems.items())[:20]:
                 lines.append(f"  - `{line}` ({', '.join(where[:6])}"
@@ -1232,7 +1281,7 @@ class Report:
         names, sio_r, py_r = [], [], []
         for scenario in self.scenarios:
             table = self.tables[scenario.name]
-            if scenario is STORE or JS not in table:
+            if sio_only(scenario) or JS not in table:
                 continue
             names.append(scenario.name)
             sio_r.append(ratio(table, SIO, JS) or 0)

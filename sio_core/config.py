@@ -194,6 +194,12 @@ class Config:
     #: The most packets one polling body may carry: bounds the work one request can cause
     #: (a 1 MB body of 2-byte packets would otherwise be 333k objects). None: no cap.
     max_packets_per_payload: int | None = 10_000
+    #: The most packets one polling GET is answered with; the rest go with the next GET.
+    #: python-socketio's client (python-engineio's ``Payload.max_decode_packets``) refuses a
+    #: payload of more than 16 packets and drops its connection, so a burst of broadcasts
+    #: would disconnect it; the official JavaScript client takes any number (so does the
+    #: reference server send). None: everything queued.
+    max_packets_per_poll: int | None = 16
     #: Bytes written to a websocket that its client has not read yet (the transport's write
     #: buffer) beyond which the websocket is closed: a client that does not read must not
     #: grow the server's memory without bound. Volatile packets are not measured against
@@ -255,6 +261,9 @@ class Config:
     max_dynamic_namespaces: int | None = 10_000
     #: Default time to wait for a client's ack when a broadcast uses .timeout().
     ack_timeout: float = 10.0
+    #: Connection state recovery (see :class:`ConnectionStateRecovery`; a dict of its
+    #: fields is taken too): off by default, as in the reference.
+    connection_state_recovery: ConnectionStateRecovery | None = None
     #: How Socket.IO packets are written: "default" (JSON text with binary attachments,
     #: npm socket.io-parser) or "msgpack" (one MessagePack binary message per packet, npm
     #: socket.io-msgpack-parser and python-socketio's ``serializer="msgpack"``). Every client
@@ -363,6 +372,8 @@ class Config:
         object.__setattr__(self, "transports",
                            _checked("transports", self.transports, check_transports))
         object.__setattr__(self, "path", _checked("path", self.path, check_path))
+        object.__setattr__(self, "connection_state_recovery", _checked(
+            "connection_state_recovery", self.connection_state_recovery, recovery_of))
         _checked("parser", self.parser, check_parser)
         object.__setattr__(self, "forwarded_allow_ips", _checked(
             "forwarded_allow_ips", self.forwarded_allow_ips, check_forwarded_allow_ips))
@@ -382,6 +393,64 @@ class Config:
         if not (origins is None or isinstance(origins, str) or (
                 isinstance(origins, Sequence) and all(isinstance(o, str) for o in origins))):
             raise ValueError("cors_allowed_origins: None, '*' or a sequence of origins")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStateRecovery:
+    """``Server(connection_state_recovery={...})``: what a client that lost its connection
+    gets back when it reconnects (the reference's ``connectionStateRecovery``, whose names
+    and defaults the first two fields take). The log of packets and the sessions live in
+    the store (this process, the master hub, or Redis), so a reconnect may land on any
+    worker or node. Past any limit the client gets a fresh session (``recovered`` false)."""
+
+    #: How long a disconnected socket's id, rooms and data, and the packets sent meanwhile,
+    #: are kept. The reference's ``maxDisconnectionDuration``: 2 minutes.
+    max_disconnection_duration: float = 120.0
+    #: A recovered socket does not run the middlewares again (the reference's default).
+    skip_middlewares: bool = True
+    #: The most packets one reconnecting socket may have missed: a client away through a
+    #: flood gets a fresh session rather than a replay it cannot absorb.
+    max_missed_packets: int = 10_000
+    #: Packets the log keeps in all (the oldest go first; a client whose offset has gone
+    #: gets a fresh session). With Redis, the stream's MAXLEN (approximate, ``~``).
+    max_log_packets: int = 100_000
+    #: Bytes of packets the log keeps in all (the master hub and one process; with Redis,
+    #: ``max_log_packets`` and the time bound it). 64 MiB at the default count is 670 bytes
+    #: a packet.
+    max_log_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        _checked("max_disconnection_duration", self.max_disconnection_duration,
+                 check_seconds)
+        for name in ("max_missed_packets", "max_log_packets", "max_log_bytes"):
+            _checked(name, getattr(self, name), check_count)
+        if not isinstance(self.skip_middlewares, bool):
+            raise ValueError(f"skip_middlewares: must be True or False "
+                             f"(got {self.skip_middlewares!r})")
+
+
+def recovery_of(value: Any) -> ConnectionStateRecovery | None:
+    """``connection_state_recovery`` as given: None/False (off), True (the defaults), a
+    dict of the fields (the reference's camelCase names too), or the dataclass."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return ConnectionStateRecovery()
+    if isinstance(value, ConnectionStateRecovery):
+        return value
+    if isinstance(value, dict):
+        names = {"maxDisconnectionDuration": "max_disconnection_duration",
+                 "skipMiddlewares": "skip_middlewares"}
+        options: dict[str, Any] = {names.get(str(k), str(k)): v for k, v in value.items()}
+        # the reference's option is in milliseconds
+        if "maxDisconnectionDuration" in value:
+            options["max_disconnection_duration"] = value["maxDisconnectionDuration"] / 1000
+        known = {f.name for f in fields(ConnectionStateRecovery)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown option(s) {', '.join(unknown)}")
+        return ConnectionStateRecovery(**options)
+    raise ValueError(f"must be a dict of options, True or None (got {value!r})")
 
 
 def _checked(name: str, value: Any, check: Callable[[Any], Any]) -> Any:

@@ -35,18 +35,17 @@ from typing import Any, Generic, Protocol, TypeVar, overload
 from redis import Redis
 
 from .socketio.broadcast import event_packet
-from .stores.redis import (
+from .socketio.redis_adapter import (
     REMOTE_DISCONNECT,
     REMOTE_JOIN,
     REMOTE_LEAVE,
     SERVER_SIDE_EMIT,
-    Pack,
     broadcast_channel,
     js_pack,
     json_pack,
-    msgpack_pack,
     request_channel,
 )
+from .stores.redis import Pack, msgpack_pack
 
 __all__ = ["Emitter", "EmitterOperator", "Publisher"]
 

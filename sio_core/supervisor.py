@@ -119,6 +119,7 @@ class Supervisor:
         self._tmp = tempfile.mkdtemp(prefix="sio_core-")
         self.hub: Hub | None = None
         self._backoff: dict[int, float] = {}
+        self._last_ping = 0.0
         #: the unix socket the workers inherit (--uds)
         self.listener: socket.socket | None = None
 
@@ -237,12 +238,22 @@ class Supervisor:
             await self._sleep(0.1)
 
     async def _sleep(self, seconds: float) -> None:
+        # every wait pings the workers when due, the waits of a reload (SIGHUP) too: a
+        # reload that outlasts liveness_timeout must not find its new workers "hung"
+        self._ping_if_due()
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
+    def _ping_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_ping >= self.options.liveness_interval:
+            for worker in self.workers.values():
+                if worker.ready and worker.control is not None:
+                    worker.control.send(PING)
+            self._last_ping = now
+
     async def _main_loop(self) -> int:
-        last_ping = 0.0
         while True:
             sig, self._signal = self._signal, None
             if sig in (signal.SIGTERM, signal.SIGINT):
@@ -251,13 +262,7 @@ class Supervisor:
                 return 0
             if sig is signal.SIGHUP:
                 await self._reload()
-            now = time.monotonic()
-            if now - last_ping >= self.options.liveness_interval:
-                for worker in self.workers.values():
-                    if worker.ready and worker.control is not None:
-                        worker.control.send(PING)
-                last_ping = now
-            self._check_workers(now)
+            self._check_workers(time.monotonic())
             await self._sleep(0.2)
 
     def _check_workers(self, now: float) -> None:

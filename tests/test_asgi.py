@@ -31,7 +31,6 @@ from fastapi import FastAPI
 from sio_core import Server, Socket
 from sio_core.aiohttp import attach
 from sio_core.asgi import ASGIApp
-from sio_core.stores.base import Kind
 from sio_core.stores.meeting import MeetingStore, meeting_point
 from tests.support import REPO_ROOT, free_port, scaled, start_node
 
@@ -328,14 +327,14 @@ async def test_workers_meet_and_another_hosts_when_the_host_goes(point: Path) ->
         first, second, third = stores
         assert first.hub is not None and second.hub is None and third.hub is None
         await wait_until(lambda: all(len(s.peers) == 2 for s in stores))
-        second.on(Kind.SERVER_SIDE_EMIT, lambda envelope: ["pong", envelope.origin])
-        assert await first.request("w1", Kind.SERVER_SIDE_EMIT, None, scaled(5)) == [
+        second.on("test_ping", lambda envelope: ["pong", envelope.origin])
+        assert await first.request("w1", "test_ping", None, scaled(5)) == [
             "pong", "w0"]
 
         await first.close()  # the host goes: one of the others takes over
         await wait_until(lambda: second.peers == {"w2"} and third.peers == {"w1"})
         assert (second.hub is None) != (third.hub is None)
-        assert await third.request("w1", Kind.SERVER_SIDE_EMIT, None, scaled(5)) == [
+        assert await third.request("w1", "test_ping", None, scaled(5)) == [
             "pong", "w2"]
         newcomer = MeetingStore("w3", point)
         stores.append(newcomer)

@@ -8,13 +8,24 @@ are compared byte for byte: GET, POST and upgrade forwarded to the owner, and th
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
 
 from sio_core.config import Config
+from sio_core.engine.messages import (
+    EngineKind,
+    Poll,
+    PollAbort,
+    Post,
+    Verdict,
+    WsClose,
+    WsIn,
+    WsOpen,
+    WsOut,
+)
 from sio_core.protocol.session import CloseReason
-from sio_core.stores.base import Kind
 from sio_core.stores.memory import MemoryBus, MemoryStore
 from tests.engine_harness import (
     CLIENT_CLOSE,
@@ -68,7 +79,7 @@ async def relayed(owner: Engine, relay: Engine) -> tuple[str, WsClient]:
 async def barrier(asker: MemoryStore, target: str) -> None:
     """Once a request is answered, the target has handled what ``asker`` sent before it
     (the bus keeps the order between two workers)."""
-    await asker.request(target, Kind.POLL, None, 5)
+    await asker.request(target, "barrier", None, 5)  # no handler: answered None
 
 
 async def test_post_and_get_through_another_worker() -> None:
@@ -181,6 +192,26 @@ async def test_a_forwarded_get_whose_relay_is_gone_is_released() -> None:
         owner.server.sockets[sid].send("kept")
         assert await owner.exchange(get(sid)) == payload_bytes(b"4kept")
         assert sid not in owner.recorder.closed
+        await conn.close()
+
+
+async def test_an_answer_relayed_by_a_worker_that_is_gone_closes_the_session() -> None:
+    """The relay took the answer's packets and died: whether the client got them, nothing
+    tells. The session is closed, so that its next GET fails and the client reconnects
+    (a client whose HTTP library retries the GET would otherwise lose them quietly)."""
+    async with workers() as (owner, relay, _, relay_store):
+        sid = await owner.handshake()
+        owner.server.sockets[sid].send("in flight")
+        assert await relay.exchange(get(sid)) == payload_bytes(b"4in flight")
+        # another session's client has polled again since (here): its answer arrived
+        other = await owner.handshake()
+        owner.server.sockets[other].send("x")
+        assert await relay.exchange(get(other)) == payload_bytes(b"4x")
+        conn, _poll = await owner.start_poll(other)
+        await relay_store.close()  # w2 leaves the bus
+        assert await owner.recorder.close_reason(sid) is CloseReason.TRANSPORT_ERROR
+        assert await owner.exchange(get(sid)) == error_bytes(ERR_SID)
+        assert other not in owner.recorder.closed
         await conn.close()
 
 
@@ -301,35 +332,48 @@ async def test_an_owner_that_goes_away_ends_the_relayed_websocket() -> None:
 
 
 @pytest.mark.parametrize(("kind", "payload"), [
-    (Kind.POLL, "junk"),
-    (Kind.POLL, {"sid": 5}),
-    (Kind.POST, {"sid": "AAAAAAAAAAAAAAAA.w1"}),
-    (Kind.POST, {"sid": "AAAAAAAAAAAAAAAA.w1", "b": "not bytes"}),
-    (Kind.WS_OPEN, {"sid": "AAAAAAAAAAAAAAAA.w1"}),
-    (Kind.WS_OPEN, []),
+    (EngineKind.POLL, "junk"),
+    (EngineKind.POLL, {"sid": "AAAAAAAAAAAAAAAA.w1", "t": 1}),  # the dicts of version 0
+    (EngineKind.POLL, ["AAAAAAAAAAAAAAAA.w1", "1"]),
+    (EngineKind.POLL, [5, 1]),
+    (EngineKind.POST, ["AAAAAAAAAAAAAAAA.w1"]),
+    (EngineKind.POST, ["AAAAAAAAAAAAAAAA.w1", "not bytes"]),
+    (EngineKind.WS_OPEN, ["AAAAAAAAAAAAAAAA.w1"]),
+    (EngineKind.WS_OPEN, []),
 ])
-async def test_malformed_requests_from_the_bus_are_refused(kind: Kind, payload: object) -> None:
-    async with workers() as (_, _, _, relay_store):
-        assert await relay_store.request("w1", kind, payload, 5) == {"s": 400, "e": 3}
+async def test_malformed_requests_from_the_bus_are_dropped(
+        kind: EngineKind, payload: object, caplog: pytest.LogCaptureFixture) -> None:
+    async with workers() as (_, _, owner_store, relay_store):
+        with caplog.at_level(logging.WARNING, "sio_core.store"):
+            assert await relay_store.request("w1", kind, payload, 5) is None
+        assert owner_store.dropped.count == 1
+        assert [r.getMessage() for r in caplog.records] == [
+            f"dropped a message from w2 ({kind}): malformed {kind}"]
 
 
 async def test_requests_for_unknown_sessions_from_the_bus() -> None:
+    sid = "AAAAAAAAAAAAAAAA.w1"
     async with workers() as (_, _, _, relay_store):
-        for kind in (Kind.POLL, Kind.WS_OPEN):
-            assert await relay_store.request(
-                "w1", kind, {"sid": "AAAAAAAAAAAAAAAA.w1", "p": "w2:1", "t": 1}, 5) \
-                == {"s": 400, "e": 1}
-        assert await relay_store.request(
-            "w1", Kind.POST, {"sid": "AAAAAAAAAAAAAAAA.w1", "b": b"4x"}, 5) == {"s": 400, "e": 1}
+        for kind, payload in ((EngineKind.POLL, Poll(sid, 1).to_wire()),
+                              (EngineKind.WS_OPEN, WsOpen(sid, "w2:1").to_wire()),
+                              (EngineKind.POST, Post(sid, b"4x").to_wire())):
+            assert Verdict.from_wire(await relay_store.request("w1", kind, payload, 5)) \
+                == Verdict(400, 1)
 
 
 async def test_malformed_notices_from_the_bus_are_ignored() -> None:
     async with workers() as (owner, _, owner_store, relay_store):
         sid = await owner.handshake()
-        for kind in (Kind.POLL_ABORT, Kind.WS_IN, Kind.WS_OUT, Kind.WS_CLOSE):
-            for payload in ("junk", {"p": "nobody", "d": 5, "t": 99}):
+        for kind in (EngineKind.POLL_ABORT, EngineKind.WS_IN, EngineKind.WS_OUT,
+                     EngineKind.WS_CLOSE):
+            for payload in ("junk", {"p": "nobody", "d": 5, "t": 99}, ["nobody", 5]):
                 relay_store.send("w1", kind, payload)
                 owner_store.send("w2", kind, payload)
+        # well-formed, for no one
+        for message in (PollAbort(99), WsIn("nobody", "4x"), WsOut("nobody", ["4x"]),
+                        WsClose("nobody")):
+            relay_store.send("w1", message.KIND, message.to_wire())
+            owner_store.send("w2", message.KIND, message.to_wire())
         await barrier(relay_store, "w1")
         await barrier(owner_store, "w2")
         assert owner.recorder.closed == {}

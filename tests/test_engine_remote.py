@@ -6,34 +6,38 @@ EngineServers, is driven in test_engine_forwarding.py."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
-from typing import Any
 
 import pytest
 
+from sio_core.engine.messages import WsClose, WsIn, WsOut
 from sio_core.engine.remote import RemoteWebSocket, WebSocketProxy
 from sio_core.protocol.engineio import message
-from sio_core.stores.base import Envelope, Kind
+from sio_core.stores.base import Envelope
 from sio_core.stores.memory import MemoryBus, MemoryStore
 from tests.support import scaled
 
-RELAY_KINDS = (Kind.WS_IN, Kind.WS_OUT, Kind.WS_CLOSE)
+RELAYED = (WsIn, WsOut, WsClose)
+Relayed = WsIn | WsOut | WsClose
+#: sent last: what was sent before it has arrived once it has
+END = WsIn("end", "the end")
 
 
 class Noted:
-    """What a store received, as (kind, origin, payload)."""
+    """What a store received, as (origin, message), each decoded as the engine does."""
 
     def __init__(self, store: MemoryStore) -> None:
-        self.envelopes: list[tuple[Kind, str, Any]] = []
+        self.envelopes: list[tuple[str, Relayed]] = []
         self._arrived = asyncio.Event()
-        for kind in RELAY_KINDS:
-            store.on(kind, self._note)
+        for cls in RELAYED:
+            store.on(cls.KIND, functools.partial(self._note, cls))
 
-    def _note(self, envelope: Envelope) -> None:
-        self.envelopes.append((envelope.kind, envelope.origin, envelope.payload))
+    def _note(self, cls: type[Relayed], envelope: Envelope) -> None:
+        self.envelopes.append((envelope.origin, cls.from_wire(envelope.payload)))
         self._arrived.set()
 
-    async def take(self, count: int) -> list[tuple[Kind, str, Any]]:
+    async def take(self, count: int) -> list[tuple[str, Relayed]]:
         async with asyncio.timeout(scaled(5)):
             while len(self.envelopes) < count:
                 self._arrived.clear()
@@ -77,12 +81,12 @@ async def test_the_owners_end_sends_frames_and_its_close(
     remote.close()  # once only
     remote.connection_lost()
     remote.send_packets([message("after")])  # nothing once closed
-    owner.send("w2", Kind.WS_IN, "the end")  # delivered after all of the above
+    owner.send("w2", END.KIND, END.to_wire())  # delivered after all of the above
     assert await seen.take(4) == [
-        (Kind.WS_OUT, "w1", {"p": "w2:7", "d": ["4one"]}),
-        (Kind.WS_OUT, "w1", {"p": "w2:7", "d": ["4two", b"\x03"]}),
-        (Kind.WS_CLOSE, "w1", {"p": "w2:7"}),
-        (Kind.WS_IN, "w1", "the end"),
+        ("w1", WsOut("w2:7", ["4one"])),
+        ("w1", WsOut("w2:7", ["4two", b"\x03"])),
+        ("w1", WsClose("w2:7")),
+        ("w1", END),
     ]
     assert calls.log == ["lost", "close"]
 
@@ -98,8 +102,8 @@ async def test_the_owners_end_told_its_proxy_is_gone(
     # closed: neither its frames nor its close are relayed any more
     remote.send_packets([message("after")])
     remote.close()
-    owner.send("w2", Kind.WS_IN, "the end")
-    assert await seen.take(1) == [(Kind.WS_IN, "w1", "the end")]
+    owner.send("w2", END.KIND, END.to_wire())
+    assert await seen.take(1) == [("w1", END)]
 
 
 class FakeWebSocket:
@@ -138,12 +142,12 @@ async def test_the_relays_end(stores: tuple[MemoryStore, MemoryStore]) -> None:
     ws.on_close()  # once only
     proxy.owner_closed()  # already done: nothing
     assert calls.log == ["done"] and ws.closes == 0
-    relay.send("w1", Kind.WS_IN, "the end")
+    relay.send("w1", END.KIND, END.to_wire())
     assert await seen.take(4) == [
-        (Kind.WS_IN, "w2", {"p": "w2:3", "d": "4from the client"}),
-        (Kind.WS_IN, "w2", {"p": "w2:3", "d": b"\x01"}),
-        (Kind.WS_CLOSE, "w2", {"p": "w2:3"}),
-        (Kind.WS_IN, "w2", "the end"),
+        ("w2", WsIn("w2:3", "4from the client")),
+        ("w2", WsIn("w2:3", b"\x01")),
+        ("w2", WsClose("w2:3")),
+        ("w2", END),
     ]
 
 

@@ -256,7 +256,9 @@ async def test_drain_closes_every_session_and_refuses_new_ones() -> None:
         ws = await engine.open_websocket()
         await ws.read_frame()  # its open packet
         drained = asyncio.ensure_future(engine.server.drain(scaled(5)))
-        assert (await poll).body == b"1"  # the pending GET carries the session's end
+        # the pending GET carries the session's end: a noop, and the session is gone for
+        # the next GET (a "1" would stop python-socketio's client from reconnecting)
+        assert (await poll).body == b"6"
         await ws.expect(CLOSE_1000)
         await ws.send(b"")  # a binary frame after the close: ignored, no error
         await ws.conn.send(b"\x88\x82\0\0\0\0\x03\xe8")  # the client's close frame
@@ -272,13 +274,14 @@ async def test_drain_closes_every_session_and_refuses_new_ones() -> None:
 
 async def test_drain_times_out_while_a_polling_session_waits_for_its_get(
         caplog: pytest.LogCaptureFixture) -> None:
-    """A session closed by the server waits close_timeout for a GET to collect its "1"."""
+    """A session closed by the server waits close_timeout for a GET to collect its end
+    (a "6" when the server shuts down)."""
     async with serving(Config(close_timeout=scaled(5))) as engine:
         sid = await engine.handshake()
         assert await engine.server.drain(scaled(0.1)) is False
         assert "drain timed out: 1 session(s), 0 websocket(s) left" in caplog.text
         # the GET comes: the session ends, and with it the drain
-        assert await engine.exchange(http_request("GET", polling(sid))) == payload_bytes(b"1")
+        assert await engine.exchange(http_request("GET", polling(sid))) == payload_bytes(b"6")
         assert await engine.server.drain(scaled(5)) is True
 
 

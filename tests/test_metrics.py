@@ -24,11 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sio_core import Server, Socket
 from sio_core.config import Config
+from sio_core.engine.messages import EngineKind
 from sio_core.engine.metrics.endpoint import parse_owner
 from sio_core.engine.metrics.families import COUNTER, HISTOGRAM, Family, Histogram, family
 from sio_core.engine.server import EngineServer
 from sio_core.http.messages import Request, Response
-from sio_core.stores.base import Kind
 from sio_core.stores.memory import MemoryBus, MemoryStore
 from tests.engine_session import Session
 from tests.support import scaled
@@ -356,7 +356,7 @@ async def test_a_worker_that_does_not_answer_is_left_out_and_counted(cluster: Wo
     first = await cluster.start("n1-w1-aaaa")
     await cluster.start("n1-w2-bbbb")
     silent = MemoryStore("n1-w3-cccc", cluster.bus)   # a worker whose loop does not answer
-    silent.on(Kind.METRICS, lambda envelope: asyncio.get_running_loop().create_future())
+    silent.on(EngineKind.METRICS, lambda envelope: asyncio.get_running_loop().create_future())
     await silent.start()
     mute = MemoryStore("n1-w4-dddd", cluster.bus)     # one that answers nothing useful
     await mute.start()
@@ -391,7 +391,7 @@ async def test_a_forged_answer_is_checked(cluster: Workers) -> None:
         ["evil_metric", "gauge", "x", [], [[[], 1]], []],
         ["sio_core_sockets", "gauge", "x", ["namespace", "worker"], [[["/", "9"], 1]], []],
     ]]
-    forger.on(Kind.METRICS, lambda envelope: forged)
+    forger.on(EngineKind.METRICS, lambda envelope: forged)
     await forger.start()
     samples = parse((await scrape(first)).body.decode())
     assert value(samples, "sio_core_connections", worker="2", transport="polling") == 7
@@ -436,7 +436,7 @@ async def test_the_path_is_configurable_and_none_turns_it_off(path: str | None) 
         asker = MemoryStore("n1-w2-bbbb", bus)
         await store.start()
         await asker.start()
-        assert await asker.request(store.owner, Kind.METRICS, None, scaled(1)) is None
+        assert await asker.request(store.owner, EngineKind.METRICS, None, scaled(1)) is None
     else:
         answer = server.handle(get(path), None)  # type: ignore[arg-type]
         assert isinstance(answer, Response) and answer.status == 200

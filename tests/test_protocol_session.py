@@ -312,11 +312,25 @@ def test_release_poll_keeps_the_session_and_its_output_for_the_next_get() -> Non
 def test_release_poll_while_closing_keeps_the_1_for_the_next_get() -> None:
     s = session(POLLING)
     s.begin_poll()
-    s.close(CloseReason.SERVER_SHUTTING_DOWN)
+    s.close(CloseReason.FORCED_CLOSE)
     s.release_poll()  # unlike abort_poll: the client may still come for its "1"
     assert s.state is State.CLOSING
     s.begin_poll()
     assert s.take_output() == [CLOSE]
+    assert_ended(s, CloseReason.FORCED_CLOSE)
+
+
+def test_shutdown_ends_the_poll_with_a_noop_so_that_clients_reconnect() -> None:
+    # python-socketio's client reads a "1" as a server disconnect and never reconnects; a
+    # "6" and then an unknown session (400) is a transport error to both official clients
+    s = session(POLLING)
+    s.send(HELLO)
+    s.close(CloseReason.SERVER_SHUTTING_DOWN)
+    s.begin_poll()
+    assert s.take_output() == [HELLO]  # what was queued first, as for a "1"
+    assert s.state is State.CLOSING
+    s.begin_poll()
+    assert s.take_output() == [NOOP]
     assert_ended(s, CloseReason.SERVER_SHUTTING_DOWN)
 
 
@@ -462,7 +476,7 @@ def test_a_closing_session_answered_in_time_is_closed() -> None:
     s.close(CloseReason.SERVER_SHUTTING_DOWN)
     s.start_close_timer(T0)
     s.begin_poll()
-    assert s.take_output() == [CLOSE]
+    assert s.take_output() == [NOOP]
     assert_ended(s, CloseReason.SERVER_SHUTTING_DOWN)
     s.on_timer(T0 + CLOSE_TIMEOUT)  # a stale timer after the end is harmless
     assert_ended(s, CloseReason.SERVER_SHUTTING_DOWN)
@@ -748,7 +762,7 @@ def test_close_during_the_upgrade() -> None:
     s.begin_poll()
     assert s.take_output() == [HELLO]
     s.begin_poll()
-    assert s.take_output() == [CLOSE]  # "1", not "6"
+    assert s.take_output() == [NOOP]  # the shutdown's "6" (not the upgrade's)
     assert_ended(s, CloseReason.SERVER_SHUTTING_DOWN)
 
 
@@ -858,9 +872,11 @@ def test_close_path(
         last = s.take_output()
         if reason in (CloseReason.FORCED_CLOSE, CloseReason.SERVER_SHUTTING_DOWN):
             # the server's close delivers what it queued, then "1" in the next response
+            # ("6" when it shuts down: the session is unknown to the GET after it)
             assert last == [HELLO]
             s.begin_poll()
-            assert s.take_output() == [CLOSE]
+            assert s.take_output() == [
+                NOOP if reason is CloseReason.SERVER_SHUTTING_DOWN else CLOSE]
         elif reason is CloseReason.TRANSPORT_CLOSE:
             assert last == [NOOP]  # PROTOCOL.md: the client's own "1" ends the GET with "6"
         else:
@@ -896,3 +912,15 @@ def test_send_many_queues_in_order_until_the_session_closes(transport: Transport
     s.close(CloseReason.FORCED_CLOSE)
     assert not s.send_many([WORLD])  # closing or closed: refused, nothing queued
     assert WORLD not in s.take_output()
+
+
+def test_a_poll_carries_at_most_max_packets_per_poll() -> None:
+    # python-socketio's client drops its connection on a payload of more than 16 packets
+    s = EngineSession("sid", POLLING, Timing(INTERVAL, TIMEOUT, max_packets_per_poll=3), T0)
+    for _ in range(5):
+        s.send(HELLO)
+    s.begin_poll()
+    assert s.take_output() == [HELLO] * 3
+    assert s.has_output()  # the rest: at once for the next GET
+    s.begin_poll()
+    assert s.take_output() == [HELLO] * 2

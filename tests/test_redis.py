@@ -885,12 +885,19 @@ async def test_nothing_left_after_1000_clients(
 
 async def test_a_removed_namespace_is_no_longer_followed(redis_url: str,
                                                          redis_prefix: str) -> None:
-    """An empty dynamic child namespace is removed (cleanup_empty_child_namespaces): the store
-    stops listening for the JavaScript servers' requests to it, as the JavaScript adapter's
-    close() does, so clients joining ever new names do not grow the subscriptions."""
+    """An empty dynamic child namespace is removed (cleanup_empty_child_namespaces): the
+    cluster's link stops listening for the JavaScript servers' requests to it, as the
+    JavaScript adapter's close() does, so clients joining ever new names do not grow the
+    subscriptions."""
+    from sio_core.socketio.redis_adapter import adapter_link
     from sio_core.stores.redis import RedisStore
 
+    class Nobody:
+        def receive(self, origin: str, message: object) -> None:
+            raise AssertionError(f"nothing is sent here: {message!r} from {origin}")
+
     store = RedisStore(redis_url, owner="n1-w1-0000", key=redis_prefix)
+    link = adapter_link(Nobody(), store)
     probe = aioredis.Redis.from_url(redis_url)
     channel = f"{redis_prefix}-request#/dyn-1#"
 
@@ -902,11 +909,11 @@ async def test_a_removed_namespace_is_no_longer_followed(redis_url: str,
 
     await store.start()
     try:
-        store.add_namespace("/dyn-1")
+        link.namespace_added("/dyn-1")
         await subscribers_become(1)
-        store.remove_namespace("/dyn-1")
+        link.namespace_removed("/dyn-1")
         await subscribers_become(0)
-        store.add_namespace("/dyn-1")  # the name comes back
+        link.namespace_added("/dyn-1")  # the name comes back
         await subscribers_become(1)
     finally:
         await store.close()

@@ -170,7 +170,6 @@ async def test_a_slot_moved_to_another_master_is_followed(
     """Resharding moves the slot of a worker's own channel to another master: Redis ends that
     subscription (SUNSUBSCRIBE), the worker subscribes again on the new owner, and what is
     sent to it arrives there."""
-    from sio_core.stores.base import Kind
     from sio_core.stores.redis import RedisStore
 
     stores = [
@@ -183,7 +182,7 @@ async def test_a_slot_moved_to_another_master_is_followed(
             await store.start()
         a, b = stores
         received: list[object] = []
-        b.on(Kind.FETCH_SOCKETS, lambda envelope: received.append(envelope.payload))
+        b.on("test_kind", lambda envelope: received.append(envelope.payload))
         await poll_until(lambda: a.peers == {"w2"}, timeout=5, what="a knows b")
 
         channel = f"{redis_cluster_prefix}-sio#w2#"
@@ -206,7 +205,7 @@ async def test_a_slot_moved_to_another_master_is_followed(
             what="w2 subscribed to its channel on the slot's new master",
         )  # fmt: skip
         assert b.health["reconnects"] == 1, b.health
-        a.send("w2", Kind.FETCH_SOCKETS, {"after": "the move"})
+        a.send("w2", "test_kind", {"after": "the move"})
         await poll_until(lambda: received == [{"after": "the move"}], timeout=5, what="arrival")
 
 

@@ -24,14 +24,20 @@ import pytest
 
 from sio_core import AckTimeoutError, Handshake, Server, Socket
 from sio_core.protocol import socketio as sio
-from sio_core.socketio.adapter import BroadcastOptions
-from sio_core.socketio.cluster import (
-    RemoteSocket,
-    handshake_from_wire,
-    opts_from_wire,
-    packet_from_wire,
+from sio_core.protocol.parsers import PARSERS
+from sio_core.socketio.adapter import BroadcastOptions, decode_parts
+from sio_core.socketio.cluster import RemoteSocket, handshake_from_wire
+from sio_core.socketio.link import PeerLink
+from sio_core.socketio.messages import (
+    MESSAGES,
+    Broadcast,
+    BroadcastWithAcks,
+    ClientAck,
+    ClientCount,
+    ClusterKind,
 )
-from sio_core.stores.base import Envelope, Kind
+from sio_core.socketio.redis_adapter import opts_from_js, packet_from_js
+from sio_core.stores.base import BadMessage, Envelope
 from sio_core.stores.memory import MemoryBus, MemoryStore
 from tests.fake_engine import FakeEngineSocket, connect
 from tests.support import scaled
@@ -148,14 +154,13 @@ async def test_without_peers_a_broadcast_with_acks_counts_only_this_worker(
     assert await emitting == [None]
 
 
-class CannotCount(MemoryStore):
-    async def count_servers(self, namespace: str) -> int:
+async def test_servers_that_cannot_be_counted_end_at_the_timeout(
+        bus: MemoryBus, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def cannot_count(self: PeerLink, namespace: str) -> int:
         raise ConnectionError("the bus is down")
 
-
-async def test_servers_that_cannot_be_counted_end_at_the_timeout(
-        bus: MemoryBus, caplog: pytest.LogCaptureFixture) -> None:
-    w1 = await worker(bus, "w1", CannotCount("w1", bus))
+    monkeypatch.setattr(PeerLink, "count_servers", cannot_count)
+    w1 = await worker(bus, "w1")
     with caplog.at_level(logging.WARNING, "sio_core.cluster"):
         result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         w1.io.timeout(scaled(0.1)).emit("q", callback=lambda *args: result.set_result(args))
@@ -270,7 +275,8 @@ async def test_server_side_emit_with_ack_times_out_with_what_came(bus: MemoryBus
     assert await w1.io.server_side_emit_with_ack("q", timeout=scaled(0.3)) == ["quick"]
 
 
-# --- what comes off the bus -----------------------------------------------------------------------
+# --- what comes off the bus (the JavaScript adapters' shapes: tests/test_socketio_messages.py has
+# the messages between sio_core workers) ----------------------------------------------------------
 
 PACKETS: list[tuple[Any, sio.Packet | None]] = [
     ({"type": 2, "nsp": "/", "data": ["x", 1], "id": None},
@@ -291,8 +297,17 @@ PACKETS: list[tuple[Any, sio.Packet | None]] = [
 
 
 @pytest.mark.parametrize(("wire", "packet"), PACKETS)
-def test_packet_from_wire(wire: Any, packet: sio.Packet | None) -> None:
-    assert packet_from_wire(wire) == packet
+def test_packet_from_js(wire: Any, packet: sio.Packet | None) -> None:
+    if packet is None:
+        with pytest.raises(BadMessage):
+            packet_from_js(wire, "/")
+    else:
+        assert packet_from_js(wire, "/") == packet
+
+
+def test_a_packet_from_js_without_a_namespace_is_of_the_channels() -> None:
+    assert packet_from_js({"type": 2, "data": ["x"]}, "/n") == sio.Packet(
+        sio.PacketType.EVENT, "/n", ["x"])
 
 
 OPTS: list[tuple[Any, BroadcastOptions | None]] = [
@@ -310,8 +325,12 @@ OPTS: list[tuple[Any, BroadcastOptions | None]] = [
 
 
 @pytest.mark.parametrize(("wire", "options"), OPTS)
-def test_opts_from_wire(wire: Any, options: BroadcastOptions | None) -> None:
-    assert opts_from_wire(wire) == options
+def test_opts_from_js(wire: Any, options: BroadcastOptions | None) -> None:
+    if options is None:
+        with pytest.raises(BadMessage):
+            opts_from_js(wire)
+    else:
+        assert opts_from_js(wire) == options
 
 
 def test_handshake_from_wire() -> None:
@@ -329,12 +348,10 @@ def test_a_remote_socket_from_a_sparse_description() -> None:
     assert remote.rooms == {"x"}
 
 
-# (a kind, a payload no honest worker sends)
-GARBAGE: list[tuple[Kind, Any]] = [
+# (a kind, a payload no honest worker sends: the dicts of version 0 among them)
+GARBAGE: list[tuple[ClusterKind, Any]] = [
     (kind, payload)
-    for kind in (Kind.BROADCAST, Kind.BROADCAST_ACKS, Kind.CLIENT_COUNT, Kind.CLIENT_ACK,
-                 Kind.FETCH_SOCKETS, Kind.SOCKETS_JOIN, Kind.SOCKETS_LEAVE,
-                 Kind.DISCONNECT_SOCKETS, Kind.SERVER_SIDE_EMIT)
+    for kind in (cls.KIND for cls in MESSAGES)  # SOCKET_RELEASE: recovery's (not on here)
     for payload in (
         None, [], "x", {},
         {"nsp": "/nowhere", "opts": {}, "rooms": ["r"], "data": ["x"]},
@@ -343,21 +360,48 @@ GARBAGE: list[tuple[Kind, Any]] = [
          "packet": {"type": 2, "nsp": "/", "data": []}, "req": ["unhashable"], "count": 1,
          "args": [1]},
         {"nsp": 1, "req": {"a": 1}, "count": "1", "args": "x"},
+        ["/", ["r"], [], False, ["2[\"x\"]"], "extra"],
+        ["/", "r", [], False, ["x"]],
+        [1, [], [], 0, None, None, None],
+        ["/", [], [], False, True, ["x"], None],
     )
 ]
 
 
-@pytest.mark.parametrize(("kind", "payload"), GARBAGE)
-async def test_garbage_from_the_bus_is_dropped_quietly(
-        pair: tuple[Worker, Worker], kind: Kind, payload: Any,
+# (a kind, a well-formed payload for a namespace or request nobody has)
+STRAYS: list[tuple[ClusterKind, Any]] = [
+    (ClusterKind.BROADCAST, ["/nowhere", [], [], False, True, "default", ['2/nowhere,["x"]']]),
+    (ClusterKind.BROADCAST_ACKS, ["/nowhere", [], [], False, True, 1, ["x"], 1]),
+    (ClusterKind.CLIENT_COUNT, [12345, 1, "/"]),
+    (ClusterKind.CLIENT_COUNT, ["js-request", 1, "/"]),
+    (ClusterKind.CLIENT_ACK, [12345, ["x"], "/"]),
+    (ClusterKind.FETCH_SOCKETS, ["/nowhere", [], [], False, True]),
+    (ClusterKind.SOCKETS_JOIN, ["/nowhere", [], [], False, True, ["r"]]),
+    (ClusterKind.SOCKETS_LEAVE, ["/nowhere", [], [], False, True, ["r"]]),
+    (ClusterKind.DISCONNECT_SOCKETS, ["/nowhere", [], [], False, True, True]),
+    (ClusterKind.SERVER_SIDE_EMIT, ["/nowhere", ["x"]]),
+]
+
+
+@pytest.mark.parametrize(("kind", "payload", "malformed"),
+                         [(k, p, True) for k, p in GARBAGE] + [(k, p, False) for k, p in STRAYS])
+async def test_what_comes_off_the_bus_for_nobody_changes_nothing(
+        pair: tuple[Worker, Worker], kind: ClusterKind, payload: Any, malformed: bool,
         caplog: pytest.LogCaptureFixture) -> None:
+    """Garbage is dropped with a line of log (no traceback); a stray is acted on, to no
+    effect."""
     w1, w2 = pair
     rooms = w2.socket.rooms
     with caplog.at_level(logging.WARNING):
         w2.store.deliver(Envelope(kind, "w1", payload))
         w2.store.deliver(Envelope(kind, "w1", payload, request_id=99))
         await barrier(w2)
-    assert caplog.records == []
+    if malformed:
+        assert [r.getMessage() for r in caplog.records] == [
+            f"dropped a message from w1 ({kind}): malformed {kind}"]
+        assert caplog.records[0].exc_info is None and w2.store.dropped.count == 2
+    else:
+        assert caplog.records == [] and w2.store.dropped.count == 0
     assert w2.socket.connected and w2.socket.rooms == rooms
     assert w2.conn.take() == [] and w1.conn.take() == []
 
@@ -371,35 +415,98 @@ async def test_a_broadcast_with_acks_from_a_server_that_names_no_ack_id(
     and a string request id; the answers go back to it, counted and acked."""
     w1, w2 = pair
     js = MemoryStore("js", bus)
-    answers: asyncio.Queue[tuple[Kind, Any]] = asyncio.Queue()
-    for kind in (Kind.CLIENT_COUNT, Kind.CLIENT_ACK):
-        js.on(kind, lambda envelope: answers.put_nowait((envelope.kind, envelope.payload)))
+    answers: asyncio.Queue[ClientCount | ClientAck] = asyncio.Queue()
+    js.on(ClientCount.KIND,
+          lambda envelope: answers.put_nowait(ClientCount.from_wire(envelope.payload)))
+    js.on(ClientAck.KIND,
+          lambda envelope: answers.put_nowait(ClientAck.from_wire(envelope.payload)))
     await js.start()
-    js.publish(Kind.BROADCAST_ACKS, {
-        "packet": {"type": 2, "nsp": "/", "data": ["q"]},
-        "opts": {"rooms": [], "except": [], "flags": {}}, "req": "r-1"})
+    request = BroadcastWithAcks(sio.Packet(sio.PacketType.EVENT, "/", ["q"]),
+                                BroadcastOptions(), "r-1")
+    js.publish(request.KIND, request.to_wire())
     got = [await answers.get() for _ in range(2)]
-    assert got == [(Kind.CLIENT_COUNT, {"req": "r-1", "count": 1, "nsp": "/"})] * 2
+    assert got == [ClientCount("r-1", 1, "/")] * 2
     for w in (w1, w2):
         [packet] = await w.conn.take_when(1)
         ack_id = packet[1:-len('["q"]')]
         assert packet == f'2{ack_id}["q"]' and ack_id.isdigit()
         w.conn.receive(f'3{ack_id}["ok"]')
-        assert await answers.get() == (Kind.CLIENT_ACK, {"req": "r-1", "args": ["ok"], "nsp": "/"})
-    js.publish(Kind.BROADCAST_ACKS, {"packet": {"type": 2, "nsp": "/nowhere", "data": ["q"]},
-                                     "opts": {}, "req": 7})
-    assert [await answers.get() for _ in range(2)] == [
-        (Kind.CLIENT_COUNT, {"req": 7, "count": 0, "nsp": "/"})] * 2
+        assert await answers.get() == ClientAck("r-1", ["ok"], "/")
+    request = BroadcastWithAcks(sio.Packet(sio.PacketType.EVENT, "/nowhere", ["q"]),
+                                BroadcastOptions(), 7)
+    js.publish(request.KIND, request.to_wire())
+    assert [await answers.get() for _ in range(2)] == [ClientCount(7, 0, "/nowhere")] * 2
 
 
-async def test_the_store_follows_the_servers_namespaces(bus: MemoryBus) -> None:
+async def test_the_link_follows_the_servers_namespaces(
+        bus: MemoryBus, monkeypatch: pytest.MonkeyPatch) -> None:
     followed: list[str] = []
-
-    class Following(MemoryStore):
-        def add_namespace(self, name: str) -> None:
-            followed.append(name)
-
-    w = await worker(bus, "w", Following("w", bus))
+    monkeypatch.setattr(PeerLink, "namespace_added",
+                        lambda self, name: followed.append(name))
+    w = await worker(bus, "w")
     assert followed == ["/", "/n"]  # those that existed when attached
     w.io.of("/later")
     assert followed == ["/", "/n", "/later"]
+
+
+class BroadcastsSeen:
+    """An observer that keeps the broadcasts it is told of (and ignores the rest)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[list[Any], list[str | bytes], int]] = []
+
+    def broadcast_sent(self, namespace: Any, data: list[Any], parts: list[str | bytes],
+                       opts: BroadcastOptions, count: int) -> None:
+        self.seen.append((data, parts, count))
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: None
+
+
+async def test_a_broadcast_is_encoded_once_and_observed_decoded_on_the_other_worker(
+        pair: tuple[Worker, Worker]) -> None:
+    w1, w2 = pair
+    seen = BroadcastsSeen()
+    w2.io.observer = seen  # type: ignore[assignment]
+    await w1.io.emit("hello", 1, b"\x02")
+    expected = ['51-["hello",1,{"_placeholder":true,"num":0}]', b"\x02"]
+    assert await w2.conn.take_when(2) == expected
+    assert seen.seen == [(["hello", 1, b"\x02"], expected, 1)]
+
+
+def test_decode_parts() -> None:
+    packet = sio.Packet(sio.PacketType.EVENT, "/n", ["e", b"\x01"])
+    for parser in PARSERS.values():
+        assert decode_parts(parser, parser.encode(packet)) == ["e", b"\x01"]
+    default, msgpack_parser = PARSERS["default"], PARSERS["msgpack"]
+    assert decode_parts(default, ['2["e"']) == []
+    assert decode_parts(default, ['51-["e",{"_placeholder":true,"num":0}]']) == []  # awaits one
+    assert decode_parts(msgpack_parser, ['2["e"]']) == []
+
+
+async def test_a_broadcast_in_another_parser_is_refused(
+        pair: tuple[Worker, Worker], caplog: pytest.LogCaptureFixture) -> None:
+    """Workers of one fleet share a parser; one that does not (a configuration error) has
+    its broadcasts dropped, with a line of log, rather than written in a format its
+    clients cannot read."""
+    _, w2 = pair
+    packet = sio.Packet(sio.PacketType.EVENT, "/", ["e"])
+    message = Broadcast("/", BroadcastOptions(), PARSERS["msgpack"].encode(packet), "msgpack")
+    with caplog.at_level(logging.WARNING):
+        w2.store.deliver(Envelope(message.KIND, "w1", message.to_wire()))
+        await barrier(w2)
+    assert [r.getMessage() for r in caplog.records] == [
+        "dropped a message from w1 (broadcast): a broadcast in the msgpack parser (this"
+        " server's is default)"]
+    assert w2.conn.take() == []
+
+
+async def test_a_javascript_servers_broadcast_is_encoded_by_the_receiving_server(
+        pair: tuple[Worker, Worker]) -> None:
+    """The JavaScript adapters carry the packet, not its parts: each server encodes it with
+    its own parser (tests/test_socketio_redis_adapter.py has the formats)."""
+    _, w2 = pair
+    assert w2.io.cluster is not None
+    packet = sio.Packet(sio.PacketType.EVENT, "/", ["from js", b"\x01"])
+    w2.io.cluster.receive("js:node", Broadcast("/", BroadcastOptions(), None, packet=packet))
+    assert w2.conn.take() == ['51-["from js",{"_placeholder":true,"num":0}]', b"\x01"]

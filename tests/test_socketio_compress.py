@@ -16,7 +16,8 @@ import pytest
 
 from sio_core import Server
 from sio_core.socketio.adapter import BroadcastOptions
-from sio_core.socketio.cluster import opts_from_wire, opts_to_wire
+from sio_core.socketio.messages import FetchSockets
+from sio_core.socketio.redis_adapter import flags_to_js, opts_from_js, opts_to_js
 from tests.engine_harness import WS_HEADERS, WsClient, mask_zero
 from tests.support import free_port, scaled
 from tests.test_engine_websocket_deflate import OFFER, inflate, read_frame
@@ -117,8 +118,12 @@ async def test_polling_answers(endpoint: Endpoint) -> None:
 
 def test_the_flag_crosses_workers() -> None:
     opts = BroadcastOptions(rooms=frozenset({"r"}), compress=False)
-    wire = opts_to_wire(opts)
-    assert wire["flags"] == {"volatile": False, "compress": False}  # the JS adapter's flag
-    assert opts_from_wire(wire) == opts
-    assert "compress" not in opts_to_wire(BroadcastOptions())["flags"]
-    assert opts_from_wire({"flags": {"compress": True}}) == BroadcastOptions()
+    # between sio_core workers: a field of the options of every message
+    message = FetchSockets("/", opts)
+    assert FetchSockets.from_wire(message.to_wire()) == message
+    # to JavaScript servers: the JS adapter's flag, said only when false
+    js = {**opts_to_js(opts), "flags": flags_to_js(opts, volatile_false=True)}
+    assert js["flags"] == {"volatile": False, "compress": False}
+    assert opts_from_js(js) == opts
+    assert "compress" not in flags_to_js(BroadcastOptions(), volatile_false=True)
+    assert opts_from_js({"flags": {"compress": True}}) == BroadcastOptions()

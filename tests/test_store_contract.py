@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import struct
 import tempfile
 import time
@@ -32,7 +33,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sio_core.stores.base import MAX_ENVELOPE, Envelope, Kind, RequestFailed, Store
+from sio_core.engine.messages import EngineKind
+from sio_core.stores.base import (
+    MAX_ENVELOPE,
+    VERSION,
+    BadMessage,
+    BusKind,
+    Drops,
+    Envelope,
+    RequestFailed,
+    Store,
+)
 from sio_core.stores.hub import Hub, HubStore
 from sio_core.stores.memory import MemoryBus, MemoryStore
 from tests.support import scaled
@@ -67,13 +78,12 @@ SHORT = scaled(0.25)
 #: "at once": well under WAIT, far above a loop turn or a round trip through the hub
 FAST = scaled(1)
 
-# The kinds the tests exchange: none that a backend intercepts (the hub's READY, PING...) or
-# translates (RedisStore publishes BROADCAST, SERVER_SIDE_EMIT... in the JavaScript adapter's
-# format, whose payloads are Socket.IO packets).
-KIND = Kind.FETCH_SOCKETS
-OTHER_KIND = Kind.WS_IN
+# The kinds the tests exchange: the bus names only its own (BusKind), and carries any other
+# kind to the handler registered for it, whatever layer names it.
+KIND = "test_kind"
+OTHER_KIND = "test_other_kind"
 #: the kind flush() uses; no handler, so a request of it is answered None
-FLUSH = Kind.CLIENT_COUNT
+FLUSH = "test_flush"
 
 
 class Cluster:
@@ -201,14 +211,14 @@ class Inbox:
         return self.payloads
 
 
-def listen(store: Store, kind: Kind = KIND,
+def listen(store: Store, kind: str = KIND,
            answer: Callable[[Envelope], Any] | None = None) -> Inbox:
     inbox = Inbox(answer)
     store.on(kind, inbox)
     return inbox
 
 
-def never_answer(store: Store, kind: Kind = KIND) -> asyncio.Event:
+def never_answer(store: Store, kind: str = KIND) -> asyncio.Event:
     """A handler that never returns; the event is set once it has been called."""
     called = asyncio.Event()
 
@@ -415,7 +425,7 @@ async def test_a_reply_counts_only_from_the_target(cluster: Cluster) -> None:
     async with asyncio.timeout(WAIT):
         await called.wait()
     (request_id,) = a._pending
-    c._transmit(Envelope(Kind.REPLY, c.owner, "forged", a.owner, request_id))
+    c._transmit(Envelope(BusKind.REPLY, c.owner, "forged", a.owner, request_id))
     await flush(cluster)
     with pytest.raises(RequestFailed):
         await pending
@@ -564,51 +574,6 @@ async def test_gather_when_a_peer_leaves_midway_does_not_wait_for_it(cluster: Cl
     assert time.monotonic() - started < WAIT / 2
 
 
-# --- Socket.IO requests to every server of a namespace -----------------------------------------
-# (RedisStore counts and asks in the JavaScript adapter's format, so that JavaScript servers on
-# the same Redis are among them: tests/test_redis.py has those)
-
-FETCH = {"nsp": "/", "opts": {"rooms": ["r"], "except": [], "flags": {"volatile": False}}}
-
-
-async def test_count_servers_counts_the_others(cluster: Cluster) -> None:
-    a, _, _ = await cluster(3)
-    assert await a.count_servers("/") == 2
-
-
-async def test_ask_servers_gets_every_other_servers_answer(cluster: Cluster) -> None:
-    stores = await cluster(3)
-    for store in stores:
-        listen(store, Kind.FETCH_SOCKETS,
-               answer=lambda envelope, owner=store.owner: [
-                   {"id": owner, "rooms": envelope.payload["opts"]["rooms"]}])
-        listen(store, Kind.SERVER_SIDE_EMIT,
-               answer=lambda envelope, owner=store.owner: [owner, envelope.payload["data"]])
-    a = stores[0]
-    others = sorted(s.owner for s in stores[1:])
-    sockets = await a.ask_servers(Kind.FETCH_SOCKETS, FETCH, WAIT)
-    assert sorted(sockets, key=str) == [[{"id": owner, "rooms": ["r"]}] for owner in others]
-    # binary data both ways (JSON cannot carry it: RedisStore packs it as the adapter does)
-    answers = await a.ask_servers(Kind.SERVER_SIDE_EMIT, {"nsp": "/", "data": ["hi", b"\0"]},
-                                  WAIT)
-    assert sorted(answers) == [[owner, ["hi", b"\0"]] for owner in others]
-
-
-async def test_ask_servers_with_a_silent_server_returns_the_others_at_the_timeout(
-        cluster: Cluster) -> None:
-    a, b, c = await cluster(3)
-    called = never_answer(b, Kind.FETCH_SOCKETS)
-    listen(c, Kind.FETCH_SOCKETS, answer=lambda envelope: [{"id": "c"}])
-    assert await a.ask_servers(Kind.FETCH_SOCKETS, FETCH, SHORT) == [[{"id": "c"}]]
-    assert called.is_set()
-
-
-async def test_ask_servers_alone_returns_nothing(cluster: Cluster) -> None:
-    (a,) = await cluster(1)
-    assert await a.count_servers("/") == 0
-    assert await a.ask_servers(Kind.FETCH_SOCKETS, FETCH, WAIT) == []
-
-
 # --- peers -------------------------------------------------------------------------------------
 
 
@@ -708,7 +673,7 @@ async def test_hub_does_not_let_a_worker_rename_itself(hub_cluster: Cluster) -> 
     # a second READY on a's connection, naming b: b keeps its name and its traffic
     a, b, c = await hub_cluster(3)
     inbox_a, inbox_b = listen(a), listen(b)
-    a._transmit(Envelope(Kind.READY, b.owner, 0))
+    a._transmit(Envelope(BusKind.READY, b.owner, 0))
     c.send(b.owner, KIND, "for b")
     a._transmit(Envelope(KIND, b.owner, "a as b", c.owner))
     await flush(hub_cluster)
@@ -725,7 +690,7 @@ async def test_hub_keeps_a_name_in_use_with_its_worker(hub_cluster: Cluster) -> 
     inbox_b = listen(b)
     _, writer = await asyncio.open_unix_connection(hub_cluster.hub.path)
     try:
-        writer.write(raw_frame(Envelope(Kind.READY, b.owner, 0).pack()))
+        writer.write(raw_frame(Envelope(BusKind.READY, b.owner, 0).pack()))
         writer.write(raw_frame(Envelope(KIND, b.owner, "impostor", a.owner).pack()))
         await writer.drain()
         a.send(b.owner, KIND, "for b")
@@ -748,8 +713,8 @@ async def test_hub_does_not_relay_its_own_messages_from_a_worker(hub_cluster: Cl
     async with asyncio.timeout(WAIT):
         await called.wait()
     (request_id,) = b._pending
-    a._transmit(Envelope(Kind.PEERS, a.owner, []))
-    a._transmit(Envelope(Kind.NO_PEER, a.owner, None, b.owner, request_id))
+    a._transmit(Envelope(BusKind.PEERS, a.owner, []))
+    a._transmit(Envelope(BusKind.NO_PEER, a.owner, None, b.owner, request_id))
     await flush(hub_cluster)
     assert b.peers == {a.owner, c.owner}
     assert c.peers == {a.owner, b.owner}
@@ -792,79 +757,151 @@ async def test_hub_closes_a_worker_that_sends_an_oversized_frame(hub_cluster: Cl
 
 
 def packed(*items: Any) -> bytes:
-    return msgpack.packb(list(items), use_bin_type=True)  # type: ignore[no-any-return]
+    data: bytes = msgpack.packb(list(items), use_bin_type=True)
+    return data
 
 
 ENVELOPES = [
-    Envelope(Kind.BROADCAST, "w1"),
-    Envelope(Kind.REPLY, "w2", {"b": b"\x00\xff", "n": [1, None]}, "w1", 7),
-    Envelope(Kind.POLL, "node-a_w~3", {"sid": "x"}, "hub", 2**63 - 1),
-    Envelope(Kind.PEERS, "hub", ["w1", "w2"]),
+    Envelope("broadcast", "w1"),
+    Envelope(BusKind.REPLY, "w2", {"b": b"\x00\xff", "n": [1, None]}, "w1", 7),
+    Envelope(EngineKind.POLL, "node-a_w~3", ["x", 1], "hub", 2**63 - 1),
+    Envelope(BusKind.PEERS, "hub", ["w1", "w2"]),
 ]
 
 
-@pytest.mark.parametrize("envelope", ENVELOPES, ids=lambda e: e.kind.value)
+@pytest.mark.parametrize("envelope", ENVELOPES, ids=lambda e: str(e.kind))
 def test_envelope_round_trip(envelope: Envelope) -> None:
     assert Envelope.unpack(envelope.pack()) == envelope
+    assert envelope.pack()[:2] == bytes([0x96, VERSION])  # a list of six, the version first
 
 
-MALFORMED: list[tuple[str, bytes]] = [
-    ("empty", b""),
-    ("never-used byte", b"\xc1"),
-    ("truncated", Envelope(Kind.REPLY, "w1", "x" * 50, "w2", 1).pack()[:-3]),
-    ("trailing bytes", Envelope(Kind.REPLY, "w1").pack() + b"\x00"),
-    ("not a list", msgpack.packb({"kind": "reply"})),
-    ("a string", msgpack.packb("reply")),
-    ("four items", packed("reply", "w1", None, None)),
-    ("six items", packed("reply", "w1", None, None, None, None)),
-    ("unknown kind", packed("shout", "w1", None, None, None)),
-    ("kind as bytes", packed(b"reply", "w1", None, None, None)),
-    ("kind as int", packed(1, "w1", None, None, None)),
-    ("kind as list", packed(["reply"], "w1", None, None, None)),
-    ("origin None", packed("reply", None, None, None, None)),
-    ("origin int", packed("reply", 1, None, None, None)),
-    ("origin bytes", packed("reply", b"w1", None, None, None)),
-    ("target int", packed("reply", "w1", 2, None, None)),
-    ("target list", packed("reply", "w1", ["w2"], None, None)),
-    ("request id str", packed("reply", "w1", "w2", "1", None)),
-    ("request id float", packed("reply", "w1", "w2", 1.0, None)),
-    ("request id map", packed("reply", "w1", "w2", {}, None)),
-    ("unhashable map key", b"\x95\xa5reply\xa2w1\xc0\xc0\x81\x91\x01\x02"),
-    ("nested too deep", b"\x91" * 100_000),
-    ("oversized", Envelope(Kind.BROADCAST, "w1", b"x" * MAX_ENVELOPE).pack()),
+MALFORMED: list[tuple[str, bytes, str]] = [
+    ("empty", b"", "not msgpack"),
+    ("never-used byte", b"\xc1", "not msgpack"),
+    ("truncated", Envelope(BusKind.REPLY, "w1", "x" * 50, "w2", 1).pack()[:-3], "not msgpack"),
+    ("trailing bytes", Envelope(BusKind.REPLY, "w1").pack() + b"\x00", "not msgpack"),
+    ("not a list", msgpack.packb({"kind": "reply"}), "not an envelope"),
+    ("a string", msgpack.packb("reply"), "not an envelope"),
+    ("empty list", packed(), "not an envelope"),
+    # a worker from before versioning, one from after this one: refused by name
+    ("version 0", packed("reply", "w1", None, None, None),
+     f"envelope version 0 (this worker speaks {VERSION})"),
+    ("version 2", packed(VERSION + 1, "reply", "w1", None, None, None),
+     f"envelope version {VERSION + 1} (this worker speaks {VERSION})"),
+    ("version true", packed(True, "reply", "w1", None, None, None), "envelope version"),
+    ("five items", packed(VERSION, "reply", "w1", None, None), "not an envelope"),
+    ("seven items", packed(VERSION, "reply", "w1", None, None, None, None), "not an envelope"),
+    ("kind as bytes", packed(VERSION, b"reply", "w1", None, None, None), "not an envelope"),
+    ("kind as int", packed(VERSION, 1, "w1", None, None, None), "not an envelope"),
+    ("kind as list", packed(VERSION, ["reply"], "w1", None, None, None), "not an envelope"),
+    ("origin None", packed(VERSION, "reply", None, None, None, None), "not an envelope"),
+    ("origin int", packed(VERSION, "reply", 1, None, None, None), "not an envelope"),
+    ("origin bytes", packed(VERSION, "reply", b"w1", None, None, None), "not an envelope"),
+    ("target int", packed(VERSION, "reply", "w1", 2, None, None), "not an envelope"),
+    ("target list", packed(VERSION, "reply", "w1", ["w2"], None, None), "not an envelope"),
+    ("request id str", packed(VERSION, "reply", "w1", "w2", "1", None), "not an envelope"),
+    ("request id float", packed(VERSION, "reply", "w1", "w2", 1.0, None), "not an envelope"),
+    ("request id bool", packed(VERSION, "reply", "w1", "w2", True, None), "not an envelope"),
+    ("request id map", packed(VERSION, "reply", "w1", "w2", {}, None), "not an envelope"),
+    ("unhashable map key", b"\x96\x01\xa5reply\xa2w1\xc0\xc0\x81\x91\x01\x02", "not msgpack"),
+    ("nested too deep", b"\x91" * 100_000, "not msgpack"),
+    ("oversized", Envelope("broadcast", "w1", b"x" * MAX_ENVELOPE).pack(), "envelope too large"),
 ]
 
 
-@pytest.mark.parametrize(("data", "name"), [(d, n) for n, d in MALFORMED],
-                         ids=[n for n, _ in MALFORMED])
-def test_malformed_envelopes_are_dropped(data: bytes, name: str) -> None:
-    assert Envelope.unpack(data) is None
+@pytest.mark.parametrize(("data", "reason"), [(d, r) for _, d, r in MALFORMED],
+                         ids=[n for n, _, _ in MALFORMED])
+def test_malformed_envelopes_raise_the_one_error(data: bytes, reason: str) -> None:
+    with pytest.raises(BadMessage, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        Envelope.unpack(data)
 
 
 def check_unpacked(data: bytes) -> None:
-    envelope = Envelope.unpack(data)
-    if envelope is not None:
-        assert isinstance(envelope.kind, Kind)
-        assert isinstance(envelope.origin, str)
-        assert envelope.target is None or isinstance(envelope.target, str)
-        assert envelope.request_id is None or isinstance(envelope.request_id, int)
+    try:
+        envelope = Envelope.unpack(data)
+    except BadMessage:
+        return
+    assert isinstance(envelope.kind, str)
+    assert isinstance(envelope.origin, str)
+    assert envelope.target is None or isinstance(envelope.target, str)
+    assert envelope.request_id is None or isinstance(envelope.request_id, int)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=512))
-def test_unpack_of_any_bytes_never_raises(data: bytes) -> None:
+def test_unpack_of_any_bytes_raises_only_bad_message(data: bytes) -> None:
     check_unpacked(data)
 
 
 msgpack_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
-    | st.text(max_size=8) | st.binary(max_size=8) | st.sampled_from([k.value for k in Kind]),
+    | st.text(max_size=8) | st.binary(max_size=8) | st.sampled_from([*BusKind, VERSION]),
     lambda inner: st.lists(inner, max_size=6) | st.dictionaries(
         st.text(max_size=4) | st.integers(-(2**63), 2**63 - 1), inner, max_size=4),
     max_leaves=20)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(msgpack_values, st.lists(msgpack_values, min_size=4, max_size=6)))
-def test_unpack_of_any_msgpack_value_never_raises(value: Any) -> None:
+@given(st.one_of(msgpack_values, st.lists(msgpack_values, min_size=5, max_size=7)))
+def test_unpack_of_any_msgpack_value_raises_only_bad_message(value: Any) -> None:
     check_unpacked(msgpack.packb(value, use_bin_type=True))
+
+
+# --- what does not decode is dropped, and said once ------------------------------------------
+
+
+async def test_an_envelope_of_another_version_is_dropped_with_one_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    bus = MemoryBus()
+    store = MemoryStore("w1", bus)
+    inbox = listen(store)
+    old = packed(KIND, "w0", None, None, "from an older worker")
+    with caplog.at_level(logging.DEBUG, "sio_core.store"):
+        for _ in range(3):
+            store.receive_packed(old)
+    assert inbox.envelopes == [] and store.dropped.count == 3
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        f"dropped a message from the memory bus: envelope version 0 (this worker speaks {VERSION})"]
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+async def test_a_payload_that_does_not_decode_is_dropped_and_a_request_answered_none(
+        cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    a, b = await cluster(2)
+
+    def strict(envelope: Envelope) -> Any:
+        if not isinstance(envelope.payload, int):
+            raise BadMessage(f"malformed {KIND}")
+        return envelope.payload + 1
+
+    async def strict_later(envelope: Envelope) -> Any:
+        await asyncio.sleep(0)
+        if not isinstance(envelope.payload, int):
+            raise BadMessage(f"malformed {OTHER_KIND}")
+        return envelope.payload + 1
+
+    b.on(KIND, strict)
+    b.on(OTHER_KIND, strict_later)
+    with caplog.at_level(logging.WARNING, "sio_core.store"):
+        assert await a.request(b.owner, KIND, "junk", WAIT) is None
+        assert await a.request(b.owner, KIND, 41, WAIT) == 42
+        assert await a.request(b.owner, OTHER_KIND, "junk", WAIT) is None
+        assert await a.request(b.owner, OTHER_KIND, 1, WAIT) == 2
+    assert b.dropped.count == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        f"dropped a message from {a.owner} ({KIND}): malformed {KIND}",
+        f"dropped a message from {a.owner} ({OTHER_KIND}): malformed {OTHER_KIND}"]
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_drops_say_each_reason_once_and_remember_few(caplog: pytest.LogCaptureFixture) -> None:
+    drops = Drops()
+    with caplog.at_level(logging.DEBUG, "sio_core.store"):
+        for n in range(100):
+            drops(BadMessage(f"reason {n}"), "w1")
+        drops(BadMessage("reason 0"), "w1")
+        drops(BadMessage("reason 99"), "w1")  # past the 64 kept: said again
+    assert drops.count == 102
+    levels = [r.levelno for r in caplog.records]
+    assert levels == [logging.WARNING] * 100 + [logging.DEBUG, logging.WARNING]

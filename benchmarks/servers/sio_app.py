@@ -1,6 +1,7 @@
 """The benchmark application on sio_core (the same events as js_server.js and pysio_app.py).
 
-Served with ``python -m sio_core serve benchmarks.servers.sio_app:io --port P``.
+Served with ``python -m sio_core serve benchmarks.servers.sio_app:io --port P``;
+``SIO_BENCH_RECOVERY=1`` turns connection state recovery on.
 
 =====================  =====================================================================
 event                  what the server does
@@ -19,11 +20,13 @@ A client whose handshake query has ``room=<name>`` joins that room when it conne
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sio_core import Server, Socket
 
-io = Server()
+#: SIO_BENCH_RECOVERY=1: connection state recovery on (the "recovery" scenario of run.py)
+io = Server(connection_state_recovery=True if os.environ.get("SIO_BENCH_RECOVERY") else None)
 
 
 @io.on("connection")

@@ -41,8 +41,10 @@ from ..http.connection import HTTPConnection
 from ..http.messages import Request, Response, error_response
 from ..protocol import engineio
 from ..protocol.engineio import Packet
-from ..stores.base import Envelope, Kind, Store
+from ..protocol.session import CloseReason
+from ..stores.base import BadMessage, Envelope, Store
 from . import polling
+from .messages import Poll, PollAbort, Post, Verdict, WsClose, WsIn, WsOpen, WsOut
 from .remote import RemoteWebSocket, WebSocketProxy
 from .socket import EngineSocket
 from .transport import Connection, WebSocket
@@ -58,30 +60,35 @@ _ERRORS: dict[int, type[HTTPError]] = {cls.code: cls for cls in HTTPError.__subc
                                        if cls.code is not None}
 
 
-def _error_reply(exc: HTTPError) -> dict[str, Any]:
-    return {"s": exc.status, "e": exc.code}
+def _error_reply(exc: HTTPError) -> list[Any]:
+    return Verdict(exc.status, exc.code).to_wire()
 
 
-def _raise_reply(reply: Any) -> dict[str, Any]:
-    if not isinstance(reply, dict):
-        raise UnknownSession()
-    code = reply.get("e")
-    if code is not None:
-        raise _ERRORS.get(code, BadRequest)()
-    if reply.get("s") == PayloadTooLarge.status:  # the owner's bare 413 (it has no code)
+def _raise_reply(reply: Any) -> Verdict:
+    """The owner's verdict; raises the HTTPError to answer with if it is a refusal. An
+    answer that is not a verdict (None: the owner dropped the request) is "unknown
+    session", as a request the owner cannot serve."""
+    try:
+        verdict = Verdict.from_wire(reply)
+    except BadMessage:
+        raise UnknownSession() from None
+    if verdict.code is not None:
+        raise _ERRORS.get(verdict.code, BadRequest)()
+    if verdict.status == PayloadTooLarge.status:  # the owner's bare 413 (it has no code)
         raise PayloadTooLarge()
-    return reply
+    return verdict
 
 
-def _poll_reply(packets: list[Packet]) -> dict[str, Any]:
-    reply = {"s": 200, "b": engineio.encode_payload(packets).encode()}
-    if not any(packet.compress for packet in packets):
-        reply["z"] = 0  # compress(False) on every packet: the relay sends it as it is
-    return reply
+def _poll_reply(packets: list[Packet]) -> list[Any]:
+    # compress(False) on every packet: the relay sends the answer as it is
+    return Verdict(200, body=engineio.encode_payload(packets).encode(),
+                   compress=any(packet.compress for packet in packets)).to_wire()
 
 
+_OK = Verdict(200).to_wire()
+_UPGRADED = Verdict(101).to_wire()
 #: the owner's answer to a websocket for a session that has one: accept it, then close it
-_CLOSE_AT_ONCE = {"s": 101, "c": 1}
+_CLOSE_AT_ONCE = Verdict(101, close=True).to_wire()
 
 
 class Forwarding:
@@ -101,13 +108,15 @@ class Forwarding:
         self.in_flight = 0
         #: for the metrics: requests forwarded to their owner, by kind
         self.forwarded: Counter[str] = Counter()
-        store.on(Kind.POLL, self._on_poll)
-        store.on(Kind.POLL_ABORT, self._on_poll_abort)
-        store.on(Kind.POST, self._on_post)
-        store.on(Kind.WS_OPEN, self._on_ws_open)
-        store.on(Kind.WS_IN, self._on_ws_in)
-        store.on(Kind.WS_OUT, self._on_ws_out)
-        store.on(Kind.WS_CLOSE, self._on_ws_close)
+        #: sessions whose last GET was answered through another worker (see _on_peers)
+        self._answered: set[EngineSocket] = set()
+        store.on(Poll.KIND, self._on_poll)
+        store.on(PollAbort.KIND, self._on_poll_abort)
+        store.on(Post.KIND, self._on_post)
+        store.on(WsOpen.KIND, self._on_ws_open)
+        store.on(WsIn.KIND, self._on_ws_in)
+        store.on(WsOut.KIND, self._on_ws_out)
+        store.on(WsClose.KIND, self._on_ws_close)
         store.on_peers(self._on_peers)
 
     def owns_route(self, owner: str) -> bool:
@@ -127,19 +136,20 @@ class Forwarding:
         logger.debug("forwarding GET of %s to its owner", sid)
         self.forwarded["poll"] += 1
         token = next(self._ids)
-        reply = self._ask(owner, Kind.POLL, {"sid": sid, "t": token}, self._poll_timeout)
+        reply = self._ask(owner, Poll.KIND, Poll(sid, token).to_wire(), self._poll_timeout)
         return self._answer(
-            reply, lambda r: polling.body_response(r.get("b", b""), headers,
-                                                   compression if r.get("z", 1) else None),
+            reply, lambda verdict: polling.body_response(
+                verdict.body, headers, compression if verdict.compress else None),
             headers,
-            withdraw=lambda: self.store.send(owner, Kind.POLL_ABORT, {"t": token}))
+            withdraw=lambda: self.store.send(owner, PollAbort.KIND, PollAbort(token).to_wire()))
 
     def post(self, owner: str, sid: str, body: bytes,
              headers: list[tuple[str, str]]) -> asyncio.Future[Response | None]:
         logger.debug("forwarding POST of %s to its owner", sid)
         self.forwarded["post"] += 1
-        reply = self._ask(owner, Kind.POST, {"sid": sid, "b": body}, self.config.forward_timeout)
-        return self._answer(reply, lambda r: polling.post_response(headers), headers)
+        reply = self._ask(owner, Post.KIND, Post(sid, body).to_wire(),
+                          self.config.forward_timeout)
+        return self._answer(reply, lambda verdict: polling.post_response(headers), headers)
 
     def upgrade(self, owner: str, sid: str, request: Request,
                 conn: HTTPConnection | Connection,
@@ -147,15 +157,16 @@ class Forwarding:
         logger.debug("forwarding websocket upgrade of %s to its owner", sid)
         self.forwarded["websocket"] += 1
         proxy_id = f"{self.store.owner}:{next(self._ids)}"
-        reply = self.store.ask(owner, Kind.WS_OPEN, {"sid": sid, "p": proxy_id},
+        reply = self.store.ask(owner, WsOpen.KIND, WsOpen(sid, proxy_id).to_wire(),
                                self.config.forward_timeout)
+        close = WsClose(proxy_id).to_wire()
 
-        def accept(verdict: dict[str, Any]) -> Response | None:
+        def accept(verdict: Verdict) -> Response | None:
             ws = self._accept(request, conn)
             if isinstance(ws, Response):
-                self.store.send(owner, Kind.WS_CLOSE, {"p": proxy_id})
+                self.store.send(owner, WsClose.KIND, close)
                 return ws
-            if verdict.get("c"):
+            if verdict.close:
                 ws.close(None)  # see _on_ws_open
                 ws.start()
                 return None
@@ -167,9 +178,9 @@ class Forwarding:
 
         return self._answer(
             reply, accept, headers, upgrade=True,
-            withdraw=lambda: self.store.send(owner, Kind.WS_CLOSE, {"p": proxy_id}))
+            withdraw=lambda: self.store.send(owner, WsClose.KIND, close))
 
-    def _ask(self, owner: str, kind: Kind, payload: Any, timeout: float) -> asyncio.Future[Any]:
+    def _ask(self, owner: str, kind: str, payload: Any, timeout: float) -> asyncio.Future[Any]:
         """A GET or POST for the owner; counted until answered (see in_flight)."""
         self.in_flight += 1
         reply = self.store.ask(owner, kind, payload, timeout)
@@ -180,7 +191,7 @@ class Forwarding:
         self.in_flight -= 1
 
     def _answer(self, reply: asyncio.Future[Any],
-                respond: Callable[[dict[str, Any]], Response | None],
+                respond: Callable[[Verdict], Response | None],
                 headers: list[tuple[str, str]], *, upgrade: bool = False,
                 withdraw: Callable[[], object] | None = None) -> asyncio.Future[Response | None]:
         """The HTTP answer to a forwarded request: ``respond(reply)`` once the owner's
@@ -213,25 +224,17 @@ class Forwarding:
         self._proxies.pop(proxy_id, None)
 
     def _on_ws_out(self, envelope: Envelope) -> None:
-        payload = envelope.payload
-        if not isinstance(payload, dict):
-            return
-        proxy = self._proxies.get(payload.get("p"))  # type: ignore[arg-type]
-        frames = payload.get("d")
-        if proxy is not None and isinstance(frames, list):
-            plain = payload.get("n") or ()
-            proxy.to_client([f for f in frames if isinstance(f, str | bytes)],
-                            [i for i in plain if type(i) is int] if isinstance(plain, list)
-                            else ())
+        message = WsOut.from_wire(envelope.payload)
+        proxy = self._proxies.get(message.proxy_id)
+        if proxy is not None:
+            proxy.to_client(message.frames, message.plain)
 
     # -- the owner --------------------------------------------------------------------------
 
-    def _polling_session(self, payload: Any) -> EngineSocket:
+    def _polling_session(self, sid: str) -> EngineSocket:
         """The polling session of this worker that a forwarded GET or POST is for; raises
         the HTTPError to answer with, as for a request received here."""
-        if not isinstance(payload, dict) or not isinstance(payload.get("sid"), str):
-            raise BadRequest()
-        socket = self._find(payload["sid"])
+        socket = self._find(sid)
         if socket is None:
             raise UnknownSession()
         if socket.transport.name != "polling":
@@ -239,47 +242,53 @@ class Forwarding:
         return socket
 
     def _on_poll(self, envelope: Envelope) -> Any:
-        payload = envelope.payload
+        message = Poll.from_wire(envelope.payload)
         try:
-            socket = self._polling_session(payload)
+            socket = self._polling_session(message.sid)
             answer = polling.poll(socket, _poll_reply)  # pending now, before the next envelope
         except HTTPError as exc:
             return _error_reply(exc)
+        relay = envelope.origin
         if isinstance(answer, asyncio.Future):
-            key = (envelope.origin, payload.get("t", 0))
+            key = (relay, message.token)
             self._polls[key] = (answer, socket)
-            answer.add_done_callback(lambda _: self._polls.pop(key, None))
+
+            def done(future: asyncio.Future[Any]) -> None:
+                self._polls.pop(key, None)
+                if not future.cancelled():
+                    self._answered_via(socket, relay)
+
+            answer.add_done_callback(done)
+        else:
+            self._answered_via(socket, relay)
         return answer
 
+    def _answered_via(self, socket: EngineSocket, relay: str) -> None:
+        socket.answered_via = relay
+        self._answered.add(socket)
+
     def _on_poll_abort(self, envelope: Envelope) -> None:
-        payload = envelope.payload
-        if isinstance(payload, dict):
-            poll = self._polls.pop((envelope.origin, payload.get("t", 0)), None)
-            if poll is not None:
-                poll[0].cancel()  # the EngineSocket aborts the poll
+        message = PollAbort.from_wire(envelope.payload)
+        poll = self._polls.pop((envelope.origin, message.token), None)
+        if poll is not None:
+            poll[0].cancel()  # the EngineSocket aborts the poll
 
     def _on_post(self, envelope: Envelope) -> Any:
-        payload = envelope.payload
-        body = payload.get("b") if isinstance(payload, dict) else None
+        message = Post.from_wire(envelope.payload)
         try:
-            if not isinstance(body, bytes):
-                raise BadRequest()
-            polling.receive(self._polling_session(payload), body, self.config)
+            polling.receive(self._polling_session(message.sid), message.body, self.config)
         except HTTPError as exc:
             return _error_reply(exc)
-        return {"s": 200}
+        return _OK
 
     def _on_ws_open(self, envelope: Envelope) -> Any:
-        payload = envelope.payload
-        if (not isinstance(payload, dict) or not isinstance(payload.get("sid"), str)
-                or not isinstance(payload.get("p"), str)):
-            return _error_reply(BadRequest())
-        socket = self._find(payload["sid"])
+        message = WsOpen.from_wire(envelope.payload)
+        socket = self._find(message.sid)
         if socket is None:
             return _error_reply(UnknownSession())
         if not self.config.allow_upgrades:
             return _error_reply(BadRequest())
-        proxy_id = payload["p"]
+        proxy_id = message.proxy_id
         remote = RemoteWebSocket(self.store, envelope.origin, proxy_id,
                                  on_lost=lambda: self._remote_ws.pop(proxy_id, None))
         try:
@@ -289,26 +298,20 @@ class Forwarding:
             # the reference accepts this one and closes it, the session untouched
             return _CLOSE_AT_ONCE
         self._remote_ws[proxy_id] = remote
-        return {"s": 101}
+        return _UPGRADED
 
     def _on_ws_in(self, envelope: Envelope) -> None:
-        payload = envelope.payload
-        if not isinstance(payload, dict):
-            return
-        remote = self._remote_ws.get(payload.get("p"))  # type: ignore[arg-type]
-        data = payload.get("d")
-        if remote is not None and isinstance(data, str | bytes):
-            remote.on_message(data)
+        message = WsIn.from_wire(envelope.payload)
+        remote = self._remote_ws.get(message.proxy_id)
+        if remote is not None:
+            remote.on_message(message.data)
 
     def _on_ws_close(self, envelope: Envelope) -> None:
-        payload = envelope.payload
-        if not isinstance(payload, dict):
-            return
-        proxy_id = payload.get("p")
-        remote = self._remote_ws.pop(proxy_id, None)  # type: ignore[arg-type]
+        proxy_id = WsClose.from_wire(envelope.payload).proxy_id
+        remote = self._remote_ws.pop(proxy_id, None)
         if remote is not None:
             remote.connection_lost()
-        proxy = self._proxies.get(proxy_id)  # type: ignore[arg-type]
+        proxy = self._proxies.get(proxy_id)
         if proxy is not None:
             proxy.owner_closed()
 
@@ -322,6 +325,16 @@ class Forwarding:
         for (relay, _), (_, socket) in list(self._polls.items()):
             if relay not in peers:
                 socket.release_poll()
+        # An answered GET whose client has not polled again since, relayed by a worker that
+        # is gone: the answer's packets may have died with it. The session is closed, not
+        # left to lose them quietly: its client's next GET finds it unknown and reconnects
+        # (and with connection state recovery gets what it missed, once).
+        for socket in list(self._answered):
+            if socket.answered_via is None or socket.closed:
+                self._answered.discard(socket)
+            elif socket.answered_via not in peers:
+                self._answered.discard(socket)
+                socket.close(CloseReason.TRANSPORT_ERROR, notify=False)
         for proxy in list(self._proxies.values()):
             if proxy.owner not in peers:
                 proxy.owner_closed()

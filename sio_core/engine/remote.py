@@ -11,10 +11,10 @@ closes the other.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any
 
 from ..protocol.engineio import Packet, encode_packet
-from ..stores.base import Kind, Store
+from ..stores.base import Store
+from .messages import WsClose, WsIn, WsOut
 from .transport import CloseCallback, MessageCallback, WebSocket, ignore_close, ignore_message
 
 
@@ -40,16 +40,14 @@ class RemoteWebSocket:
 
     def send_packets(self, packets: list[Packet]) -> None:
         if not self._closed:
-            payload: dict[str, Any] = {"p": self.proxy_id,
-                                       "d": [encode_packet(p) for p in packets]}
-            plain = [i for i, p in enumerate(packets) if not p.compress]
-            if plain:
-                payload["n"] = plain  # compress(False): never deflated by the proxy
-            self.store.send(self.proxy_owner, Kind.WS_OUT, payload)
+            # compress(False): those frames are never deflated by the proxy
+            self.store.send(self.proxy_owner, WsOut.KIND, WsOut(
+                self.proxy_id, [encode_packet(p) for p in packets],
+                [i for i, p in enumerate(packets) if not p.compress]).to_wire())
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if not self._closed:
-            self.store.send(self.proxy_owner, Kind.WS_CLOSE, {"p": self.proxy_id})
+            self.store.send(self.proxy_owner, WsClose.KIND, WsClose(self.proxy_id).to_wire())
             self.connection_lost()
 
     def connection_lost(self) -> None:
@@ -75,12 +73,12 @@ class WebSocketProxy:
         ws.bind(self._from_client, self._client_closed)
 
     def _from_client(self, message: str | bytes) -> None:
-        self.store.send(self.owner, Kind.WS_IN, {"p": self.proxy_id, "d": message})
+        self.store.send(self.owner, WsIn.KIND, WsIn(self.proxy_id, message).to_wire())
 
     def _client_closed(self) -> None:
         if not self._closed:
             self._closed = True
-            self.store.send(self.owner, Kind.WS_CLOSE, {"p": self.proxy_id})
+            self.store.send(self.owner, WsClose.KIND, WsClose(self.proxy_id).to_wire())
             self._on_done()
 
     def to_client(self, messages: list[str | bytes], plain: Collection[int] = ()) -> None:

@@ -131,7 +131,8 @@ class EngineServer:
         self.static = StaticFiles(config.static_dir,
                                   {**client_files(config), **config.static_files})
         self._timing = Timing(config.ping_interval, config.ping_timeout,
-                              config.upgrade_timeout, config.close_timeout)
+                              config.upgrade_timeout, config.close_timeout,
+                              config.max_packets_per_poll)
         self.metrics = metrics_endpoint(self)  # None when config.metrics_path is
 
     # -- serving ------------------------------------------------------------------------

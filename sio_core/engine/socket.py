@@ -46,8 +46,8 @@ class EngineSocket:
     """One Engine.IO session as the application sees it: ``send``, ``close``."""
 
     __slots__ = ("__weakref__", "_finished", "_loop", "_on_finished", "_pump_scheduled",
-                 "_timer", "_timer_at", "_upgrading", "context", "core", "handler", "request",
-                 "sid", "transport")
+                 "_timer", "_timer_at", "_upgrading", "answered_via", "context", "core",
+                 "handler", "request", "sid", "transport")
 
     def __init__(self, core: EngineSession, handler: EngineHandler,
                  on_finished: Callable[[EngineSocket], None], transport: Transport, *,
@@ -66,6 +66,10 @@ class EngineSocket:
         self._pump_scheduled = False
         #: what carries the session now, and the websocket being probed during an upgrade
         self.transport = transport
+        #: the worker that relayed this session's last answered GET, until the next GET
+        #: shows the client got it (forwarding.py closes the session if that worker dies
+        #: meanwhile: what the answer carried may be lost)
+        self.answered_via: str | None = None
         self._upgrading: Transport | None = None
         self._finished = False
         transport.bind(self._message, self._transport_closed)
@@ -98,9 +102,11 @@ class EngineSocket:
             self._schedule_pump()
         return True
 
-    def close(self, reason: CloseReason = CloseReason.FORCED_CLOSE) -> None:
-        """Close the session; the client is told (``1`` over polling, a close frame)."""
-        self.core.close(reason)
+    def close(self, reason: CloseReason = CloseReason.FORCED_CLOSE, *,
+              notify: bool = True) -> None:
+        """Close the session; the client is told (``1`` over polling, a close frame), or
+        with ``notify=False`` not (its next request finds the session unknown)."""
+        self.core.close(reason, notify=notify)
         self._pump()
 
     # -- events from the transports -----------------------------------------------------
@@ -153,6 +159,7 @@ class EngineSocket:
         transport's ``send_packets`` answers it. Raises BadRequest for a GET the session
         refuses (an overlapping one also closes the session, the pending GET told ``1``)."""
         core = self.core
+        self.answered_via = None  # a GET: the previous answer reached the client
         try:
             core.begin_poll()
         except Exception:

@@ -63,6 +63,9 @@ class Timing:
     ping_timeout: float
     upgrade_timeout: float = 10.0
     close_timeout: float = 30.0
+    #: the most packets one poll's answer carries (the rest wait for the next GET); None:
+    #: all of them (see Config.max_packets_per_poll)
+    max_packets_per_poll: int | None = None
 
 
 class EngineSession:
@@ -160,12 +163,22 @@ class EngineSession:
         """Everything to write now, in order. For polling this answers the pending GET."""
         out, self.outbox = self.outbox, []
         if self.transport is Transport.POLLING:
+            limit = self.timing.max_packets_per_poll
+            if limit is not None:
+                limit = max(1, limit - self._noop_due)  # room for the noop, if one is due
+                if len(out) > limit:
+                    out, self.outbox = out[:limit], out[limit:]
             if self._close_due:
                 # reference (engine.io's Socket.close()): what is queued drains first, in a
                 # response of its own, and the "1" goes in the next one, so a client reads
                 # those packets before it sees the session end
                 if not out:
-                    out.append(CLOSE)
+                    # a server that shuts down ends the poll with a noop, and the session is
+                    # gone for the next GET (400): both official clients take that for a
+                    # transport error and reconnect, where python-socketio's client takes a
+                    # "1" for a server disconnect and never reconnects
+                    out.append(NOOP if self.close_reason is CloseReason.SERVER_SHUTTING_DOWN
+                               else CLOSE)
                     self._close_due = self._noop_due = False
             elif self._noop_due:
                 out.append(NOOP)
@@ -315,7 +328,8 @@ class EngineSession:
 
     def close(self, reason: CloseReason, *, notify: bool = True) -> None:
         """End the session. With ``notify`` the client is told: over polling, the pending
-        or next GET gets what is queued and then ``1``; a websocket is closed after the
+        or next GET gets what is queued and then ``1`` (``6`` when the server shuts down,
+        and the session is unknown to the GET after it); a websocket is closed after the
         queue is written. Without it (the client's own close, a timeout, an error) queued
         output is dropped, and only a pending GET is answered with ``1`` / ``6``."""
         if self.state is State.CLOSED or self.state is State.CLOSING:

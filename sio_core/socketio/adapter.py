@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..engine.socket import EngineSocket, fan_out
+from ..exceptions import SocketIOProtocolError
 from ..protocol import engineio
 from ..protocol import socketio as sio
+from ..protocol.parsers import Parser
 
 if TYPE_CHECKING:
     from .namespace import Namespace
@@ -147,21 +149,41 @@ class Adapter:
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> int:
         """Deliver to the matching local sockets; returns how many got it."""
         reached = self.reached(opts)
-        namespace = self.namespace
-        if not reached and namespace.server.observer is None \
-                and not namespace.outgoing_watchers:
+        if not reached and not self._watched():
+            return 0  # nobody here: not even encoded
+        return self._deliver(reached, self.namespace.server.parser.encode(packet), opts,
+                             packet)
+
+    def broadcast_encoded(self, parts: list[str | bytes], opts: BroadcastOptions,
+                          packet: sio.Packet | None = None) -> int:
+        """:meth:`broadcast` of a packet encoded already, by this server's parser (on the
+        worker that published it); ``packet``, its decoded form, is for the observer and
+        the outgoing listeners (decoded from the parts when they want it and it is not
+        given)."""
+        reached = self.reached(opts)
+        if not reached and not self._watched():
             # nobody here (the usual case of a worker receiving another's broadcast to a
-            # room): not even encoded
+            # room): the parts are not even made packets
             return 0
-        parts = namespace.server.parser.encode(packet)
+        return self._deliver(reached, parts, opts, packet)
+
+    def _watched(self) -> bool:
+        """Whether someone hears of every broadcast, even one that reaches nobody."""
+        return self.namespace.server.observer is not None or bool(
+            self.namespace.outgoing_watchers)
+
+    def _deliver(self, reached: Mapping[str, EngineSocket | None], parts: list[str | bytes],
+                 opts: BroadcastOptions, packet: sio.Packet | None) -> int:
         packets = [engineio.message(part, opts.compress) for part in parts]
         count = fan_out(filter(None, reached.values()), packets, volatile=opts.volatile)
         self._count(parts, count)
         observer = self.namespace.server.observer
-        if observer is not None:
-            observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
-        if self.namespace.outgoing_watchers:
-            self._notify_outgoing(packet, opts)
+        if observer is not None or self.namespace.outgoing_watchers:
+            data = packet.data if packet is not None \
+                else decode_parts(self.namespace.server.parser, parts)
+            if observer is not None:
+                observer.broadcast_sent(self.namespace, data, parts, opts, count)
+            self._notify_outgoing(data, opts)
         return count
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
@@ -182,16 +204,16 @@ class Adapter:
         observer = self.namespace.server.observer
         if observer is not None:
             observer.broadcast_sent(self.namespace, packet.data, parts, opts, count)
-        if self.namespace.outgoing_watchers:
-            self._notify_outgoing(packet, opts)
+        self._notify_outgoing(packet.data, opts)
         return count
 
-    def _notify_outgoing(self, packet: sio.Packet, opts: BroadcastOptions) -> None:
+    def _notify_outgoing(self, data: list[Any], opts: BroadcastOptions) -> None:
         """The recipients with on_any_outgoing listeners hear of the event."""
         watchers = self.namespace.outgoing_watchers
-        for socket in list(self.match(opts)):
-            if socket in watchers:
-                socket.notify_outgoing(packet.data)
+        if watchers:
+            for socket in list(self.match(opts)):
+                if socket in watchers:
+                    socket.notify_outgoing(data)
 
     def _count(self, parts: list[str | bytes], recipients: int) -> None:
         """Counted once per broadcast, for all its recipients (not once per recipient)."""
@@ -215,6 +237,19 @@ class Adapter:
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
         for socket in self.match(opts):
             socket.disconnect(close)
+
+
+def decode_parts(parser: Parser, parts: list[str | bytes]) -> list[Any]:
+    """The data of the event that ``parts`` encode with ``parser`` ([] if they make none)."""
+    decoder = parser.decoder()
+    packet = None
+    try:
+        for part in parts:
+            packet = decoder.feed_text(part) if isinstance(part, str) \
+                else decoder.feed_binary(part)
+    except SocketIOProtocolError:
+        return []
+    return packet.data if packet is not None and isinstance(packet.data, list) else []
 
 
 def _bind(on_ack: Callable[[str, list[object]], None], sid: str) -> Callable[..., None]:

@@ -78,22 +78,36 @@ class Client:
                 self.refuse(name, "Too many namespaces", None)
                 return
             auth = packet.data if isinstance(packet.data, dict) else {}
-            namespace = self.server.namespace_now(name)
-            if namespace is not None and not namespace.middlewares:
-                # nothing to await (no middleware, no dynamic match): connected at once,
-                # without a task and a loop turn per connection
-                self._connect_now(namespace, auth)
-                return
-            self._connecting.add(name)
-            task = asyncio.get_running_loop().create_task(self._connect(name, auth))
-            _connects.add(task)
-            task.add_done_callback(_connects.discard)
+            recovery = self.server.recovery
+            if recovery is None or not recovery.connect(self, name, auth):
+                self.connect_fresh(name, auth)
         elif socket is not None:
             socket.on_packet(packet)
         elif name in self._connecting:
             pass  # sent while its CONNECT is still in the middlewares: dropped
         else:
             self.invalid_state()
+
+    def connect_fresh(self, name: str, auth: dict[str, Any]) -> None:
+        """Connect to a namespace as a new socket (the middlewares, then admitted)."""
+        namespace = self.server.namespace_now(name)
+        if namespace is not None and not namespace.middlewares:
+            # nothing to await (no middleware, no dynamic match): connected at once,
+            # without a task and a loop turn per connection
+            self._connect_now(namespace, auth)
+            return
+        self._connecting.add(name)
+        task = asyncio.get_running_loop().create_task(self._connect(name, auth))
+        _connects.add(task)
+        task.add_done_callback(_connects.discard)
+
+    def connecting(self, name: str) -> None:
+        """A CONNECT that waits for something else (the recovery log's answer): packets
+        for that namespace are dropped meanwhile, a second CONNECT refused."""
+        self._connecting.add(name)
+
+    def connected_or_refused(self, name: str) -> None:
+        self._connecting.discard(name)
 
     async def _connect(self, name: str, auth: dict[str, Any]) -> None:
         try:

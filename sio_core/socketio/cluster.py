@@ -1,12 +1,14 @@
 """Socket.IO across workers: broadcasts, acks and socket queries over a store.
 
-How this works: :class:`Cluster` registers store handlers for the Socket.IO kinds and is
-what a :class:`~sio_core.socketio.namespace.Namespace` calls when a store is attached.
-A broadcast is delivered locally and published once; every other worker delivers it to
-its own matching sockets (room membership stays local). Requests that need answers
-(fetch_sockets, server-side emits with acks) gather from every peer with a timeout; a
-broadcast with acks gets a client count, then the acks, from every peer. Everything that
-comes off the bus is checked for shape before use: it is untrusted input.
+How this works: :class:`Cluster` is what a :class:`~sio_core.socketio.namespace.Namespace`
+calls when a store is attached; it sends the typed messages of
+sio_core/socketio/messages.py through its link (sio_core/socketio/link.py: envelopes to the
+store's peers, or the JavaScript adapter's format on Redis) and acts on those that arrive
+(:meth:`Cluster.receive`), decoded and checked by then. A broadcast is delivered locally
+and published once, encoded once: every other worker writes the same parts to its own
+matching sockets (room membership stays local). Requests that need answers
+(fetch_sockets, server-side emits with acks) gather from every server with a timeout; a
+broadcast with acks gets a client count, then the acks, from every server.
 """
 
 from __future__ import annotations
@@ -20,57 +22,34 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from ..protocol import socketio as sio
-from ..stores.base import Envelope, Kind, Store
+from ..stores.base import BadMessage, Store
 from . import handlers
 from .adapter import BroadcastOptions
-from .broadcast import AckGather, rooms_of
+from .broadcast import AckGather
 from .handlers import DONE
+from .link import PeerLink
+from .messages import (
+    Broadcast,
+    BroadcastWithAcks,
+    ClientAck,
+    ClientCount,
+    ClusterMessage,
+    DisconnectSockets,
+    FetchSockets,
+    ServerSideEmit,
+    SocketsJoin,
+    SocketsLeave,
+)
 from .socket import Handshake
 
 if TYPE_CHECKING:
     from .namespace import Namespace
+    from .redis_adapter import AdapterFormat
     from .server import Server
     from .socket import Socket
 
 logger = logging.getLogger("sio_core.cluster")
 
-def opts_to_wire(opts: BroadcastOptions) -> dict[str, Any]:
-    flags: dict[str, bool] = {"volatile": opts.volatile}
-    if not opts.compress:
-        flags["compress"] = False  # the JavaScript adapter's flag; left out when true
-    return {"rooms": sorted(opts.rooms), "except": sorted(opts.except_rooms), "flags": flags}
-
-
-def opts_from_wire(value: Any) -> BroadcastOptions | None:
-    if not isinstance(value, dict):
-        return None
-    rooms, excepted = value.get("rooms", []), value.get("except", [])
-    flags = value.get("flags") or {}
-    if (not isinstance(rooms, list) or not isinstance(excepted, list)
-            or not all(isinstance(r, str) for r in rooms)
-            or not all(isinstance(r, str) for r in excepted) or not isinstance(flags, dict)):
-        return None
-    return BroadcastOptions(frozenset(rooms), frozenset(excepted),
-                            volatile=bool(flags.get("volatile")),
-                            compress=flags.get("compress") is not False)
-
-
-def packet_to_wire(packet: sio.Packet) -> dict[str, Any]:
-    return {"type": int(packet.type), "nsp": packet.namespace, "data": packet.data,
-            "id": packet.id}
-
-
-def packet_from_wire(value: Any) -> sio.Packet | None:
-    if not isinstance(value, dict):
-        return None
-    ptype, nsp, data, ack_id = (value.get("type"), value.get("nsp"), value.get("data"),
-                                value.get("id"))
-    if (ptype not in (sio.PacketType.EVENT, sio.PacketType.BINARY_EVENT)
-            or not isinstance(nsp, str) or not isinstance(data, list) or not data
-            or not isinstance(data[0], str)
-            or not (ack_id is None or (isinstance(ack_id, int) and ack_id >= 0))):
-        return None
-    return sio.Packet(sio.PacketType.EVENT, nsp, data, ack_id)
 
 
 def _packable(value: Any) -> Any:
@@ -170,34 +149,24 @@ class Cluster:
         self._gathers: dict[int, AckGather] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
-        on = store.on
-        on(Kind.BROADCAST, self._on_broadcast)
-        on(Kind.BROADCAST_ACKS, self._on_broadcast_acks)
-        on(Kind.CLIENT_COUNT, self._on_client_count)
-        on(Kind.CLIENT_ACK, self._on_client_ack)
-        on(Kind.FETCH_SOCKETS, self._on_fetch_sockets)
-        on(Kind.SOCKETS_JOIN, self._on_sockets_join)
-        on(Kind.SOCKETS_LEAVE, self._on_sockets_leave)
-        on(Kind.DISCONNECT_SOCKETS, self._on_disconnect_sockets)
-        on(Kind.SERVER_SIDE_EMIT, self._on_server_side_emit)
+        self.link = _link(self, store)
         for name in server.namespaces:
             self.namespace_added(name)
 
     def namespace_added(self, name: str) -> None:
-        add = getattr(self.store, "add_namespace", None)
-        if add is not None:
-            add(name)
+        self.link.namespace_added(name)
 
     def namespace_removed(self, name: str) -> None:
-        remove = getattr(self.store, "remove_namespace", None)
-        if remove is not None:
-            remove(name)
+        self.link.namespace_removed(name)
 
     # -- outgoing ---------------------------------------------------------------------------
 
-    def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> None:
-        self.store.publish(Kind.BROADCAST, {"packet": packet_to_wire(packet),
-                                            "opts": opts_to_wire(opts)})
+    def broadcast(self, packet: sio.Packet, parts: list[str | bytes],
+                  opts: BroadcastOptions) -> None:
+        """``parts``: the packet encoded, as this worker writes it: the other workers write
+        the same."""
+        self.link.publish(Broadcast(packet.namespace, opts, parts, self.server.parser.name,
+                                    packet))
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
                            gather: AckGather) -> None:
@@ -205,8 +174,7 @@ class Cluster:
         gather.counting = True
         self._gathers[request] = gather
         gather.future.add_done_callback(lambda _: self._gathers.pop(request, None))
-        self.store.publish(Kind.BROADCAST_ACKS, {"packet": packet_to_wire(packet),
-                                                 "opts": opts_to_wire(opts), "req": request})
+        self.link.publish(BroadcastWithAcks(packet, opts, request))
         # counted while the request travels; the counts that come first wait for it
         task = asyncio.get_running_loop().create_task(self._count_servers(packet, gather))
         self._tasks.add(task)
@@ -214,7 +182,7 @@ class Cluster:
 
     async def _count_servers(self, packet: sio.Packet, gather: AckGather) -> None:
         try:
-            count = await self.store.count_servers(packet.namespace)
+            count = await self.link.count_servers(packet.namespace)
         except Exception as exc:
             # the acks of the clients counted so far still come; the timeout ends the rest
             logger.warning("cannot count the servers for a broadcast with acks: %s", exc)
@@ -222,9 +190,8 @@ class Cluster:
         gather.add_servers(count)
 
     async def fetch_sockets(self, namespace: Namespace, opts: BroadcastOptions) -> list[Any]:
-        replies = await self.store.ask_servers(
-            Kind.FETCH_SOCKETS, {"nsp": namespace.name, "opts": opts_to_wire(opts)},
-            self.server.config.requests_timeout)
+        replies = await self.link.ask_servers(FetchSockets(namespace.name, opts),
+                                              self.server.config.requests_timeout)
         out: list[Any] = []
         for reply in replies:
             if isinstance(reply, list):
@@ -233,122 +200,103 @@ class Cluster:
         return out
 
     def sockets_join(self, namespace: Namespace, opts: BroadcastOptions,
-                     rooms: frozenset[str], kind: Kind = Kind.SOCKETS_JOIN) -> None:
-        self.store.publish(kind, {"nsp": namespace.name, "opts": opts_to_wire(opts),
-                                  "rooms": sorted(rooms)})
+                     rooms: frozenset[str]) -> None:
+        self.link.publish(SocketsJoin(namespace.name, opts, rooms))
+
+    def sockets_leave(self, namespace: Namespace, opts: BroadcastOptions,
+                      rooms: frozenset[str]) -> None:
+        self.link.publish(SocketsLeave(namespace.name, opts, rooms))
 
     def disconnect_sockets(self, namespace: Namespace, opts: BroadcastOptions,
                            close: bool) -> None:
-        self.store.publish(Kind.DISCONNECT_SOCKETS, {"nsp": namespace.name,
-                                                     "opts": opts_to_wire(opts),
-                                                     "close": close})
+        self.link.publish(DisconnectSockets(namespace.name, opts, close))
 
     def server_side_emit(self, namespace: Namespace, event: str, args: tuple[Any, ...]) -> None:
-        self.store.publish(Kind.SERVER_SIDE_EMIT, {"nsp": namespace.name,
-                                                   "data": [event, *args]})
+        self.link.publish(ServerSideEmit(namespace.name, [event, *args]))
 
     async def server_side_emit_with_ack(self, namespace: Namespace, event: str,
                                         args: tuple[Any, ...], timeout: float) -> list[Any]:
-        return await self.store.ask_servers(
-            Kind.SERVER_SIDE_EMIT, {"nsp": namespace.name, "data": [event, *args]}, timeout)
+        return await self.link.ask_servers(ServerSideEmit(namespace.name, [event, *args]),
+                                           timeout)
 
     # -- incoming ---------------------------------------------------------------------------
 
-    def _namespace(self, payload: Any) -> tuple[Namespace | None, BroadcastOptions | None]:
-        if not isinstance(payload, dict):
-            return None, None
-        nsp = payload.get("nsp")
-        if nsp is None and isinstance(payload.get("packet"), dict):
-            nsp = payload["packet"].get("nsp")
-        namespace = self.server.namespace_now(nsp) if isinstance(nsp, str) else None
-        return namespace, opts_from_wire(payload.get("opts"))
-
-    def _on_broadcast(self, envelope: Envelope) -> None:
-        if not isinstance(envelope.payload, dict):
-            return
-        namespace, opts = self._namespace(envelope.payload)
-        packet = packet_from_wire(envelope.payload.get("packet"))
-        if namespace is not None and opts is not None and packet is not None:
-            namespace.adapter.broadcast(packet, opts)
-
-    def _on_broadcast_acks(self, envelope: Envelope) -> None:
-        if not isinstance(envelope.payload, dict):
-            return
-        namespace, opts = self._namespace(envelope.payload)
-        packet = packet_from_wire(envelope.payload.get("packet"))
-        request = envelope.payload.get("req")
-        if not isinstance(request, int | str):
-            return
-        count = 0
-        if packet is not None and packet.id is None:
-            # a JavaScript server's request: the ack id is ours to choose
-            packet = sio.Packet(packet.type, packet.namespace, packet.data,
-                                namespace.next_ack_id() if namespace is not None else 1)
-        if namespace is not None and opts is not None and packet is not None \
-                and packet.id is not None:
-            origin = envelope.origin
-
-            def on_ack(sid: str, args: list[object]) -> None:
-                self.store.send(origin, Kind.CLIENT_ACK,
-                                {"req": request, "args": args, "nsp": packet.namespace})
-
-            count = namespace.adapter.broadcast_with_ack(packet, opts, on_ack)
-        nsp = envelope.payload.get("nsp") or (namespace.name if namespace else "/")
-        self.store.send(envelope.origin, Kind.CLIENT_COUNT,
-                        {"req": request, "count": count, "nsp": nsp})
-
-    def _on_client_count(self, envelope: Envelope) -> None:
-        payload = envelope.payload
-        if isinstance(payload, dict) and isinstance(payload.get("count"), int) \
-                and isinstance(payload.get("req"), int):
-            gather = self._gathers.get(payload["req"])
+    def receive(self, origin: str, message: ClusterMessage) -> Any:
+        """A message from the server ``origin``, decoded; for a request, its answer."""
+        if isinstance(message, ClientCount):
+            gather = self._gather(message.request)
             if gather is not None:
-                gather.add_expected(payload["count"])
-
-    def _on_client_ack(self, envelope: Envelope) -> None:
-        payload = envelope.payload
-        if isinstance(payload, dict) and isinstance(payload.get("args"), list) \
-                and isinstance(payload.get("req"), int):
-            gather = self._gathers.get(payload["req"])
+                gather.add_expected(message.count)
+            return None
+        if isinstance(message, ClientAck):
+            gather = self._gather(message.request)
             if gather is not None:
-                gather.add_response(payload["args"])
-
-    def _on_fetch_sockets(self, envelope: Envelope) -> list[dict[str, Any]]:
-        namespace, opts = self._namespace(envelope.payload)
-        if namespace is None or opts is None:
-            return []
-        return [describe(socket) for socket in namespace.adapter.match(opts)]
-
-    def _rooms(self, payload: Any) -> frozenset[str] | None:
-        rooms = payload.get("rooms") if isinstance(payload, dict) else None
-        if isinstance(rooms, list) and all(isinstance(r, str) for r in rooms):
-            return rooms_of(tuple(rooms))
+                gather.add_response(message.args)
+            return None
+        if isinstance(message, BroadcastWithAcks):
+            self._on_broadcast_acks(origin, message)
+            return None
+        namespace = self.server.namespace_now(message.namespace)
+        if isinstance(message, ServerSideEmit):
+            if namespace is None:
+                return None
+            return namespace.run_server_side(message.data[0], tuple(message.data[1:]))
+        if isinstance(message, FetchSockets):
+            if namespace is None:
+                return []
+            return [describe(socket) for socket in namespace.adapter.match(message.opts)]
+        if namespace is None:
+            return None
+        adapter = namespace.adapter
+        if isinstance(message, Broadcast):
+            if message.parts is None:  # a JavaScript server's: the packet, encoded here
+                assert message.packet is not None
+                adapter.broadcast(message.packet, message.opts)
+            elif message.parser != self.server.parser.name:
+                raise BadMessage(f"a broadcast in the {message.parser} parser (this server's"
+                                 f" is {self.server.parser.name})")
+            else:
+                adapter.broadcast_encoded(message.parts, message.opts, message.packet)
+        elif isinstance(message, SocketsJoin):
+            adapter.add_sockets(message.opts, message.rooms)
+        elif isinstance(message, SocketsLeave):
+            adapter.del_sockets(message.opts, message.rooms)
+        else:
+            adapter.disconnect_sockets(message.opts, message.close)
         return None
 
-    def _on_sockets_join(self, envelope: Envelope) -> None:
-        namespace, opts = self._namespace(envelope.payload)
-        rooms = self._rooms(envelope.payload)
-        if namespace is not None and opts is not None and rooms is not None:
-            namespace.adapter.add_sockets(opts, rooms)
+    def _gather(self, request: int | str) -> AckGather | None:
+        return self._gathers.get(request) if isinstance(request, int) else None
 
-    def _on_sockets_leave(self, envelope: Envelope) -> None:
-        namespace, opts = self._namespace(envelope.payload)
-        rooms = self._rooms(envelope.payload)
-        if namespace is not None and opts is not None and rooms is not None:
-            namespace.adapter.del_sockets(opts, rooms)
+    def _on_broadcast_acks(self, origin: str, message: BroadcastWithAcks) -> None:
+        packet = message.packet
+        namespace = self.server.namespace_now(packet.namespace)
+        request = message.request
+        count = 0
+        if namespace is not None:
+            if packet.id is None:
+                # a JavaScript server's request: the ack id is ours to choose
+                packet = sio.Packet(packet.type, packet.namespace, packet.data,
+                                    namespace.next_ack_id())
 
-    def _on_disconnect_sockets(self, envelope: Envelope) -> None:
-        namespace, opts = self._namespace(envelope.payload)
-        if namespace is not None and opts is not None:
-            namespace.adapter.disconnect_sockets(opts, bool(envelope.payload.get("close")))
+            def on_ack(sid: str, args: list[object]) -> None:
+                self.link.send(origin, ClientAck(request, list(args), packet.namespace))
 
-    def _on_server_side_emit(self, envelope: Envelope) -> Any:
-        namespace, _ = self._namespace(envelope.payload)
-        data = envelope.payload.get("data") if isinstance(envelope.payload, dict) else None
-        if namespace is None or not isinstance(data, list) or not data \
-                or not isinstance(data[0], str):
-            return None
-        return namespace.run_server_side(data[0], tuple(data[1:]))
+            count = namespace.adapter.broadcast_with_ack(packet, message.opts, on_ack)
+        self.link.send(origin, ClientCount(request, count, packet.namespace))
+
+
+def _link(cluster: Cluster, store: Store) -> PeerLink | AdapterFormat:
+    """The JavaScript adapter's format on a bus JavaScript servers share (Redis), envelopes to
+    the peers elsewhere."""
+    if not store.raw_channels:
+        return PeerLink(cluster, store)
+    # imported only then: the redis client is needed only with a RedisStore (importing
+    # sio_core does not import it)
+    from ..stores.redis import RedisStore
+    from .redis_adapter import adapter_link
+    assert isinstance(store, RedisStore)
+    return adapter_link(cluster, store)
 
 
 def run_listeners(listeners: list[Callable[..., Any]], args: tuple[Any, ...],

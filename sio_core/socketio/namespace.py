@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, overloa
 
 from ..exceptions import ConnectionRefusedError
 from ..protocol import socketio as sio
-from ..stores.base import Kind
 from . import handlers
 from .adapter import Adapter, BroadcastOptions
 from .broadcast import AckGather, BroadcastOperator
@@ -220,12 +219,19 @@ class Namespace(EventEmitter, _Operators[BroadcastOperator]):
 
     def broadcast(self, packet: sio.Packet, opts: BroadcastOptions) -> Awaitable[None]:
         self.counters.broadcasts += 1
+        recovery = self.server.recovery
+        if recovery is not None and recovery.broadcast(self, packet, opts):
+            return DONE  # kept in the log, which delivers it on every worker in log order
         cluster = self.server.cluster
-        if cluster is not None and not opts.local:
-            # published first: the store's write goes out before this worker's own fan-out,
-            # so the other workers deliver theirs meanwhile
-            cluster.broadcast(packet, opts)
-        self.adapter.broadcast(packet, opts)
+        if cluster is None or opts.local:
+            self.adapter.broadcast(packet, opts)
+            return DONE
+        # encoded once for the whole cluster: published first (the store's write goes out
+        # before this worker's own fan-out, so the other workers deliver theirs meanwhile),
+        # then the same parts written here
+        parts = self.server.parser.encode(packet)
+        cluster.broadcast(packet, parts, opts)
+        self.adapter.broadcast_encoded(parts, opts, packet)
         return DONE
 
     def broadcast_with_ack(self, packet: sio.Packet, opts: BroadcastOptions,
@@ -256,7 +262,7 @@ class Namespace(EventEmitter, _Operators[BroadcastOperator]):
         self.adapter.del_sockets(opts, rooms)
         cluster = self.server.cluster
         if cluster is not None and not opts.local:
-            cluster.sockets_join(self, opts, rooms, Kind.SOCKETS_LEAVE)
+            cluster.sockets_leave(self, opts, rooms)
         return DONE
 
     def do_disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> Awaitable[None]:
@@ -303,23 +309,8 @@ class Namespace(EventEmitter, _Operators[BroadcastOperator]):
 
     async def _run_middlewares(self, client: Client, auth: dict[str, Any]) -> None:
         socket = Socket(self, client, auth)
-        for middleware in list(self.middlewares):
-            try:
-                result = middleware(socket)
-                if inspect.isawaitable(result):
-                    result = await result
-            except ConnectionRefusedError as exc:
-                client.refuse(self.name, exc.message, exc.data)
-                return
-            except Exception:
-                logger.exception("error in middleware of %r", self)
-                client.refuse(self.name, "Internal server error", None)
-                return
-            if isinstance(result, BaseException):  # returned rather than raised
-                message = getattr(result, "message", None) or str(result) or "Not authorized"
-                client.refuse(self.name, message, getattr(result, "data", None))
-                return
-        self.admit(client, socket)
+        if await run_middlewares(self, client, socket):
+            self.admit(client, socket)
 
     def admit(self, client: Client, socket: Socket) -> None:
         """The socket joins: the client gets its CONNECT reply, then the listeners run."""
@@ -333,7 +324,11 @@ class Namespace(EventEmitter, _Operators[BroadcastOperator]):
         # the reply first: joining its own room may make an observer emit to this namespace,
         # which this socket must not hear of before its CONNECT (the reference's order lets
         # the admin UI's room_joined reach an admin socket ahead of its CONNECT)
-        client.send_packet(sio.Packet(sio.PacketType.CONNECT, self.name, {"sid": socket.id}))
+        reply: dict[str, Any] = {"sid": socket.id}
+        recovery = self.server.recovery
+        if recovery is not None:
+            reply["pid"] = recovery.connected(socket)
+        client.send_packet(sio.Packet(sio.PacketType.CONNECT, self.name, reply))
         socket.on_connected()
         observer = self.server.observer
         if observer is not None:
@@ -357,6 +352,28 @@ class Namespace(EventEmitter, _Operators[BroadcastOperator]):
                 and self.server.config.cleanup_empty_child_namespaces):
             parent.children.discard(self)
             self.server.forget_namespace(self)
+
+
+async def run_middlewares(namespace: Namespace, client: Client, socket: Socket) -> bool:
+    """The namespace's middlewares on ``socket``, in order; a refusal answers the client
+    (CONNECT_ERROR) and gives False."""
+    for middleware in list(namespace.middlewares):
+        try:
+            result = middleware(socket)
+            if inspect.isawaitable(result):
+                result = await result
+        except ConnectionRefusedError as exc:
+            client.refuse(namespace.name, exc.message, exc.data)
+            return False
+        except Exception:
+            logger.exception("error in middleware of %r", namespace)
+            client.refuse(namespace.name, "Internal server error", None)
+            return False
+        if isinstance(result, BaseException):  # returned rather than raised
+            message = getattr(result, "message", None) or str(result) or "Not authorized"
+            client.refuse(namespace.name, message, getattr(result, "data", None))
+            return False
+    return True
 
 
 class ParentNamespace(_Operators["_MultiOperator"]):

@@ -36,6 +36,7 @@ from .counters import ServerCounters, families
 from .handlers import EventEmitter
 from .namespace import Matcher, Middleware, Namespace, ParentNamespace, _Operators
 from .observer import Observer
+from .recovery import Recovery
 
 logger = logging.getLogger("sio_core.socketio")
 
@@ -111,6 +112,9 @@ class Server(_Operators[BroadcastOperator]):
         self.engine: EngineServer | None = None
         #: what the metrics report (sio_core/socketio/counters.py)
         self.counters = ServerCounters()
+        #: connection state recovery (config.connection_state_recovery), None when off
+        self.recovery: Recovery | None = None
+        self._recovery_from_config()
         #: the server's own events (new_namespace)
         self._events = EventEmitter()
         #: the main namespace, as ``io.sockets`` in the JavaScript server
@@ -125,6 +129,11 @@ class Server(_Operators[BroadcastOperator]):
             raise RuntimeError("configure() must come before serve()")
         self.config = replace(self.config, **changes)
         self.parser = PARSERS[self.config.parser]
+        self._recovery_from_config()
+
+    def _recovery_from_config(self) -> None:
+        recovery = self.config.connection_state_recovery
+        self.recovery = Recovery(self, recovery) if recovery is not None else None
 
     async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
                     store: Store | None = None, owner: str | None = None,
@@ -297,6 +306,8 @@ class Server(_Operators[BroadcastOperator]):
     def attach_store(self, store: Store) -> None:
         """Make broadcasts, acks and socket queries span every worker of the store."""
         self.cluster = Cluster(self, store)
+        if self.recovery is not None:
+            self.recovery.use_store(store)
 
     def server_side_emit(self, event: str, *args: Any) -> Awaitable[None]:
         return self.sockets.server_side_emit(event, *args)

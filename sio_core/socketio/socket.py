@@ -142,6 +142,12 @@ class Socket(EventEmitter):
         self.data: dict[str, Any] = {}
         self.connected = False
         self.handshake = client.build_handshake(auth)
+        #: connection state recovery (sio_core/socketio/recovery.py): the private id of
+        #: this socket's session, whether it was recovered, and what it gets back when it
+        #: is admitted (its rooms, the packets it missed)
+        self.pid: str | None = None
+        self.recovered = False
+        self.restored: tuple[list[str], list[tuple[str, bytes]]] | None = None
         self._acks: dict[int, Callable[..., Any]] = {}
         self._any: list[Callable[..., Any]] = []
         #: on_any_outgoing listeners and use() middlewares (None while there are none: most
@@ -164,12 +170,21 @@ class Socket(EventEmitter):
 
     def join(self, *rooms: str | Iterable[str]) -> Awaitable[None]:
         self.namespace.adapter.add_all(self.id, rooms_of(rooms))
+        if self.pid is not None:
+            self._rooms_changed()
         return DONE
 
     def leave(self, *rooms: str | Iterable[str]) -> Awaitable[None]:
         for room in rooms_of(rooms):
             self.namespace.adapter.delete(self.id, room)
+        if self.pid is not None:
+            self._rooms_changed()
         return DONE
+
+    def _rooms_changed(self) -> None:
+        recovery = self.server.recovery
+        if recovery is not None:
+            recovery.touch(self)
 
     # -- emitting to this client ------------------------------------------------------------
 
@@ -217,6 +232,13 @@ class Socket(EventEmitter):
                     *, volatile: bool, compress: bool = True) -> int | None:
         ack_id = self.namespace.next_ack_id() if callback is not None else None
         packet = event_packet(self.namespace.name, event, args, ack_id)
+        recovery = self.server.recovery
+        if recovery is not None and ack_id is None and not volatile and self.pid is not None:
+            # kept in the log (even while disconnected: a recovered socket gets it), which
+            # hands it back to this worker to send, in order with the broadcasts
+            recovery.emit(self, packet, compress=compress)
+            self.namespace.counters.events_sent += 1
+            return None
         if not self.connected:
             return None
         parts = self.server.parser.encode(packet)
@@ -380,6 +402,10 @@ class Socket(EventEmitter):
     def on_connected(self) -> None:
         self.connected = True
         self.join(self.id)
+        if self.restored is not None:
+            recovery = self.server.recovery
+            assert recovery is not None
+            recovery.replay(self)
 
     def on_packet(self, packet: sio.Packet) -> None:
         ptype = packet.type
@@ -465,6 +491,9 @@ class Socket(EventEmitter):
         if not self.connected:
             return
         self._dispatch_local("disconnecting", reason)
+        recovery = self.server.recovery
+        if recovery is not None:
+            recovery.closed(self, reason)
         self.connected = False
         self.namespace.counters.disconnected += 1
         self.namespace.remove(self)

@@ -8,6 +8,17 @@ of responders with a timeout, and dispatch to handlers are done here, once, for 
 backend. Envelopes from the bus are untrusted: decoded with size limits into the one
 typed shape, or dropped.
 
+Kinds: the bus names only its own (:class:`BusKind`: replies, the list of workers, a
+worker saying who it is). The layers above name theirs in their own enums (the engine's
+forwarding in sio_core/engine/messages.py, Socket.IO's cluster messages in
+sio_core/socketio/messages.py), each a ``StrEnum`` whose values are the kinds on the wire,
+and register a handler per kind with :meth:`Store.on`. Each layer encodes and validates its
+payloads in its own messages module; what does not decode raises :class:`BadMessage`, which
+:meth:`Store.deliver` turns into a drop and a log line (no traceback, no answer but None).
+
+Versions: an envelope starts with :data:`VERSION`. A worker of another version (a fleet
+half rolled over) is refused by name, once per version and origin in the log, not misread.
+
 Order: what one worker transmits to another (``send``, ``ask``, ``publish``, replies) is
 delivered in the order it was transmitted, and :meth:`Store.deliver` calls each handler
 at once, in that order. A handler whose answer must wait returns a Future (awaited with no
@@ -26,7 +37,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
 
@@ -36,67 +47,95 @@ logger = logging.getLogger("sio_core.store")
 #: whose size the server already bounds by max_payload)
 MAX_ENVELOPE = 64 * 1024 * 1024
 
+#: the version of the envelope and of every layer's payloads in it: raised whenever a
+#: kind's payload changes shape, so that workers of two versions refuse each other's
+#: messages by name rather than misread them (1: typed payloads, kinds per layer)
+VERSION = 1
 
-class Kind(enum.StrEnum):
-    # Socket.IO across workers
-    BROADCAST = "broadcast"
-    BROADCAST_ACKS = "broadcast_acks"  # a broadcast whose client acks come back
-    CLIENT_COUNT = "client_count"  # how many clients a worker sent a broadcast_acks to
-    CLIENT_ACK = "client_ack"  # one client's ack of a broadcast_acks
-    FETCH_SOCKETS = "fetch_sockets"
-    SOCKETS_JOIN = "sockets_join"
-    SOCKETS_LEAVE = "sockets_leave"
-    DISCONNECT_SOCKETS = "disconnect_sockets"
-    SERVER_SIDE_EMIT = "server_side_emit"
-    # forwarding a session's requests to its owner
-    POLL = "poll"
-    POLL_ABORT = "poll_abort"
-    POST = "post"
-    WS_OPEN = "ws_open"
-    WS_IN = "ws_in"  # frames from the client, proxy -> owner
-    WS_OUT = "ws_out"  # frames to the client, owner -> proxy
-    WS_CLOSE = "ws_close"
-    # plumbing
+
+class BusKind(enum.StrEnum):
+    """The bus's own kinds (the layers above name theirs in their own enums)."""
+
     REPLY = "reply"
     NO_PEER = "no_peer"  # the target is gone: the request fails at once
-    PEERS = "peers"  # the hub's list of live workers
-    METRICS = "metrics"  # a worker's metric families, for the worker that was scraped
-    READY = "ready"
+    PEERS = "peers"  # the list of live workers (the hub's, the memory bus's) or, on Redis,
+    # one worker announcing itself
+    READY = "ready"  # a worker naming itself to the hub
 
 
-_KINDS = {k.value: k for k in Kind}
+class BadMessage(ValueError):
+    """What came off the bus does not decode: an envelope, or a layer's payload in it.
+    The one error every codec between workers raises; the receiver drops the message."""
+
+
+def _pack(value: Any) -> bytes:
+    data: bytes = msgpack.packb(value, use_bin_type=True)
+    return data
 
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    kind: Kind
+    kind: str
     origin: str
     payload: Any = None
     target: str | None = None
     request_id: int | None = None
 
+    def to_wire(self) -> list[Any]:
+        return [VERSION, self.kind, self.origin, self.target, self.request_id, self.payload]
+
     def pack(self) -> bytes:
-        return msgpack.packb(  # type: ignore[no-any-return]
-            [self.kind.value, self.origin, self.target, self.request_id, self.payload],
-            use_bin_type=True)
+        return _pack(self.to_wire())
 
     @staticmethod
-    def unpack(data: bytes) -> Envelope | None:
-        """Decode an envelope from the bus; None if it is not one (never raises)."""
+    def from_wire(item: Any) -> Envelope:
+        """An envelope from its wire list; BadMessage if it is not one."""
+        if not isinstance(item, list) or not item:
+            raise BadMessage("not an envelope")
+        version = item[0]
+        if version != VERSION or isinstance(version, bool):
+            # a list of five that starts with a kind: a worker from before versioning
+            raise BadMessage(f"envelope version {version if isinstance(version, int) else 0}"
+                             f" (this worker speaks {VERSION})")
+        if len(item) != 6:
+            raise BadMessage("not an envelope")
+        _, kind, origin, target, request_id, payload = item
+        if (not isinstance(kind, str) or not isinstance(origin, str)
+                or not (target is None or isinstance(target, str))
+                or not (request_id is None or (isinstance(request_id, int)
+                                               and not isinstance(request_id, bool)))):
+            raise BadMessage("not an envelope")
+        return Envelope(kind, origin, payload, target, request_id)
+
+    @staticmethod
+    def unpack(data: bytes) -> Envelope:
+        """Decode an envelope from the bus; BadMessage if it is not one."""
         if len(data) > MAX_ENVELOPE:
-            return None
+            raise BadMessage("envelope too large")
         try:
             item = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        except Exception:
-            return None
-        if not isinstance(item, list) or len(item) != 5:
-            return None
-        kind, origin, target, request_id, payload = item
-        if (not isinstance(kind, str) or kind not in _KINDS or not isinstance(origin, str)
-                or not (target is None or isinstance(target, str))
-                or not (request_id is None or isinstance(request_id, int))):
-            return None
-        return Envelope(_KINDS[kind], origin, payload, target, request_id)
+        except Exception as exc:
+            raise BadMessage("not msgpack") from exc
+        return Envelope.from_wire(item)
+
+
+class Drops:
+    """Counts the messages dropped as undecodable and logs them: a warning for the first of
+    each reason (a worker of another version says so once, not per message), then debug."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._seen: set[str] = set()
+
+    def __call__(self, exc: BadMessage, where: str) -> None:
+        self.count += 1
+        reason = str(exc)
+        if reason in self._seen:
+            logger.debug("dropped a message from %s: %s", where, reason)
+        else:
+            if len(self._seen) < 64:  # reasons are few; a flood of new ones is not kept
+                self._seen.add(reason)
+            logger.warning("dropped a message from %s: %s", where, reason)
 
 
 class RequestFailed(Exception):
@@ -109,10 +148,15 @@ Handler = Callable[[Envelope], Awaitable[Any] | Any]
 class Store:
     """Base of every backend. ``owner`` is this worker's address (it is in every sid)."""
 
+    #: whether the bus also carries channels of a layer above, which servers other than
+    #: sio_core workers share (RedisStore: the Socket.IO layer speaks the JavaScript
+    #: adapter's format there); False: the peers are all there is
+    raw_channels: ClassVar[bool] = False
+
     def __init__(self, owner: str) -> None:
         self.owner = owner
         self.peers: set[str] = set()
-        self._handlers: dict[Kind, Handler] = {}
+        self._handlers: dict[str, Handler] = {}
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._request_targets: dict[int, str] = {}  # who may answer each pending request
@@ -123,6 +167,8 @@ class Store:
         #: and the ones it received
         self.messages_sent = 0
         self.messages_received = 0
+        #: what arrived but did not decode (an envelope, or a layer's payload in one)
+        self.dropped = Drops()
 
     # -- what a backend implements ----------------------------------------------------------
 
@@ -141,6 +187,13 @@ class Store:
         """Send an envelope: to ``envelope.target``, or to every peer when it is None."""
         raise NotImplementedError
 
+    def packet_log(self, limits: Any) -> Any:
+        """The store's side of connection state recovery (a
+        :class:`~sio_core.stores.log.PacketLog` for these
+        :class:`~sio_core.stores.log.LogLimits`), shared by every worker of the store;
+        None: the store keeps no log, each process keeps its own."""
+        return None
+
     @property
     def health(self) -> dict[str, Any] | None:
         """For the health answer: what the backend counts of its connection (RedisStore:
@@ -149,30 +202,32 @@ class Store:
 
     # -- the contract -----------------------------------------------------------------------
 
-    def on(self, kind: Kind, handler: Handler) -> None:
-        """``handler(envelope)`` for every envelope of that kind, called in arrival order; for
-        a request, what it returns is the reply: a value, a Future of it, or a coroutine (run
-        as a task, so its body starts only after the envelopes delivered meanwhile)."""
+    def on(self, kind: str, handler: Handler) -> None:
+        """``handler(envelope)`` for every envelope of that kind (a member of a layer's
+        kind enum), called in arrival order; for a request, what it returns is the reply: a
+        value, a Future of it, or a coroutine (run as a task, so its body starts only after
+        the envelopes delivered meanwhile). A handler that finds the payload malformed
+        raises BadMessage: the envelope is dropped (logged; a request is answered None)."""
         self._handlers[kind] = handler
 
     def on_peers(self, listener: Callable[[set[str]], None]) -> None:
         self._peer_listeners.append(listener)
 
-    def publish(self, kind: Kind, payload: Any) -> None:
+    def publish(self, kind: str, payload: Any) -> None:
         """To every other worker; no answer."""
         if self.peers:
             self._transmit(Envelope(kind, self.owner, payload))
 
-    def send(self, target: str, kind: Kind, payload: Any) -> None:
+    def send(self, target: str, kind: str, payload: Any) -> None:
         """To one worker; no answer."""
         self._transmit(Envelope(kind, self.owner, payload, target))
 
-    async def request(self, target: str, kind: Kind, payload: Any, timeout: float) -> Any:
+    async def request(self, target: str, kind: str, payload: Any, timeout: float) -> Any:
         """To one worker; returns its handler's answer. RequestFailed if the target is gone
         or does not answer within timeout."""
         return await self.ask(target, kind, payload, timeout)
 
-    def ask(self, target: str, kind: Kind, payload: Any, timeout: float) -> asyncio.Future[Any]:
+    def ask(self, target: str, kind: str, payload: Any, timeout: float) -> asyncio.Future[Any]:
         """:meth:`request`, transmitted before this returns: what is asked (or sent) in turn
         reaches the target in turn. The future fails with RequestFailed as ``request`` does;
         cancelling it forgets the request (a late answer is dropped)."""
@@ -192,7 +247,7 @@ class Store:
         self._pending.pop(request_id, None)
         self._request_targets.pop(request_id, None)
 
-    async def gather(self, kind: Kind, payload: Any, timeout: float) -> list[Any]:
+    async def gather(self, kind: str, payload: Any, timeout: float) -> list[Any]:
         """To every other worker; returns their answers (as many as there were peers when
         asked, fewer if some did not answer in time or left)."""
         peers = set(self.peers)
@@ -209,28 +264,15 @@ class Store:
         finally:
             self._gathers.pop(request_id, None)
 
-    # Socket.IO requests to every server of a namespace. Here the servers are the peers; a
-    # backend whose bus other servers share (RedisStore: JavaScript servers with the redis
-    # adapter) counts and asks them all, in the format they understand.
-
-    async def count_servers(self, namespace: str) -> int:
-        """How many other servers answer a request about ``namespace``."""
-        return len(self.peers)
-
-    async def ask_servers(self, kind: Kind, payload: dict[str, Any], timeout: float) -> list[Any]:
-        """A FETCH_SOCKETS or SERVER_SIDE_EMIT request (``payload["nsp"]`` names the
-        namespace) to every other server: their answers, as :meth:`gather`'s."""
-        return await self.gather(kind, payload, timeout)
-
     # -- dispatch (backends call this for each envelope that arrives) -----------------------
 
     def deliver(self, envelope: Envelope) -> None:
         self.messages_received += 1
         kind = envelope.kind
-        if kind is Kind.REPLY or kind is Kind.NO_PEER:
+        if kind == BusKind.REPLY or kind == BusKind.NO_PEER:
             self._resolve(envelope)
             return
-        if kind is Kind.PEERS:
+        if kind == BusKind.PEERS:
             self._set_peers(envelope.payload)
             return
         handler = self._handlers.get(kind)
@@ -240,8 +282,11 @@ class Store:
             return
         try:
             result = handler(envelope)
+        except BadMessage as exc:
+            self.dropped(exc, f"{envelope.origin} ({kind})")
+            result = None
         except Exception:
-            logger.exception("error handling %s from %s", kind.value, envelope.origin)
+            logger.exception("error handling %s from %s", kind, envelope.origin)
             result = None
         if isinstance(result, asyncio.Future):
             result.add_done_callback(functools.partial(self._reply_when_done, envelope))
@@ -257,8 +302,11 @@ class Store:
             result = await awaitable
         except asyncio.CancelledError:
             raise
+        except BadMessage as exc:
+            self.dropped(exc, f"{envelope.origin} ({envelope.kind})")
+            result = None
         except Exception:
-            logger.exception("error handling %s from %s", envelope.kind.value, envelope.origin)
+            logger.exception("error handling %s from %s", envelope.kind, envelope.origin)
             result = None
         if envelope.request_id is not None:
             self._reply(envelope, result)
@@ -268,13 +316,13 @@ class Store:
             return  # as a cancelled coroutine handler: no answer (the asker has given up)
         exc = future.exception()
         if exc is not None:
-            logger.error("error handling %s from %s", envelope.kind.value, envelope.origin,
+            logger.error("error handling %s from %s", envelope.kind, envelope.origin,
                          exc_info=exc)
         if envelope.request_id is not None:
             self._reply(envelope, None if exc is not None else future.result())
 
     def _reply(self, envelope: Envelope, result: Any) -> None:
-        self._transmit(Envelope(Kind.REPLY, self.owner, result, envelope.origin,
+        self._transmit(Envelope(BusKind.REPLY, self.owner, result, envelope.origin,
                                 envelope.request_id))
 
     def _resolve(self, envelope: Envelope) -> None:
@@ -288,14 +336,14 @@ class Store:
             if envelope.origin != self._request_targets.get(request_id):
                 return
             if not future.done():
-                if envelope.kind is Kind.NO_PEER:
+                if envelope.kind == BusKind.NO_PEER:
                     future.set_exception(RequestFailed(f"no worker {envelope.origin}"))
                 else:
                     future.set_result(envelope.payload)
             return
         gather = self._gathers.get(request_id)
         if gather is not None:
-            if envelope.kind is Kind.NO_PEER:
+            if envelope.kind == BusKind.NO_PEER:
                 gather.drop(envelope.origin)
             else:
                 gather.add(envelope.origin, envelope.payload)
@@ -341,9 +389,9 @@ class _Gather:
             self.done.set_result(None)
 
 
-def _time_out(future: asyncio.Future[Any], kind: Kind, target: str, timeout: float) -> None:
+def _time_out(future: asyncio.Future[Any], kind: str, target: str, timeout: float) -> None:
     if not future.done():
-        future.set_exception(RequestFailed(f"{kind.value} to {target}: no answer in {timeout}s"))
+        future.set_exception(RequestFailed(f"{kind} to {target}: no answer in {timeout}s"))
 
 
 class _suppress_timeout:

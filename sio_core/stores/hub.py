@@ -23,7 +23,8 @@ import logging
 import struct
 from collections.abc import AsyncIterator, Callable
 
-from .base import MAX_ENVELOPE, Envelope, Kind, Store
+from .base import MAX_ENVELOPE, BadMessage, BusKind, Drops, Envelope, Store
+from .log import LOG_KINDS, LogKeeper, LogLimits, RelayedLog
 
 logger = logging.getLogger("sio_core.hub")
 
@@ -122,6 +123,15 @@ class Hub:
         self.workers: dict[str, _Worker] = {}
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Worker] = set()
+        #: frames that were not envelopes of this version (see Drops)
+        self.dropped = Drops()
+        #: connection state recovery's log, kept here so that it outlives any worker
+        self.log = LogKeeper(self._write_to, lambda: list(self.workers))
+
+    def _write_to(self, owner: str, envelope: Envelope) -> None:
+        worker = self.workers.get(owner)
+        if worker is not None:
+            worker.write(frame(envelope))
 
     async def start(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, path=self.path)
@@ -141,9 +151,12 @@ class Hub:
         try:
             async for frames in read_frames(reader):
                 for data in frames:
-                    envelope = Envelope.unpack(data)
-                    if envelope is not None:
-                        self._route(worker, envelope, data)
+                    try:
+                        envelope = Envelope.unpack(data)
+                    except BadMessage as exc:
+                        self.dropped(exc, f"worker {worker.owner}")
+                        continue
+                    self._route(worker, envelope, data)
         except asyncio.CancelledError:
             pass  # the master is shutting down
         finally:
@@ -155,7 +168,7 @@ class Hub:
 
     def _route(self, worker: _Worker, envelope: Envelope, data: bytes) -> None:
         kind = envelope.kind
-        if kind is Kind.READY:
+        if kind == BusKind.READY:
             if worker.owner is not None or envelope.origin in self.workers:
                 # a connection names itself once, and a name in use stays with its worker:
                 # otherwise one worker could take another's traffic and speak for it
@@ -168,8 +181,11 @@ class Hub:
             return
         if worker.owner is None or envelope.origin != worker.owner:
             return  # a worker speaks only for itself
-        if kind is Kind.PEERS or kind is Kind.NO_PEER:
+        if kind == BusKind.PEERS or kind == BusKind.NO_PEER:
             return  # the hub's word, never a worker's (a forged PEERS would blind the others)
+        if kind in LOG_KINDS:
+            self.log.handle(envelope)
+            return
         raw = _LENGTH.pack(len(data)) + data
         if envelope.target is None:
             for owner, other in self.workers.items():
@@ -179,12 +195,12 @@ class Hub:
         target = self.workers.get(envelope.target)
         if target is not None:
             target.write(raw)
-        elif envelope.request_id is not None and kind is not Kind.REPLY:
-            worker.write(frame(Envelope(Kind.NO_PEER, envelope.target, None, worker.owner,
+        elif envelope.request_id is not None and kind != BusKind.REPLY:
+            worker.write(frame(Envelope(BusKind.NO_PEER, envelope.target, None, worker.owner,
                                         envelope.request_id)))
 
     def _announce(self) -> None:
-        data = frame(Envelope(Kind.PEERS, "hub", list(self.workers)))
+        data = frame(Envelope(BusKind.PEERS, "hub", list(self.workers)))
         for worker in self.workers.values():
             worker.write(data)
 
@@ -223,7 +239,7 @@ class HubStore(Store):
         self._writer = writer
         self._out = _Batch(writer)
         self._peers_known = asyncio.Event()
-        writer.write(frame(Envelope(Kind.READY, self.owner)))
+        writer.write(frame(Envelope(BusKind.READY, self.owner)))
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
 
     async def close(self) -> None:
@@ -234,6 +250,11 @@ class HubStore(Store):
         if self._reader_task is not None:
             self._reader_task.cancel()
         await super().close()
+
+    def packet_log(self, limits: LogLimits) -> RelayedLog:
+        """The master keeps the log: a reconnect may land on any worker, and a worker
+        killed with -9 loses nothing of it."""
+        return RelayedLog(self, limits)
 
     def _transmit(self, envelope: Envelope) -> None:
         if self._out is not None and not self._out.writer.is_closing():
@@ -253,9 +274,11 @@ class HubStore(Store):
     async def _read_frames(self, reader: asyncio.StreamReader) -> None:
         async for frames in read_frames(reader):
             for data in frames:
-                envelope = Envelope.unpack(data)
-                if envelope is None:
+                try:
+                    envelope = Envelope.unpack(data)
+                except BadMessage as exc:
+                    self.dropped(exc, "the hub")
                     continue
                 self.deliver(envelope)
-                if envelope.kind is Kind.PEERS and self._peers_known is not None:
+                if envelope.kind == BusKind.PEERS and self._peers_known is not None:
                     self._peers_known.set()

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import asyncio
 
-from .base import Envelope, Kind, Store
+from .base import BadMessage, BusKind, Envelope, Store
+from .log import LOG_KINDS, LogKeeper, LogLimits, RelayedLog
 
 
 class MemoryBus:
     def __init__(self) -> None:
         self.stores: dict[str, MemoryStore] = {}
+        #: connection state recovery's log, kept by the bus as the master's hub keeps it
+        self.log = LogKeeper(self._send, lambda: list(self.stores))
+
+    def _send(self, owner: str, envelope: Envelope) -> None:
+        store = self.stores.get(owner)
+        if store is not None:
+            asyncio.get_running_loop().call_soon(store.receive_packed, envelope.pack())
 
     def join(self, store: MemoryStore) -> None:
         self.stores[store.owner] = store
@@ -29,9 +37,12 @@ class MemoryBus:
     def _announce(self) -> None:
         owners = list(self.stores)
         for store in list(self.stores.values()):
-            store.deliver(Envelope(Kind.PEERS, "bus", owners))
+            store.deliver(Envelope(BusKind.PEERS, "bus", owners))
 
     def transmit(self, envelope: Envelope) -> None:
+        if envelope.kind in LOG_KINDS:
+            self.log.handle(Envelope.unpack(envelope.pack()))  # as a bus would carry it
+            return
         data = envelope.pack()
         loop = asyncio.get_running_loop()
         if envelope.target is None:
@@ -42,7 +53,7 @@ class MemoryBus:
                 sender = self.stores.get(envelope.origin)
                 if sender is not None and envelope.request_id is not None:
                     loop.call_soon(sender.deliver, Envelope(
-                        Kind.NO_PEER, envelope.target, None, envelope.origin,
+                        BusKind.NO_PEER, envelope.target, None, envelope.origin,
                         envelope.request_id))
                 return
             targets = [store]
@@ -64,12 +75,19 @@ class MemoryStore(Store):
             self.bus.leave(self)
         await super().close()
 
+    def packet_log(self, limits: LogLimits) -> RelayedLog | None:
+        """On a bus, the bus keeps the log (as the master's hub does); alone, none."""
+        return RelayedLog(self, limits) if self.bus is not None else None
+
     def _transmit(self, envelope: Envelope) -> None:
         if self.bus is not None:
             self.bus.transmit(envelope)
             self.messages_sent += 1
 
     def receive_packed(self, data: bytes) -> None:
-        envelope = Envelope.unpack(data)
-        if envelope is not None:
-            self.deliver(envelope)
+        try:
+            envelope = Envelope.unpack(data)
+        except BadMessage as exc:
+            self.dropped(exc, "the memory bus")
+            return
+        self.deliver(envelope)

@@ -8,16 +8,16 @@ How this works:
   the node of their hash slot (the cluster client routes each command), and pub/sub is
   Redis 7's sharded pub/sub (SPUBLISH/SSUBSCRIBE): a channel lives on the master of its
   slot, where classic pub/sub would copy every message to every node of the cluster.
-- **Our envelopes** (forwarding to a session's owner, cluster requests between sio_core
-  workers) travel on ``<key>-sio#all#`` (to everyone) and ``<key>-sio#<owner>#`` (to one
-  worker), packed by ``pack``/``unpack`` (msgpack by default, JSON on request). What one
-  worker sends another goes on one channel, so it arrives in order on a Cluster too.
-- **The JavaScript adapter's wire format** for what a mixed fleet shares (broadcasts,
-  join/leave/disconnect, server-side emits, fetch_sockets, acks of broadcasts):
-  ``createAdapter``'s on one server or Sentinel, ``createShardedAdapter``'s on a Cluster
-  (:mod:`~sio_core.stores.redis_adapter`). We read each local namespace's channels by name,
-  so the JavaScript servers count us among the servers of the namespace and wait for our
-  answers; we give them, and ask them ours.
+- **Our envelopes** (forwarding to a session's owner, metrics between workers) travel on
+  ``<key>-sio#all#`` (to everyone) and ``<key>-sio#<owner>#`` (to one worker), packed by
+  ``pack``/``unpack`` (msgpack by default, JSON on request). What one worker sends another
+  goes on one channel, so it arrives in order on a Cluster too.
+- **Channels of a layer above**: the Socket.IO layer speaks the JavaScript adapter's wire
+  format on channels of its own (sio_core/socketio/redis_adapter.py), so that JavaScript
+  servers share the cluster. The store only carries it: :meth:`RedisStore.follow` /
+  :meth:`~RedisStore.unfollow` add channels to the subscription (kept across
+  resubscriptions), :meth:`~RedisStore.tap` names who reads what arrives on them (and the
+  patterns it reads), :meth:`~RedisStore.publish_raw` publishes through the store's queue.
 - **Peers** are a sorted set ``<key>-sio:peers`` (owner -> expiry), refreshed by every
   worker's heartbeat.
 - **Resilience**: three clients (pub, sub, commands), given ready-made or built from the URL.
@@ -50,22 +50,9 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from .base import MAX_ENVELOPE, Envelope, Kind, Store
-from .redis_adapter import (
-    JS,
-    JS_KINDS,
-    REMOTE_DISCONNECT,
-    REMOTE_JOIN,
-    REMOTE_LEAVE,
-    SERVER_SIDE_EMIT,
-    AdapterFormat,
-    ClassicFormat,
-    ShardedFormat,
-    broadcast_channel,
-    js_pack,
-    json_pack,
-    request_channel,
-)
+from .base import MAX_ENVELOPE, BadMessage, BusKind, Envelope, Store
+from .log import LogLimits
+from .redis_log import RedisLog
 from .redis_topology import (
     PubSubSubscription,
     ShardedSubscription,
@@ -75,15 +62,15 @@ from .redis_topology import (
 )
 from .redis_url import Mode, parse
 
-#: also what an emitter needs of the JavaScript format (the ``createAdapter`` one)
-__all__ = ["REMOTE_DISCONNECT", "REMOTE_JOIN", "REMOTE_LEAVE", "SERVER_SIDE_EMIT", "Pack",
-           "RedisStore", "Unpack", "broadcast_channel", "js_pack", "json_pack", "json_unpack",
-           "msgpack_pack", "msgpack_unpack", "request_channel"]
+__all__ = ["Pack", "RedisStore", "Tap", "Unpack", "json_unpack", "msgpack_pack",
+           "msgpack_unpack"]
 
 logger = logging.getLogger("sio_core.redis")
 
 Pack = Callable[[Any], bytes]
 Unpack = Callable[[bytes], Any]
+#: reads what arrives on a channel that is not the store's own; False if it is not its either
+Tap = Callable[[str, bytes], bool]
 T = TypeVar("T")
 
 #: the most messages one pipeline of PUBLISHes carries: a long burst goes out in pieces, so
@@ -92,7 +79,8 @@ PIPELINE_MAX = 512
 
 
 def msgpack_pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    data: bytes = msgpack.packb(value, use_bin_type=True)
+    return data
 
 
 def msgpack_unpack(data: bytes) -> Any:
@@ -112,9 +100,10 @@ async def _bounded(step: Awaitable[Any], timeout: float) -> None:
 
 
 class RedisStore(Store):
-    """The store of a fleet across machines: workers and nodes meet through Redis pub/sub,
-    in the wire format of the JavaScript ``@socket.io/redis-adapter`` (so JavaScript servers
-    and emitters can share it).
+    """The store of a fleet across machines: workers and nodes meet through Redis pub/sub.
+    A Server on it speaks the wire format of the JavaScript ``@socket.io/redis-adapter``
+    there (sio_core/socketio/redis_adapter.py), so JavaScript servers and emitters share
+    its broadcasts and requests.
 
     Args:
         url: ``redis://``, ``redis+sentinel://`` or ``redis+cluster://`` (see
@@ -140,6 +129,8 @@ class RedisStore(Store):
         io = Server()
         await io.serve("0.0.0.0", 3000, store=RedisStore("redis://10.0.0.5:6379/0"))
     """
+
+    raw_channels = True
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, node_id: str | None = None,
                  owner: str | None = None, key: str = "socket.io",
@@ -185,7 +176,13 @@ class RedisStore(Store):
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(queue_limit)
         self._tasks_run: list[asyncio.Task[None]] = []
         self._pubsub: Subscription | None = None
-        self._namespaces: set[str] = {"/"}
+        #: the channels and patterns of a layer above (see follow, tap)
+        self._followed: set[str] = set()
+        self._patterns: tuple[str, ...] = ()
+        self._tap: Tap = lambda channel, data: False
+        #: channels of our own read besides the envelopes' (the recovery log's), by handler
+        self._listeners: dict[str, Callable[[bytes], None]] = {}
+        self._flushes: list[Callable[[], Awaitable[None]]] = []
         self._closing = False
         # health (see the health property)
         self._connected = False
@@ -199,8 +196,6 @@ class RedisStore(Store):
         self._all = f"{key}-sio#all#"
         self._mine = f"{key}-sio#{self.owner}#"
         self._peers_key = f"{key}-sio:peers"
-        self._adapter: AdapterFormat = (ShardedFormat(self) if self.mode is Mode.CLUSTER
-                                        else ClassicFormat(self))
 
     # -- life -------------------------------------------------------------------------------
 
@@ -211,9 +206,9 @@ class RedisStore(Store):
         await self._beat()
         # tell the others now, not at their next heartbeat: until they know us, they answer
         # "unknown session" to requests for our sessions that land on them
-        self._transmit(Envelope(Kind.PEERS, self.owner))
+        self._transmit(Envelope(BusKind.PEERS, self.owner))
         loop = asyncio.get_running_loop()
-        self._tasks_run = [loop.create_task(self._read_loop()),
+        self._tasks_run += [loop.create_task(self._read_loop()),
                            loop.create_task(self._write_loop()),
                            loop.create_task(self._beat_loop())]
         if self._sentinel is not None:
@@ -256,6 +251,8 @@ class RedisStore(Store):
     async def close(self) -> None:
         """Stop the loops, take this node out of the peers, close the clients.
         Every step is bounded (close_timeout)."""
+        for flush in self._flushes:
+            await _bounded(flush(), self.close_timeout)
         self._closing = True
         for task in self._tasks_run:
             task.cancel()
@@ -276,24 +273,52 @@ class RedisStore(Store):
         if self._sentinel is not None:
             await _bounded(self._sentinel.aclose(), self.close_timeout)
 
-    def add_namespace(self, name: str) -> None:
-        """Answer the JavaScript servers' requests for this namespace too."""
-        if name not in self._namespaces:
-            self._namespaces.add(name)
-            if self._pubsub is not None:
-                asyncio.get_running_loop().create_task(self._follow(name, True))
+    def packet_log(self, limits: LogLimits) -> RedisLog:
+        """Connection state recovery's log in Redis (sio_core/stores/redis_log.py)."""
+        if self.mode is Mode.CLUSTER:
+            raise ValueError("connection state recovery does not work with a Redis Cluster "
+                             "store yet (one server or Sentinel only)")
+        return RedisLog(self, limits)
 
-    def remove_namespace(self, name: str) -> None:
-        """The namespace is gone (an empty dynamic child): stop listening for it, as the
-        JavaScript adapter's close() does."""
-        if name != "/" and name in self._namespaces:
-            self._namespaces.discard(name)
-            if self._pubsub is not None:
-                asyncio.get_running_loop().create_task(self._follow(name, False))
+    def listen(self, channel: str, handler: Callable[[bytes], None]) -> None:
+        """Read ``channel`` too (before start): ``handler(data)`` for each message, in
+        order with everything else this store reads."""
+        self._listeners[channel] = handler
 
-    async def _follow(self, name: str, follow: bool) -> None:
-        # a subscription lost meanwhile is made again with every namespace's channels
-        channels = self._adapter.namespace_channels(name)
+    def own_task(self, task: asyncio.Task[None],
+                 flush: Callable[[], Awaitable[None]] | None = None) -> None:
+        """A task of a part of this store, cancelled when it closes, after ``flush()``
+        (bounded by close_timeout) if given."""
+        self._tasks_run.append(task)
+        if flush is not None:
+            self._flushes.append(flush)
+
+    def tap(self, reader: Tap, patterns: tuple[str, ...] = ()) -> None:
+        """``reader(channel, data)`` for what arrives on the channels followed and the
+        ``patterns`` (read from the next subscription: call before start). It raises
+        BadMessage for what does not decode (dropped, logged)."""
+        self._tap = reader
+        self._patterns = patterns
+
+    def follow(self, channels: list[str]) -> None:
+        """Read these channels too (for the tap), now and after every resubscription."""
+        self._followed.update(channels)
+        if self._pubsub is not None:
+            asyncio.get_running_loop().create_task(self._follow(channels, True))
+
+    def unfollow(self, channels: list[str]) -> None:
+        """Stop reading channels that :meth:`follow` added."""
+        self._followed.difference_update(channels)
+        if self._pubsub is not None:
+            asyncio.get_running_loop().create_task(self._follow(channels, False))
+
+    def publish_raw(self, channel: str, data: bytes) -> None:
+        """Publish ``data`` on ``channel`` as it is, in order with the envelopes (one
+        queue), dropped as they are when Redis does not keep up."""
+        self._enqueue(channel, data)
+
+    async def _follow(self, channels: list[str], follow: bool) -> None:
+        # a subscription lost meanwhile is made again with every channel followed
         subscription = self._pubsub
         assert subscription is not None
         with contextlib.suppress(Exception):
@@ -303,16 +328,15 @@ class RedisStore(Store):
                 await subscription.unsubscribe(*channels)
 
     async def _subscribe(self) -> None:
-        channels = [self._all, self._mine]
-        for name in self._namespaces:
-            channels += self._adapter.namespace_channels(name)
+        channels = [self._all, self._mine, *self._listeners, *sorted(self._followed)]
         if self.mode is Mode.CLUSTER:
             self._pubsub = sharded = ShardedSubscription(self.sub, self._on_message)
             await sharded.subscribe(*channels)
         else:
             self._pubsub = pubsub = PubSubSubscription(self.sub, self._on_message)
             await pubsub.subscribe(*channels)
-            await pubsub.psubscribe(*self._adapter.patterns)
+            if self._patterns:
+                await pubsub.psubscribe(*self._patterns)
 
     async def _failover(self) -> None:
         """A Sentinel named a new master: leave the old one (now a replica), at once."""
@@ -378,57 +402,39 @@ class RedisStore(Store):
         if len(data) > MAX_ENVELOPE:
             return
         try:
-            if channel == self._all or channel == self._mine:
+            listener = self._listeners.get(channel)
+            if listener is not None:
+                listener(data)
+            elif channel == self._all or channel == self._mine:
                 envelope = self._unpack_envelope(data)
-                if envelope is None or envelope.origin == self.owner:
+                if envelope.origin == self.owner:
                     pass
-                elif envelope.kind is Kind.PEERS:  # a worker announcing itself
+                elif envelope.kind == BusKind.PEERS:  # a worker announcing itself
                     if envelope.origin not in self.peers:
                         self._set_peers([*self.peers, envelope.origin])
                 else:
                     self.deliver(envelope)
             else:
-                self._adapter.on_message(channel, data)
+                self._tap(channel, data)
+        except BadMessage as exc:
+            self.dropped(exc, channel)
         except Exception:
             logger.debug("dropped a malformed message on %s", channel, exc_info=True)
 
-    def _unpack_envelope(self, data: bytes) -> Envelope | None:
+    def _unpack_envelope(self, data: bytes) -> Envelope:
         if self.unpack is msgpack_unpack:
             return Envelope.unpack(data)
         try:
             item = self.unpack(data)
-            return Envelope.unpack(msgpack_pack(item))
-        except Exception:
-            return None
-
-    # -- requests of ours to every server of a namespace ------------------------------------
-
-    async def count_servers(self, namespace: str) -> int:
-        """Every server of the namespace, JavaScript or sio_core, as the JavaScript adapter
-        counts them, less ourselves."""
-        return await self._adapter.count_servers(namespace)
-
-    async def ask_servers(self, kind: Kind, payload: dict[str, Any], timeout: float) -> list[Any]:
-        return await self._adapter.ask_servers(kind, payload, timeout)
+        except Exception as exc:
+            raise BadMessage("not an envelope") from exc
+        return Envelope.from_wire(item)
 
     # -- writing ----------------------------------------------------------------------------
 
-    def publish(self, kind: Kind, payload: Any) -> None:
-        # always: JavaScript servers and emitters on the same Redis are not in self.peers
-        self._transmit(Envelope(kind, self.owner, payload))
-
     def _transmit(self, envelope: Envelope) -> None:
-        target = envelope.target
-        if target is not None and target.startswith(JS):
-            self._adapter.respond(envelope)
-            return
-        if target is None and envelope.request_id is None and envelope.kind in JS_KINDS:
-            self._adapter.publish(envelope)
-            return
-        channel = self._all if target is None else f"{self.key}-sio#{target}#"
-        data = envelope.pack() if self.pack is msgpack_pack else self.pack(
-            [envelope.kind.value, envelope.origin, envelope.target, envelope.request_id,
-             envelope.payload])
+        channel = self._all if envelope.target is None else f"{self.key}-sio#{envelope.target}#"
+        data = envelope.pack() if self.pack is msgpack_pack else self.pack(envelope.to_wire())
         self._enqueue(channel, data)
 
     def _enqueue(self, channel: str, data: bytes) -> None:

@@ -1,7 +1,7 @@
 """``GET /metrics``: the metrics of every worker of this machine, for Prometheus.
 
 How this works: the kernel hands a scrape to any worker (SO_REUSEPORT). That worker asks
-every other worker of its machine for its metric families (a ``Kind.METRICS`` request over
+every other worker of its machine for its metric families (a ``METRICS`` request over
 the store, each answered within ``config.metrics_timeout`` or left out), adds its own, puts
 a ``worker`` label on each worker's series and renders them with prometheus_client (a
 custom Collector of ``prometheus_client.core`` metric families, the text format or
@@ -39,7 +39,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from ...http.messages import Request, Response
-from ...stores.base import Envelope, Kind, Store
+from ...stores.base import Envelope, Store
+from ..messages import EngineKind
 from .collect import WorkerServer, engine_families
 from .families import COUNTER, GAUGE, HISTOGRAM, Family, Histogram, family
 
@@ -69,7 +70,7 @@ class MetricsEndpoint:
 
     def join(self, store: Store) -> None:
         """Answer the other workers' scrapes over ``store`` (the server's, once it has one)."""
-        store.on(Kind.METRICS, self._on_request)
+        store.on(EngineKind.METRICS, self._on_request)
 
     @property
     def worker(self) -> str:
@@ -113,7 +114,7 @@ class MetricsEndpoint:
         assert store is not None
         timeout = self.server.config.metrics_timeout
         replies = await asyncio.gather(
-            *(store.ask(peer, Kind.METRICS, None, timeout) for peer in peers),
+            *(store.ask(peer, EngineKind.METRICS, None, timeout) for peer in peers),
             return_exceptions=True)
         own = self.families()
         expected = {item.name: item for item in own}
