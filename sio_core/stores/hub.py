@@ -7,12 +7,6 @@ relays an envelope to its target, or to every other worker when it has none; a r
 for a worker that is not connected gets NO_PEER at once. Whenever the set of workers
 changes, every worker is sent the new list (PEERS). (Liveness is not the hub's: the master
 pings each worker on a channel of its own, sio_core/control.py, whatever the store.)
-
-Writes are batched on both sides (:class:`_Batch`): what a worker transmits in one loop turn,
-and what the master relays from one read, goes out in one write per stream (and one per
-FLUSH_AT bytes of a long burst), in order. A frame each costs a system call on the sender,
-two on the master and a loop turn on the receiver, which at a burst of small broadcasts was
-most of what a second worker cost.
 """
 
 from __future__ import annotations
@@ -33,12 +27,6 @@ _LENGTH = struct.Struct(">I")
 
 #: how much one read takes from the socket: many frames of a burst of broadcasts at once
 _READ_SIZE = 256 * 1024
-
-#: frames to one stream are gathered and written together at the end of the loop turn, or
-#: as soon as this much is waiting: a burst of broadcasts costs one write per 64 KB (some
-#: 400 broadcasts) rather than one per frame, in the worker and in the master, while the
-#: receiving side still gets the start of a long burst before the sender's turn ends
-FLUSH_AT = 64 * 1024
 
 
 def frame(envelope: Envelope) -> bytes:
@@ -73,46 +61,16 @@ async def read_frames(reader: asyncio.StreamReader) -> AsyncIterator[list[bytes]
             yield frames
 
 
-class _Batch:
-    """The frames written to one stream, gathered (see FLUSH_AT), in order."""
-
-    __slots__ = ("_frames", "_loop", "_scheduled", "_size", "writer")
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
-        self._frames: list[bytes] = []
-        self._size = 0
-        self._scheduled = False
-        self._loop = asyncio.get_running_loop()
-
-    def add(self, data: bytes) -> None:
-        self._frames.append(data)
-        self._size += len(data)
-        if self._size >= FLUSH_AT:
-            self.flush()
-        elif not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        frames, self._frames, self._size = self._frames, [], 0
-        if frames and not self.writer.is_closing():
-            self.writer.write(frames[0] if len(frames) == 1 else b"".join(frames))
-
-
 class _Worker:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.owner: str | None = None
-        self._out = _Batch(writer)
 
     def write(self, data: bytes) -> None:
-        self._out.add(data)
-
-    def close(self) -> None:
-        self._out.flush()
-        self.writer.close()
+        # written at once, not coalesced per loop turn: the receiving worker starts its
+        # share of a burst of broadcasts while the sender is still producing it
+        if not self.writer.is_closing():
+            self.writer.write(data)
 
 
 class Hub:
@@ -140,7 +98,7 @@ class Hub:
         if self._server is not None:
             self._server.close()
         for worker in list(self._connections):
-            worker.close()
+            worker.writer.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
@@ -223,7 +181,6 @@ class HubStore(Store):
         #: supervisor's startup_timeout, 30 s, is the outer bound)
         self.start_timeout = start_timeout
         self._writer: asyncio.StreamWriter | None = None
-        self._out: _Batch | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._peers_known: asyncio.Event | None = None
         self.on_lost: Callable[[], None] = lambda: None
@@ -237,14 +194,11 @@ class HubStore(Store):
         """Connect to the hub and say who we are; the hub's PEERS follows."""
         reader, writer = await asyncio.open_unix_connection(self.path)
         self._writer = writer
-        self._out = _Batch(writer)
         self._peers_known = asyncio.Event()
         writer.write(frame(Envelope(BusKind.READY, self.owner)))
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
 
     async def close(self) -> None:
-        if self._out is not None:
-            self._out.flush()
         if self._writer is not None:
             self._writer.close()
         if self._reader_task is not None:
@@ -257,8 +211,8 @@ class HubStore(Store):
         return RelayedLog(self, limits)
 
     def _transmit(self, envelope: Envelope) -> None:
-        if self._out is not None and not self._out.writer.is_closing():
-            self._out.add(frame(envelope))
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(frame(envelope))
             self.messages_sent += 1
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
