@@ -224,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--store-key", default="socket.io", type=_store_key,
                        help="key prefix of the store's channels and keys (the JavaScript "
                             "redis adapter's `key`; default socket.io)")
+    serve.add_argument("--store-subscription-mode", default="dynamic",
+                       choices=("dynamic", "dynamic-private", "static"),
+                       help="on a Redis Cluster, the subscriptionMode of the JavaScript "
+                            "createShardedAdapter servers sharing it (default dynamic, theirs:"
+                            " each room's own channel is read too; static for sio_core alone)")
     serve.add_argument("--shutdown-timeout", type=_checked(float, _drain_seconds,
                                                            "a number of seconds"),
                        default=10.0, help="seconds to drain on SIGTERM before workers are killed")
@@ -234,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=GC_THRESHOLD, metavar="N",
         help="the garbage collector's first threshold in each worker (default "
              f"{GC_THRESHOLD}; 0 keeps Python's own, 700)")
+    serve.add_argument(
+        "--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+        help="each worker's event loop: auto (the default) is uvloop when it is installed,"
+             " which runs fewer instructions per message and per connection (README, Speed),"
+             " else asyncio's own")
     return parser
 
 
@@ -254,19 +264,19 @@ def load_app(spec: str) -> Service:
     ``on_close``) under an EngineServer of its own; a class or another callable is called
     first, to make one."""
     from .engine.server import EngineServer
-    from .engine.socket import EngineHandler
+    from .engine.socket import is_engine_handler
     from .socketio.server import Server
 
     module_name, _, attr = spec.partition(":")
     obj: Any = importlib.import_module(module_name)
     for part in (attr or "app").split("."):
         obj = getattr(obj, part)
-    ready = (Server, EngineServer, EngineHandler)
-    if inspect.isclass(obj) or (callable(obj) and not isinstance(obj, ready)):
+    ready = isinstance(obj, Server | EngineServer) or is_engine_handler(obj)
+    if inspect.isclass(obj) or (callable(obj) and not ready):
         obj = obj()
     if isinstance(obj, Server | EngineServer):
         return obj
-    if isinstance(obj, EngineHandler):
+    if is_engine_handler(obj):
         return EngineServer(obj)
     raise TypeError(f"a {type(obj).__name__}, not a Server, an EngineServer or an Engine.IO"
                     " handler")
@@ -394,7 +404,7 @@ def pick_store(args: argparse.Namespace, owner: str,
     from .supervisor import ENV_HUB
 
     if args.store:
-        return make_store(args.store, owner, args.store_key)
+        return make_store(args.store, owner, args.store_key, args.store_subscription_mode)
     hub = os.environ.get(ENV_HUB)
     if not hub:
         return None
@@ -405,11 +415,12 @@ def pick_store(args: argparse.Namespace, owner: str,
     return store
 
 
-def make_store(url: str, owner: str, key: str = "socket.io") -> RedisStore:
+def make_store(url: str, owner: str, key: str = "socket.io",
+               subscription_mode: str = "dynamic") -> RedisStore:
     """A RedisStore for any of its URL forms (ValueError naming what is wrong)."""
     from .stores.redis import RedisStore
 
-    return RedisStore(url, owner=owner, key=key)
+    return RedisStore(url, owner=owner, key=key, subscription_mode=subscription_mode)
 
 
 def check_store(url: str) -> str | None:
@@ -478,10 +489,15 @@ def main(argv: list[str] | None = None) -> int:
         # object: with thousands of connections that pass is ~20% of opening one
         # (benchmarks/RESULTS.md). Cyclic garbage only lives a little longer.
         gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    if args.loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if args.loop == "uvloop":
+                logger.error("--loop uvloop: uvloop is not installed (pip install uvloop)")
+                return 2
+        else:
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
         return asyncio.run(_serve(args, app))
     except KeyboardInterrupt:

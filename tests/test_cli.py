@@ -44,6 +44,7 @@ CASES = [
     (["--metrics-path", "/m", "--no-metrics"], "argument --no-metrics: not allowed with argument"
      " --metrics-path"),
     (["--log-level", "loud"], "argument --log-level: invalid choice: 'loud'"),
+    (["--loop", "tokio"], "argument --loop: invalid choice: 'tokio'"),
     (["--no-such-option"], "unrecognized arguments: --no-such-option"),
     (["--parser", "json"], "argument --parser: invalid choice: 'json'"),
     (["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),

@@ -83,15 +83,21 @@ class Served:
         await asyncio.wait_for(self.all_closed.wait(), scaled(timeout))
 
 
-class TrackedConnection(HTTPConnection):
-    """Tells its Served when the last connection is lost."""
+class TrackedConnection(asyncio.Protocol):
+    """An HTTPConnection that tells its Served when the last connection is lost. (Around one,
+    not a subclass: the mypyc build's HTTPConnection takes none.)"""
 
     def __init__(self, served: Served) -> None:
-        super().__init__(served.handler, served.config, connections=served.connections)
+        self.conn = HTTPConnection(served.handler, served.config, connections=served.connections)
         self.served = served
+        self.connection_made = self.conn.connection_made  # type: ignore[method-assign]
+        self.data_received = self.conn.data_received  # type: ignore[method-assign]
+        self.eof_received = self.conn.eof_received  # type: ignore[method-assign]
+        self.pause_writing = self.conn.pause_writing  # type: ignore[method-assign]
+        self.resume_writing = self.conn.resume_writing  # type: ignore[method-assign]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
+        self.conn.connection_lost(exc)
         if not self.served.connections:
             self.served.all_closed.set()
 

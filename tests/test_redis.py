@@ -58,10 +58,10 @@ SOAK_SECONDS = 30.0
 # With a PORT it runs the reference socket.io server on 127.0.0.1:PORT with
 # @socket.io/redis-adapter (node-redis v4 clients, key KEY) and an @socket.io/redis-emitter.
 # With "sharded", REDIS_URL is a comma-separated list of a Redis Cluster's nodes, and the server
-# uses createShardedAdapter (sharded pub/sub, channelPrefix KEY, subscriptionMode "static": it
-# publishes a broadcast to one room on the namespace's channel, as the other modes do for
-# several rooms; see the README) on a node-redis cluster client, with no emitter (it has no
-# sharded form).
+# uses createShardedAdapter (sharded pub/sub, channelPrefix KEY, its default subscriptionMode
+# "dynamic": a broadcast to one room goes on that room's own channel, which the sio_core nodes
+# read for the rooms they have; see the README) on a node-redis cluster client, with no
+# emitter (it has no sharded form).
 # Commands in on stdin, one JSON object per line out ("ev" names it):
 #   {"op":"connect","name","url","transports"}  a socket.io-client; then live lines
 #       {"ev":"connect","name","id"}, {"ev":"disconnect","name","reason"},
@@ -114,7 +114,7 @@ async function startServer() {
   await Promise.all(redisClients.map((client) => client.connect()));
   const httpServer = http.createServer();
   const adapter = sharded
-    ? createShardedAdapter(pub, sub, { channelPrefix: key, subscriptionMode: "static" })
+    ? createShardedAdapter(pub, sub, { channelPrefix: key })
     : createAdapter(pub, sub, { key });
   io = new Server(httpServer, { adapter, cors: { origin: "*" } });
   const setup = (socket) => {

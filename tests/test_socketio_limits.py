@@ -125,31 +125,32 @@ async def test_a_child_is_not_removed_under_a_connect_in_its_middlewares() -> No
     assert len(child.sockets) == 1
 
 
-class NamespaceTrackingStore(MemoryStore):
-    """A MemoryStore that records what the server tells a store about namespaces (RedisStore
-    follows the JavaScript servers' requests per namespace)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.followed: set[str] = set()
-
-    def add_namespace(self, name: str) -> None:
-        self.followed.add(name)
-
-    def remove_namespace(self, name: str) -> None:
-        self.followed.discard(name)
-
-
-async def test_the_store_forgets_a_removed_child() -> None:
+async def test_the_cluster_forgets_a_removed_child() -> None:
+    """The cluster's link hears of every namespace (RedisStore's follows the JavaScript
+    servers' requests per namespace) and of an emptied dynamic child's removal."""
     io = dynamic_server()
-    store = NamespaceTrackingStore()
-    io.attach_store(store)
+    io.attach_store(MemoryStore())
+    assert io.cluster is not None
+    link = io.cluster.link
+    followed: set[str] = {"/"}
+    added, removed = link.namespace_added, link.namespace_removed
+
+    def on_added(name: str) -> None:
+        followed.add(name)
+        added(name)
+
+    def on_removed(name: str) -> None:
+        followed.discard(name)
+        removed(name)
+
+    link.namespace_added = on_added  # type: ignore[method-assign]
+    link.namespace_removed = on_removed  # type: ignore[method-assign]
     session = FakeEngineSocket(io)
     session.receive("0/room-1,", "0/user-1,")
     await settle()
-    assert store.followed == {"/", "/room-1", "/user-1"}
+    assert followed == {"/", "/room-1", "/user-1"}
     session.receive("1/room-1,")
-    assert store.followed == {"/", "/user-1"}
+    assert followed == {"/", "/user-1"}
 
 
 async def test_cleanup_can_be_turned_off_as_in_the_reference() -> None:

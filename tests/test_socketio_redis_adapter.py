@@ -380,3 +380,73 @@ async def test_namespaces_followed_once_and_left(classic: Node) -> None:
     classic.link.namespace_removed("/n")
     classic.link.namespace_removed("/")  # the main namespace stays
     assert followed == [("follow", ["k-request#/n#"]), ("unfollow", ["k-request#/n#"])]
+
+
+@pytest.mark.parametrize("mode, public, private", [
+    ("dynamic", True, False), ("dynamic-private", True, True), ("static", False, False)])
+async def test_sharded_reads_the_channels_of_its_rooms_as_the_mode_says(
+        mode: str, public: bool, private: bool) -> None:
+    """The JavaScript sharded adapter's dynamic modes put a broadcast to one room on that
+    room's channel: a room with members here is read there, (un)subscribed once per turn."""
+    node = Node(SHARDED)
+    node.store.subscription_mode = mode
+    node.link = adapter_link(node, node.store)
+    followed = record_follows_store(node.store)
+    node.link.room_created("/n", "room", False)
+    node.link.room_created("/n", "sid1", True)
+    node.link.room_created("/n", "brief", False)
+    node.link.room_deleted("/n", "brief", False)  # made and emptied in one turn: nothing
+    assert followed == []
+    await asyncio.sleep(0)  # the end of the turn
+    expected = [c for c, wanted in (("k#/n#room#", public), ("k#/n#sid1#", private)) if wanted]
+    assert followed == ([("follow", expected)] if expected else [])
+    followed.clear()
+    node.link.room_deleted("/n", "room", False)
+    node.link.room_deleted("/n", "sid1", True)
+    await asyncio.sleep(0)
+    assert followed == ([("unfollow", expected)] if expected else [])
+    await node.store.close_clients()
+
+
+def test_a_subscription_mode_not_known_is_refused() -> None:
+    with pytest.raises(ValueError, match="subscription_mode 'sticky'"):
+        RedisStore(SHARDED, subscription_mode="sticky")
+
+
+async def test_the_server_tells_its_link_of_rooms_made_and_emptied() -> None:
+    """A Server on a (never connected) Cluster store: joining a new room and leaving it
+    follows and unfollows the room's channel; a socket's own room is private."""
+    from sio_core import Server
+    from tests.fake_engine import FakeEngineSocket
+
+    io = Server()
+    store = RedisStore(SHARDED, owner="me", key="k")
+    io.attach_store(store)
+    followed = record_follows_store(store)
+
+    @io.on("connection")
+    def connection(socket: Any) -> None:
+        socket.on("join", socket.join)
+        socket.on("leave", socket.leave)
+
+    session = FakeEngineSocket(io)
+    session.receive("0")
+    await asyncio.sleep(0)
+    session.receive('2["join","chat"]')
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert ("follow", ["k#/#chat#"]) in followed
+    assert not any("#/#" + sid in channel for _, channels in followed
+                   for channel in channels for sid in io.of("/").sockets)  # private: not read
+    session.receive('2["leave","chat"]')
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert followed[-1] == ("unfollow", ["k#/#chat#"])
+    await store.close_clients()
+
+
+def record_follows_store(store: RedisStore) -> list[tuple[str, list[str]]]:
+    followed: list[tuple[str, list[str]]] = []
+    store.follow = lambda channels: followed.append(("follow", channels))  # type: ignore[method-assign]
+    store.unfollow = lambda channels: followed.append(("unfollow", channels))  # type: ignore[method-assign]
+    return followed

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from ..protocol import engineio
 from ..protocol.engineio import NOOP, Packet
@@ -30,16 +30,22 @@ from .transport import Transport
 logger = logging.getLogger("sio_core.engine")
 
 
-@runtime_checkable
 class EngineHandler(Protocol):
-    """What the layer above (Socket.IO) receives from Engine.IO sessions. (Checkable at run
-    time: ``python -m sio_core serve`` accepts a bare handler as its application.)"""
+    """What the layer above (Socket.IO) receives from Engine.IO sessions. (Not
+    ``runtime_checkable``, which mypyc cannot compile: ``python -m sio_core serve`` tells a
+    bare handler by :func:`is_engine_handler`.)"""
 
     def on_open(self, socket: EngineSocket) -> None: ...
 
     def on_message(self, socket: EngineSocket, data: str | bytes) -> None: ...
 
     def on_close(self, socket: EngineSocket, reason: CloseReason) -> None: ...
+
+
+def is_engine_handler(obj: object) -> bool:
+    """Whether ``obj`` has what an EngineHandler has (as ``isinstance`` of a runtime-checkable
+    Protocol would tell)."""
+    return all(hasattr(obj, name) for name in ("on_open", "on_message", "on_close"))
 
 
 class EngineSocket:
@@ -298,7 +304,7 @@ class EngineSocket:
         self._on_finished(self)
 
 
-def fan_out(sockets: Iterable[EngineSocket], packets: list[Packet], *,
+def fan_out(sockets: Iterable[Any], packets: list[Packet], *,
             volatile: bool = False) -> int:
     """Queue the same packets (a broadcast's, framed once whoever writes them first) on
     every socket of ``sockets`` that takes output, and have each written at the end of
@@ -309,7 +315,8 @@ def fan_out(sockets: Iterable[EngineSocket], packets: list[Packet], *,
     but the list's extend, nothing allocated per recipient (the sockets to pump are marked
     and handed to the flusher in one list). ``sockets`` may be a live view (a room's
     members): nothing here runs code that could change it. A socket of another class (a
-    test's stand-in) is sent to through its own ``send_packets``."""
+    test's stand-in) is sent to through its own ``send_packets`` (hence ``Any``: a compiled
+    build would refuse a stand-in where an EngineSocket is declared)."""
     count = 0
     dirty: list[EngineSocket] = []
     mark = dirty.append

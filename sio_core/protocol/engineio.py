@@ -77,7 +77,7 @@ TYPE_CHARS = {t: str(t.value) for t in PacketType}
 _TYPE_CHARS = TYPE_CHARS
 
 
-def decode_packet(frame: str | bytes) -> Packet:
+def decode_packet(frame: str | bytes | bytearray | memoryview) -> Packet:
     """Decode one WebSocket frame's content."""
     if isinstance(frame, bytes | bytearray | memoryview):
         return Packet(PacketType.MESSAGE, bytes(frame))
@@ -100,7 +100,8 @@ def encode_payload(packets: list[Packet]) -> str:
     return SEPARATOR.join(parts)
 
 
-def decode_payload(body: bytes | str, *, max_packets: int | None = None) -> list[Packet]:
+def decode_payload(body: bytes | bytearray | str, *,
+                   max_packets: int | None = None) -> list[Packet]:
     """Decode a long-polling POST body.
 
     ``max_packets`` caps how many packets one body may carry (None: no cap).

@@ -111,7 +111,7 @@ _TO_TEXT = {
 }
 
 _ASCII_DIGITS_RE = re.compile(r"[0-9]+")
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_SURROGATE_RE = re.compile("[\\ud800-\\udfff]")  # re's escapes: mypyc takes no surrogate literal
 
 _BytesLike = (bytes, bytearray, memoryview)
 
@@ -225,7 +225,9 @@ def encode(packet: Packet) -> list[str | bytes]:
         header += namespace + ","
 
     if ack_id is not None:
-        if type(ack_id) is not int or not 0 <= ack_id <= MAX_ACK_ID:
+        # the field's own type (the mypyc build makes the narrowed ack_id a plain int): True
+        # is no ack id
+        if type(packet.id) is not int or not 0 <= ack_id <= MAX_ACK_ID:
             raise ValueError(f"an ack id is an int in 0..{MAX_ACK_ID}")
         header += str(ack_id)
 
@@ -377,16 +379,18 @@ class Decoder:
             raise SocketIOProtocolError("text packet while binary attachments are awaited")
         return self._decode(data)
 
-    def feed_binary(self, data: bytes) -> Packet | None:
+    def feed_binary(self, data: bytes | bytearray | memoryview) -> Packet | None:
         """Take one attachment: the completed :class:`Packet` after the last one, else ``None``."""
         pending = self._pending
         if pending is None:
             raise SocketIOProtocolError("binary data while no attachment is awaited")
-        if type(data) is not bytes:
-            if not isinstance(data, _BytesLike):
-                raise TypeError("an attachment is bytes")
-            data = bytes(data)
-        pending.buffers.append(data)
+        if type(data) is bytes:
+            attachment = data
+        elif isinstance(data, _BytesLike):
+            attachment = bytes(data)
+        else:
+            raise TypeError("an attachment is bytes")
+        pending.buffers.append(attachment)
         if len(pending.buffers) < pending.count:
             return None
         self._pending = None

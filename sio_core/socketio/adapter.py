@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..engine.socket import EngineSocket, fan_out
+from ..engine.socket import fan_out
 from ..exceptions import SocketIOProtocolError
 from ..protocol import engineio
 from ..protocol import socketio as sio
 from ..protocol.parsers import Parser
 
 if TYPE_CHECKING:
+    from .client import Session
     from .namespace import Namespace
     from .socket import Socket
 
@@ -45,9 +46,7 @@ class BroadcastOptions:
 
 #: a room's members: each socket's id, with its Engine.IO session once the socket is
 #: connected (None before: joined in a middleware), in the order they joined
-Members = dict[str, EngineSocket | None]
-
-_NOBODY: Members = {}
+_NOBODY: dict[str, Session | None] = {}
 
 
 class Adapter:
@@ -56,7 +55,7 @@ class Adapter:
         #: each room's members. A dict rather than a set: a broadcast to a room walks its
         #: sessions in the order they joined (near the order they were allocated, which
         #: the CPU's cache rewards over a set's hash order) without a lookup per member
-        self.rooms: dict[str, Members] = {}
+        self.rooms: dict[str, dict[str, Session | None]] = {}
         self.sids: dict[str, set[str]] = {}
 
     # -- membership -----------------------------------------------------------------------
@@ -69,12 +68,17 @@ class Adapter:
         conn = self.namespace.conns.get(sid)
         for room in rooms:
             mine.add(room)
-            self.rooms.setdefault(room, {})[sid] = conn
+            members = self.rooms.get(room)
+            if members is None:
+                self.rooms[room] = {sid: conn}
+                self._room_event(room, sid, True)
+            else:
+                members[sid] = conn
         if observer is not None:
             for room in rooms:
                 observer.room_joined(self.namespace, room, sid)
 
-    def attach(self, sid: str, conn: EngineSocket) -> None:
+    def attach(self, sid: str, conn: Session) -> None:
         """The socket ``sid`` is connected: the rooms it joined before (in a middleware)
         reach it from now on."""
         rooms = self.rooms
@@ -106,26 +110,40 @@ class Adapter:
             members.pop(sid, None)
             if not members:
                 del self.rooms[room]
+                self._room_event(room, sid, False)
+
+    def _room_event(self, room: str, sid: str, created: bool) -> None:
+        """A room got its first member here, or lost its last: the cluster's link may read
+        the room's own channel (the JavaScript sharded adapter's dynamic modes). A room is
+        private when it is named by a socket's id, as the reference tells them apart."""
+        cluster = self.namespace.server.cluster
+        if cluster is not None:
+            private = room == sid or room in self.sids
+            link = cluster.link
+            if created:
+                link.room_created(self.namespace.name, room, private)
+            else:
+                link.room_deleted(self.namespace.name, room, private)
 
     def socket_rooms(self, sid: str) -> set[str]:
         return set(self.sids.get(sid, ()))
 
     # -- matching ---------------------------------------------------------------------------
 
-    def reached(self, opts: BroadcastOptions) -> Mapping[str, EngineSocket | None]:
+    def reached(self, opts: BroadcastOptions) -> Mapping[str, Session | None]:
         """The sockets a broadcast reaches, each once: id -> Engine.IO session (None for an
         id that is not a connected socket). By set operations on the rooms: a room's
         members as they are (not a copy: to be read at once), the union of several, the
         namespace's sockets; the rooms excepted taken out of a copy."""
         rooms = self.rooms
-        reached: Mapping[str, EngineSocket | None]
+        reached: Mapping[str, Session | None]
         if not opts.rooms:
             reached = self.namespace.conns
         elif len(opts.rooms) == 1:
             (room,) = opts.rooms
             reached = rooms.get(room, _NOBODY)
         else:
-            union: Members = {}
+            union: dict[str, Session | None] = {}
             for room in opts.rooms:
                 union.update(rooms.get(room, _NOBODY))
             reached = union
@@ -172,7 +190,7 @@ class Adapter:
         return self.namespace.server.observer is not None or bool(
             self.namespace.outgoing_watchers)
 
-    def _deliver(self, reached: Mapping[str, EngineSocket | None], parts: list[str | bytes],
+    def _deliver(self, reached: Mapping[str, Session | None], parts: list[str | bytes],
                  opts: BroadcastOptions, packet: sio.Packet | None) -> int:
         packets = [engineio.message(part, opts.compress) for part in parts]
         count = fan_out(filter(None, reached.values()), packets, volatile=opts.volatile)

@@ -124,7 +124,9 @@ class BroadcastOperator:
     def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
         return self._with(rooms=self._opts.rooms | rooms_of(rooms))
 
-    in_ = to
+    def in_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """The same as :meth:`to` (a method of its own: mypyc compiles no method alias)."""
+        return self.to(*rooms)
 
     def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
         return self._with(except_rooms=self._opts.except_rooms | rooms_of(rooms))

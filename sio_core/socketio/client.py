@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..engine.socket import EngineSocket
 from ..exceptions import SocketIOProtocolError
 from ..protocol import socketio as sio
 from ..protocol.engineio import Packet
@@ -42,8 +41,32 @@ DISCONNECT_REASONS = {
 }
 
 
+class Session(Protocol):
+    """What the Socket.IO layer uses of its Engine.IO session: an
+    :class:`~sio_core.engine.socket.EngineSocket`, or the in-process tests' fake of one. (Not
+    EngineSocket itself: the mypyc build checks an argument of a compiled class's type at run
+    time, and a fake is no EngineSocket.)"""
+
+    sid: str
+    #: the handshake's HTTP Request
+    request: Any
+    #: free for the layer above: this Client
+    context: Any
+    #: the session's core (an EngineSession): ``writable``, ``transport``
+    core: Any
+
+    @property
+    def closed(self) -> bool: ...
+
+    def send(self, data: str | bytes, compress: bool = True) -> bool: ...
+
+    def send_packets(self, packets: list[Packet]) -> bool: ...
+
+    def close(self, reason: CloseReason = CloseReason.FORCED_CLOSE) -> None: ...
+
+
 class Client:
-    def __init__(self, server: Server, conn: EngineSocket) -> None:
+    def __init__(self, server: Server, conn: Session) -> None:
         self.server = server
         self.conn = conn
         self.sockets: dict[str, Socket] = {}

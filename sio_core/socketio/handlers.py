@@ -23,6 +23,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 if TYPE_CHECKING:
     from .counters import NamespaceCounters
 
+try:
+    from mypy_extensions import mypyc_attr
+except ImportError:  # a mark for mypyc alone (setup.py): nothing to do without it
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> Callable[[Any], Any]:  # type: ignore[misc]
+        return lambda cls: cls
+
 logger = logging.getLogger("sio_core.socketio")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -90,6 +96,7 @@ def _arity(code: CodeType, positional: int) -> int | None:
     return None if code.co_flags & inspect.CO_VARARGS else positional
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # Namespace is not compiled (setup.py)
 class EventEmitter:
     """Listeners by event name: ``on`` (also as a decorator), ``once``, ``off``,
     ``listeners``; the base of sockets and namespaces."""

@@ -67,3 +67,9 @@ class PeerLink:
 
     def namespace_removed(self, name: str) -> None:
         """Namespace ``name`` is gone (an empty dynamic child)."""
+
+    def room_created(self, namespace: str, room: str, private: bool) -> None:
+        """Room ``room`` has its first member here (every peer hears every broadcast)."""
+
+    def room_deleted(self, namespace: str, room: str, private: bool) -> None:
+        """Room ``room`` has no member here any more."""

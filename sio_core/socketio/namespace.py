@@ -32,8 +32,7 @@ from .handlers import DONE, EventEmitter, F
 from .socket import FetchedSocket, Socket
 
 if TYPE_CHECKING:
-    from ..engine.socket import EngineSocket
-    from .client import Client
+    from .client import Client, Session
     from .server import Server
 
 logger = logging.getLogger("sio_core.socketio")
@@ -186,7 +185,7 @@ class Namespace(EventEmitter, _Operators[BroadcastOperator]):
         self.sockets: dict[str, Socket] = {}
         #: the Engine.IO session of each socket in ``sockets``, by the socket's id: what a
         #: broadcast writes to (read without touching the Socket objects)
-        self.conns: dict[str, EngineSocket] = {}
+        self.conns: dict[str, Session] = {}
         self.middlewares: list[Middleware] = []
         self.adapter = Adapter(self)
         self._ack_ids = 0

@@ -18,9 +18,10 @@ redis-adapter extends socket.io-adapter's cluster adapter over a Redis client.
   everything to the servers of a namespace on ``<key>#<nsp>#``, answers to one server on
   ``<key>#<nsp>#<uid>#`` (its own response channel), the servers counted by PUBSUB
   SHARDNUMSUB of the namespace's channel. Its "dynamic" subscription modes also put a
-  broadcast to one room on ``<key>#<nsp>#<room>#``, read only by the servers that have that
-  room: we always publish on the namespace's channel, which every server reads whatever its
-  mode, and read only that one (see the README for what this asks of JavaScript servers).
+  broadcast to one room without acks on ``<key>#<nsp>#<room>#``, read only by the servers
+  that have that room: we read the channel of each room with members here as they do (the
+  store's ``subscription_mode``; subscribed and unsubscribed once per loop turn), and always
+  publish on the namespace's channel, which every server reads whatever its mode.
 
 Both: a request we answer is decoded into the cluster's typed message and answered by the
 Cluster as a sio_core worker's is; our requests (fetch_sockets, server-side emits and
@@ -254,6 +255,15 @@ class AdapterFormat(abc.ABC):
             self._namespaces.discard(name)
             self.store.unfollow(self.namespace_channels(name))
 
+    @abc.abstractmethod
+    def room_created(self, namespace: str, room: str, private: bool) -> None:
+        """Room ``room`` of ``namespace`` has its first member here (``private``: the room
+        of a socket's own id)."""
+
+    @abc.abstractmethod
+    def room_deleted(self, namespace: str, room: str, private: bool) -> None:
+        """Room ``room`` of ``namespace`` has no member here any more."""
+
     def pack(self, value: Any) -> bytes:
         return js_pack(value, self.store.pack)
 
@@ -350,6 +360,12 @@ class ClassicFormat(AdapterFormat):
 
     def namespace_channels(self, nsp: str) -> list[str]:
         return [self._request_channel(nsp)]
+
+    def room_created(self, namespace: str, room: str, private: bool) -> None:
+        """Nothing to read: every room's channel is read by pattern."""
+
+    def room_deleted(self, namespace: str, room: str, private: bool) -> None:
+        """Nothing to stop reading."""
 
     def _request_channel(self, nsp: str) -> str:
         return request_channel(self.key, nsp)
@@ -496,9 +512,45 @@ class ShardedFormat(AdapterFormat):
     def __init__(self, receiver: Receiver, store: RedisStore) -> None:
         super().__init__(receiver, store)
         self._prefix = f"{self.key}#"
+        mode = store.subscription_mode
+        #: which rooms' own channels are read: public ones, and private ones too
+        self._read_public = mode in ("dynamic", "dynamic-private")
+        self._read_private = mode == "dynamic-private"
+        #: room channels to (un)subscribe at the end of this loop turn: channel -> follow
+        self._room_changes: dict[str, bool] = {}
+        #: the room channels read now
+        self._room_channels: set[str] = set()
 
     def _channel(self, nsp: str) -> str:
         return f"{self._prefix}{nsp}#"
+
+    def room_created(self, namespace: str, room: str, private: bool) -> None:
+        if self._read_private if private else self._read_public:
+            self._room_change(f"{self._prefix}{namespace}#{room}#", True)
+
+    def room_deleted(self, namespace: str, room: str, private: bool) -> None:
+        if self._read_private if private else self._read_public:
+            self._room_change(f"{self._prefix}{namespace}#{room}#", False)
+
+    def _room_change(self, channel: str, follow: bool) -> None:
+        # the last wish of the turn counts: a room made and emptied at once costs nothing
+        if not self._room_changes:
+            asyncio.get_running_loop().call_soon(self._apply_room_changes)
+        self._room_changes[channel] = follow
+
+    def _apply_room_changes(self) -> None:
+        changes, self._room_changes = self._room_changes, {}
+        reading = self._room_channels
+        follow = [channel for channel, wanted in changes.items()
+                  if wanted and channel not in reading]
+        unfollow = [channel for channel, wanted in changes.items()
+                    if not wanted and channel in reading]
+        reading.update(follow)
+        reading.difference_update(unfollow)
+        if follow:
+            self.store.follow(follow)
+        if unfollow:
+            self.store.unfollow(unfollow)
 
     def namespace_channels(self, nsp: str) -> list[str]:
         channel = self._channel(nsp)

@@ -23,14 +23,13 @@ from ..config import Config
 from ..engine.hooks import AllowRequest, EngineHooks
 from ..engine.metrics.families import Family
 from ..engine.server import EngineServer
-from ..engine.socket import EngineSocket
 from ..protocol.parsers import PARSERS, Parser
 from ..protocol.session import CloseReason
 from ..stores.base import Store
 from . import handlers
 from .broadcast import BroadcastOperator
 from .class_namespace import AsyncNamespace
-from .client import Client
+from .client import Client, Session
 from .cluster import Cluster
 from .counters import ServerCounters, families
 from .handlers import EventEmitter
@@ -327,12 +326,12 @@ class Server(_Operators[BroadcastOperator]):
         """Added to the worker's metrics (sio_core/engine/metrics)."""
         return families(self)
 
-    def on_open(self, socket: EngineSocket) -> None:
+    def on_open(self, socket: Session) -> None:
         client = socket.context = Client(self, socket)
         if self.observer is not None:
             self.observer.client_opened(client)
 
-    def on_message(self, socket: EngineSocket, data: str | bytes) -> None:
+    def on_message(self, socket: Session, data: str | bytes) -> None:
         client: Client = socket.context
         counters = self.counters
         counters.messages_received += 1
@@ -341,7 +340,7 @@ class Server(_Operators[BroadcastOperator]):
             self.observer.message_received(data)
         client.on_message(data)
 
-    def on_close(self, socket: EngineSocket, reason: CloseReason) -> None:
+    def on_close(self, socket: Session, reason: CloseReason) -> None:
         client: Client | None = socket.context
         if client is not None:
             client.on_close(reason)

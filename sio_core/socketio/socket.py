@@ -301,7 +301,9 @@ class Socket(EventEmitter):
     def to(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
         return self.broadcast.to(*rooms)
 
-    in_ = to
+    def in_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
+        """The same as :meth:`to` (a method of its own: mypyc compiles no method alias)."""
+        return self.to(*rooms)
 
     def except_(self, *rooms: str | Iterable[str]) -> BroadcastOperator:
         return self.broadcast.except_(*rooms)
@@ -587,12 +589,13 @@ class _Flagged:
     """``socket.volatile`` / ``socket.timeout(s)`` / ``socket.compress(False)``: the same
     socket, emitting with flags."""
 
-    __slots__ = ("_compress", "_socket", "_timeout", "_volatile")
+    # _is_volatile: mypyc would name a field _volatile "__volatile", a C keyword
+    __slots__ = ("_compress", "_is_volatile", "_socket", "_timeout")
 
     def __init__(self, socket: Socket, *, volatile: bool, timeout: float | None,
                  compress: bool) -> None:
         self._socket = socket
-        self._volatile = volatile
+        self._is_volatile = volatile
         self._timeout = timeout
         self._compress = compress
 
@@ -602,16 +605,16 @@ class _Flagged:
                         compress=self._compress)
 
     def timeout(self, seconds: float) -> _Flagged:
-        return _Flagged(self._socket, volatile=self._volatile, timeout=seconds,
+        return _Flagged(self._socket, volatile=self._is_volatile, timeout=seconds,
                         compress=self._compress)
 
     def compress(self, value: bool = True) -> _Flagged:
-        return _Flagged(self._socket, volatile=self._volatile, timeout=self._timeout,
+        return _Flagged(self._socket, volatile=self._is_volatile, timeout=self._timeout,
                         compress=value)
 
     def emit(self, event: str, *args: Any,
              callback: Callable[..., Any] | None = None) -> Awaitable[None]:
-        return self._socket._emit(event, args, callback, volatile=self._volatile,
+        return self._socket._emit(event, args, callback, volatile=self._is_volatile,
                                   timeout=self._timeout, compress=self._compress)
 
     def send(self, *args: Any, callback: Callable[..., Any] | None = None) -> Awaitable[None]:

@@ -99,6 +99,10 @@ async def _bounded(step: Awaitable[Any], timeout: float) -> None:
         await asyncio.wait_for(step, timeout)
 
 
+#: the sharded adapter's subscription modes (see RedisStore's ``subscription_mode``)
+SUBSCRIPTION_MODES = ("dynamic", "dynamic-private", "static")
+
+
 class RedisStore(Store):
     """The store of a fleet across machines: workers and nodes meet through Redis pub/sub.
     A Server on it speaks the wire format of the JavaScript ``@socket.io/redis-adapter``
@@ -123,6 +127,13 @@ class RedisStore(Store):
         reconnect_backoff_max: the longest wait between attempts to resubscribe.
         max_commands: commands in flight at once.
         close_timeout: the longest each step of close() may take.
+        subscription_mode: on a Cluster, the ``subscriptionMode`` of the JavaScript
+            ``createShardedAdapter`` servers sharing it: ``"dynamic"`` (their default: a
+            broadcast to one room, not a socket id, comes on that room's own channel, so
+            the channel of each room that has members here is read too), ``"dynamic-private"``
+            (socket ids' rooms too) or ``"static"`` (everything on the namespace's channel:
+            no channel per room, for a fleet of sio_core nodes alone). sio_core publishes
+            on the namespace's channel, which every server reads in every mode.
 
     Example::
 
@@ -141,10 +152,15 @@ class RedisStore(Store):
                  pack: Pack = msgpack_pack, unpack: Unpack = msgpack_unpack,
                  heartbeat: float = 2.0, queue_limit: int = 10_000,
                  reconnect_backoff_max: float = 1.0,
-                 max_commands: int = 32, close_timeout: float = 5.0) -> None:
+                 max_commands: int = 32, close_timeout: float = 5.0,
+                 subscription_mode: str = "dynamic") -> None:
         super().__init__(owner or node_id or secrets.token_hex(3))
+        if subscription_mode not in SUBSCRIPTION_MODES:
+            raise ValueError(f"subscription_mode {subscription_mode!r}: one of "
+                             f"{', '.join(SUBSCRIPTION_MODES)}")
         self.url = url
         self.key = key
+        self.subscription_mode = subscription_mode
         self.pack, self.unpack = pack, unpack
         target = parse(url)
         sentinel = None
