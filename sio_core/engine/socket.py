@@ -51,7 +51,7 @@ def is_engine_handler(obj: object) -> bool:
 class EngineSocket:
     """One Engine.IO session as the application sees it: ``send``, ``close``."""
 
-    __slots__ = ("__weakref__", "_finished", "_loop", "_on_finished", "_pump_scheduled",
+    __slots__ = ("_finished", "_loop", "_on_finished", "_pump_scheduled",
                  "_timer", "_timer_at", "_upgrading", "answered_via", "context", "core",
                  "handler", "request", "sid", "transport")
 
