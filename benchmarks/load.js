@@ -15,10 +15,16 @@
 // The scenario protocol is the same on every server (benchmarks/servers/):
 //   echo(data)          the server acks data: "42<id>[\"echo\",data]" -> "43<id>[data]"
 //   bcast(n, payload)   the server emits "m" n times to every client
+//   bcast_room(n, payload, exceptSender)
+//                       the server emits "m" n times to the room "room" (every client that
+//                       connected with `room=room` in its query), all but the sender if
+//                       exceptSender: target "room" / "except" (the sender then counts none)
 //
 // Config (JSON): {mode: "bcast"|"echo"|"idle"|"polling", ports: [..] (clients are spread over
-// them in turn), clients, warmup, duration (s), payload, roundSeconds (bcast), concurrency (of
-// connection attempts), timeout (s, the whole run), path}.
+// them in turn), clients, warmup, duration (s), payload, roundSeconds (bcast), target (bcast:
+// "all" | "room" | "except"), perRound (bcast: broadcasts per round, fixed; else sized to
+// roundSeconds), query (added to each client's URL), concurrency (of connection
+// attempts), timeout (s, the whole run), path}.
 //
 // Output: one JSON object per line on stdout: {"event": "connected", ...}, {"event":
 // "measuring"} when the measured window opens, {"event": "result", ...} at the end, or
@@ -43,6 +49,8 @@ const cfg = Object.assign(
     concurrency: 64,
     timeout: 120,
     path: "/socket.io/",
+    query: "",
+    target: "all",
     warmClients: 10,
   },
   JSON.parse(process.argv[2] || "{}"),
@@ -139,7 +147,7 @@ class WsClient {
       sock.on("connect", () => {
         const key = crypto.randomBytes(16).toString("base64");
         sock.write(
-          `GET ${cfg.path}?EIO=4&transport=websocket HTTP/1.1\r\n` +
+          `GET ${cfg.path}?EIO=4&transport=websocket${cfg.query ? "&" + cfg.query : ""} HTTP/1.1\r\n` +
             `Host: ${cfg.host}:${this.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
             `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
         );
@@ -352,11 +360,12 @@ async function runBcast() {
   let doneClients = 0;
   let roundResolve = null;
   let total = 0;
+  let receivers = 0; // the clients a broadcast reaches (all but the sender with "except")
   const handler = {
     onEvent(client) {
       total++;
       if (++client.count === roundTarget) {
-        if (++doneClients === clients.length && roundResolve) roundResolve();
+        if (++doneClients === receivers && roundResolve) roundResolve();
       }
     },
     onAck() {},
@@ -368,7 +377,12 @@ async function runBcast() {
         failed: opened.failed, failures: opened.failures });
   if (clients.length === 0) fail("no client connected");
   const sender = clients[0];
-  const request = (n) => `42["bcast",${n},${payloadJson}]`;
+  const exceptSender = cfg.target === "except";
+  receivers = clients.length - (exceptSender ? 1 : 0);
+  if (receivers === 0) fail("no client to broadcast to");
+  const request = cfg.target === "all"
+    ? (n) => `42["bcast",${n},${payloadJson}]`
+    : (n) => `42["bcast_room",${n},${payloadJson},${exceptSender}]`;
 
   async function round(n) {
     doneClients = 0;
@@ -382,7 +396,7 @@ async function runBcast() {
     const outcome = await Promise.race([done, timedOut]);
     clearTimeout(timer);
     if (outcome === "timeout") {
-      const short = clients.filter((c) => c.count < roundTarget);
+      const short = clients.filter((c) => c.count < roundTarget && !(exceptSender && c === sender));
       const minSeen = Math.min(...short.map((c) => c.count - (roundTarget - n)));
       fail(`broadcast round of ${n} not delivered within ${limit / 1000}s: ` +
            `${short.length}/${clients.length} clients short (least: ${minSeen}/${n}); ` +
@@ -391,13 +405,17 @@ async function runBcast() {
     return (now() - started) / 1000;
   }
 
-  // calibrate: start with ~2,000 deliveries per round, then size rounds to roundSeconds
-  let n = Math.max(1, Math.ceil(2000 / clients.length));
+  // calibrate: start with ~2,000 deliveries per round, then size rounds to roundSeconds; or
+  // cfg.perRound broadcasts every round (the same burst whatever the number of clients: each
+  // client then gets the same number of packets per write, and only the clients vary)
+  let n = cfg.perRound || Math.max(1, Math.ceil(2000 / clients.length));
   const warmEnd = now() + cfg.warmup * 1000;
   do {
     const seconds = await round(n);
-    const rate = (n * clients.length) / Math.max(seconds, 1e-4);
-    n = Math.max(1, Math.min(200000, Math.round((rate * cfg.roundSeconds) / clients.length)));
+    const rate = (n * receivers) / Math.max(seconds, 1e-4);
+    if (!cfg.perRound) {
+      n = Math.max(1, Math.min(200000, Math.round((rate * cfg.roundSeconds) / receivers)));
+    }
   } while (now() < warmEnd);
 
   out({ event: "measuring", n });

@@ -19,6 +19,12 @@ sampled too: before each measurement the run waits (within a budget) for other w
 machine to end, and a measurement during which other work took a share of the CPU anyway is
 taken again, up to twice, keeping the quietest.
 
+The scale-out rows (issue 10; ``--only scale`` runs them alone) broadcast to a room, and to a
+room except the sender, on one worker, two workers (hub, Redis), two nodes (Redis) and the
+JavaScript server's two processes on its redis-adapter, and report beside deliveries/s the
+server CPU per delivery: the CPU time of every server process (workers, master, and the
+redis-server of the Redis setups) over the window, over the deliveries.
+
 Results: ``OUT/RESULTS.md`` (the tables, ratios to the JavaScript server from the same run,
 targets met or not, the machine), ``OUT/plots/*.png``, ``OUT/results.json`` (every measurement)
 and the servers' logs under ``OUT/logs/``. The exit code is 1 if any measurement failed (the
@@ -77,6 +83,16 @@ class Scenario:
     quick_clients: int
     metric: str  # the key of load.js's result that is the scenario's rate
     unit: str
+    #: bcast: whom each broadcast reaches: "all" (io.emit), "room" (io.to(room)), "except"
+    #: (io.to(room).except_(the sender)); the clients of "room"/"except" join the room
+    target: str = "all"
+    #: the setups measured, when not the servers of --servers (the scale-out rows)
+    setups: tuple[str, ...] | None = None
+    #: bcast: broadcasts per round, the same whatever the number of clients (else rounds are
+    #: sized to last round_seconds, so that the more clients, the fewer broadcasts a round:
+    #: each client's write then carries fewer packets, and the cost per delivery rises with
+    #: the clients for that reason alone)
+    per_round: int | None = None
 
     def client_count(self, quick: bool) -> int:
         return self.quick_clients if quick else self.clients
@@ -99,7 +115,32 @@ STORE = Scenario("store", "Store comparison: broadcast fan-out to 1,000 websocke
 RECOVERY = Scenario("recovery", "Connection state recovery on vs off: broadcast fan-out to "
                     "1,000 websocket clients (sio_core only)", "bcast", 1000, 20,
                     "deliveries_per_s", "deliveries/s")
-ALL_SCENARIOS = [*SCENARIOS, STORE, RECOVERY]
+#: Scale-out (issue 10): a broadcast to a room, and to a room except the sender, on one
+#: worker, two workers (hub, Redis), two nodes (Redis) and the JavaScript server's two
+#: processes on its redis-adapter; server CPU per delivery summed over every server process
+#: (workers, master, redis-server). Namespace-wide rows on one worker for the room's ratio.
+#: broadcasts per round of the scale-out rows: a burst, as a busy room has several messages
+#: in one loop turn; the same at every size, so the rows differ by the clients alone
+SCALE_BURST = 100
+SCALE_SETUPS = ("memory1", "hub2", "redis2", "nodes2", "jsredis2")
+#: 4 workers on the hub, beside 2, give the master's cost per broadcast and per worker (the
+#: model of the hub's ceiling in the README)
+SCALE = [
+    *[Scenario(f"{target}{n}", f"Scale-out: broadcast to a room of {n:,} clients"
+               + (", except the sender" if target == "except" else ""), "bcast", n, quick,
+               "deliveries_per_s", "deliveries/s", target=target, per_round=SCALE_BURST,
+               setups=(*SCALE_SETUPS, "hub4") if target == "room" and n < 5000
+               else SCALE_SETUPS)
+      for target in ("room", "except") for n, quick in ((100, 10), (1000, 20), (5000, 50))],
+    *[Scenario(f"all{n}", f"Scale-out: namespace-wide broadcast to {n:,} clients", "bcast",
+               n, quick, "deliveries_per_s", "deliveries/s", per_round=SCALE_BURST,
+               setups=("memory1",))
+      for n, quick in ((1000, 20), (5000, 50))],
+]
+ALL_SCENARIOS = [*SCENARIOS, STORE, RECOVERY, *SCALE]
+#: names --only takes for several scenarios at once
+GROUPS = {"scale": [s.name for s in SCALE]}
+REDIS_SETUPS = ("redis2", "nodes2", "jsredis2")
 
 
 # --- machine, pinning ----------------------------------------------------------------------------
@@ -268,6 +309,11 @@ STORE_SETUPS = {
     "redis2": "2 workers, Redis",
     "nodes2": "2 nodes (1 worker each), Redis",
 }
+#: the scale-out rows' setups: the store comparison's and two more
+SCALE_LABELS = STORE_SETUPS | {
+    "jsredis2": "socket.io (node), 2 processes, redis-adapter",
+    "hub4": "4 workers, master hub",
+}
 #: recovery on vs off (benchmarks/servers/sio_app.py with SIO_BENCH_RECOVERY=1): "<setup>r" is
 #: "<setup>" with connection state recovery on
 RECOVERY_SETUPS = {
@@ -279,7 +325,8 @@ RECOVERY_SETUPS = {
     "redis2r": "2 workers, Redis, recovery on",
 }
 #: the sio_core-only scenarios, and the setups they compare (instead of the servers)
-SETUPS = {STORE.name: STORE_SETUPS, RECOVERY.name: RECOVERY_SETUPS}
+SETUPS = {STORE.name: STORE_SETUPS, RECOVERY.name: RECOVERY_SETUPS,
+          **{s.name: {k: SCALE_LABELS[k] for k in s.setups or ()} for s in SCALE}}
 
 
 def sio_only(scenario: Scenario) -> bool:
@@ -358,14 +405,20 @@ class Bench:
         ready = r"\d+ workers ready"
         if setup == "memory1":
             return [Proc(self.cpus.wrap(cpus, sio_argv(port)), port, log())]
-        if setup == "hub2":
-            argv = sio_argv(port, "--workers", "2", log_level="info")
+        if setup in ("hub2", "hub4"):
+            argv = sio_argv(port, "--workers", setup[-1], log_level="info")
             return [Proc(self.cpus.wrap(cpus, argv), port, log(), ready_log=ready)]
         assert self.redis_url is not None
         redis = ("--store", self.redis_url, "--store-key", self.store_key)
         if setup == "redis2":
             argv = sio_argv(port, "--workers", "2", *redis, log_level="info")
             return [Proc(self.cpus.wrap(cpus, argv), port, log(), ready_log=ready)]
+        if setup == "jsredis2":
+            script = str(BENCH / "servers" / "js_server.js")
+            port_b = free_port()
+            return [Proc(self.cpus.wrap(cpus, ["node", script, str(p), self.redis_url]), p,
+                         log(name), ready_log="listening")
+                    for p, name in ((port, "-a"), (port_b, "-b"))]
         if setup == "nodes2":
             port_b = free_port()
             return [
@@ -476,6 +529,9 @@ class Bench:
                 "payload": PAYLOAD,
                 "concurrency": 64,
                 "timeout": 150,
+                "target": scenario.target,
+                "perRound": scenario.per_round,
+                "query": "" if scenario.target == "all" else "room=room",
             }
             await self.run_load(config, procs, record)
             for proc in procs:
@@ -508,6 +564,18 @@ class Bench:
         for proc in procs:
             assert proc.popen is not None
             server_pids.extend(process_tree(proc.popen.pid))
+        #: the processes whose CPU is also reported on its own: a supervisor's (the master,
+        #: whose hub relays every broadcast between workers) and redis-server's
+        roles: dict[str, list[int]] = {}
+        if record["setup"] in ("hub2", "redis2", "hub4"):
+            assert procs[0].popen is not None
+            roles["master"] = [procs[0].popen.pid]
+        if record["setup"] in REDIS_SETUPS and self.redis_proc is not None \
+                and self.redis_proc.popen is not None:
+            # redis-server works for the servers: its CPU is theirs (issue 10)
+            server_pids.append(self.redis_proc.popen.pid)
+            roles["redis"] = [self.redis_proc.popen.pid]
+        roles_at: dict[str, float] = {}
         argv = self.cpus.wrap(self.cpus.load, ["node", str(BENCH / "load.js"), json.dumps(config)])
         load = await asyncio.create_subprocess_exec(
             *argv, cwd=REPO, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -562,6 +630,7 @@ class Bench:
                     await send("go")
                 elif kind == "measuring":
                     mark = cpu_mark()
+                    roles_at.update({k: cpu_seconds(v) for k, v in roles.items()})
                 elif kind == "result":
                     if config["mode"] != "idle":
                         assert mark is not None
@@ -569,6 +638,8 @@ class Bench:
                         record["loadgen_cpu"] = event.get("loadgen_cpu")
                         record["value"] = event[METRICS[config["mode"]]]
                     record["result"] = event
+                    record["cpu_seconds_by_role"] = {
+                        k: cpu_seconds(v) - roles_at.get(k, 0.0) for k, v in roles.items()}
                     if event.get("lost"):
                         record["error"] = (f"{event['lost']} clients were disconnected: "
                                            f"{event.get('lost_reasons')}")
@@ -600,7 +671,7 @@ class Bench:
             for rep in range(self.args.repeat):
                 for scenario in scenarios:
                     setups = [s for s in SETUPS[scenario.name] if self.redis_url is not None
-                              or not s.startswith(("redis2", "nodes2"))] \
+                              or not s.startswith(("redis2", "nodes2", "jsredis2"))] \
                         if sio_only(scenario) else servers
                     shift = rep % len(setups)
                     for setup in setups[shift:] + setups[:shift]:
@@ -655,7 +726,21 @@ class Row:
     server_cpu: float | None = None
     loadgen_cpu: float | None = None
     other_cpu: float | None = None
+    #: the master's CPU per broadcast (hub setups), microseconds
+    master_per_broadcast: float | None = None
     errors: list[str] = field(default_factory=list)
+
+
+def master_per_broadcast(m: dict[str, Any]) -> float | None:
+    """The master's CPU per broadcast in microseconds (a broadcast reaches every client,
+    but the sender with target "except")."""
+    master = m.get("cpu_seconds_by_role", {}).get("master")
+    result = m.get("result", {})
+    deliveries, clients = result.get("deliveries"), result.get("clients")
+    if master is None or not deliveries or not clients:
+        return None
+    receivers = clients - (1 if m["scenario"].startswith("except") else 0)
+    return float(master) / (deliveries / max(1, receivers)) * 1e6
 
 
 def other_cpu(m: dict[str, Any]) -> float | None:
@@ -691,6 +776,7 @@ def rows_for(measurements: list[dict[str, Any]], scenario: Scenario,
             server_cpu=med(lambda m: m.get("server_cpu")),
             loadgen_cpu=med(lambda m: m.get("loadgen_cpu")),
             other_cpu=med(other_cpu),
+            master_per_broadcast=med(master_per_broadcast),
             errors=[f"run {m['rep'] + 1}: {m['error']}" for m in mine if not m["ok"]],
         ))
     return rows
@@ -840,11 +926,48 @@ class Report:
             if not sio_only(scenario):
                 at_least(f"{scenario.name}: {scenario.unit}, vs python-socketio", scenario.name,
                          SIO, PYSIO, 3)
+        found += self.scale_targets()
         if "idle" in t and SIO in t["idle"] and PYSIO in t["idle"]:
             a, b = t["idle"][SIO].rss_per_conn, t["idle"][PYSIO].rss_per_conn
             r = None if not a or b is None else b / a
             found.append(("idle: RSS per connection, python-socketio's / sio_core's", ">= 3x",
                           fmt_ratio(r), None if r is None else r >= 3))
+        return found
+
+    def cpu(self, scenario: str, setup: str) -> float | None:
+        return cpu_per_delivery(self.tables.get(scenario, {}).get(setup))
+
+    def scale_targets(self) -> list[tuple[str, str, str, bool | None]]:
+        """Issue 10's targets: ratios of server CPU per delivery, and 2 nodes vs the
+        JavaScript server's 2 processes."""
+        found: list[tuple[str, str, str, bool | None]] = []
+
+        def at_most(name: str, a: float | None, b: float | None, need: float) -> None:
+            if a is None or b is None or b == 0:
+                return
+            r = a / b
+            found.append((name, f"<= {need:g}x", fmt_ratio(r), r <= need))
+
+        for target in ("room", "except"):
+            for n, need in ((100, 1.25), (1000, 1.10)):
+                one = self.cpu(f"{target}{n}", "memory1")
+                for setup in ("hub2", "redis2", "nodes2"):
+                    at_most(f"CPU/delivery, {target} of {n:,}: {SCALE_LABELS[setup]} / 1 worker",
+                            self.cpu(f"{target}{n}", setup), one, need)
+            at_most(f"CPU/delivery, {target}: 5,000 receivers / 1,000 (1 worker)",
+                    self.cpu(f"{target}5000", "memory1"), self.cpu(f"{target}1000", "memory1"),
+                    1.2)
+        for n in (1000, 5000):
+            at_most(f"CPU/delivery, room of {n:,} / namespace-wide (1 worker)",
+                    self.cpu(f"room{n}", "memory1"), self.cpu(f"all{n}", "memory1"), 1.15)
+        for n in (100, 1000, 5000):
+            table = self.tables.get(f"room{n}")
+            if table is not None:
+                r = ratio(table, "nodes2", "jsredis2")
+                if r is not None:
+                    found.append((f"Room of {n:,}, deliveries/s: 2 nodes on Redis / socket.io's "
+                                  "2 processes on its redis-adapter", ">= 3x", fmt_ratio(r),
+                                  r >= 3))
         return found
 
     # -- markdown --------------------------------------------------------------------------
@@ -992,9 +1115,21 @@ class Report:
             extra_head, extra_sep = " p50 ms | p99 ms |", "---|---|"
         elif scenario.mode == "idle":
             extra_head, extra_sep = " RSS KB/conn | RSS after, MB |", "---|---|"
+        if scenario.setups:
+            lines += [
+                f"Deliveries/s to {clients:,} websocket clients in one room"
+                + (" (all but the sender)" if scenario.target == "except" else "")
+                + "; *CPU/delivery* is the CPU time of every server process (workers, master, "
+                "redis-server) over the window, divided by the deliveries. Ratios are to the "
+                "1-worker row.",
+                "",
+            ]
+            extra_head, extra_sep = (" CPU/delivery, us | CPU/delivery vs 1 worker | master "
+                                     "CPU/broadcast, us |", "---|---|---|")
+        scale = bool(scenario.setups)
         reference = "memory1" if sio_only(scenario) else JS
         ref_label = "1 worker, recovery off" if scenario is RECOVERY else \
-            "1 worker" if scenario is STORE else "socket.io"
+            "1 worker" if scenario is STORE or scale else "socket.io"
         lines.append(f"| server | {scenario.unit} (median) | min-max | vs {ref_label} |"
                      f"{extra_head} server CPU | load gen CPU | other CPU | runs ok |")
         lines.append(f"|---|---|---|---|{extra_sep}---|---|---|---|")
@@ -1008,6 +1143,12 @@ class Report:
                 extra = f" {fmt(row.p50, 2)} | {fmt(row.p99, 2)} |"
             elif scenario.mode == "idle":
                 extra = f" {fmt(row.rss_per_conn, 1)} | {fmt(row.rss_after_mb, 1)} |"
+            if scale:
+                one = table.get(reference)
+                mine, base = cpu_per_delivery(row), cpu_per_delivery(one)
+                rel = mine / base if mine is not None and base and setup != reference else None
+                extra = (f" {fmt(mine, 3)} | {fmt_ratio(rel)} | "
+                         f"{fmt(row.master_per_broadcast, 1)} |")
             lines.append(f"| {label} | {fmt(value[0]) if value else 'failed'} | {rng} | "
                          f"{fmt_ratio(r)} |{extra} {fmt(row.server_cpu, 2)} | "
                          f"{fmt(row.loadgen_cpu, 2)} | {fmt(row.other_cpu, 2)} | "
@@ -1058,7 +1199,7 @@ class Report:
                   "logs (logs under `logs/` of the output directory):", ""]
         for setup, problems in found.items():
             label = SERVERS[setup].label if setup in SERVERS else \
-                (RECOVERY_SETUPS | STORE_SETUPS)[setup]
+                (RECOVERY_SETUPS | SCALE_LABELS)[setup]
             lines.append(f"- {label}:")
             for line, where in list(problems.items())[:20]:
                 lines.append(f"  - `{line}` ({', '.join(where[:6])}"
@@ -1083,7 +1224,8 @@ class Report:
         folder.mkdir(parents=True, exist_ok=True)
         colors = {SIO: "#2a7ab0", JS: "#d9a520", PYSIO: "#7a7a7a", ASGI: "#6fb3e0",
                   "memory1": "#2a7ab0",
-                  "hub2": "#4aa3d8", "redis2": "#b04a2a", "nodes2": "#d87a4a"}
+                  "hub2": "#4aa3d8", "redis2": "#b04a2a", "nodes2": "#d87a4a",
+                  "jsredis2": "#d9a520", "hub4": "#1a5a80"}
         made: dict[str, str] = {}
         for scenario in self.scenarios:
             table = self.tables[scenario.name]
@@ -1177,7 +1319,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="repetitions of every scenario (default 3; 1 with --quick)")
     names = [s.name for s in ALL_SCENARIOS]
     parser.add_argument("--only", default=None,
-                        help=f"comma-separated scenarios, of: {', '.join(names)}")
+                        help=f"comma-separated scenarios, of: {', '.join(names)}; or a group: "
+                             f"{', '.join(f'{g} ({len(v)} scenarios)' for g, v in GROUPS.items())}")
     parser.add_argument("--servers", default=f"{SIO},{JS},{PYSIO},{ASGI},{CEILING}",
                         help="comma-separated servers (default: all); 'ceiling' is the "
                              "load generator's own ceiling")
@@ -1204,6 +1347,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--repeat must be at least 1")
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        wanted = [name for n in wanted for name in GROUPS.get(n, [n])]
         unknown = [n for n in wanted if n not in names]
         if unknown:
             parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from "

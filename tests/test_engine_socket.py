@@ -7,6 +7,7 @@ rather than aborted. An EngineServer runs in the test's event loop
 from __future__ import annotations
 
 from sio_core.config import Config
+from sio_core.engine.socket import fan_out
 from sio_core.protocol.engineio import message
 from sio_core.protocol.session import CloseReason
 from tests.engine_harness import (
@@ -196,6 +197,30 @@ async def test_packets_shared_by_two_sockets_are_framed_once() -> None:
         assert packets[0].ws_frame == text("4to all")
         assert await engine.exchange(get(polled)) == payload_bytes(b"4to all\x1ebBw==")
         await ws.close()
+
+
+async def test_fan_out_queues_on_every_session_that_takes_output() -> None:
+    """fan_out: the same packets queued on many sessions in one call, each written once at
+    the end of the loop turn (a burst of broadcasts is one write); a closed session is
+    skipped, and a volatile broadcast skips a polling session with no GET pending."""
+    async with serving() as engine:
+        polled = await engine.handshake()
+        ws = await engine.open_websocket()
+        await ws.read_frame()
+        closing = await engine.open_websocket()
+        await closing.read_frame()
+        sockets = engine.recorder.sockets
+        [framed, closed] = [sockets[s] for s in sockets if s != polled]
+        closed.close()
+        everyone = [sockets[polled], framed, closed]
+        assert fan_out(everyone, [message("a")]) == 2
+        assert fan_out(everyone, [message("b")]) == 2
+        assert fan_out(everyone, [message("v")], volatile=True) == 1  # no GET pending
+        await ws.expect(text("4a") + text("4b") + text("4v"))
+        assert await engine.exchange(get(polled)) == payload_bytes(b"4a\x1e4b")
+        await closing.expect(CLOSE_1000)
+        await ws.close()
+        await closing.close()
 
 
 async def test_queued_counts_what_is_not_yet_written() -> None:

@@ -7,6 +7,7 @@ dropped where the transport cannot take them now. Over the fake engine (tests/fa
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -14,8 +15,9 @@ import pytest
 from sio_core import Server, Socket
 from sio_core.protocol import engineio
 from sio_core.protocol import socketio as sio
+from sio_core.protocol.parsers import Parser
 from sio_core.socketio.adapter import Adapter, BroadcastOptions
-from tests.fake_engine import FakeEngineSocket, connect
+from tests.fake_engine import FakeEngineSocket, connect, masked
 
 
 def opts(rooms: str = "", except_rooms: str = "", **flags: Any) -> BroadcastOptions:
@@ -33,11 +35,15 @@ async def three(io: Server | None = None) -> tuple[Server, list[FakeEngineSocket
     return io, conns, sockets
 
 
+def members(adapter: Adapter) -> dict[str, set[str]]:
+    return {room: set(sids) for room, sids in adapter.rooms.items()}
+
+
 def test_membership() -> None:
     adapter = Adapter(Server().sockets)
     adapter.add_all("s1", ["a", "b"])
     adapter.add_all("s2", ["b"])
-    assert adapter.rooms == {"a": {"s1"}, "b": {"s1", "s2"}}
+    assert members(adapter) == {"a": {"s1"}, "b": {"s1", "s2"}}
     assert adapter.sids == {"s1": {"a", "b"}, "s2": {"b"}}
     rooms = adapter.socket_rooms("s1")
     rooms.clear()  # a copy
@@ -46,10 +52,10 @@ def test_membership() -> None:
     assert "a" not in adapter.rooms  # gone once empty
     adapter.delete("s1", "nowhere")
     adapter.delete("s9", "b")
-    assert adapter.rooms == {"b": {"s1", "s2"}}
+    assert members(adapter) == {"b": {"s1", "s2"}}
     adapter.delete_all("s1")
     adapter.delete_all("s9")
-    assert adapter.rooms == {"b": {"s2"}} and adapter.sids == {"s2": {"b"}}
+    assert members(adapter) == {"b": {"s2"}} and adapter.sids == {"s2": {"b"}}
     adapter.delete_all("s2")
     assert adapter.rooms == {} and adapter.sids == {}
 
@@ -144,6 +150,52 @@ async def test_joining_leaving_and_disconnecting_the_matching_sockets() -> None:
     adapter.disconnect_sockets(opts("d"), close=False)
     assert [s.connected for s in sockets] == [False, False, True]
     assert [c.take() for c in conns] == [["1"], ["1"], []]
-    assert adapter.rooms == {sockets[2].id: {sockets[2].id}}
+    assert members(adapter) == {sockets[2].id: {sockets[2].id}}
     adapter.disconnect_sockets(opts(), close=True)
     assert conns[2].take() == ["1"] and conns[2].closed and not conns[0].closed
+
+
+async def test_a_room_joined_in_a_middleware_reaches_the_socket_once_connected() -> None:
+    io = Server()
+    entered = asyncio.Event()
+    admit = asyncio.Event()
+
+    async def middleware(socket: Socket) -> None:
+        socket.join("r")
+        entered.set()
+        await admit.wait()
+
+    io.use(middleware)
+    conn = FakeEngineSocket(io)
+    conn.receive("0")
+    await entered.wait()
+    packet = sio.Packet(sio.PacketType.EVENT, "/", ["early"])
+    # a member of "r" already, but not connected: no event before its CONNECT reply
+    assert io.sockets.adapter.broadcast(packet, opts("r")) == 0
+    admit.set()
+    await conn.wait_sent(1)
+    assert masked(conn.take()) == ['0{"sid":"*"}']
+    late = sio.Packet(sio.PacketType.EVENT, "/", ["late"])
+    assert io.sockets.adapter.broadcast(late, opts("r")) == 1
+    assert conn.take() == ['2["late"]']
+
+
+async def test_a_broadcast_that_reaches_nobody_here_is_not_encoded() -> None:
+    """A worker receiving another's broadcast to a room it has no member of does no work
+    for it: the packet is not even encoded."""
+    io, conns, _ = await three()
+    encoded: list[sio.Packet] = []
+    default = io.parser
+
+    def encode(packet: sio.Packet) -> list[str | bytes]:
+        encoded.append(packet)
+        return default.encode(packet)
+
+    io.parser = Parser("spy", encode, default.decoder)
+    packet = sio.Packet(sio.PacketType.EVENT, "/", ["x"])
+    assert io.sockets.adapter.broadcast(packet, opts("z")) == 0
+    assert io.sockets.adapter.broadcast(packet, opts("a", "b")) == 0
+    assert encoded == []
+    assert io.sockets.adapter.broadcast(packet, opts("a")) == 1
+    assert encoded == [packet]
+    assert [c.take() for c in conns] == [['2["x"]'], [], []]

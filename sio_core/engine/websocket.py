@@ -235,11 +235,15 @@ class WebSocketConnection:
     def send_packets(self, packets: list[Packet]) -> None:
         """Write Engine.IO packets, one frame each, in one write. The frames are built
         once per packet (see frame_of) rather than by the protocol object per client."""
-        frames = frame_of if self._deflate is None else self._deflated
         if len(packets) == 1:
-            self._write(frames(packets[0]))
+            self._write(frame_of(packets[0]) if self._deflate is None
+                        else self._deflated(packets[0]))
+        elif self._deflate is None:
+            # the cached frame read inline: a broadcast's packets were framed by the first
+            # recipient's write; a call per packet and recipient would cost more than the join
+            self._write(b"".join([p.ws_frame or frame_of(p) for p in packets]))
         else:
-            self._write(b"".join([frames(p) for p in packets]))
+            self._write(b"".join([self._deflated(p) for p in packets]))
 
     def _deflated(self, packet: Packet) -> bytes:
         if not packet.compress:  # compress(False)

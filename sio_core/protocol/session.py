@@ -71,13 +71,24 @@ class Timing:
 class EngineSession:
     """One Engine.IO session, whatever transport carries it."""
 
+    # slots: a broadcast touches every recipient's session; the smaller, the more of them
+    # stay in the CPU's cache
+    __slots__ = ("_close_due", "_closing_by", "_noop_due", "_ping_at", "_pong_by", "_probed",
+                 "_upgrade_by", "accepting", "close_reason", "outbox", "poll_pending",
+                 "post_pending", "sid", "state", "timing", "transport")
+
     def __init__(self, sid: str, transport: Transport, timing: Timing, now: float) -> None:
         self.sid = sid
         self.transport = transport
         self.timing = timing
         self.state = State.OPEN
         self.close_reason: CloseReason | None = None
-        self._outbox: list[Packet] = []
+        #: the packets queued for the client, in order. A broadcast appends its packets to
+        #: many sessions' outboxes in one loop (sio_core/engine/socket.py, fan_out), where
+        #: only :attr:`accepting` is checked: nothing else may guard an append
+        self.outbox: list[Packet] = []
+        #: whether output is queued: not once the session is CLOSING or CLOSED
+        self.accepting = True
         #: polling only: a GET is waiting for output
         self.poll_pending = False
         #: polling only: a POST is being processed (the reference refuses overlapping POSTs)
@@ -99,6 +110,7 @@ class EngineSession:
         if state not in _ALLOWED[self.state]:
             raise AssertionError(f"illegal transition {self.state} -> {state}")
         self.state = state
+        self.accepting = state is not State.CLOSING and state is not State.CLOSED
 
     @property
     def closed(self) -> bool:
@@ -123,16 +135,16 @@ class EngineSession:
 
     def send(self, packet: Packet) -> bool:
         """Queue a packet for the client. False if the session no longer takes packets."""
-        if self.state is State.CLOSING or self.state is State.CLOSED:
+        if not self.accepting:
             return False
-        self._outbox.append(packet)
+        self.outbox.append(packet)
         return True
 
     def send_many(self, packets: list[Packet]) -> bool:
         """Queue several packets (a broadcast's); as :meth:`send`."""
-        if self.state is State.CLOSING or self.state is State.CLOSED:
+        if not self.accepting:
             return False
-        self._outbox.extend(packets)
+        self.outbox.extend(packets)
         return True
 
     @property
@@ -145,17 +157,17 @@ class EngineSession:
         return self.poll_pending
 
     def has_output(self) -> bool:
-        return bool(self._outbox) or self._noop_due or self._close_due
+        return bool(self.outbox) or self._noop_due or self._close_due
 
     def take_output(self) -> list[Packet]:
         """Everything to write now, in order. For polling this answers the pending GET."""
-        out, self._outbox = self._outbox, []
+        out, self.outbox = self.outbox, []
         if self.transport is Transport.POLLING:
             limit = self.timing.max_packets_per_poll
             if limit is not None:
                 limit = max(1, limit - self._noop_due)  # room for the noop, if one is due
                 if len(out) > limit:
-                    out, self._outbox = out[:limit], out[limit:]
+                    out, self.outbox = out[:limit], out[limit:]
             if self._close_due:
                 # reference (engine.io's Socket.close()): what is queued drains first, in a
                 # response of its own, and the "1" goes in the next one, so a client reads
@@ -178,7 +190,7 @@ class EngineSession:
         return out
 
     def queued(self) -> int:
-        return len(self._outbox)
+        return len(self.outbox)
 
     # -- polling ----------------------------------------------------------------------------
 
@@ -327,11 +339,11 @@ class EngineSession:
         self._ping_at = self._pong_by = None
         if self.transport is Transport.WEBSOCKET:
             if not notify:
-                self._outbox.clear()
+                self.outbox.clear()
             self._set_state(State.CLOSED)
             return
         if not notify:
-            self._outbox.clear()
+            self.outbox.clear()
             if not self.poll_pending:
                 self._set_state(State.CLOSED)
                 return
@@ -365,7 +377,7 @@ class EngineSession:
             self.close(CloseReason.PING_TIMEOUT, notify=False)
             return
         if self._ping_at is not None and now >= self._ping_at:
-            self._outbox.append(PING)
+            self.outbox.append(PING)
             self._ping_at = None
             self._pong_by = now + self.timing.ping_timeout
 

@@ -32,7 +32,7 @@ from .handlers import DONE, EventEmitter, F
 from .socket import FetchedSocket, Socket
 
 if TYPE_CHECKING:
-    from .client import Client
+    from .client import Client, Session
     from .server import Server
 
 logger = logging.getLogger("sio_core.socketio")
@@ -183,6 +183,9 @@ class Namespace(EventEmitter, _Operators[BroadcastOperator]):
         #: namespace object the server does not keep counts in counters of its own
         self.counters = counters if counters is not None else NamespaceCounters(name)
         self.sockets: dict[str, Socket] = {}
+        #: the Engine.IO session of each socket in ``sockets``, by the socket's id: what a
+        #: broadcast writes to (read without touching the Socket objects)
+        self.conns: dict[str, Session] = {}
         self.middlewares: list[Middleware] = []
         self.adapter = Adapter(self)
         self._ack_ids = 0
@@ -313,6 +316,8 @@ class Namespace(EventEmitter, _Operators[BroadcastOperator]):
         if client.conn.closed:
             return
         self.sockets[socket.id] = socket
+        self.conns[socket.id] = client.conn
+        self.adapter.attach(socket.id, client.conn)
         self.counters.connected += 1
         client.add(socket)
         # the reply first: joining its own room may make an observer emit to this namespace,
@@ -336,6 +341,7 @@ class Namespace(EventEmitter, _Operators[BroadcastOperator]):
         sockets = self.sockets
         if sockets.get(socket.id) is socket:
             del sockets[socket.id]
+            del self.conns[socket.id]
             if not sockets:
                 self._drop_if_unused()
 

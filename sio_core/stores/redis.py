@@ -73,6 +73,10 @@ Unpack = Callable[[bytes], Any]
 Tap = Callable[[str, bytes], bool]
 T = TypeVar("T")
 
+#: the most messages one pipeline of PUBLISHes carries: a long burst goes out in pieces, so
+#: the other servers start on its beginning while the rest is written
+PIPELINE_MAX = 512
+
 
 def msgpack_pack(value: Any) -> bytes:
     data: bytes = msgpack.packb(value, use_bin_type=True)
@@ -461,17 +465,30 @@ class RedisStore(Store):
     async def _write_loop(self) -> None:
         # sharded pub/sub on a Cluster: SPUBLISH, sent to the master of the channel's slot
         publish = self.pub.spublish if self.mode is Mode.CLUSTER else self.pub.publish
+        queue = self._queue
         while not self._closing:
-            channel, data = await self._queue.get()
+            batch = [await queue.get()]
+            # what was queued meanwhile (a burst of broadcasts in one loop turn) goes in one
+            # pipeline: one write and one round trip rather than one each, in order. (A
+            # Cluster's channels live on several masters: one PUBLISH at a time there.)
+            if self.mode is not Mode.CLUSTER:
+                while len(batch) < PIPELINE_MAX and not queue.empty():
+                    batch.append(queue.get_nowait())
             try:
-                await publish(channel, data)
-                self.messages_sent += 1
+                if len(batch) == 1:
+                    await publish(*batch[0])
+                else:
+                    pipe = self.pub.pipeline(transaction=False)
+                    for channel, data in batch:
+                        pipe.publish(channel, data)
+                    await pipe.execute()
+                self.messages_sent += len(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._publish_failed += 1
+                self._publish_failed += len(batch)
                 self._last_error = str(exc)
-                logger.debug("publish to %s failed: %s", channel, exc)
+                logger.debug("publish of %d message(s) failed: %s", len(batch), exc)
                 await asyncio.sleep(0.05)  # Redis is down: do not spin
 
     # -- peers ------------------------------------------------------------------------------
