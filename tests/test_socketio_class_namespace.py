@@ -11,7 +11,7 @@ import pytest
 
 from sio_core import AsyncNamespace, DisconnectedError, Server
 from sio_core.socketio.class_namespace import environ_of
-from tests.fake_engine import connect
+from tests.fake_engine import FakeEngineSocket, connect
 from tests.support import scaled
 
 
@@ -132,3 +132,64 @@ async def test_socket_middleware_edges(caplog: pytest.LogCaptureFixture) -> None
     await asyncio.wait_for(passed.wait(), scaled(5))
     assert heard == [] and not socket.connected
     assert io.sockets.outgoing_watchers == set()
+
+
+class Lobby(AsyncNamespace):
+    """on_connect with auth, which acts on the socket being admitted (deferred until it is)
+    and may refuse; on_disconnect with a reason."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(namespace)
+        self.gone: list[tuple[str, str]] = []
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool | None:
+        if auth == {"who": "mallory"}:
+            return False
+        if auth == {"who": "crash"}:
+            raise ValueError("boom")
+        await self.emit("welcome", ("a", 1), to=sid)
+        await self.enter_room(sid, "early")
+        await self.enter_room(sid, "brief")
+        await self.leave_room(sid, "brief")
+        return None
+
+    async def on_ask(self, sid: str) -> Any:
+        return await self.call("q", to=sid, timeout=scaled(5))
+
+    def on_disconnect(self, sid: str, reason: str) -> None:
+        self.gone.append((sid, reason))
+
+
+async def test_on_connect_with_auth_defers_its_actions_until_the_socket_is_admitted() -> None:
+    io = Server()
+    lobby = Lobby("/lobby")
+    io.register_namespace(lobby)
+    conn, socket = await connect(io, "/lobby", '{"who":"ann"}')
+    assert conn.take() == ['2/lobby,["welcome","a",1]']
+    assert lobby.rooms(socket.id) == sorted({socket.id, "early"})
+    refused = FakeEngineSocket(io)
+    refused.receive('0/lobby,{"who":"mallory"}')
+    [reply] = await refused.take_when(1)
+    assert str(reply).startswith("4/lobby,") and "rejected" in str(reply).lower()
+    crashed = FakeEngineSocket(io)
+    crashed.receive('0/lobby,{"who":"crash"}')
+    [reply] = await crashed.take_when(1)
+    assert str(reply).startswith("4/lobby,")
+    assert lobby._deferred == {} and lobby._connecting == {}
+    # call() to a local client: its ack is the answer
+    conn.receive('2/lobby,7["ask"]')
+    [asked] = await conn.take_when(1)
+    ack_id = str(asked)[len("2/lobby,"):str(asked).index("[")]
+    conn.receive(f'3/lobby,{ack_id}["yes"]')
+    assert await conn.take_when(1) == ['3/lobby,7["yes"]']
+    # sessions of a local client
+    async with lobby.session(socket.id) as session:
+        session["user"] = "ann"
+    assert await lobby.get_session(socket.id) == {"user": "ann"} == socket.data
+    await lobby.save_session(socket.id, {"user": "bob"})
+    assert socket.data == {"user": "bob"}
+    await lobby.disconnect(socket.id)
+    await asyncio.sleep(0)
+    assert not socket.connected
+    assert lobby.gone == [(socket.id, "server namespace disconnect")]
+    assert lobby.rooms(socket.id) == []
