@@ -189,3 +189,73 @@ async def test_each_session_gets_a_client() -> None:
 
 def test_a_session_the_server_never_opened_closes_quietly() -> None:
     Server().on_close(SimpleNamespace(context=None), CloseReason.TRANSPORT_CLOSE)  # type: ignore[arg-type]
+
+
+class Watcher:
+    """An observer that keeps what it is told of the server and its clients."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args: self.seen.append((name, *args))
+
+
+async def test_started_without_listening_it_serves_once_and_tells_its_observer() -> None:
+    io = Server()
+    watcher = Watcher()
+    io.observer = watcher  # type: ignore[assignment]
+    with pytest.raises(RuntimeError, match="not serving"):
+        io.stop_listening()
+    with pytest.raises(RuntimeError, match="not serving"):
+        await io.close()
+    engine = await io.start()
+    assert io.engine is engine and watcher.seen == [("serving",)]
+    with pytest.raises(RuntimeError, match="called already"):
+        await io.start()
+    with pytest.raises(RuntimeError, match="before serve"):
+        io.configure(max_dynamic_namespaces=1)
+    conn = FakeEngineSocket(io)
+    conn.receive("0")
+    conn.end(CloseReason.TRANSPORT_CLOSE)
+    names = [seen[0] for seen in watcher.seen]
+    assert names[:3] == ["serving", "client_opened", "message_received"]
+    assert names[-1] == "client_closed" and watcher.seen[-1][-1] is CloseReason.TRANSPORT_CLOSE
+    assert watcher.seen[2][1] == "0"
+    await io.close(scaled(1))
+
+
+async def test_the_metric_families_count_each_namespace() -> None:
+    io = Server()
+    io.of(re.compile(r"^/dyn-\d+$"))
+    conn, _ = await connect(io)
+    await connect(io, "/dyn-1")
+    conn.receive('2["e"]')
+    families = {f.name: f for f in io.metric_families()}
+    assert {"sio_core_messages_received", "sio_core_sockets", "sio_core_events_received",
+            "sio_core_handler_duration_seconds"} <= set(families)
+    assert families["sio_core_sockets"].values == {("/",): 1, ("^/dyn-\\d+$",): 1}
+    assert families["sio_core_events_received"].values[("/",)] == 1
+    assert families["sio_core_messages_received"].values[()] == 3
+
+
+async def test_new_namespace_listeners_once_and_off() -> None:
+    io = Server()
+    made: list[str] = []
+    once: list[str] = []
+
+    @io.on("new_namespace")
+    def listener(namespace: Any) -> None:
+        made.append(namespace.name)
+
+    io.once("new_namespace", lambda namespace: once.append(namespace.name))
+    io.of("/a")
+    io.of("/b")
+    io.off("new_namespace", listener)
+    io.of("/c")
+    assert made == ["/a", "/b"] and once == ["/a"]
+    heard: list[Any] = []
+    io.once("connection", heard.append)
+    await connect(io)
+    await connect(io)
+    assert len(heard) == 1
