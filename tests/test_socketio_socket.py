@@ -516,3 +516,89 @@ async def test_a_socket_knows_its_connection() -> None:
     assert socket.nsp is socket.namespace and socket.server is socket.namespace.server
     assert repr(socket) == f"<Socket {socket.id} /admin>"
     assert socket.data == {}
+
+
+async def test_any_listeners_in_order_and_removed_one_by_one() -> None:
+    io = Server()
+    conn, socket = await connect(io)
+    heard: list[Any] = []
+
+    def first(*args: Any) -> None:
+        heard.append(("first", *args))
+
+    def second(*args: Any) -> None:
+        heard.append(("second", *args))
+
+    socket.on_any(second)
+    socket.prepend_any(first)
+    assert socket.listeners_any() == [first, second]
+    conn.receive('2["e",1]')
+    socket.off_any(first)
+    conn.receive('2["f"]')
+    socket.off_any()
+    conn.receive('2["g"]')
+    await asyncio.sleep(0)
+    assert heard == [("first", "e", 1), ("second", "e", 1), ("second", "f")]
+    assert socket.listeners_any() == []
+
+
+async def test_outgoing_listeners_hear_the_sockets_own_emits() -> None:
+    io = Server()
+    conn, socket = await connect(io)
+    heard: list[Any] = []
+
+    def first(*args: Any) -> None:
+        heard.append(("first", *args))
+
+    def second(*args: Any) -> None:
+        heard.append(("second", *args))
+
+    socket.on_any_outgoing(second)
+    socket.prepend_any_outgoing(first)
+    assert socket.listeners_any_outgoing() == [first, second]
+    socket.emit("a", 1)
+    socket.off_any_outgoing(first)
+    socket.emit("b")
+    assert io.sockets.outgoing_watchers == {socket}
+    socket.off_any_outgoing(second)
+    socket.emit("c")
+    assert heard == [("first", "a", 1), ("second", "a", 1), ("second", "b")]
+    assert socket.listeners_any_outgoing() == [] and io.sockets.outgoing_watchers == set()
+    assert conn.take() == ['2["a",1]', '2["b"]', '2["c"]']
+
+
+async def test_a_sync_middleware_refusal_goes_to_the_error_listeners() -> None:
+    io = Server()
+    conn, socket = await connect(io)
+    errors: list[BaseException] = []
+    heard: list[Any] = []
+    socket.on("error", errors.append)
+    socket.on("x", lambda *args: heard.append(args))
+
+    def gate(packet: list[Any]) -> None:
+        if packet[0] == "x" and packet[1:] == ["bad"]:
+            raise PermissionError("no")
+        packet.append("checked")
+
+    socket.use(gate)
+    conn.receive('2["x","bad"]')
+    conn.receive('2["x","good"]')
+    await asyncio.sleep(0)
+    assert [type(e) for e in errors] == [PermissionError]
+    assert heard == [("good", "checked")]
+
+
+async def test_the_observer_is_told_of_each_event_sent() -> None:
+    io = Server()
+    sent: list[Any] = []
+
+    class Seen:
+        def __getattr__(self, name: str) -> Any:
+            if name == "event_sent":
+                return lambda socket, data, parts: sent.append((socket, data, parts))
+            return lambda *args: None
+
+    io.observer = Seen()  # type: ignore[assignment]
+    conn, socket = await connect(io)
+    socket.emit("hi", 1)
+    assert sent == [(socket, ["hi", 1], ['2["hi",1]'])]
