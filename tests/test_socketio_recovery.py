@@ -9,13 +9,17 @@ import json
 import re
 from typing import Any
 
+import msgpack
 import pytest
 
 from sio_core import Server, Socket
 from sio_core.config import Config, ConnectionStateRecovery
 from sio_core.exceptions import ConnectionRefusedError
 from sio_core.protocol.session import CloseReason
+from sio_core.socketio.messages import SocketRelease
 from sio_core.socketio.recovery import Session
+from sio_core.stores.base import Envelope
+from sio_core.stores.log import Restored, Status
 from sio_core.stores.memory import MemoryBus, MemoryStore
 from tests.fake_engine import FakeEngineSocket
 
@@ -318,3 +322,100 @@ async def test_configure_turns_it_on_and_off() -> None:
     assert io.recovery is not None
     _, sid, pid = await join(io)
     assert sid and pid
+
+
+async def test_what_the_log_cannot_carry_is_sent_as_usual_without_an_offset() -> None:
+    io = server()
+    conn, _, _ = await join(io)
+    io.emit("big", 2**70)  # JSON carries it, msgpack does not
+    io.emit("small", 1)
+    await asyncio.sleep(0)
+    got = events(conn)
+    assert got[0] == ["big", 2**70]
+    assert got[1][:2] == ["small", 1] and isinstance(got[1][2], str)
+
+
+async def test_log_entries_that_are_not_ours_or_of_no_namespace_are_dropped() -> None:
+    io = server()
+    conn, _, _ = await join(io)
+    recovery = io.recovery
+    assert recovery is not None
+    recovery._on_entry("1-0", b"\xc1")  # not msgpack
+    recovery._on_entry("1-1", msgpack.packb(["/", [], [], [], True]))  # no event name
+    recovery._on_entry("1-2", msgpack.packb(["/gone", ["e"], [], [], True]))
+    recovery._on_entry("1-3", msgpack.packb(["/", ["e"], [], [], True]))
+    await asyncio.sleep(0)
+    assert events(conn) == [["e", "1-3"]]
+
+
+async def test_sessions_persisted_by_the_refresh_and_only_while_connected() -> None:
+    io = server()
+    conn, sid, pid = await join(io)
+    socket = io.sockets.sockets[sid]
+    recovery = io.recovery
+    assert recovery is not None
+    persisted: list[tuple[str, str]] = []
+    persist = recovery.log.persist
+
+    def recording(pid: str, nsp: str, rooms: list[str], data: bytes, ttl: float) -> None:
+        session = Session.unpack(data)
+        assert session is not None
+        persisted.append((session.pid, session.state))
+        persist(pid, nsp, rooms, data, ttl)
+
+    recovery.log.persist = recording  # type: ignore[method-assign]
+    recovery._refresh_all()
+    assert persisted == [(pid, "live")]
+    assert recovery._refresh is not None  # again later, while there are sockets
+    persisted.clear()
+    socket.join("r")  # persisted at the end of the turn ... but it has gone by then
+    conn.end(CloseReason.TRANSPORT_CLOSE)
+    recovery.touch(socket)  # not connected: nothing
+    await asyncio.sleep(0)
+    assert persisted == [(pid, "away")]
+    recovery._refresh_all()  # no sockets left: not again
+    assert recovery._refresh is None and persisted == [(pid, "away")]
+
+
+async def test_a_plain_socket_without_pid_is_never_persisted() -> None:
+    io = server()
+    conn, sid, _ = await join(io)
+    socket = io.sockets.sockets[sid]
+    recovery = io.recovery
+    assert recovery is not None
+    await asyncio.sleep(0)  # persisted as it connected
+    persisted: list[str] = []
+    recovery.log.persist = lambda pid, *args: persisted.append(pid)  # type: ignore[method-assign]
+    socket.pid = None
+    recovery.touch(socket)
+    recovery.closed(socket, "transport close")
+    await asyncio.sleep(0)
+    assert recovery._dirty == {} and persisted == []
+
+
+async def test_answers_and_releases_for_nothing_of_ours_are_ignored() -> None:
+    io = server()
+    recovery = io.recovery
+    assert recovery is not None
+    recovery._on_restored(Restored(12345, Status.OK, None, []))  # never asked: nothing
+    bus = MemoryBus()
+    store = MemoryStore("w0", bus)
+    io.attach_store(store)
+    message = SocketRelease("/", "no-such-sid")
+    assert recovery._on_release(Envelope(SocketRelease.KIND, "w1", message.to_wire())) is False
+    message = SocketRelease("/nope", "no-such-sid")
+    assert recovery._on_release(Envelope(SocketRelease.KIND, "w1", message.to_wire())) is False
+
+
+async def test_a_dynamic_namespace_whose_matcher_fails_refuses_the_reconnect(
+        caplog: pytest.LogCaptureFixture) -> None:
+    io = server()
+
+    def matcher(name: str, auth: Any) -> bool:
+        raise RuntimeError("broken matcher")
+
+    io.of(matcher)
+    conn = FakeEngineSocket(io)
+    conn.receive('0/x,{"pid":"p1"}')
+    assert await conn.take_when(1) == ['4/x,{"message":"Invalid namespace"}']
+    assert "error matching namespace /x" in caplog.text
