@@ -8,16 +8,19 @@ dropped where the transport cannot take them now. Over the fake engine (tests/fa
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from sio_core import Server, Socket
 from sio_core.protocol import engineio
+from sio_core.protocol.session import CloseReason
 from sio_core.protocol import socketio as sio
 from sio_core.protocol.parsers import Parser
 from sio_core.socketio.adapter import Adapter, BroadcastOptions
 from tests.fake_engine import FakeEngineSocket, connect, masked
+from tests.support import scaled
 
 
 def opts(rooms: str = "", except_rooms: str = "", **flags: Any) -> BroadcastOptions:
@@ -199,3 +202,35 @@ async def test_a_broadcast_that_reaches_nobody_here_is_not_encoded() -> None:
     assert io.sockets.adapter.broadcast(packet, opts("a")) == 1
     assert encoded == [packet]
     assert [c.take() for c in conns] == [['2["x"]'], [], []]
+
+
+class Watcher:
+    """An observer that keeps what it is told of rooms and broadcasts."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args: self.seen.append((name, *args))
+
+
+async def test_the_observer_hears_of_rooms_left_and_broadcasts_with_acks() -> None:
+    io = Server()
+    watcher = Watcher()
+    io.observer = watcher  # type: ignore[assignment]
+    conn, socket = await connect(io)
+    socket.join("r")
+    socket.leave("r")
+    socket.leave("r")  # not in it any more: nothing
+    left = [seen[2:] for seen in watcher.seen if seen[0] == "room_left"]
+    assert left == [("r", socket.id)]
+    outgoing: list[Any] = []
+    socket.on_any_outgoing(lambda *args: outgoing.append(args))
+    io.timeout(scaled(5)).emit("q", 1, callback=lambda err, answers: None)
+    [sent] = [seen for seen in watcher.seen if seen[0] == "broadcast_sent"]
+    assert sent[2] == ["q", 1] and sent[-1] == 1
+    assert outgoing == [("q", 1)]
+    socket.join("s")
+    conn.end(CloseReason.TRANSPORT_CLOSE)
+    left = [seen[2:] for seen in watcher.seen if seen[0] == "room_left"]
+    assert sorted(left[1:]) == sorted([("s", socket.id), (socket.id, socket.id)])
