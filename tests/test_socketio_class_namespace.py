@@ -193,3 +193,37 @@ async def test_on_connect_with_auth_defers_its_actions_until_the_socket_is_admit
     assert not socket.connected
     assert lobby.gone == [(socket.id, "server namespace disconnect")]
     assert lobby.rooms(socket.id) == []
+
+
+class Plain(AsyncNamespace):
+    """No on_connect, no on_disconnect; sync handlers."""
+
+    def on_add(self, sid: str, a: int, b: int) -> int:
+        return a + b
+
+    def on_note(self, sid: str) -> None:
+        self.noted = sid
+
+
+async def test_a_namespace_without_connect_or_disconnect_handlers_and_sync_ones() -> None:
+    io = Server()
+    plain = Plain("/plain")
+    io.register_namespace(plain)
+    conn_a, a = await connect(io, "/plain")
+    conn_b, b = await connect(io, "/plain")
+    conn_a.receive('2/plain,1["add",2,3]')
+    conn_a.receive('2/plain,2["note"]')
+    assert await conn_a.take_when(2) == ["3/plain,1[5]", "3/plain,2[]"]
+    assert plain.noted == a.id
+    # rooms of connected clients, through the operators
+    await plain.enter_room(a.id, "r")
+    await plain.enter_room(b.id, "r")
+    assert "r" in a.rooms and "r" in b.rooms
+    await plain.emit("to-room", 1, room="r")
+    assert conn_a.take() == ['2/plain,["to-room",1]'] == conn_b.take()
+    await plain.leave_room(b.id, "r")
+    await plain.emit("to-room", 2, to="r")
+    assert conn_a.take() == ['2/plain,["to-room",2]'] and conn_b.take() == []
+    conn_b.receive("1/plain,")
+    await asyncio.sleep(0)
+    assert not b.connected
