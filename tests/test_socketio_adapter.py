@@ -15,9 +15,9 @@ import pytest
 
 from sio_core import Server, Socket
 from sio_core.protocol import engineio
-from sio_core.protocol.session import CloseReason
 from sio_core.protocol import socketio as sio
 from sio_core.protocol.parsers import Parser
+from sio_core.protocol.session import CloseReason
 from sio_core.socketio.adapter import Adapter, BroadcastOptions
 from tests.fake_engine import FakeEngineSocket, connect, masked
 from tests.support import scaled

@@ -379,7 +379,7 @@ async def test_sessions_persisted_by_the_refresh_and_only_while_connected() -> N
 
 async def test_a_plain_socket_without_pid_is_never_persisted() -> None:
     io = server()
-    conn, sid, _ = await join(io)
+    _, sid, _ = await join(io)
     socket = io.sockets.sockets[sid]
     recovery = io.recovery
     assert recovery is not None

@@ -30,7 +30,14 @@ from sio_core.socketio.messages import (
     SocketsJoin,
     SocketsLeave,
 )
-from sio_core.socketio.redis_adapter import AdapterFormat, adapter_link
+from sio_core.socketio.redis_adapter import (
+    ALL_ROOMS,
+    AdapterFormat,
+    _Answers,
+    _sockets_or_rooms,
+    adapter_link,
+)
+from sio_core.socketio.redis_adapter import SOCKETS as SOCKETS_REQUEST
 from sio_core.stores.redis import RedisStore
 from tests.support import scaled
 
@@ -219,6 +226,10 @@ CLASSIC_IN: list[tuple[str, Any, bool, list[ClusterMessage]]] = [
     ("k-response#/#", {"type": 8, "requestId": "me:acks:x", "clientCount": 2}, False, []),
     ("k-response#/#", {"type": 8, "requestId": "me:acks:4", "clientCount": "2"}, False, []),
     ("k-response#/#", {"type": 9, "requestId": 4, "packet": "ok"}, False, []),
+    ("k-response#/#", {"type": 9, "requestId": "js1:acks:4", "packet": "ok"}, False, []),
+    # requests that ask for an answer without saying where it goes, or of no known type
+    ("k-request#/#", {"uid": "js1", "type": 0, "rooms": ["a"]}, False, []),
+    ("k-request#/#", {"uid": "js1", "type": 42}, False, []),
 ]
 
 
@@ -253,6 +264,12 @@ SHARDED_IN: list[tuple[Any, list[ClusterMessage]]] = [
      []),
     ({"uid": "js1", "nsp": "/", "type": 1}, []),  # a heartbeat
     ({"uid": "me", "nsp": "/", "type": 9, "data": {"packet": ["hi"]}}, []),  # our own
+    # answers whose request id is not a string, requests without one or of no known type
+    ({"uid": "js1", "nsp": "/", "type": 8, "data": {"requestId": 5, "sockets": []}}, []),
+    ({"uid": "js1", "nsp": "/", "type": 11, "data": {"requestId": 5, "clientCount": 2}}, []),
+    ({"uid": "js1", "nsp": "/", "type": 12, "data": {"requestId": 5, "packet": 1}}, []),
+    ({"uid": "js1", "nsp": "/", "type": 7, "data": {"opts": {}}}, []),
+    ({"uid": "js1", "nsp": "/", "type": 99, "data": {}}, []),
 ]
 
 
@@ -282,6 +299,7 @@ BAD_IN: list[tuple[str, str, Any]] = [
         "packet": JS_EVENT, "opts": {}, "requestId": 5}}),
     (SHARDED, "k#/#", {"uid": "js1", "nsp": "/", "type": 9, "data": {"packet": "x"}}),
     (SHARDED, "k#/#", [1, 2]),
+    (CLASSIC, "k#/#", ["js1", JS_EVENT]),
 ]
 
 
@@ -295,9 +313,28 @@ async def test_malformed_messages_are_dropped(url: str, channel: str, message: A
         await node.store.close_clients()
 
 
-async def test_what_is_on_no_channel_of_ours_is_left_alone(classic: Node) -> None:
+async def test_what_is_on_no_channel_of_ours_is_left_alone(classic: Node,
+                                                            sharded: Node) -> None:
     classic.feed("elsewhere#", {"uid": "js1", "type": 6, "data": ["hi"]})
     assert classic.received == [] and classic.store.dropped.count == 0
+    assert sharded.link.on_message("elsewhere#", b"{}") is False
+    assert classic.link.on_message("elsewhere#", b"{}") is False
+
+
+async def test_answers_counted_once_each_until_done() -> None:
+    answers = _Answers(2, "sockets")
+    answers.add({"requestId": "q"})  # counts, carries nothing
+    answers.add({"requestId": "q", "sockets": [1]})
+    answers.add({"requestId": "q", "sockets": [2]})  # done already: not taken
+    assert answers.done.done() and answers.count == 2 and answers.answers == [[1]]
+
+
+def test_the_classic_sockets_and_rooms_answers_skip_what_is_not_a_socket() -> None:
+    sockets = [{"id": "s1", "rooms": ["s1", "a", 3]}, "junk", {"id": "s2"}]
+    assert _sockets_or_rooms(SOCKETS_REQUEST, "q", sockets) == {
+        "requestId": "q", "sockets": ["s1", "s2"]}
+    assert _sockets_or_rooms(ALL_ROOMS, "q", sockets) == {
+        "requestId": "q", "rooms": ["a", "s1"]}
 
 
 # --- requests that are answered ----------------------------------------------------------------

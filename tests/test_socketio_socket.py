@@ -599,6 +599,6 @@ async def test_the_observer_is_told_of_each_event_sent() -> None:
             return lambda *args: None
 
     io.observer = Seen()  # type: ignore[assignment]
-    conn, socket = await connect(io)
+    _, socket = await connect(io)
     socket.emit("hi", 1)
     assert sent == [(socket, ["hi", 1], ['2["hi",1]'])]
