@@ -308,6 +308,7 @@ STORE_SETUPS = {
     "hub2": "2 workers, master hub",
     "redis2": "2 workers, Redis",
     "nodes2": "2 nodes (1 worker each), Redis",
+    "cnodes2": "2 nodes (1 worker each), Redis Cluster of 3 masters (sharded pub/sub)",
 }
 #: the scale-out rows' setups: the store comparison's and two more
 SCALE_LABELS = STORE_SETUPS | {
@@ -349,6 +350,9 @@ class Bench:
         self.redis_url: str | None = None
         self.redis_note = ""
         self.redis_proc: Proc | None = None
+        #: a private 3-master Redis Cluster for the store comparison's "cnodes2" (issue 16)
+        self.redis_cluster: Any = None
+        self.redis_cluster_note = ""
         self.store_key = f"sio-bench-{secrets.token_hex(4)}"
         self.measurements: list[dict[str, Any]] = []
         self.started = time.monotonic()
@@ -419,7 +423,10 @@ class Bench:
             return [Proc(self.cpus.wrap(cpus, ["node", script, str(p), self.redis_url]), p,
                          log(name), ready_log="listening")
                     for p, name in ((port, "-a"), (port_b, "-b"))]
-        if setup == "nodes2":
+        if setup in ("nodes2", "cnodes2"):
+            if setup == "cnodes2":
+                redis = ("--store", self.redis_cluster.url, "--store-key", self.store_key,
+                         "--store-subscription-mode", "static")
             port_b = free_port()
             return [
                 Proc(self.cpus.wrap(cpus, sio_argv(port, *redis, "--node-id", "bench-a",
@@ -454,7 +461,26 @@ class Bench:
         version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
         self.redis_note = f"a private redis-server on 127.0.0.1:{port} ({version.strip()})"
 
+    def start_redis_cluster(self) -> None:
+        """The Cluster of tests/support.py (redis-server and redis-cli from Debian's packages):
+        the cost of a broadcast on sharded pub/sub, every master's CPU counted."""
+        binary = shutil.which("redis-server")
+        if binary is None or shutil.which("redis-cli") is None:
+            self.redis_cluster_note = "no redis-server/redis-cli: the Cluster row was skipped"
+            return
+        if str(REPO) not in sys.path:
+            sys.path.insert(0, str(REPO))  # tests/ is a package of the repository, not installed
+        from tests.support import RedisClusterServers
+
+        workdir = self.logs / "redis-cluster"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.redis_cluster = RedisClusterServers(binary, workdir).start()
+        self.redis_cluster_note = (f"a private Redis Cluster of 3 masters "
+                                   f"({self.redis_cluster.url})")
+
     async def stop_redis(self) -> None:
+        if self.redis_cluster is not None:
+            self.redis_cluster.stop()
         if self.redis_proc is not None:
             await self.redis_proc.stop(2)
         elif self.redis_url:
@@ -575,6 +601,10 @@ class Bench:
             # redis-server works for the servers: its CPU is theirs (issue 10)
             server_pids.append(self.redis_proc.popen.pid)
             roles["redis"] = [self.redis_proc.popen.pid]
+        if record["setup"] == "cnodes2":
+            masters = [node.pid for node in self.redis_cluster.nodes]
+            server_pids.extend(masters)
+            roles["redis"] = masters
         roles_at: dict[str, float] = {}
         argv = self.cpus.wrap(self.cpus.load, ["node", str(BENCH / "load.js"), json.dumps(config)])
         load = await asyncio.create_subprocess_exec(
@@ -667,11 +697,15 @@ class Bench:
     async def run(self, scenarios: list[Scenario], servers: list[str]) -> None:
         if any(sio_only(s) for s in scenarios):
             await self.start_redis()
+        if STORE in scenarios:
+            self.start_redis_cluster()
         try:
             for rep in range(self.args.repeat):
                 for scenario in scenarios:
-                    setups = [s for s in SETUPS[scenario.name] if self.redis_url is not None
-                              or not s.startswith(("redis2", "nodes2", "jsredis2"))] \
+                    setups = [s for s in SETUPS[scenario.name]
+                              if (self.redis_url is not None
+                                  or not s.startswith(("redis2", "nodes2", "jsredis2")))
+                              and (self.redis_cluster is not None or s != "cnodes2")] \
                         if sio_only(scenario) else servers
                     shift = rep % len(setups)
                     for setup in setups[shift:] + setups[:shift]:
@@ -1097,7 +1131,9 @@ class Report:
                 "broadcast reaches the other worker through the master's hub or Redis. *2 nodes*: "
                 "two `serve` processes on two ports sharing Redis, the clients split between "
                 "them. Ratios are to the 1-worker row. Redis: "
-                f"{self.bench.redis_note or 'not used'}.",
+                f"{self.bench.redis_note or 'not used'}. Redis Cluster: "
+                f"{self.bench.redis_cluster_note or 'not used'} (`--store-subscription-mode "
+                "static`: sio_core nodes alone), every master's CPU counted as the servers'.",
                 "",
             ]
         if scenario is RECOVERY:
@@ -1161,11 +1197,12 @@ class Report:
                          f"{self.bench.args.noise_cores:g}): {', '.join(noisy)}; take these "
                          "rows with care.")
             lines.append("")
-        if scenario is RECOVERY:
+        if scenario is RECOVERY or scenario is STORE:
             per = {setup: cpu_per_delivery(row) for setup, row in table.items()}
-            lines.append("Server CPU per delivery (µs): " + ", ".join(
-                f"{RECOVERY_SETUPS[setup]} {fmt(value, 2)}" for setup, value in per.items()
-                if value is not None) + ".")
+            lines.append("Server CPU per delivery (µs, every server process: workers, "
+                         "master, redis-server or the Cluster's masters): " + ", ".join(
+                             f"{SETUPS[scenario.name][setup]} {fmt(value, 2)}"
+                             for setup, value in per.items() if value is not None) + ".")
             lines.append("")
         if PYSIO in table and SIO in table and not sio_only(scenario):
             lines.append(f"sio_core / python-socketio: "
@@ -1415,6 +1452,7 @@ def finish_meta(bench: Bench) -> None:
         loadavg_end=f"{os.getloadavg()[0]:.2f}",
         machine=machine_description(bench.cpus),
         redis_note=bench.redis_note,
+        redis_cluster_note=bench.redis_cluster_note,
     )
 
 
@@ -1426,6 +1464,7 @@ def rewrite(args: argparse.Namespace) -> int:
     bench = Bench(args)
     bench.meta = saved["meta"]
     bench.redis_note = saved["meta"].get("redis_note", "")
+    bench.redis_cluster_note = saved["meta"].get("redis_cluster_note", "")
     bench.cpus = Cpus(**saved["cpus"])
     bench.measurements = saved["measurements"]
     scenarios = [s for s in ALL_SCENARIOS if s.name in saved["scenarios"]]

@@ -688,6 +688,11 @@ class RedisServer(_Started):
         text = self.log_path.read_text(errors="replace")
         raise RuntimeError(f"{self.name} did not answer PING; log:\n{_tail(text)}")
 
+    @property
+    def pid(self) -> int | None:
+        """The running server's process id (None when not running)."""
+        return self._proc.pid if self._proc is not None else None
+
     def send_signal(self, sig: signal.Signals) -> None:
         """E.g. SIGSTOP: the server hangs, its connections open and silent (SIGCONT ends it)."""
         if self._proc is not None and self._proc.poll() is None:

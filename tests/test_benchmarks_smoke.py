@@ -49,6 +49,10 @@ def test_quick_run_writes_results_with_a_row_per_server(tmp_path: Path) -> None:
             assert row.endswith("| 1/1 |"), row
     store = next(s for s in sections if s.startswith("Store comparison"))
     assert "| 1 worker, in memory |" in store and "| 2 workers, master hub |" in store
+    # the Redis Cluster's row (issue 16): sharded pub/sub, every master's CPU counted
+    assert "| 2 nodes (1 worker each), Redis Cluster of 3 masters (sharded pub/sub) |" in store
+    assert "Redis Cluster of 3 masters (sharded pub/sub) " in store.split(
+        "Server CPU per delivery")[1]
 
     measurements = json.loads((out / "results.json").read_text())["measurements"]
     assert measurements and all(m["ok"] for m in measurements)

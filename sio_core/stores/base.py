@@ -266,6 +266,17 @@ class Store:
 
     # -- dispatch (backends call this for each envelope that arrives) -----------------------
 
+    def deliver_packed(self, data: bytes, where: str) -> Envelope | None:
+        """An envelope as it came off the bus from ``where``: delivered, or dropped (logged)
+        when it does not decode; the envelope, or None."""
+        try:
+            envelope = Envelope.unpack(data)
+        except BadMessage as exc:
+            self.dropped(exc, where)
+            return None
+        self.deliver(envelope)
+        return envelope
+
     def deliver(self, envelope: Envelope) -> None:
         self.messages_received += 1
         kind = envelope.kind

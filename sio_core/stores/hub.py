@@ -228,11 +228,8 @@ class HubStore(Store):
     async def _read_frames(self, reader: asyncio.StreamReader) -> None:
         async for frames in read_frames(reader):
             for data in frames:
-                try:
-                    envelope = Envelope.unpack(data)
-                except BadMessage as exc:
-                    self.dropped(exc, "the hub")
+                envelope = self.deliver_packed(data, "the hub")
+                if envelope is None:
                     continue
-                self.deliver(envelope)
                 if envelope.kind == BusKind.PEERS and self._peers_known is not None:
                     self._peers_known.set()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .base import BadMessage, BusKind, Envelope, Store
+from .base import BusKind, Envelope, Store
 from .log import LOG_KINDS, LogKeeper, LogLimits, RelayedLog
 
 
@@ -85,9 +85,4 @@ class MemoryStore(Store):
             self.messages_sent += 1
 
     def receive_packed(self, data: bytes) -> None:
-        try:
-            envelope = Envelope.unpack(data)
-        except BadMessage as exc:
-            self.dropped(exc, "the memory bus")
-            return
-        self.deliver(envelope)
+        self.deliver_packed(data, "the memory bus")
