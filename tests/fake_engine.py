@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sio_core.engine.socket import EngineHandler
@@ -181,3 +182,18 @@ async def connect(server: Server, namespace: str = "/", auth: str = "",
     assert masked([reply]) == ["0" + prefix + '{"sid":"*"}'], reply
     socket: Socket = conn.context.sockets[namespace]
     return conn, socket
+
+
+class Watcher:
+    """A fake of the server's observer (sio_core/socketio/observer.py) that keeps each call
+    it is told of, as ``(method name, *args)``."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, ...]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args: self.seen.append((name, *args))
+
+    def told(self, name: str) -> list[tuple[Any, ...]]:
+        """The arguments of each call of ``name``."""
+        return [seen[1:] for seen in self.seen if seen[0] == name]

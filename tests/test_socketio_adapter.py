@@ -8,7 +8,6 @@ dropped where the transport cannot take them now. Over the fake engine (tests/fa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from sio_core.protocol import socketio as sio
 from sio_core.protocol.parsers import Parser
 from sio_core.protocol.session import CloseReason
 from sio_core.socketio.adapter import Adapter, BroadcastOptions
-from tests.fake_engine import FakeEngineSocket, connect, masked
+from tests.fake_engine import FakeEngineSocket, Watcher, connect, masked
 from tests.support import scaled
 
 
@@ -204,16 +203,6 @@ async def test_a_broadcast_that_reaches_nobody_here_is_not_encoded() -> None:
     assert [c.take() for c in conns] == [['2["x"]'], [], []]
 
 
-class Watcher:
-    """An observer that keeps what it is told of rooms and broadcasts."""
-
-    def __init__(self) -> None:
-        self.seen: list[Any] = []
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args: self.seen.append((name, *args))
-
-
 async def test_the_observer_hears_of_rooms_left_and_broadcasts_with_acks() -> None:
     io = Server()
     watcher = Watcher()
@@ -222,15 +211,14 @@ async def test_the_observer_hears_of_rooms_left_and_broadcasts_with_acks() -> No
     socket.join("r")
     socket.leave("r")
     socket.leave("r")  # not in it any more: nothing
-    left = [seen[2:] for seen in watcher.seen if seen[0] == "room_left"]
-    assert left == [("r", socket.id)]
+    assert [told[1:] for told in watcher.told("room_left")] == [("r", socket.id)]
     outgoing: list[Any] = []
     socket.on_any_outgoing(lambda *args: outgoing.append(args))
     io.timeout(scaled(5)).emit("q", 1, callback=lambda err, answers: None)
-    [sent] = [seen for seen in watcher.seen if seen[0] == "broadcast_sent"]
-    assert sent[2] == ["q", 1] and sent[-1] == 1
+    [sent] = watcher.told("broadcast_sent")
+    assert sent[1] == ["q", 1] and sent[-1] == 1
     assert outgoing == [("q", 1)]
     socket.join("s")
     conn.end(CloseReason.TRANSPORT_CLOSE)
-    left = [seen[2:] for seen in watcher.seen if seen[0] == "room_left"]
+    left = [told[1:] for told in watcher.told("room_left")]
     assert sorted(left[1:]) == sorted([("s", socket.id), (socket.id, socket.id)])

@@ -17,7 +17,7 @@ import pytest
 
 from sio_core import AckTimeoutError, Config, ConnectionRefusedError, Server, Socket
 from sio_core.protocol.session import CloseReason
-from tests.fake_engine import FakeEngineSocket, connect, masked
+from tests.fake_engine import FakeEngineSocket, Watcher, connect, masked
 from tests.support import scaled
 
 # --- configuration --------------------------------------------------------------------------------
@@ -189,16 +189,6 @@ async def test_each_session_gets_a_client() -> None:
 
 def test_a_session_the_server_never_opened_closes_quietly() -> None:
     Server().on_close(SimpleNamespace(context=None), CloseReason.TRANSPORT_CLOSE)  # type: ignore[arg-type]
-
-
-class Watcher:
-    """An observer that keeps what it is told of the server and its clients."""
-
-    def __init__(self) -> None:
-        self.seen: list[Any] = []
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args: self.seen.append((name, *args))
 
 
 async def test_started_without_listening_it_serves_once_and_tells_its_observer() -> None:

@@ -18,7 +18,7 @@ from sio_core import DisconnectedError, Server, Socket
 from sio_core.exceptions import ReservedEventError
 from sio_core.protocol import socketio as sio
 from sio_core.protocol.session import CloseReason
-from tests.fake_engine import FakeEngineSocket, connect
+from tests.fake_engine import FakeEngineSocket, Watcher, connect
 from tests.support import scaled
 
 Handler = Callable[..., Any]
@@ -518,16 +518,21 @@ async def test_a_socket_knows_its_connection() -> None:
     assert socket.data == {}
 
 
-async def test_any_listeners_in_order_and_removed_one_by_one() -> None:
-    io = Server()
-    conn, socket = await connect(io)
-    heard: list[Any] = []
-
+def recorders(heard: list[Any]) -> tuple[Callable[..., None], Callable[..., None]]:
+    """Two listeners that keep what they hear in ``heard``, each with its name first."""
     def first(*args: Any) -> None:
         heard.append(("first", *args))
 
     def second(*args: Any) -> None:
         heard.append(("second", *args))
+    return first, second
+
+
+async def test_any_listeners_in_order_and_removed_one_by_one() -> None:
+    io = Server()
+    conn, socket = await connect(io)
+    heard: list[Any] = []
+    first, second = recorders(heard)
 
     socket.on_any(second)
     socket.prepend_any(first)
@@ -546,12 +551,7 @@ async def test_outgoing_listeners_hear_the_sockets_own_emits() -> None:
     io = Server()
     conn, socket = await connect(io)
     heard: list[Any] = []
-
-    def first(*args: Any) -> None:
-        heard.append(("first", *args))
-
-    def second(*args: Any) -> None:
-        heard.append(("second", *args))
+    first, second = recorders(heard)
 
     socket.on_any_outgoing(second)
     socket.prepend_any_outgoing(first)
@@ -590,15 +590,8 @@ async def test_a_sync_middleware_refusal_goes_to_the_error_listeners() -> None:
 
 async def test_the_observer_is_told_of_each_event_sent() -> None:
     io = Server()
-    sent: list[Any] = []
-
-    class Seen:
-        def __getattr__(self, name: str) -> Any:
-            if name == "event_sent":
-                return lambda socket, data, parts: sent.append((socket, data, parts))
-            return lambda *args: None
-
-    io.observer = Seen()  # type: ignore[assignment]
+    watcher = Watcher()
+    io.observer = watcher  # type: ignore[assignment]
     _, socket = await connect(io)
     socket.emit("hi", 1)
-    assert sent == [(socket, ["hi", 1], ['2["hi",1]'])]
+    assert watcher.told("event_sent") == [(socket, ["hi", 1], ['2["hi",1]'])]
