@@ -24,13 +24,13 @@ from pathlib import Path
 #: package). protocol/, engine/ and socketio/ must stay at 90% of lines or more.
 FLOORS: dict[str, tuple[float, float]] = {
     "sio_core/protocol": (99, 97),
-    "sio_core/engine": (98, 92),
-    "sio_core/socketio": (98, 92),
-    "sio_core/http": (97, 89),
-    "sio_core/stores": (92, 78),
+    "sio_core/engine": (98, 93),
+    "sio_core/socketio": (98, 94),
+    "sio_core/http": (98, 92),
+    "sio_core/stores": (95, 85),
     "sio_core/admin": (94, 92),
     "sio_core/demo": (100, 100),
-    "sio_core (top level)": (93, 85),
+    "sio_core (top level)": (95, 87),
 }
 
 #: how far above its floor a package may be before the summary suggests raising it
