@@ -38,6 +38,7 @@ from .exceptions import ServeError
 from .listen import bind_unix, tls_context
 from .logs import JSONFormatter
 from .protocol.sid import new_owner
+from .stores.redis_url import SUBSCRIPTION_MODES
 from .stores.redis_url import parse as parse_store_url
 
 if TYPE_CHECKING:
@@ -225,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="key prefix of the store's channels and keys (the JavaScript "
                             "redis adapter's `key`; default socket.io)")
     serve.add_argument("--store-subscription-mode", default="dynamic",
-                       choices=("dynamic", "dynamic-private", "static"),
+                       choices=SUBSCRIPTION_MODES,
                        help="on a Redis Cluster, the subscriptionMode of the JavaScript "
                             "createShardedAdapter servers sharing it (default dynamic, theirs:"
                             " each room's own channel is read too; static for sio_core alone)")

@@ -60,7 +60,7 @@ from .redis_topology import (
     build_clients,
     watch_failovers,
 )
-from .redis_url import Mode, parse
+from .redis_url import SUBSCRIPTION_MODES, Mode, parse
 
 __all__ = ["Pack", "RedisStore", "Tap", "Unpack", "json_unpack", "msgpack_pack",
            "msgpack_unpack"]
@@ -97,10 +97,6 @@ async def _bounded(step: Awaitable[Any], timeout: float) -> None:
     """Run one close step; its errors and a timeout only end it."""
     with contextlib.suppress(Exception):
         await asyncio.wait_for(step, timeout)
-
-
-#: the sharded adapter's subscription modes (see RedisStore's ``subscription_mode``)
-SUBSCRIPTION_MODES = ("dynamic", "dynamic-private", "static")
 
 
 class RedisStore(Store):

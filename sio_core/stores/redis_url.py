@@ -16,6 +16,10 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+#: the JavaScript sharded adapter's subscription modes (RedisStore's ``subscription_mode``;
+#: here, where the CLI reads them without importing the redis client)
+SUBSCRIPTION_MODES = ("dynamic", "dynamic-private", "static")
+
 SENTINEL_PORT = 26379
 REDIS_PORT = 6379
 
