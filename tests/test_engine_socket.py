@@ -299,3 +299,29 @@ async def test_nothing_is_sent_once_the_session_is_closed() -> None:
         assert not socket.send_packets([message("x")])
         await ws.expect(CLOSE_1000)
         await ws.close()
+
+
+def test_a_closed_loops_flusher_goes_with_it() -> None:
+    """The flushers are held per loop, weakly: one that kept its loop alive would keep every
+    loop a process ever ran (each test's, an application's restarts)."""
+    import asyncio
+    import gc
+    import weakref
+
+    from sio_core.engine import socket as engine_socket
+
+    class Stand:
+        _pump_scheduled = False
+
+    loops = []
+    for _ in range(3):
+        loop = asyncio.new_event_loop()
+        stand = Stand()
+        stand._loop = loop  # type: ignore[attr-defined]
+        engine_socket._flusher(loop).add(stand)  # type: ignore[arg-type]
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        loops.append(weakref.ref(loop))
+        del loop, stand
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None, None]

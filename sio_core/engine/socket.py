@@ -247,10 +247,7 @@ class EngineSocket:
     def _schedule_pump(self) -> None:
         if not self._pump_scheduled:
             self._pump_scheduled = True
-            flusher = _flushers.get(self._loop)
-            if flusher is None:
-                flusher = _flushers[self._loop] = _Flusher(self._loop)
-            flusher.add(self)
+            _flusher(self._loop).add(self)
 
     def _pump(self) -> None:
         self._pump_scheduled = False
@@ -334,11 +331,7 @@ def fan_out(sockets: Iterable[Any], packets: list[Packet], *,
             socket._pump_scheduled = True
             mark(socket)
     if dirty:
-        loop = dirty[0]._loop
-        flusher = _flushers.get(loop)
-        if flusher is None:
-            flusher = _flushers[loop] = _Flusher(loop)
-        flusher.add_many(dirty)
+        _flusher(dirty[0]._loop).add_many(dirty)
     return count
 
 
@@ -346,10 +339,11 @@ class _Flusher:
     """One callback per loop turn pumps every socket that got output in that turn (rather
     than one callback per socket): the write-coalescing point of a broadcast."""
 
-    __slots__ = ("_dirty", "_loop", "_scheduled")
+    # it keeps no reference to its loop: the table below holds loops weakly, and a value
+    # that held its key would keep every loop alive
+    __slots__ = ("_dirty", "_scheduled")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._dirty: list[EngineSocket] = []
         self._scheduled = False
 
@@ -357,13 +351,13 @@ class _Flusher:
         self._dirty.append(socket)
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._run)
+            socket._loop.call_soon(self._run)
 
     def add_many(self, sockets: list[EngineSocket]) -> None:
         self._dirty += sockets
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._run)
+            sockets[0]._loop.call_soon(self._run)
 
     def _run(self) -> None:
         dirty, self._dirty = self._dirty, []
@@ -379,3 +373,11 @@ class _Flusher:
 
 _flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
     weakref.WeakKeyDictionary())
+
+
+def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    """The flusher of ``loop`` (made on first use)."""
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        flusher = _flushers[loop] = _Flusher()
+    return flusher
