@@ -13,12 +13,14 @@ the event loop's share is in where a path needs a loop turn (a long-poll GET tha
 
 Scenarios, per operation:
 
-- ``ws_echo``: one masked WebSocket frame ``421["echo","hello"]`` in, the ack frame out;
+- ``ws_echo``: one masked WebSocket frame ``421["echo","hello"]`` in, the ack frame out at
+  the end of the loop turn (one turn per echo: the worst case, where no other client's
+  answer shares the turn);
 - ``polling_echo``: a long-poll GET that waits (one connection), a POST of the same packet
   (another), answered ``ok``, and the GET answered with the ack: two requests, as a client
   that always keeps a GET pending (engine.io-client) makes them;
 - ``connect``: a new TCP connection, its WebSocket upgrade (101 and the OPEN packet), and the
-  Socket.IO CONNECT of "/" answered; the connections stay open;
+  Socket.IO CONNECT of "/" answered (a loop turn); the connections stay open;
 - ``fan_out``: one ``io.emit`` to 1000 websocket clients, per delivery.
 
 ``--instructions`` runs each scenario under ``valgrind --tool=callgrind`` at two operation
@@ -136,12 +138,13 @@ class Bench:
         return StandIn(HTTPConnection(self.engine.handle, self.engine.config,
                                       connections=self.engine.connections))
 
-    def websocket(self) -> StandIn:
+    async def websocket(self) -> StandIn:
         """A connected websocket client of "/"."""
         conn = self.connection()
         conn.protocol.data_received(request("GET", "/socket.io/?EIO=4&transport=websocket",
                                             headers=UPGRADE_HEADERS))
         conn.protocol.data_received(client_frame("40"))
+        await asyncio.sleep(0)  # the loop turn that writes what the input was answered
         assert conn.last.startswith(b'\x81') and b'40{"sid":"' in conn.last, conn.last
         return conn
 
@@ -164,15 +167,16 @@ class Bench:
 
 async def scenarios(bench: Bench) -> dict[str, tuple[Callable[[int], Any], int]]:
     """name -> (run(n) doing n operations, coroutine or not; operations per unit of n)."""
-    ws = bench.websocket()
+    ws = await bench.websocket()
     frame = client_frame(ECHO)
     receive = ws.protocol.data_received
 
-    def ws_echo(n: int) -> None:
+    async def ws_echo(n: int) -> None:
         for _ in range(n):
             receive(frame)
+            await asyncio.sleep(0)  # the loop turn that writes the ack
 
-    ws_echo(1)
+    await ws_echo(1)
     assert ws.last == b"\x81" + bytes([len(ACK)]) + ACK.encode(), ws.last
 
     sid, gets, posts = await bench.polling()
@@ -195,11 +199,11 @@ async def scenarios(bench: Bench) -> dict[str, tuple[Callable[[int], Any], int]]
     assert gets.last.endswith(b"\r\n\r\n" + ACK.encode()), gets.last
     assert posts.last.endswith(b"\r\n\r\nok"), posts.last
 
-    def connect(n: int) -> None:
+    async def connect(n: int) -> None:
         for _ in range(n):
-            bench.websocket()
+            await bench.websocket()
 
-    recipients = [bench.websocket() for _ in range(1000)]
+    recipients = [await bench.websocket() for _ in range(1000)]
 
     async def fan_out(n: int) -> None:
         for i in range(n):
@@ -250,20 +254,23 @@ async def main(args: argparse.Namespace) -> None:
         print(f"{name:13s} {best / (n * per) * 1e6:8.2f} us per op")
 
 
+def collected(args: list[str]) -> int:
+    """The instructions a Python process of ``args`` ran, counted by callgrind."""
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+           *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "0"}).stderr
+    match = re.search(r"Collected : (\d+)", out)
+    assert match is not None, out
+    return int(match.group(1))
+
+
 def instructions(scenarios_: list[str], loop: str) -> None:
     """Instructions per operation of each scenario, from two callgrind runs."""
     for name in scenarios_:
         small = COUNTS[name] // 10
-        totals = []
-        for n in (small, 2 * small):
-            cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                   sys.executable, os.path.abspath(__file__), "--scenario", name,
-                   "--count", str(n), "--loop", loop]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                                 env={**os.environ, "PYTHONHASHSEED": "0"}).stderr
-            match = re.search(r"Collected : (\d+)", out)
-            assert match is not None, out
-            totals.append(int(match.group(1)))
+        totals = [collected([os.path.abspath(__file__), "--scenario", name, "--count", str(n),
+                             "--loop", loop]) for n in (small, 2 * small)]
         per = (totals[1] - totals[0]) / small
         if name == "fan_out":
             per /= 1000

@@ -347,6 +347,8 @@ class Bench:
         self.out: Path = args.out
         self.logs: Path = self.out / "logs"
         self.cpus = Cpus.detect()
+        #: the setups of the sio_core-only scenarios to measure (--servers); empty: all
+        self.setup_filter: set[str] = set(getattr(args, "setup_list", ()))
         self.redis_url: str | None = None
         self.redis_note = ""
         self.redis_proc: Proc | None = None
@@ -703,7 +705,8 @@ class Bench:
             for rep in range(self.args.repeat):
                 for scenario in scenarios:
                     setups = [s for s in SETUPS[scenario.name]
-                              if (self.redis_url is not None
+                              if (not self.setup_filter or s in self.setup_filter)
+                              and (self.redis_url is not None
                                   or not s.startswith(("redis2", "nodes2", "jsredis2")))
                               and (self.redis_cluster is not None or s != "cnodes2")] \
                         if sio_only(scenario) else servers
@@ -1360,7 +1363,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              f"{', '.join(f'{g} ({len(v)} scenarios)' for g, v in GROUPS.items())}")
     parser.add_argument("--servers", default=f"{SIO},{JS},{PYSIO},{ASGI},{CEILING}",
                         help="comma-separated servers (default: all); 'ceiling' is the "
-                             "load generator's own ceiling")
+                             "load generator's own ceiling; setup names of the sio_core-only "
+                             "scenarios (memory1, hub2, redis2, ...) pick those setups")
     parser.add_argument("--quiet-wait", type=float, default=300.0,
                         help="before each measurement, wait until the machine is idle (other "
                              "processes busy for at most --quiet-cores), spending at most this "
@@ -1393,9 +1397,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     else:
         args.scenarios = list(ALL_SCENARIOS)
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
+    # setup names (memory1, hub2, ...) pick the setups of the sio_core-only scenarios
+    every_setup = {setup for setups in SETUPS.values() for setup in setups}
+    args.setup_list = [s for s in args.server_list if s in every_setup and s not in SERVERS]
+    args.server_list = [s for s in args.server_list if s not in args.setup_list] \
+        or ([] if args.setup_list else args.server_list)
     unknown = [s for s in args.server_list if s not in SERVERS]
     if unknown:
-        parser.error(f"unknown server(s) {', '.join(unknown)}; choose from {', '.join(SERVERS)}")
+        parser.error(f"unknown server(s) {', '.join(unknown)}; choose from "
+                     f"{', '.join([*SERVERS, *sorted(every_setup)])}")
     args.out = args.out.resolve()
     return args
 

@@ -359,7 +359,7 @@ async def _serve(args: argparse.Namespace, app: Service) -> int:
     # the master kills what is left at shutdown_timeout: keep a second for closing
     deadline = loop.time() + max(0.0, args.shutdown_timeout - 1)
     if control is not None and control.retiring:
-        app.stop_listening()  # the other workers take the new connections
+        app.retire()  # the other workers take the new connections (and handshakes)
     await app.drain(deadline - loop.time())
     if control is not None:
         await control.drained(deadline - loop.time())

@@ -18,7 +18,8 @@ on it:
   GET to collect its ``1``, through whichever worker the kernel picks;
 - SIGHUP: workers are replaced one at a time (the new one ready before the old one goes):
   the old one is told to retire on its control channel, stops listening at once (the
-  others take the new connections, and relay its sessions' requests to it) and drains.
+  others take the new connections, and relay its sessions' requests to it), hands a
+  polling handshake that still reaches it to one of them, and drains.
 
 A worker that fails before it is ready at start-up (app import error, port taken) stops
 everything with one clear line and a non-zero exit, not a restart loop.

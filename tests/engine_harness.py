@@ -130,6 +130,42 @@ class Recorder:
 _CADENCE = 0.005
 
 
+class HandTransport:
+    """Just enough of an asyncio transport for an HTTPConnection driven by hand (in process,
+    no socket): what is written is kept, write by write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    @property
+    def written(self) -> bytes:
+        return b"".join(self.writes)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 50000) if name == "peername" else default
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    abort = close
+
+    def get_write_buffer_size(self) -> int:
+        return 0  # nothing waits: it is all in writes
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
 async def eventually(predicate: Callable[[], object], timeout: float = 5.0) -> None:
     """Wait until ``predicate()`` is true, for a state that no event announces (the
     server's sets of connections and websockets)."""

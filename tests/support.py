@@ -292,6 +292,18 @@ async def wait_sessions_gone(*servers: ServerProcess, timeout: float = 10.0) -> 
 # --- node peers ----------------------------------------------------------------------------------
 
 
+async def disconnect_python_client(client: Any) -> None:
+    """``client.disconnect()`` of python-socketio's AsyncClient, once every packet it sent
+    was answered. Its engine drops the close when disconnect() comes while a POST is in
+    flight (its write loop checks its state once the POST returns, and leaves); a forwarded
+    POST's "ok" can come after the ack it caused (sent on the pending GET), and the client
+    would then wait for the next ping (25 s) to end. Its queue is joined once every packet
+    sent was answered."""
+    if client.connected and client.eio.current_transport == "polling":
+        await client.eio.queue.join()
+    await client.disconnect()
+
+
 def node_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a node script: NODE_PATH points at the repo's node_modules, so a script
     written to tmp_path can ``require("engine.io-client")`` (CommonJS only: ESM ``import`` ignores

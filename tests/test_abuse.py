@@ -197,7 +197,7 @@ def placeholders(count: int, num: int = 0) -> str:
 
 async def wait_until_idle(server: ServerProcess, timeout: float = 20) -> None:
     """Every worker at zero sessions and zero dynamic namespaces (abandoned sessions end by
-    their ping timeout, or the close timeout, both 1 s in the fuzz app)."""
+    their ping timeout, 1 + 5 s in the fuzz app, or its 1 s close timeout)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + scaled(timeout)
     while True:

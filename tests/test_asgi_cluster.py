@@ -39,7 +39,14 @@ import pytest
 import socketio
 
 from tests.proxy import RoundRobinProxy
-from tests.support import REPO_ROOT, JsonObject, ServerProcess, scaled, start_node
+from tests.support import (
+    REPO_ROOT,
+    JsonObject,
+    ServerProcess,
+    disconnect_python_client,
+    scaled,
+    start_node,
+)
 from tests.test_chat_browser import browser, exchange, open_chat, page_elsewhere
 from tests.test_cluster import Clients, received
 
@@ -126,7 +133,7 @@ async def soak(url: str) -> Outcome:
             # payload of more than 16 packets, which a burst of 20 broadcasts makes
             await clients.emit(everyone, "join", "soak")
             start = loop.time()
-            end = start + scaled(SOAK_SECONDS)
+            end = start + SOAK_SECONDS  # the scenario's length, not a timeout
             rounds = 0
             while True:
                 acks = await clients.emit("soak", "bcast", "soak", "$id", "chat",
@@ -138,7 +145,7 @@ async def soak(url: str) -> Outcome:
                 await clients.wait("soak", "chat", (SOAK_CLIENTS - 1) * rounds, timeout=15)
                 await clients.wait("up", "chat", SOAK_CLIENTS * rounds, timeout=15)
                 await clients.wait(everyone, "pychat", rounds, timeout=15)
-                next_round = start + rounds * scaled(ROUND_EVERY)
+                next_round = start + rounds * ROUND_EVERY
                 if next_round >= end:
                     break
                 await asyncio.sleep(next_round - loop.time())  # the soak's pace, not an event
@@ -151,7 +158,7 @@ async def soak(url: str) -> Outcome:
                            what=f"python-socketio's chats ({python_lost=})")
             return Outcome(stats, owners, list(python_got), rounds, troubles)
     finally:
-        await python.disconnect()
+        await disconnect_python_client(python)
 
 
 async def wait_for(check: Any, timeout: float = 10.0, what: str = "") -> None:

@@ -27,7 +27,7 @@ from sio_core import Server
 from sio_core.http.proxy import TrustedProxies, forwarded_secure
 from sio_core.listen import bind_unix, tls_context
 from sio_core.logs import JSONFormatter
-from tests.support import ServerProcess, free_port, scaled, start_node
+from tests.support import ServerProcess, disconnect_python_client, free_port, scaled, start_node
 from tests.test_socketio_interop import APP, SIO_CLIENT, SioClient
 
 pytestmark = [pytest.mark.interop]
@@ -62,7 +62,7 @@ async def unix_client(uds: Path) -> AsyncIterator[socketio.AsyncClient]:
     try:
         yield client
     finally:
-        await client.disconnect()
+        await disconnect_python_client(client)
         await session.close()
 
 

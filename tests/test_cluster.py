@@ -263,7 +263,7 @@ async def run_soak(clients: Clients) -> SoakResult:
     loop = asyncio.get_running_loop()
     opened = await clients.open("soak", SOAK_CLIENTS, ["polling"])
     start = loop.time()
-    end = start + scaled(SOAK_SECONDS)
+    end = start + SOAK_SECONDS  # the scenario's length, not a timeout
     rounds = 0
     while True:
         acks = await clients.emit("soak", "bcast", None, "$id", "chat",
@@ -271,7 +271,7 @@ async def run_soak(clients: Clients) -> SoakResult:
         assert set(acks.values()) == {"sent"}, acks
         rounds += 1
         await clients.wait("soak", "chat", (SOAK_CLIENTS - 1) * rounds)
-        next_round = start + rounds * scaled(SOAK_ROUND_EVERY)
+        next_round = start + rounds * SOAK_ROUND_EVERY
         if next_round >= end:
             break
         await asyncio.sleep(next_round - loop.time())  # the soak's pace, not an event
@@ -578,8 +578,8 @@ async def test_upgrade_that_lands_on_another_worker(cluster: ServerProcess) -> N
 async def test_polling_clients_stay_connected_while_requests_land_on_every_worker(
     cluster: ServerProcess, soak: asyncio.Task[SoakResult]
 ) -> None:
-    result = await asyncio.wait_for(soak, scaled(SOAK_SECONDS) + scaled(60))
-    assert result.seconds >= scaled(SOAK_SECONDS)
+    result = await asyncio.wait_for(soak, SOAK_SECONDS + scaled(60))
+    assert result.seconds >= SOAK_SECONDS
     names = sorted(result.stats)
     assert len(names) == SOAK_CLIENTS
     for name in names:
@@ -975,7 +975,9 @@ def reset_by_the_kernel(exc: BaseException) -> bool:
 
 async def test_sighup_replaces_workers_one_at_a_time_while_answering(tmp_path: Path) -> None:
     """SIGHUP: each worker is replaced (the new one ready before the old one goes), one at a
-    time, while loops of handshakes keep going.
+    time, while loops of handshakes keep going. A handshake that reaches an old worker after
+    it stopped listening (on a connection it accepted just before) is handed to another
+    worker, not refused (a 503 here once failed CI).
 
     Known limit: each worker binds its own SO_REUSEPORT listener, and when the old worker closes
     it, Linux resets the connections that were still in that listener's accept queue (unless

@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sio_core.config import Config
+from sio_core.config import Config, Cookie
 from sio_core.engine.messages import (
     EngineKind,
+    Open,
     Poll,
     PollAbort,
     Post,
@@ -41,6 +42,7 @@ from tests.engine_harness import (
     error_bytes,
     eventually,
     get,
+    open_packet,
     payload_bytes,
     polling,
     post,
@@ -328,6 +330,85 @@ async def test_an_owner_that_goes_away_ends_the_relayed_websocket() -> None:
         await ws.close()
 
 
+# --- a retired worker hands its handshakes over ----------------------------------------------
+
+
+async def retired(relay: Engine) -> None:
+    """The relay retired (SIGHUP) and drained: it no longer listens."""
+    relay.server.retire()
+    assert await relay.server.drain(scaled(5)) is True
+
+
+async def test_a_retired_worker_hands_a_polling_handshake_to_another() -> None:
+    """A connection the retired worker accepted before it stopped listening brings a
+    handshake: w1 opens the session with what the request said, and the answer, the
+    application's cookie with it, is w2's."""
+    async with workers(relay_config=Config(cookie=Cookie())) as (owner, relay, _, _):
+        async with await relay.connect() as conn:
+            await retired(relay)
+            await conn.send(http_request("GET", polling() + "&who=me", headers={"X-Who": "me"}))
+            answer = await raw_answer(conn)
+            sid = answer.split(b'"sid":"')[1].split(b'"')[0].decode()
+            assert sid.endswith(".w1")
+            assert answer == payload_bytes(open_packet(sid), (
+                f"Set-Cookie: io={sid}; Path=/; HttpOnly; SameSite=Lax",))
+            assert list(owner.recorder.sockets) == [sid]
+            request = owner.server.sockets[sid].request
+            assert (request.query["who"], request.headers["x-who"]) == ("me", "me")
+            assert request.client is not None and request.client[0] == "127.0.0.1"
+            assert request.raw_url.endswith(b"&who=me")
+            # the session lives on: its requests, through the retired worker too, reach w1
+            await conn.send(post(sid, b"4hello"))
+            assert await raw_answer(conn) == OK
+        assert await owner.exchange(get(sid)) == payload_bytes(b"4hello")
+        assert relay.server.forwarding is not None
+        assert relay.server.forwarding.forwarded["handshake"] == 1
+
+
+@pytest.mark.parametrize("target", [websocket(), polling()])
+async def test_a_retired_worker_refuses_what_it_cannot_hand_over(target: str) -> None:
+    """A websocket handshake (its connection would stay on the worker that goes), and any
+    handshake once the other worker drains too: the drain's 503."""
+    upgrade = target == websocket()
+    async with workers() as (owner, relay, _, _):
+        async with await relay.connect() as conn:
+            await retired(relay)
+            if not upgrade:
+                assert await owner.server.drain(scaled(5)) is True
+            await conn.send(http_request("GET", target, headers=WS_HEADERS if upgrade else {}))
+            assert await raw_answer(conn) == answer_bytes("503 Service Unavailable",
+                                                          close=upgrade)
+        assert owner.recorder.sockets == {}
+
+
+async def test_a_handshake_handed_to_a_worker_that_does_not_answer_is_a_503() -> None:
+    """The worker chosen serves no engine (its reply is empty), or is gone: the drain's 503,
+    which the client retries, not "Session ID unknown"."""
+    async with workers() as (owner, relay, owner_store, _):
+        assert owner_store.bus is not None and relay.server.forwarding is not None
+        other = MemoryStore("w3", owner_store.bus)
+        await other.start()
+        async with await relay.connect() as conn:
+            await retired(relay)
+            for peer in ("w3", "gone"):
+                relay.server.forwarding.peer = lambda peer=peer: peer  # type: ignore[method-assign]
+                await conn.send(http_request("GET", polling()))
+                assert await raw_answer(conn) == answer_bytes("503 Service Unavailable")
+        await other.close()
+        assert owner.recorder.sockets == {}
+
+
+async def test_an_open_the_worker_cannot_take_is_refused() -> None:
+    """An Open for a sid that is not the worker's, or that it has: "Bad request"."""
+    async with workers() as (owner, _, _, relay_store):
+        sid = await owner.handshake()
+        for wrong in ("AAAAAAAAAAAAAAAA.w2", sid):
+            message = Open(wrong, "/socket.io/", b"/socket.io/?EIO=4", {}, {}, None, False)
+            assert Verdict.from_wire(await relay_store.request(
+                "w1", Open.KIND, message.to_wire(), 5)) == Verdict(400, 3)
+        assert list(owner.recorder.sockets) == [sid]
+
+
 # --- what arrives over the bus is untrusted ---------------------------------------------------
 
 
@@ -340,6 +421,12 @@ async def test_an_owner_that_goes_away_ends_the_relayed_websocket() -> None:
     (EngineKind.POST, ["AAAAAAAAAAAAAAAA.w1", "not bytes"]),
     (EngineKind.WS_OPEN, ["AAAAAAAAAAAAAAAA.w1"]),
     (EngineKind.WS_OPEN, []),
+    (EngineKind.OPEN, ["AAAAAAAAAAAAAAAA.w1", "/", b"/", {}, {}, None]),
+    (EngineKind.OPEN, ["AAAAAAAAAAAAAAAA.w1", "/", "/", {}, {}, None, False]),
+    (EngineKind.OPEN, ["AAAAAAAAAAAAAAAA.w1", "/", b"/", {"a": 1}, {}, None, False]),
+    (EngineKind.OPEN, ["AAAAAAAAAAAAAAAA.w1", "/", b"/", {}, {}, ["h"], False]),
+    (EngineKind.OPEN, ["AAAAAAAAAAAAAAAA.w1", "/", b"/", {}, {}, ["h", "1"], False]),
+    (EngineKind.OPEN, ["AAAAAAAAAAAAAAAA.w1", "/", b"/", {}, {}, None, 0]),
 ])
 async def test_malformed_requests_from_the_bus_are_dropped(
         kind: EngineKind, payload: object, caplog: pytest.LogCaptureFixture) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from sio_core.engine.messages import (
     EngineKind,
+    Open,
     Poll,
     PollAbort,
     Post,
@@ -23,8 +24,8 @@ from sio_core.engine.messages import (
 )
 from sio_core.stores.base import BadMessage, Envelope
 
-Message = Poll | PollAbort | Post | WsOpen | WsIn | WsOut | WsClose
-CLASSES: list[type[Message]] = [Poll, PollAbort, Post, WsOpen, WsIn, WsOut, WsClose]
+Message = Poll | PollAbort | Post | WsOpen | WsIn | WsOut | WsClose | Open
+CLASSES: list[type[Message]] = [Poll, PollAbort, Post, WsOpen, WsIn, WsOut, WsClose, Open]
 
 MESSAGES: list[Message] = [
     Poll("AAAAAAAAAAAAAAAA.w1", 1),
@@ -37,6 +38,10 @@ MESSAGES: list[Message] = [
     WsOut("w2:7", ["4one", b"\x01"]),
     WsOut("w2:7", []),
     WsClose("w2:7"),
+    Open("AAAAAAAAAAAAAAAA.w1", "/socket.io/", b"/socket.io/?EIO=4&transport=polling",
+         {"EIO": "4", "transport": "polling"}, {"host": "h", "cookie": "a=\u00e9"},
+         ("127.0.0.1", 50000), True),
+    Open("s", "/", b"/", {}, {}, None, False),
 ]
 
 
@@ -73,6 +78,12 @@ BAD: list[tuple[type[Message] | type[Verdict], Any]] = [
     (Verdict, None), (Verdict, [200]), (Verdict, ["200", None, b"", False]),
     (Verdict, [200, "1", b"", False]), (Verdict, [200, None, "", False]),
     (Verdict, [200, None, b"", 1]),
+    (Open, ["s", "/", b"/", {}, {}, None]), (Open, ["s", "/", "/", {}, {}, None, False]),
+    (Open, ["s", "/", b"/", {"a": 1}, {}, None, False]),
+    (Open, ["s", "/", b"/", {}, [], None, False]),
+    (Open, ["s", "/", b"/", {}, {}, ["h"], False]),
+    (Open, ["s", "/", b"/", {}, {}, ["h", "1"], False]),
+    (Open, ["s", "/", b"/", {}, {}, None, 0]),
 ]
 
 
@@ -85,7 +96,8 @@ def test_bad_input_raises_the_one_error(cls: type[Message] | type[Verdict], wire
 values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8)
     | st.binary(max_size=8),
-    lambda inner: st.lists(inner, max_size=5), max_leaves=12)
+    lambda inner: st.lists(inner, max_size=5)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=12)
 
 
 @settings(max_examples=200, deadline=None)

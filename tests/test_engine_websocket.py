@@ -8,15 +8,24 @@ from __future__ import annotations
 import logging
 
 import pytest
+from websockets.exceptions import InvalidHeaderValue
+from websockets.frames import Frame, Opcode
 
 from sio_core.config import Config
-from sio_core.engine.websocket import frame_of
+from sio_core.engine.websocket import WebSocketConnection, _switching, accept, frame_of
+from sio_core.http.connection import HTTPConnection
+from sio_core.http.messages import Request, Response
 from sio_core.protocol.engineio import Packet, PacketType, message
 from sio_core.protocol.session import CloseReason
 from tests.engine_harness import (
     CLIENT_CLOSE,
     CLOSE_1000,
+    PATH,
+    WS_ACCEPT,
+    WS_HEADERS,
+    WS_KEY,
     Engine,
+    HandTransport,
     WsClient,
     eventually,
     mask_zero,
@@ -24,8 +33,10 @@ from tests.engine_harness import (
     server_frame,
     serving,
     text,
+    websocket,
 )
 from tests.support import scaled
+from tests.test_http_errors import http_request
 
 
 async def session(engine: Engine) -> tuple[WsClient, str]:
@@ -224,6 +235,18 @@ def test_frame_of_caches_the_frame_of_a_packet() -> None:
     assert frame_of(Packet(PacketType.PING)) == b"\x81\x012"
 
 
+@pytest.mark.parametrize("length", [0, 1, 124, 125, 126, 4094, 4095, 4096, 65535, 65536, 70000])
+def test_a_frame_is_what_websockets_serializes(length: int) -> None:
+    """frame_of serializes a header once per length and reuses it: the frames are still
+    byte for byte websockets' own, short, 16-bit and 64-bit lengths, text and binary."""
+    text = "x" * max(0, length - 1)  # the type digit is one more byte
+    binary = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    for _ in range(2):  # made, then from the cache
+        assert frame_of(message(text)) == Frame(Opcode.TEXT, ("4" + text).encode()).serialize(
+            mask=False)
+        assert frame_of(message(binary)) == Frame(Opcode.BINARY, binary).serialize(mask=False)
+
+
 async def test_a_websocket_closed_before_it_answers_the_server_is_forgotten() -> None:
     """The client's TCP goes away without a close frame: the session ends, and the
     server no longer counts the websocket."""
@@ -233,3 +256,72 @@ async def test_a_websocket_closed_before_it_answers_the_server_is_forgotten() ->
         assert await engine.recorder.close_reason(sid) is CloseReason.TRANSPORT_CLOSE
         await eventually(lambda: not engine.server.websockets)
         await ws.close()
+
+
+def upgraded(engine: Engine, headers: dict[str, str] | None = None) -> HandTransport:
+    """A websocket handshake fed to one of the engine's HTTPConnections, in process."""
+    conn = HTTPConnection(engine.server.handle, engine.server.config)
+    transport = HandTransport()
+    conn.connection_made(transport)
+    conn.data_received(http_request("GET", websocket(), headers=headers or WS_HEADERS))
+    return transport
+
+
+async def test_the_101_and_the_open_packet_are_one_write() -> None:
+    """One send per handshake fewer: the 101 waits for the session's first frame."""
+    async with serving() as engine:
+        [written] = upgraded(engine).writes
+        head, _, frame = written.partition(b"\r\n\r\n")
+        assert head.split(b"\r\n") == [
+            b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket", b"Connection: Upgrade",
+            b"Sec-WebSocket-Accept: " + WS_ACCEPT.encode()]
+        [sid] = engine.recorder.sockets
+        assert frame == text(open_packet(sid, upgrades="[]").decode())
+
+
+async def test_a_repeated_handshake_header_is_refused_by_websockets() -> None:
+    """The headers are handed to websockets as they came: a repeated key is two values,
+    which it refuses (not one value joined with a comma)."""
+    async with serving() as engine:
+        async with await engine.connect() as conn:
+            await conn.send(http_request("GET", websocket(), headers=WS_HEADERS).replace(
+                b"\r\n\r\n", b"\r\nSec-WebSocket-Key: " + WS_KEY.encode() + b"\r\n\r\n"))
+            answer = await conn.answer()
+        assert answer.status == 400, answer
+        assert b"Sec-WebSocket-Key" in answer.body, answer
+        assert not engine.recorder.sockets
+
+
+async def test_a_header_value_websockets_finds_unsafe_is_refused() -> None:
+    """(httptools lets no such value through; a Request made otherwise is checked all the
+    same.)"""
+    async with serving() as engine:
+        request = Request("GET", PATH, {"transport": "websocket"}, {}, raw_url=b"/x",
+                          raw_headers=[(b"Sec-WebSocket-Key", b"bad\x7fvalue")])
+        conn = HTTPConnection(engine.server.handle, engine.server.config)
+        conn.connection_made(HandTransport())
+        answer = accept(request, conn, engine.server.config)
+        assert isinstance(answer, Response)
+        assert (answer.status, answer.body, answer.close) == (400, b"Bad WebSocket request", True)
+
+
+async def test_the_applications_headers_are_checked_in_the_101() -> None:
+    """A value with a line break would split the 101: websockets' Headers refuses it."""
+    request = Request("GET", PATH, {}, {}, raw_url=b"/x", raw_headers=[
+        (name.encode(), value.encode()) for name, value in WS_HEADERS.items()])
+    async with serving() as engine:
+        conn = HTTPConnection(engine.server.handle, engine.server.config)
+        conn.connection_made(HandTransport())
+        ws = accept(request, conn, engine.server.config, headers=[("X-A", "1")])
+        assert isinstance(ws, WebSocketConnection)
+        with pytest.raises(InvalidHeaderValue):
+            accept(request, conn, engine.server.config, headers=[("X-A", "1\r\nX-B: 2")])
+
+
+def test_the_101_carries_what_was_negotiated_and_the_applications_headers() -> None:
+    assert _switching("a=", "permessage-deflate; server_no_context_takeover", "chat",
+                      [("Set-Cookie", "io=x")]) == (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: a=\r\n"
+        b"Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"
+        b"Sec-WebSocket-Protocol: chat\r\nSet-Cookie: io=x\r\n\r\n")

@@ -16,8 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sio_core.config import Config
+from sio_core.http import connection
 from sio_core.http.connection import Handler, HTTPConnection
-from sio_core.http.messages import Request, Response, parse_query
+from sio_core.http.messages import Deferred, Request, Response, parse_query
 from tests.support import scaled
 
 
@@ -48,6 +49,18 @@ def test_parse_query_is_parse_qsl(text: str) -> None:
 
 # --- HTTPConnection in-process, over loopback sockets -------------------------------------------
 
+
+def test_header_names_are_decoded_once_and_their_table_is_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name's lower-case string is made once and shared (thousands of idle connections
+    keep their handshake's headers); made-up names cannot grow the table past its bound."""
+    name = connection._header_name(b"X-Shared-Name")
+    assert name == "x-shared-name"
+    assert connection._NAMES[b"X-Shared-Name"] is name
+    assert connection._header_name(b"x-shared-NAME") is name  # another spelling: the same
+    monkeypatch.setattr(connection, "_MAX_NAMES", len(connection._NAMES))
+    assert connection._header_name(b"X-Made-Up") == "x-made-up"
+    assert b"X-Made-Up" not in connection._NAMES
 
 class Served:
     """``HTTPConnection``s with ``handler`` on a free loopback port; ``connections`` holds the
@@ -221,18 +234,98 @@ async def test_a_post_is_answered_after_the_clients_eof() -> None:
     assert handler.cancelled == []
 
 
-async def test_a_waiting_get_is_given_up_at_the_clients_eof() -> None:
-    """A GET whose answer waits (a long-poll) is cancelled when its client's EOF comes: the
-    client is most likely gone, and the session must learn it."""
-    handler = Waiting()
+class Later:
+    """A handler whose answers to ``/later...`` are Deferreds, given by the test; it notes
+    the ones cancelled."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Deferred[Response]] = []
+        self.cancelled: list[str] = []
+
+    def __call__(self, request: Request, conn: HTTPConnection) -> Response | Deferred[Response]:
+        if not request.path.startswith("/later"):
+            return Response(200, [], b"to " + request.path.encode())
+        deferred: Deferred[Response] = Deferred(
+            lambda _: self.cancelled.append(request.path))
+        self.waiting.append(deferred)
+        return deferred
+
+
+async def test_a_deferred_answer_is_written_when_given_then_the_ones_behind_it() -> None:
+    handler = Later()
     async with Served(handler, Config()) as served:
         reader, writer = await served.connect()
-        writer.write(b"GET /g HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /later HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+        await barrier(served)
+        assert len(handler.waiting) == 1  # /b waits behind it, not handled yet
+        handler.waiting[0].set_result(Response(200, [], b"given"))
+        expected = ok(b"given") + ok(b"to /b")
+        async with asyncio.timeout(scaled(5)):
+            assert await reader.readexactly(len(expected)) == expected
+        writer.close()
+    assert handler.cancelled == []
+
+
+async def test_a_connection_idle_after_a_deferred_answer_is_closed() -> None:
+    """The keep-alive timeout runs from a long-poll's answer, as from any other."""
+    handler = Later()
+    config = Config(keepalive_timeout=scaled(0.1))
+    async with Served(handler, config) as served:
+        reader, writer = await served.connect()
+        writer.write(b"GET /later HTTP/1.1\r\n\r\n")
+        await barrier(served)
+        handler.waiting[0].set_result(Response(200, [], b"given"))
+        async with asyncio.timeout(scaled(5)):
+            assert await reader.read() == ok(b"given")  # then the close
+        writer.close()
+        await served.until_closed()
+
+
+async def test_a_future_answer_is_written_from_its_callback() -> None:
+    """A Future (a request forwarded to another worker) is answered with no task: its
+    result, or a 500 for its exception, then the requests behind it."""
+    futures: list[asyncio.Future[Response]] = []
+    arrived = asyncio.Event()
+
+    def handler(request: Request, conn: HTTPConnection) -> Response | Awaitable[Response]:
+        if request.path == "/barrier" or request.path == "/b":
+            return Response(200, [], b"to " + request.path.encode())
+        futures.append(asyncio.get_running_loop().create_future())
+        arrived.set()
+        return futures[-1]
+
+    async with Served(handler, Config()) as served:
+        reader, writer = await served.connect()
+        writer.write(b"GET /f1 HTTP/1.1\r\n\r\nGET /f2 HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+        await barrier(served)
+        arrived.clear()  # /f2 is handled once /f1 is answered
+        futures[0].set_result(Response(200, [], b"forwarded"))
+        async with asyncio.timeout(scaled(5)):
+            expected = ok(b"forwarded")
+            assert await reader.readexactly(len(expected)) == expected
+            await arrived.wait()
+            futures[1].set_exception(RuntimeError("the owner's bug"))
+            expected = ERROR_500 + ok(b"to /b")
+            assert await reader.readexactly(len(expected)) == expected
+        writer.close()
+
+
+@pytest.mark.parametrize("handler_kind", [Waiting, Later])
+async def test_a_waiting_get_is_given_up_at_the_clients_eof(
+        handler_kind: type[Waiting] | type[Later]) -> None:
+    """A GET whose answer waits (a long-poll), by a task or a Deferred, is cancelled when its
+    client's EOF comes: the client is most likely gone, and the session must learn it."""
+    handler = handler_kind()
+    async with Served(handler, Config()) as served:
+        reader, writer = await served.connect()
+        writer.write(b"GET /later-g HTTP/1.1\r\nHost: x\r\n\r\n")
         writer.write_eof()
         assert await reader.read() == b""
         await served.until_closed()
         writer.close()
-    assert handler.cancelled == ["/g"]
+    assert handler.cancelled == ["/later-g"]
+    if isinstance(handler, Later):
+        handler.waiting[0].set_result(Response(200))  # too late: nothing happens
 
 
 # --- exchanges byte for byte --------------------------------------------------------------------

@@ -44,6 +44,7 @@ import pytest_asyncio
 from sio_core.echo import EchoApp
 from sio_core.engine.server import EngineServer
 from sio_core.http.connection import HTTPConnection
+from tests.engine_harness import HandTransport
 from tests.proxy import RoundRobinProxy
 from tests.support import ServerProcess, scaled
 from tests.test_http_errors import WS_HEADERS, Answer, RawConnection, http_request
@@ -372,32 +373,6 @@ async def test_second_websocket_is_closed_on_one_worker(one_worker: ServerProces
     assert_clean_log(one_worker)
 
 
-class _Transport:
-    """Just enough of an asyncio transport for an HTTPConnection driven by hand."""
-
-    def __init__(self) -> None:
-        self.written = bytearray()
-        self.closing = False
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return ("127.0.0.1", 50000) if name == "peername" else default
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 async def test_a_get_taken_in_is_withdrawn_when_its_connection_is_lost_at_once() -> None:
     """In-process, with the connection driven by hand: a GET is pending as soon as the
     HTTP layer hands it over (not a loop turn later, in its task); and if its connection is
@@ -406,15 +381,15 @@ async def test_a_get_taken_in_is_withdrawn_when_its_connection_is_lost_at_once()
     prematurely"), rather than keep a GET that nobody will read."""
     server = EngineServer(EchoApp())
 
-    def connection() -> tuple[HTTPConnection, _Transport]:
+    def connection() -> tuple[HTTPConnection, HandTransport]:
         conn = HTTPConnection(server.handle, server.config)
-        transport = _Transport()
+        transport = HandTransport()
         conn.connection_made(transport)
         return conn, transport
 
     conn, transport = connection()
     conn.data_received(http_request("GET", polling()))
-    sid = json.loads(bytes(transport.written).partition(b"\r\n\r\n")[2][1:])["sid"]
+    sid = json.loads(transport.written.partition(b"\r\n\r\n")[2][1:])["sid"]
     socket = server.sockets[sid]
     conn, _ = connection()
     conn.data_received(http_request("GET", polling(sid)))

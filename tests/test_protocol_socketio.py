@@ -11,12 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sio_core.exceptions import SocketIOProtocolError
+from sio_core.protocol.socketio import _JSON as _JSON_DECODER
 from sio_core.protocol.socketio import (
     MAX_ACK_ID,
     RESERVED_EVENTS,
     Decoder,
     Packet,
     PacketType,
+    _parse_json,
     encode,
 )
 
@@ -737,3 +739,26 @@ def test_decoder_fails_closed(frames: list[str | bytes], max_attachments: int | 
         else:
             assert isinstance(result, Packet)
             assert decoder.awaiting == 0
+
+
+def _read(parse: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "ok", parse(*args)
+    except (ValueError, RecursionError) as exc:
+        return "error", type(exc)
+
+
+@FAST
+@given(head=st.text(max_size=3), payload=st.one_of(
+    wire_text, packets.map(lambda packet: str(encode(packet)[0])[1:])))
+def test_a_payload_is_read_in_place_as_json_loads_reads_it(head: str, payload: str) -> None:
+    """The decoder reads the JSON where it is in the packet (no copy of it): the same value
+    as ``json.loads`` of the payload alone, or the same refusal (trailing data, whitespace
+    around it, bad JSON)."""
+    assert _read(_parse_json, head + payload, len(head)) == _read(_JSON_DECODER.decode, payload)
+
+
+@pytest.mark.parametrize("wire", ['2["x"]x', '2["x"]["y"]', '2["x"] ]', '21["x"]{}'])
+def test_data_after_the_payload_is_refused(wire: str) -> None:
+    with pytest.raises(SocketIOProtocolError):
+        Decoder().feed_text(wire)

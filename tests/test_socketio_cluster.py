@@ -474,6 +474,51 @@ async def test_a_broadcast_is_encoded_once_and_observed_decoded_on_the_other_wor
     assert seen.seen == [(["hello", 1, b"\x02"], expected, 1)]
 
 
+def burst_envelope(event: str, opts: BroadcastOptions | None = None,
+                   parser: str = "default", namespace: str = "/") -> Envelope:
+    """A broadcast of w1's as it comes off the bus."""
+    packet = sio.Packet(sio.PacketType.EVENT, namespace, [event])
+    message = Broadcast(namespace, opts or BroadcastOptions(), PARSERS[parser].encode(packet),
+                        parser)
+    return Envelope(message.KIND, "w1", message.to_wire())
+
+
+async def test_a_burst_from_another_worker_is_delivered_in_runs(
+        pair: tuple[Worker, Worker], caplog: pytest.LogCaptureFixture) -> None:
+    """Broadcasts that arrive together (a batch of the hub, Store.deliver_all): each run to
+    the same sockets is one pass over them; the clients get everything in order, and what is
+    malformed or in another parser is dropped with a line of log, the rest delivered."""
+    _, w2 = pair
+    w2.socket.join("r")
+    room = BroadcastOptions(frozenset({"r"}))
+    with caplog.at_level(logging.WARNING):
+        w2.store.deliver_all([
+            burst_envelope("a"), burst_envelope("b"), burst_envelope("c", room),
+            burst_envelope("d", room), burst_envelope("in msgpack", parser="msgpack"),
+            Envelope(ClusterKind.BROADCAST, "w1", "garbage"),
+            burst_envelope("nobody", BroadcastOptions(frozenset({"nobody"}))),
+            burst_envelope("e"), burst_envelope("other namespace", namespace="/n"),
+            burst_envelope("f"), burst_envelope("gone namespace", namespace="/gone"),
+            burst_envelope("g")])
+    assert w2.conn.take() == ['2["a"]', '2["b"]', '2["c"]', '2["d"]', '2["e"]', '2["f"]',
+                              '2["g"]']
+    assert [r.getMessage() for r in caplog.records] == [
+        "dropped a message from w1 (broadcast): malformed broadcast",
+        "dropped a message from w1 (broadcast): a broadcast in the msgpack parser (this"
+        " server's is default)"]
+    assert w2.store.dropped.count == 2
+    assert w2.io.sockets.counters.deliveries == 7
+
+
+async def test_a_burst_is_observed_broadcast_by_broadcast(pair: tuple[Worker, Worker]) -> None:
+    _, w2 = pair
+    seen = BroadcastsSeen()
+    w2.io.observer = seen  # type: ignore[assignment]
+    w2.store.deliver_all([burst_envelope("a"), burst_envelope("b")])
+    assert w2.conn.take() == ['2["a"]', '2["b"]']
+    assert seen.seen == [(["a"], ['2["a"]'], 1), (["b"], ['2["b"]'], 1)]
+
+
 def test_decode_parts() -> None:
     packet = sio.Packet(sio.PacketType.EVENT, "/n", ["e", b"\x01"])
     for parser in PARSERS.values():

@@ -28,6 +28,7 @@ from sio_core.socketio.messages import (
     SocketsJoin,
     SocketsLeave,
     check_parts,
+    opts_from_wire,
 )
 from sio_core.stores.base import BadMessage, Envelope
 
@@ -174,3 +175,19 @@ def test_any_value_decodes_or_raises_bad_message(cls: type[ClusterMessage],
     except BadMessage:
         return
     assert isinstance(message, cls)
+
+
+def test_options_received_are_kept_and_the_store_of_them_is_bounded() -> None:
+    # the receiving side keeps the options of recent broadcasts: the same wire fields give
+    # the same options, different ones their own, however many there were
+    first = opts_from_wire(["a"], ["b"], False, True, "broadcast")
+    assert opts_from_wire(["a"], ["b"], False, True, "broadcast") is first
+    for i in range(600):
+        opts = opts_from_wire([f"room{i}"], [], i % 2 == 0, True, "broadcast")
+        assert opts == BroadcastOptions(frozenset({f"room{i}"}), volatile=i % 2 == 0)
+    assert opts_from_wire(["a"], ["b"], False, True, "broadcast") == first
+    # True == 1, but a number is no flag, cached or not
+    with pytest.raises(BadMessage):
+        opts_from_wire(["a"], ["b"], 0, True, "broadcast")
+    with pytest.raises(BadMessage):
+        opts_from_wire([["unhashable"]], [], False, True, "broadcast")

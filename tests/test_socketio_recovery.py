@@ -348,6 +348,26 @@ async def test_log_entries_that_are_not_ours_or_of_no_namespace_are_dropped() ->
     assert events(conn) == [["e", "1-3"]]
 
 
+async def test_store_log_entries_are_delivered_at_the_turns_end_in_runs() -> None:
+    """Entries a store's log hands back (not this process's own, delivered at once): held
+    to the end of the loop turn that read them, then in order, each run to the same sockets
+    in one pass; and before a restore is answered, whose replay reaches up to there."""
+    io = server()
+    conn, _, _ = await join(io)
+    recovery = io.recovery
+    assert recovery is not None
+    for i, rooms in enumerate([[], [], ["nobody"], [], []]):
+        recovery._on_entry(f"2-{i}", msgpack.packb(["/", ["e", i], rooms, [], i != 4]))
+    assert events(conn) == []
+    await asyncio.sleep(0)
+    assert events(conn) == [["e", 0, "2-0"], ["e", 1, "2-1"], ["e", 3, "2-3"],
+                            ["e", 4, "2-4"]]
+    assert io.sockets.counters.deliveries == 4
+    recovery._on_entry("2-5", msgpack.packb(["/", ["e", 5], [], [], True]))
+    recovery._on_restored(Restored(12345, Status.OK, None, []))  # an answer: what came first
+    assert events(conn) == [["e", 5, "2-5"]]
+
+
 async def test_sessions_persisted_by_the_refresh_and_only_while_connected() -> None:
     io = server()
     conn, sid, pid = await join(io)

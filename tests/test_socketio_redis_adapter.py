@@ -70,10 +70,18 @@ class Node:
         self.received.append((origin, message))
         return self.answer(message)
 
-    def feed(self, channel: str, message: Any, *, packed: bool = False) -> None:
+    def receive_broadcasts(self, origin: str, messages: list[Broadcast]) -> None:
+        self.received.extend((origin, message) for message in messages)
+
+    def feed(self, channel: str, message: Any, *, packed: bool = False,
+             held: bool = False) -> None:
+        """What arrives on ``channel``; a broadcast is held to the end of the loop turn
+        unless delivered here at once (``held`` False)."""
         data = msgpack.packb(message, use_bin_type=True) if packed \
             else json.dumps(message).encode()
         self.store._on_message({"channel": channel.encode(), "data": data})
+        if not held:
+            self.link._deliver_burst()
 
     async def next_published(self) -> tuple[str, Any]:
         async with asyncio.timeout(scaled(5)):
@@ -279,6 +287,31 @@ async def test_sharded_receives(sharded: Node, message: Any,
     sharded.feed("k#/#", message)
     assert [m for _, m in sharded.received] == received
     assert sharded.store.dropped.count == 0
+
+
+async def test_broadcasts_are_held_to_the_end_of_the_turn_or_the_next_other_message(
+        classic: Node, sharded: Node) -> None:
+    """What arrives together is delivered together (Cluster.receive_broadcasts: one pass
+    over the recipients per run), in order with the other messages."""
+    emit = ["js1", JS_EVENT, OPTS_JS]
+    classic.feed("k#/#r#", emit, packed=True, held=True)
+    classic.feed("k#/#r#", emit, packed=True, held=True)
+    assert classic.received == []
+    classic.feed("k-request#/#", {"uid": "js1", "type": 6, "data": ["hi", 1]}, held=True)
+    assert [m for _, m in classic.received] == [
+        Broadcast("/", OPTS, None), Broadcast("/", OPTS, None), ServerSideEmit("/", ["hi", 1])]
+    classic.feed("k#/#r#", emit, packed=True, held=True)
+    classic.feed("k#/#", ["js2", JS_EVENT, OPTS_JS], packed=True, held=True)
+    await asyncio.sleep(0)  # the turn's end
+    assert [origin for origin, _ in classic.received[3:]] == ["js:js1", "js:js2"]
+    broadcast = {"uid": "js1", "nsp": "/", "type": 3, "data": {"packet": JS_EVENT,
+                                                               "opts": OPTS_JS}}
+    sharded.feed("k#/#", broadcast, held=True)
+    assert sharded.received == []
+    sharded.feed("k#/#", {"uid": "js1", "nsp": "/", "type": 9, "data": {"packet": ["hi"]}},
+                 held=True)
+    assert [m for _, m in sharded.received] == [Broadcast("/", OPTS, None),
+                                                 ServerSideEmit("/", ["hi"])]
 
 
 async def test_a_broadcast_received_carries_the_packet_to_encode_here(classic: Node) -> None:

@@ -196,7 +196,7 @@ async def test_started_without_listening_it_serves_once_and_tells_its_observer()
     watcher = Watcher()
     io.observer = watcher  # type: ignore[assignment]
     with pytest.raises(RuntimeError, match="not serving"):
-        io.stop_listening()
+        io.retire()
     with pytest.raises(RuntimeError, match="not serving"):
         await io.close()
     engine = await io.start()

@@ -44,7 +44,8 @@ from sio_core.stores.base import (
     RequestFailed,
     Store,
 )
-from sio_core.stores.hub import Hub, HubStore
+from sio_core.stores.hub import FLUSH_SIZE, Hub, HubStore, batch_frame
+from sio_core.stores.log import LogKind
 from sio_core.stores.memory import MemoryBus, MemoryStore
 from tests.support import scaled
 
@@ -751,6 +752,156 @@ async def test_hub_closes_a_worker_that_sends_an_oversized_frame(hub_cluster: Cl
     assert (b.peers, c.peers) == ({c.owner}, {b.owner})
     listen(c, answer=lambda envelope: "c is fine")
     assert await b.request(c.owner, KIND, None, WAIT) == "c is fine"
+
+
+class WriteCounter:
+    """Counts the writes of a StreamWriter (its write wrapped)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.count = 0
+        self._write = writer.write
+        writer.write = self  # type: ignore[method-assign]
+
+    def __call__(self, data: bytes) -> None:
+        self.count += 1
+        self._write(data)
+
+
+def test_the_bus_kinds_take_no_handler() -> None:
+    store = MemoryStore("w1")
+    for kind in BusKind:
+        with pytest.raises(ValueError):
+            store.on(kind, lambda envelope: None)
+
+
+async def test_hub_relays_a_burst_in_order_in_few_writes(hub_cluster: Cluster) -> None:
+    # one loop turn's envelopes leave a worker in one write (runs to one target as one BATCH
+    # frame), and the hub relays what one read brought in one write per worker
+    a, b, c = await hub_cluster(3)
+    inbox_b, inbox_c = listen(b), listen(c)
+    assert hub_cluster.hub is not None
+    out_a = WriteCounter(hub_writer(a))
+    to_b = WriteCounter(hub_cluster.hub.workers[b.owner].writer)
+    expected_b = []
+    for i in range(300):
+        a.publish(KIND, i)
+        expected_b.append(i)
+        if i % 7 == 0:
+            a.send(b.owner, KIND, f"to b {i}")
+            expected_b.append(f"to b {i}")
+    assert out_a.count == 0  # nothing written before the loop turn ends
+    assert await inbox_b.wait(len(expected_b)) == expected_b
+    assert await inbox_c.wait(300) == list(range(300))
+    assert out_a.count == 1
+    assert 1 <= to_b.count <= 3  # one per read of the hub (a burst may take more than one)
+    assert all(e.origin == a.owner and e.target in (None, b.owner)
+               for e in inbox_b.envelopes)
+
+
+async def test_hub_hands_a_run_of_one_kind_to_its_run_handler(
+        hub_cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    # Store.on_run: what one BATCH carried of a kind with a run handler comes in one call
+    # (consecutive, one origin, no request); the rest one by one, all in order
+    a, b = await hub_cluster(2)
+    calls: list[tuple[str, list[Any]]] = []
+    b.on(KIND, lambda envelope: calls.append(("one", [envelope.payload])))
+    b.on_run(KIND, lambda envelopes: calls.append(("run", [e.payload for e in envelopes])))
+    b.on(OTHER_KIND, lambda envelope: calls.append(("other", [envelope.payload])))
+
+    def failing(envelopes: list[Envelope]) -> None:
+        raise RuntimeError("a run handler's bug")
+
+    b.on(FLUSH, lambda envelope: None)
+    b.on_run(FLUSH, failing)
+    for i in range(5):
+        a.publish(KIND, i)
+    a.publish(OTHER_KIND, "other")
+    a.publish(KIND, 5)
+    a.publish(FLUSH, "lost to the bug")  # logged; what follows is delivered
+    a.publish(KIND, 6)
+    a.publish(KIND, 7)
+    answer = a.ask(b.owner, KIND, "a request", WAIT)  # has its answer: one by one
+    with caplog.at_level(logging.ERROR, logger="sio_core.store"):
+        await answer
+        await flush(hub_cluster)
+    assert calls == [("run", [0, 1, 2, 3, 4]), ("other", ["other"]), ("run", [5]),
+                     ("run", [6, 7]), ("one", ["a request"])]
+    assert "a run handler's bug" in caplog.text
+
+
+async def test_every_backend_delivers_a_kind_with_a_run_handler_once_in_order(
+        cluster: Cluster) -> None:
+    a, b = await cluster(2)
+    seen: list[Any] = []
+    b.on(KIND, lambda envelope: seen.append(envelope.payload))
+    b.on_run(KIND, lambda envelopes: seen.extend(e.payload for e in envelopes))
+    b.on(OTHER_KIND, lambda envelope: seen.append(envelope.payload))
+    expected: list[Any] = []
+    for i in range(30):
+        a.publish(KIND, i)
+        expected.append(i)
+        if i % 10 == 9:
+            a.publish(OTHER_KIND, f"other {i}")
+            expected.append(f"other {i}")
+    await flush(cluster)
+    assert seen == expected
+
+
+async def test_a_worker_writes_a_long_burst_in_pieces(hub_cluster: Cluster) -> None:
+    # past FLUSH_SIZE bytes in one loop turn, what is pending is written at once: the other
+    # workers start on a long burst while it is made
+    a, b = await hub_cluster(2)
+    inbox = listen(b)
+    out_a = WriteCounter(hub_writer(a))
+    chunk = "x" * 1000
+    count = 3 * FLUSH_SIZE // len(chunk)
+    for i in range(count):
+        a.publish(KIND, [i, chunk])
+    assert 2 <= out_a.count <= 3
+    payloads = await inbox.wait(count)
+    assert [p[0] for p in payloads] == list(range(count))
+
+
+async def test_requests_in_a_batch_to_a_gone_worker_fail_at_once(hub_cluster: Cluster) -> None:
+    a, _ = await hub_cluster(2)
+    started = time.monotonic()
+    asked = [a.ask("gone", KIND, i, WAIT) for i in range(3)]  # one BATCH frame
+    a.send("gone", KIND, "no answer expected")
+    for future in asked:
+        with pytest.raises(RequestFailed):
+            await future
+    assert time.monotonic() - started < WAIT / 2
+
+
+async def test_hub_workers_drop_a_malformed_batch(hub_cluster: Cluster,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    # the hub relays a batch unopened: its receiver checks what is in it
+    a, b = await hub_cluster(2)
+    inbox = listen(b)
+    writer = hub_writer(a)
+
+    def wire(kind: str, origin: str, payload: Any, target: str | None = None) -> bytes:
+        return Envelope(kind, origin, payload, target).pack()
+
+    writer.write(batch_frame(a.owner, None, [
+        wire(KIND, a.owner, "first"),
+        wire(KIND, "w-forged", "another's origin"),
+        wire(KIND, a.owner, "another target", b.owner),
+        wire(BusKind.PEERS, a.owner, []),
+        wire(LogKind.LOG_ENTRY, a.owner, ["1", b"entry"]),
+        msgpack.packb(["not", "an", "envelope"]),
+        wire(KIND, a.owner, "last"),
+    ]))
+    not_a_list = Envelope(BusKind.BATCH, a.owner, "not a list").pack()
+    writer.write(raw_frame(not_a_list))
+    a.publish(KIND, "after")
+    with caplog.at_level(logging.WARNING, logger="sio_core.store"):
+        assert await inbox.wait(3) == ["first", "last", "after"]
+        await flush(hub_cluster)
+    assert inbox.payloads == ["first", "last", "after"]
+    assert b.peers == {a.owner}
+    assert b.dropped.count == 6
+    assert "malformed batch" in caplog.text
 
 
 # --- the envelope codec: bus input is untrusted ------------------------------------------------

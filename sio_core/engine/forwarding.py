@@ -12,6 +12,11 @@ over the store and answered with the owner's verdict:
 - WebSocket upgrade: the owner begins the upgrade with a RemoteWebSocket, this worker
   accepts the websocket and relays frames both ways (remote.py). A session that
   has a websocket already gets this one accepted and closed at once, as on its owner.
+- A polling handshake that reaches a retiring worker (SIGHUP: it has stopped listening, but
+  a connection accepted just before still brings one) is handed to another worker, chosen
+  at random: the retiring worker names it in a new sid, and that worker opens the session
+  as if the handshake were its own and answers with the open packet. The client's next
+  requests find the session's owner as any others do.
 
 Order: the requests of a session that enter through one worker reach its owner in the
 order that worker received them. Each is sent to the owner while the HTTP layer hands it
@@ -22,7 +27,8 @@ in (a GET becomes pending, a POST is processed) as it is delivered.
 An owner that is not a live worker (a forged sid, a dead worker) is "Session ID unknown".
 
 What it needs of the server it works for is given at construction: its config, how to find
-one of its sessions, and how to accept a websocket (the server counts them for a drain).
+one of its sessions, how to accept a websocket (the server counts them for a drain), and how
+to open a session for a handshake handed over.
 """
 
 from __future__ import annotations
@@ -30,21 +36,22 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
-from ..exceptions import BadRequest, HTTPError, PayloadTooLarge, UnknownSession
+from ..exceptions import BadRequest, HTTPError, PayloadTooLarge, ShuttingDown, UnknownSession
 from ..http.compression import HTTPCompression
 from ..http.connection import HTTPConnection
-from ..http.messages import Request, Response, error_response
+from ..http.messages import Deferred, Request, Response, error_response
 from ..protocol import engineio
 from ..protocol.engineio import Packet
 from ..protocol.session import CloseReason
 from ..stores.base import BadMessage, Envelope, Store
 from . import polling
-from .messages import Poll, PollAbort, Post, Verdict, WsClose, WsIn, WsOpen, WsOut
+from .messages import Open, Poll, PollAbort, Post, Verdict, WsClose, WsIn, WsOpen, WsOut
 from .remote import RemoteWebSocket, WebSocketProxy
 from .socket import EngineSocket
 from .transport import Connection, WebSocket
@@ -53,6 +60,9 @@ from .transport import Connection, WebSocket
 FindSession = Callable[[str], EngineSocket | None]
 #: answers a websocket upgrade with 101 (or returns the refusal to send)
 AcceptWebSocket = Callable[[Request, HTTPConnection | Connection], WebSocket | Response]
+#: opens a polling session of the given sid for a handshake handed over; its open packet
+#: (or raises the HTTPError to answer with)
+OpenPolling = Callable[[str, Request], Packet]
 
 logger = logging.getLogger("sio_core.forwarding")
 
@@ -64,14 +74,14 @@ def _error_reply(exc: HTTPError) -> list[Any]:
     return Verdict(exc.status, exc.code).to_wire()
 
 
-def _raise_reply(reply: Any) -> Verdict:
+def _raise_reply(reply: Any, unanswered: type[HTTPError] = UnknownSession) -> Verdict:
     """The owner's verdict; raises the HTTPError to answer with if it is a refusal. An
-    answer that is not a verdict (None: the owner dropped the request) is "unknown
-    session", as a request the owner cannot serve."""
+    answer that is not a verdict (None: the owner dropped the request) is ``unanswered``:
+    "unknown session", as a request the owner cannot serve."""
     try:
         verdict = Verdict.from_wire(reply)
     except BadMessage:
-        raise UnknownSession() from None
+        raise unanswered() from None
     if verdict.code is not None:
         raise _ERRORS.get(verdict.code, BadRequest)()
     if verdict.status == PayloadTooLarge.status:  # the owner's bare 413 (it has no code)
@@ -93,11 +103,12 @@ _CLOSE_AT_ONCE = Verdict(101, close=True).to_wire()
 
 class Forwarding:
     def __init__(self, store: Store, config: Config, *, find_session: FindSession,
-                 accept_websocket: AcceptWebSocket) -> None:
+                 accept_websocket: AcceptWebSocket, open_polling: OpenPolling) -> None:
         self.store = store
         self.config = config
         self._find = find_session
         self._accept = accept_websocket
+        self._open_polling = open_polling
         self._ids = itertools.count(1)
         #: the owner's forwarded long-polls, by (relaying worker, its token)
         self._polls: dict[tuple[str, int], tuple[asyncio.Future[Any], EngineSocket]] = {}
@@ -106,7 +117,8 @@ class Forwarding:
         #: forwarded GETs and POSTs waiting for their owner's answer: a draining worker
         #: waits for them, or closing their connections would cut off the owner's "1"
         self.in_flight = 0
-        #: for the metrics: requests forwarded to their owner, by kind
+        #: for the metrics: requests forwarded to their owner, by kind (and handshakes
+        #: handed over)
         self.forwarded: Counter[str] = Counter()
         #: sessions whose last GET was answered through another worker (see _on_peers)
         self._answered: set[EngineSocket] = set()
@@ -117,6 +129,7 @@ class Forwarding:
         store.on(WsIn.KIND, self._on_ws_in)
         store.on(WsOut.KIND, self._on_ws_out)
         store.on(WsClose.KIND, self._on_ws_close)
+        store.on(Open.KIND, self._on_open)
         store.on_peers(self._on_peers)
 
     def owns_route(self, owner: str) -> bool:
@@ -180,6 +193,30 @@ class Forwarding:
             reply, accept, headers, upgrade=True,
             withdraw=lambda: self.store.send(owner, WsClose.KIND, close))
 
+    def peer(self) -> str | None:
+        """Another live worker, at random (None: there is none)."""
+        others = sorted(self.store.peers - {self.store.owner})
+        return random.choice(others) if others else None
+
+    def hand_off(self, peer: str, sid: str, request: Request, headers: list[tuple[str, str]],
+                 compression: HTTPCompression | None = None) -> asyncio.Future[Response | None]:
+        """A polling handshake, for ``peer`` to open as ``sid`` (a sid of its own, see the
+        module's doc)."""
+        logger.debug("handing a handshake over to %s", peer)
+        self.forwarded["handshake"] += 1
+        message = Open(sid, request.path, request.raw_url, request.query, request.headers,
+                       request.client, request.secure)
+
+        def respond(verdict: Verdict) -> Response:
+            if verdict.status != 200:
+                raise ShuttingDown()  # that worker drains too (its bare 503)
+            return polling.body_response(verdict.body, headers,
+                                         compression if verdict.compress else None)
+
+        reply = self._ask(peer, Open.KIND, message.to_wire(), self.config.forward_timeout)
+        # a worker that does not answer: the drain's 503, which the client retries
+        return self._answer(reply, respond, headers, unanswered=ShuttingDown)
+
     def _ask(self, owner: str, kind: str, payload: Any, timeout: float) -> asyncio.Future[Any]:
         """A GET or POST for the owner; counted until answered (see in_flight)."""
         self.in_flight += 1
@@ -193,10 +230,13 @@ class Forwarding:
     def _answer(self, reply: asyncio.Future[Any],
                 respond: Callable[[Verdict], Response | None],
                 headers: list[tuple[str, str]], *, upgrade: bool = False,
-                withdraw: Callable[[], object] | None = None) -> asyncio.Future[Response | None]:
+                withdraw: Callable[[], object] | None = None,
+                unanswered: type[HTTPError] = UnknownSession
+                ) -> asyncio.Future[Response | None]:
         """The HTTP answer to a forwarded request: ``respond(reply)`` once the owner's
-        reply comes, its error's answer if it is one. Cancelled (the client's connection
-        went away), the request is forgotten here and ``withdraw`` tells the owner."""
+        reply comes, its error's answer if it is one (``unanswered``'s when none comes).
+        Cancelled (the client's connection went away), the request is forgotten here and
+        ``withdraw`` tells the owner."""
         answer: asyncio.Future[Response | None] = reply.get_loop().create_future()
 
         def replied(reply: asyncio.Future[Any]) -> None:
@@ -204,8 +244,8 @@ class Forwarding:
                 return  # cancelled first
             try:
                 if reply.cancelled() or reply.exception() is not None:
-                    raise UnknownSession()  # RequestFailed: the owner is gone or silent
-                response = respond(_raise_reply(reply.result()))
+                    raise unanswered()  # RequestFailed: the owner is gone or silent
+                response = respond(_raise_reply(reply.result(), unanswered))
             except HTTPError as exc:
                 response = error_response(exc, headers, close=upgrade)
             answer.set_result(response)
@@ -245,11 +285,12 @@ class Forwarding:
         message = Poll.from_wire(envelope.payload)
         try:
             socket = self._polling_session(message.sid)
-            answer = polling.poll(socket, _poll_reply)  # pending now, before the next envelope
+            waiting = polling.poll(socket, _poll_reply)  # pending now, before the next envelope
         except HTTPError as exc:
             return _error_reply(exc)
         relay = envelope.origin
-        if isinstance(answer, asyncio.Future):
+        if isinstance(waiting, Deferred):
+            answer = waiting.as_future()  # what the store replies with once it is done
             key = (relay, message.token)
             self._polls[key] = (answer, socket)
 
@@ -259,9 +300,9 @@ class Forwarding:
                     self._answered_via(socket, relay)
 
             answer.add_done_callback(done)
-        else:
-            self._answered_via(socket, relay)
-        return answer
+            return answer
+        self._answered_via(socket, relay)
+        return waiting
 
     def _answered_via(self, socket: EngineSocket, relay: str) -> None:
         socket.answered_via = relay
@@ -299,6 +340,16 @@ class Forwarding:
             return _CLOSE_AT_ONCE
         self._remote_ws[proxy_id] = remote
         return _UPGRADED
+
+    def _on_open(self, envelope: Envelope) -> Any:
+        message = Open.from_wire(envelope.payload)
+        request = Request("GET", message.path, message.query, message.headers,
+                          client=message.client, secure=message.secure,
+                          raw_url=message.raw_url)
+        try:
+            return _poll_reply([self._open_polling(message.sid, request)])
+        except HTTPError as exc:
+            return _error_reply(exc)
 
     def _on_ws_in(self, envelope: Envelope) -> None:
         message = WsIn.from_wire(envelope.payload)

@@ -9,6 +9,8 @@ and nowhere else. The payloads' version is the envelope's (``stores.base.VERSION
 
 - The receiving worker asks the owner: :class:`Poll`, :class:`Post`, :class:`WsOpen` (each
   answered by a :class:`Verdict`), :class:`PollAbort` when its client went away.
+- A retiring worker hands a polling handshake to another worker: :class:`Open` (answered
+  by a :class:`Verdict` with the open packet).
 - A relayed websocket: :class:`WsIn` (a frame from the client, proxy -> owner),
   :class:`WsOut` (frames to the client, owner -> proxy), :class:`WsClose` (either way).
 - ``METRICS``: a scrape asks the other workers of its machine for their metric families
@@ -32,6 +34,7 @@ class EngineKind(enum.StrEnum):
     WS_IN = "ws_in"
     WS_OUT = "ws_out"
     WS_CLOSE = "ws_close"
+    OPEN = "open"
     METRICS = "metrics"
 
 
@@ -181,9 +184,48 @@ class WsClose:
         return WsClose(_str(proxy_id, "ws_close"))
 
 
+def _str_dict(value: Any, kind: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise BadMessage(f"malformed {kind}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """A polling handshake that reached a retiring worker, for the worker ``sid`` names
+    (the retiring one chose it): open the session as if the handshake were its own. What
+    it carries of the request is what the session keeps of it (``socket.handshake``)."""
+
+    KIND: ClassVar[EngineKind] = EngineKind.OPEN
+    sid: str
+    path: str
+    raw_url: bytes
+    query: dict[str, str]
+    headers: dict[str, str]
+    client: tuple[str, int] | None
+    secure: bool
+
+    def to_wire(self) -> list[Any]:
+        client = list(self.client) if self.client is not None else None
+        return [self.sid, self.path, self.raw_url, self.query, self.headers, client,
+                self.secure]
+
+    @staticmethod
+    def from_wire(value: Any) -> Open:
+        sid, path, raw_url, query, headers, client, secure = _fields(value, 7, "open")
+        if client is not None:
+            host, port = _fields(client, 2, "open")
+            client = (_str(host, "open"), _int(port, "open"))
+        if not isinstance(raw_url, bytes) or not isinstance(secure, bool):
+            raise BadMessage("malformed open")
+        return Open(_str(sid, "open"), _str(path, "open"), raw_url, _str_dict(query, "open"),
+                    _str_dict(headers, "open"), client, secure)
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The owner's answer to a Poll, Post or WsOpen: the HTTP status, the Engine.IO error
+    """The owner's answer to a Poll, Post, WsOpen or Open: the HTTP status, the Engine.IO error
     code of a refusal (None: none), the body of a poll's answer and whether it may be
     compressed (not when every packet in it said ``compress(False)``), and for a websocket
     accepted (101) whether to close it at once (the session has one already)."""

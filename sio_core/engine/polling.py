@@ -18,14 +18,13 @@ one, the session's owner (forwarding.py): only the form of the answer differs.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..config import Config
 from ..exceptions import BadRequest, EngineIOProtocolError, PayloadTooLarge
 from ..http.compression import HTTPCompression
-from ..http.messages import Response
+from ..http.messages import Deferred, Response
 from ..protocol import engineio
 from ..protocol.engineio import Packet
 from .socket import EngineSocket
@@ -46,9 +45,9 @@ class Polling:
     name = "polling"
 
     def __init__(self) -> None:
-        #: the pending GET: the future of its answer, what makes the answer of packets
-        #: (an HTTP response, or a forwarded GET's reply), and what its abort calls
-        self._waiter: asyncio.Future[Any] | None = None
+        #: the pending GET: its answer to come, what makes the answer of packets (an HTTP
+        #: response, or a forwarded GET's reply), and what its abort calls
+        self._waiter: Deferred[Any] | None = None
         self._answer: Callable[[list[Packet]], Any] = _no_answer
         self._on_abort: Callable[[], None] = _no_abort
 
@@ -63,6 +62,7 @@ class Polling:
     def send_packets(self, packets: list[Packet]) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
+            # the HTTP connection writes it now (Deferred): no task, no loop turn
             waiter.set_result(self._answer(packets))
 
     def close(self) -> None:
@@ -70,18 +70,17 @@ class Polling:
             self.send_packets([engineio.CLOSE])
 
     def wait(self, answer: Callable[[list[Packet]], T],
-             on_abort: Callable[[], None]) -> asyncio.Future[T]:
-        """The GET waits: a future of ``answer(packets)``. Cancelling it (the GET's
+             on_abort: Callable[[], None]) -> Deferred[T]:
+        """The GET waits: the answer to come, ``answer(packets)``. Cancelling it (the GET's
         connection went away) calls ``on_abort``."""
-        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        waiter.add_done_callback(self._done)
+        waiter: Deferred[T] = Deferred(self._cancelled)
         self._waiter = waiter
         self._answer = answer
         self._on_abort = on_abort
         return waiter
 
-    def _done(self, waiter: asyncio.Future[Any]) -> None:
-        if waiter.cancelled() and self._waiter is waiter:
+    def _cancelled(self, waiter: Deferred[Any]) -> None:
+        if self._waiter is waiter:
             self._waiter = None
             self._on_abort()
 
@@ -94,11 +93,11 @@ def _no_abort() -> None:
     pass
 
 
-def poll(socket: EngineSocket, answer: Callable[[list[Packet]], T]) -> T | asyncio.Future[T]:
+def poll(socket: EngineSocket, answer: Callable[[list[Packet]], T]) -> T | Deferred[T]:
     """Take a GET in, now (see :meth:`EngineSocket.begin_poll`): ``answer(packets)`` at
-    once if output is queued, or else a future of it, set when there is some. Cancelling
-    the future (the GET's connection went away) aborts the poll, which closes the session.
-    Raises BadRequest for a GET the session refuses."""
+    once if output is queued, or else the answer to come, given when there is some.
+    Cancelling it (the GET's connection went away) aborts the poll, which closes the
+    session. Raises BadRequest for a GET the session refuses."""
     ready = socket.begin_poll()
     if ready is not None:
         return answer(ready)
@@ -109,9 +108,9 @@ def poll(socket: EngineSocket, answer: Callable[[list[Packet]], T]) -> T | async
 
 
 def get(socket: EngineSocket, headers: list[tuple[str, str]],
-        compression: HTTPCompression | None = None) -> Response | asyncio.Future[Response]:
-    """A GET of this worker's session: its answer now, or a future of it (cancelling it
-    withdraws the GET). Raises BadRequest for a GET the session refuses."""
+        compression: HTTPCompression | None = None) -> Response | Deferred[Response]:
+    """A GET of this worker's session: its answer now, or the answer to come (cancelling
+    it withdraws the GET). Raises BadRequest for a GET the session refuses."""
     return poll(socket, lambda packets: payload_response(packets, headers, compression))
 
 

@@ -49,6 +49,7 @@ from ..http.cors import cors_headers, preflight
 from ..http.messages import Request, Response, error_response, text_response
 from ..http.proxy import TrustedProxies
 from ..http.static import StaticFiles, client_files
+from ..protocol.engineio import Packet
 from ..protocol.session import CloseReason, EngineSession, Timing
 from ..protocol.session import Transport as TransportKind
 from ..protocol.sid import new_owner, new_sid, owner_of
@@ -81,7 +82,7 @@ class Service(Protocol):
 
     async def drain(self, timeout: float) -> bool: ...
 
-    def stop_listening(self) -> None: ...
+    def retire(self) -> None: ...
 
     async def close(self, timeout: float | None = None) -> None: ...
 
@@ -111,6 +112,7 @@ class EngineServer:
         self.websockets: set[WebSocket] = set()
         self._started = False
         self._draining = False
+        self._retired = False  # see retire()
         self._closed = False
         self._servers: list[asyncio.Server] = []
         #: for the metrics: sessions opened by transport, closed by reason
@@ -184,7 +186,8 @@ class EngineServer:
         self.store = store
         self.owner = store.owner
         self.forwarding = Forwarding(store, self.config, find_session=self.sockets.get,
-                                     accept_websocket=self._accept_websocket)
+                                     accept_websocket=self._accept_websocket,
+                                     open_polling=self._open_handed_over)
         if self.metrics is not None:
             self.metrics.join(store)
 
@@ -239,6 +242,15 @@ class EngineServer:
     def stop_listening(self) -> None:
         for server in self._servers:
             server.close()
+
+    def retire(self) -> None:
+        """Before a drain, when this worker stops alone and the others stay (SIGHUP): stop
+        listening, so that they take the new connections, and hand a polling handshake
+        that still comes (on a connection accepted before) to one of them rather than
+        refusing it (forwarding.py). A websocket handshake is refused (503) as in any drain:
+        its connection would be relayed through this worker, which is going away."""
+        self._retired = True
+        self.stop_listening()
 
     def _drained(self) -> bool:
         forwarding = self.forwarding
@@ -342,19 +354,20 @@ class EngineServer:
             == "websocket"
         sid = query.get("sid")
         if sid:  # an empty sid is no sid, as in the reference
-            owner = owner_of(sid)
-            if owner is None:
-                raise UnknownSession()
-            added = self._app_headers(request)
-            if owner != self.owner:
+            socket = self.sockets.get(sid)
+            if socket is None:  # not a session of this worker: another's, or none
+                owner = owner_of(sid)
+                if owner is None or owner == self.owner:
+                    raise UnknownSession()
                 return self._forward(owner, sid, transport, is_ws_upgrade, request, conn,
-                                     [*headers, *added])
-            socket = self._lookup(sid)
+                                     [*headers, *self._app_headers(request)])
+            added = self._app_headers(request)
             if transport == "websocket":
                 if not is_ws_upgrade:
                     raise BadRequest()
                 return self._upgrade(request, conn, socket, added)
-            headers = [*headers, *added]
+            if added:
+                headers = [*headers, *added]
             if socket.transport.name != "polling":
                 raise BadRequest()  # polling after the upgrade (reference: 400 code 3)
             if request.method == "GET":
@@ -392,17 +405,33 @@ class EngineServer:
             answer = self._handshake(request, conn, headers)
         except HTTPError as exc:
             return self._refuse(request, exc, headers)
+        if inspect.isawaitable(answer):
+            return await answer  # handed over (a retired worker's)
         return answer
 
     def _handshake(self, request: Request, conn: HTTPConnection | Connection,
-                   headers: list[tuple[str, str]]) -> Response | None:
+                   headers: list[tuple[str, str]]
+                   ) -> Response | Awaitable[Response | None] | None:
         if request.query.get("EIO") != "4":
             raise UnsupportedProtocolVersion()
+        on_websocket = request.query.get("transport") == "websocket"
         if self._draining:
-            raise ShuttingDown()
-        if request.query.get("transport") == "websocket":
+            peer = self.forwarding.peer() if self._retired and self.forwarding else None
+            if peer is None or on_websocket:
+                raise ShuttingDown()
+            return self._hand_off(peer, request, headers)
+        if on_websocket:
             return self._open_websocket(request, conn)
         return self._open_polling(request, headers)
+
+    def _hand_off(self, peer: str, request: Request,
+                  headers: list[tuple[str, str]]) -> Awaitable[Response | None]:
+        """A polling handshake of a retired worker, for ``peer`` to open (see retire())."""
+        assert self.forwarding is not None
+        sid = new_sid(peer)
+        return self.forwarding.hand_off(peer, sid, request,
+                                        [*headers, *self._app_headers(request, sid)],
+                                        self._compression(request))
 
     def _forward(self, owner: str, sid: str, transport: str, is_ws_upgrade: bool,
                  request: Request, conn: HTTPConnection | Connection,
@@ -428,12 +457,6 @@ class EngineServer:
             return None
         return negotiate(request.headers.get("accept-encoding"),
                          config.http_compression_threshold)
-
-    def _lookup(self, sid: str) -> EngineSocket:
-        socket = self.sockets.get(sid)
-        if socket is None or owner_of(sid) is None:
-            raise UnknownSession()
-        return socket
 
     # -- handshakes ---------------------------------------------------------------------
 
@@ -461,12 +484,28 @@ class EngineServer:
         return []
 
     def _open_polling(self, request: Request, headers: list[tuple[str, str]]) -> Response:
-        socket = self._new_socket(polling.Polling(), request)
-        open_packet = socket.core.handshake(upgrades=self._upgrades(),
-                                            max_payload=self.config.max_payload)
+        socket, open_packet = self._new_polling(request)
         headers = [*headers, *self._app_headers(request, socket.sid)]
         socket.opened()
         return polling.payload_response([open_packet], headers, self._compression(request))
+
+    def _new_polling(self, request: Request,
+                     sid: str | None = None) -> tuple[EngineSocket, Packet]:
+        socket = self._new_socket(polling.Polling(), request, sid)
+        return socket, socket.core.handshake(upgrades=self._upgrades(),
+                                             max_payload=self.config.max_payload)
+
+    def _open_handed_over(self, sid: str, request: Request) -> Packet:
+        """A polling handshake a retired worker handed over (forwarding.py), to open as
+        ``sid``: its open packet. The handshake's HTTP answer is the retired worker's (with
+        the application's headers)."""
+        if self._draining:
+            raise ShuttingDown()
+        if owner_of(sid) != self.owner or sid in self.sockets:
+            raise BadRequest()
+        socket, open_packet = self._new_polling(request, sid)
+        socket.opened()
+        return open_packet
 
     def _open_websocket(self, request: Request,
                         conn: HTTPConnection | Connection) -> Response | None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..protocol import engineio
-from ..protocol.engineio import NOOP, Packet
+from ..protocol.engineio import NOOP, Packet, PacketType
 from ..protocol.session import CloseReason, EngineSession, State
 from .transport import Transport
 
@@ -84,13 +84,15 @@ class EngineSocket:
 
     @property
     def closed(self) -> bool:
-        return self.core.state is State.CLOSED or self.core.state is State.CLOSING
+        """CLOSING or CLOSED (what the core's ``accepting`` says the other way round)."""
+        return not self.core.accepting
 
     def send(self, data: str | bytes, compress: bool = True) -> bool:
         """Queue one message; written at the end of this loop turn."""
         if not self.core.send(engineio.message(data, compress)):
             return False
-        self._schedule_pump()
+        if not self._pump_scheduled:  # (while a handler answers input: the input's pump)
+            self._schedule_pump()
         return True
 
     def send_packet(self, packet: Packet) -> bool:
@@ -122,35 +124,49 @@ class EngineSocket:
         self._pump()
 
     def receive(self, packets: list[Packet]) -> None:
-        messages = self.core.receive_many(packets, self._loop.time())
+        core = self.core
+        messages = core.receive_many(packets, self._loop.time())
         # what the handlers send now is written by the pump below, in the same write: no
         # end-of-turn pump needs scheduling for it (the pump clears the flag)
         self._pump_scheduled = True
         # the messages before a close in this input are delivered (the reference emits them
         # before its close); the core has dropped the ones after it
-        closed_by_input = self.closed
+        closed_by_input = not core.accepting
         for data in messages:
-            if not closed_by_input and self.closed:
+            if not closed_by_input and not core.accepting:
                 # closed meanwhile by a handler (e.g. a refused packet): the rest is dropped,
                 # as the reference's engine drops packets once its socket is not open
                 break
-            try:
-                self.handler.on_message(self, data)
-            except Exception:
-                logger.exception("error in message handler (sid %s)", self.sid)
+            self._deliver(data)
         self._pump()
+
+    def _deliver(self, data: str | bytes) -> None:
+        try:
+            self.handler.on_message(self, data)
+        except Exception:
+            logger.exception("error in message handler (sid %s)", self.sid)
 
     def protocol_error(self) -> None:
         self.core.protocol_error()
         self._pump()
 
     def _message(self, data: str | bytes) -> None:
+        """One packet from a websocket (every websocket message's path)."""
         try:
             packet = engineio.decode_packet(data)
         except Exception:
             self.protocol_error()
             return
-        self.receive([packet])
+        core = self.core
+        if packet.type is PacketType.MESSAGE and core.accepting:
+            # what the handlers send is written at the end of this loop turn (send schedules
+            # the pump), with what every other websocket read in this turn answers: the
+            # client side then wakes once for a batch of answers rather than once per
+            # answer (a write per read woke the load generator per ack: see PROFILE.md)
+            self._deliver(packet.data)
+        else:
+            core.receive(packet, self._loop.time())
+            self._pump()
 
     def _transport_closed(self) -> None:
         self.core.transport_lost()

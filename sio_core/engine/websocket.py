@@ -1,8 +1,10 @@
 """WebSocket connections, framed by the ``websockets`` package's sans-I/O ServerProtocol.
 
-How this works: the HTTP layer has parsed the upgrade request; :func:`accept` replays its
-head into a fresh :class:`websockets.server.ServerProtocol` (which validates the handshake
-and answers 101), and the :class:`WebSocketConnection` then takes the TCP connection over:
+How this works: the HTTP layer has parsed the upgrade request; :func:`accept` hands the
+headers websockets reads, as its :class:`websockets.http11.Request`, to a fresh
+:class:`websockets.server.ServerProtocol` (whose ``accept`` validates the handshake,
+negotiates extensions and makes the 101), and the :class:`WebSocketConnection` then takes
+the TCP connection over:
 bytes in -> frames -> ``on_message(str | bytes)``; ``send(...)`` -> frames -> bytes out.
 Fragmented messages are reassembled here; ping/pong/close frames are answered by the
 protocol object. Each Engine.IO packet travels in one frame.
@@ -21,6 +23,8 @@ import asyncio
 import logging
 from collections.abc import Collection, Iterable
 
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeaderValue
 from websockets.extensions import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import (
     PerMessageDeflate,
@@ -46,11 +50,37 @@ def _frame(packet: Packet) -> Frame:
     return Frame(Opcode.TEXT, (TYPE_CHARS[packet.type] + data).encode("utf-8"))
 
 
+#: the header websockets' Frame.serialize writes for an unmasked, unfragmented, uncompressed
+#: frame, by opcode and payload length: such a frame is its header and then its payload as it
+#: is (RFC 6455 section 5.2), so the header is serialized once per length and not per frame
+#: (Frame.serialize costs ~10k instructions, a fifth of the Python of a websocket echo's
+#: output). Lengths past _HEADER_CACHE_LENGTHS are framed by Frame.serialize each time.
+_HEADERS: dict[Opcode, dict[int, bytes]] = {Opcode.TEXT: {}, Opcode.BINARY: {}}
+_HEADER_CACHE_LENGTHS = 4096
+
+
+def _serialized(opcode: Opcode, payload: bytes) -> bytes:
+    length = len(payload)
+    headers = _HEADERS[opcode]
+    header = headers.get(length)
+    if header is None:
+        if length >= _HEADER_CACHE_LENGTHS:
+            return Frame(opcode, payload).serialize(mask=False)
+        serialized = Frame(opcode, bytes(length)).serialize(mask=False)
+        header = headers[length] = serialized[:len(serialized) - length]
+    return header + payload
+
+
 def frame_of(packet: Packet) -> bytes:
-    """The packet's WebSocket frame (built by websockets' Frame), made once per packet."""
+    """The packet's WebSocket frame (as websockets' Frame serializes it), made once per
+    packet."""
     cached = packet.ws_frame
     if cached is None:
-        cached = _frame(packet).serialize(mask=False)
+        data = packet.data
+        if isinstance(data, bytes):
+            cached = _serialized(Opcode.BINARY, data)
+        else:
+            cached = _serialized(Opcode.TEXT, (TYPE_CHARS[packet.type] + data).encode("utf-8"))
         object.__setattr__(packet, "ws_frame", cached)  # a cache slot, see Packet
     return cached
 
@@ -92,18 +122,27 @@ def server_extensions(config: Config) -> list[ServerExtensionFactory] | None:
     return [ServerPerMessageDeflateFactory(server_no_context_takeover=True)]
 
 
-#: the request headers websockets' ServerProtocol reads to validate and answer a handshake;
-#: the others are not replayed to it (they are parsed once, by the HTTP layer)
-_HANDSHAKE_HEADERS = frozenset({b"connection", b"upgrade", b"sec-websocket-key",
-                                b"sec-websocket-version", b"sec-websocket-extensions",
-                                b"sec-websocket-protocol", b"origin"})
+#: the request headers websockets' ServerProtocol reads to validate and answer a handshake,
+#: as websockets names them; the others are not handed to it
+_HANDSHAKE_HEADERS = {name.lower().encode(): name for name in (
+    "Connection", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol", "Origin")}
+
+#: what each ServerProtocol would look up by name (logging.getLogger) per connection
+_WS_LOGGER = logging.getLogger("websockets.server")
 
 
-def _raw_head(request: Request) -> bytes:
-    lines = [b"GET " + request.raw_url + b" HTTP/1.1"]
-    lines.extend(name + b": " + value for name, value in request.raw_headers
-                 if name.lower() in _HANDSHAKE_HEADERS)  # repeated ones too: refused there
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+def _handshake_request(request: Request) -> WSRequest:
+    """The upgrade request as websockets' sans-I/O API takes it: made from the headers the
+    HTTP layer parsed, not parsed again. Repeated fields stay repeated (websockets refuses
+    a repeated key, version or origin). Raises InvalidHeaderValue for a value websockets
+    finds unsafe. The method and version are GET and HTTP/1.1, as the engine checked."""
+    headers = Headers()
+    for name, value in request.raw_headers:
+        canonical = _HANDSHAKE_HEADERS.get(name.lower())
+        if canonical is not None:
+            headers[canonical] = value.decode("latin-1")
+    return WSRequest(request.raw_url.decode("latin-1"), headers)
 
 
 class WebSocketConnection:
@@ -111,13 +150,17 @@ class WebSocketConnection:
     HTTP layer's ConnectionHandler once it has taken the connection over."""
 
     __slots__ = ("_close_timer", "_closed", "_config", "_deflate", "_fragment_text", "_fragments",
-                 "_http", "_protocol", "_registry", "_shared_deflate", "on_close", "on_message")
+                 "_head", "_http", "_protocol", "_registry", "_shared_deflate", "on_close",
+                 "on_message")
 
     def __init__(self, http: HTTPConnection, protocol: ServerProtocol, config: Config,
-                 registry: set[WebSocket] | None = None) -> None:
+                 registry: set[WebSocket] | None = None, head: bytes = b"") -> None:
         self._http = http
         self._protocol = protocol
         self._config = config
+        #: the 101 answer, until the first write carries it: with the Engine.IO open packet
+        #: (or whatever comes first) in one write, one send(2) per handshake fewer
+        self._head = head
         self.on_message: MessageCallback = ignore_message
         self.on_close: CloseCallback = ignore_close
         self._fragments: list[bytes] = []
@@ -146,6 +189,8 @@ class WebSocketConnection:
         self.on_close = on_close
 
     def start(self, trailing: bytes = b"") -> None:
+        if self._head:
+            self._write(b"")  # the 101, if nothing carried it yet
         self._http.take_over(self, trailing)
 
     @property
@@ -266,6 +311,8 @@ class WebSocketConnection:
         transport = self._http.transport
         if transport is None or transport.is_closing():
             return
+        if self._head:
+            data, self._head = self._head + data, b""
         transport.write(data)
         limit = self._config.max_outbound_buffer
         if limit is not None and transport.get_write_buffer_size() > limit:
@@ -303,6 +350,9 @@ class WebSocketConnection:
         if data[-1] == b"":
             eof = True
             data = data[:-1]
+        if self._head:
+            data.insert(0, self._head)
+            self._head = b""
         if data:
             transport.write(b"".join(data) if len(data) > 1 else data[0])
         if eof and transport.can_write_eof():
@@ -329,24 +379,43 @@ def accept(
 ) -> WebSocketConnection | Response:
     """Validate the upgrade request and answer 101 (with ``headers`` added); or return the
     refusal to send. The accepted connection is in ``registry`` until its TCP connection is
-    gone."""
-    protocol = ServerProtocol(max_size=config.max_payload, extensions=server_extensions(config))
-    protocol.receive_data(_raw_head(request))
-    events = protocol.events_received()
-    ws_request = next((e for e in events if isinstance(e, WSRequest)), None)
-    if ws_request is None:
+    gone; its 101 is written with its first output (or by ``start``)."""
+    # OPEN from the start: the request is handed to websockets rather than parsed by it from
+    # bytes, so the protocol's parser reads frames from the first byte
+    protocol = ServerProtocol(max_size=config.max_payload, extensions=server_extensions(config),
+                              state=WSState.OPEN, logger=_WS_LOGGER)
+    try:
+        ws_request = _handshake_request(request)
+    except InvalidHeaderValue:
         return Response(400, [("Content-Type", "text/plain")], b"Bad WebSocket request",
                         close=True)
-    response = protocol.accept(ws_request)
-    if response.status_code != 101:
+    try:
+        accept_value, extensions, subprotocol = protocol.process_request(ws_request)
+    except Exception:
+        # refused: websockets' accept() answers it (it checks the request again, and maps
+        # each error to its status and text)
+        response = protocol.accept(ws_request)
         return Response(response.status_code, [("Content-Type", "text/plain")],
                         bytes(response.body or b""), close=True)
-    for name, value in headers or ():
-        response.headers[name] = value
-    protocol.send_response(response)
-    # websockets' parser generator keeps the handshake request it parsed for the life of the
-    # connection: empty the headers we were handed, as nothing reads them any more
-    ws_request.headers.clear()
-    connection = WebSocketConnection(http, protocol, config, registry)
-    connection._flush()
-    return connection
+    return WebSocketConnection(http, protocol, config, registry,
+                               _switching(accept_value, extensions, subprotocol, headers))
+
+
+def _switching(accept_value: str, extensions: str | None, subprotocol: str | None,
+               headers: list[tuple[str, str]] | None) -> bytes:
+    """The 101 answer (RFC 6455 section 4.2.2) to a handshake websockets' process_request
+    found valid, with its Sec-WebSocket-Accept and negotiated extensions and subprotocol,
+    and ``headers`` added. Made here rather than by its accept(): no Headers object, and no
+    Date, which a 1xx answer need not carry (RFC 9110 section 6.6.1) and Node's ws does
+    not send."""
+    head = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept_value}\r\n")
+    if extensions is not None:
+        head += f"Sec-WebSocket-Extensions: {extensions}\r\n"
+    if subprotocol is not None:
+        head += f"Sec-WebSocket-Protocol: {subprotocol}\r\n"
+    if not headers:
+        return (head + "\r\n").encode("latin-1")
+    # the application's headers, checked by websockets' Headers (a value with a line break
+    # is refused: InvalidHeaderValue)
+    return head.encode("latin-1") + Headers(headers).serialize()

@@ -12,6 +12,7 @@ HTTP means it.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import zlib
 from dataclasses import dataclass
@@ -48,6 +49,12 @@ def negotiate(accept_encoding: str | None, threshold: int | None) -> HTTPCompres
     client accepts neither coding or ``threshold`` is None (compression off)."""
     if threshold is None or not accept_encoding:
         return None
+    return _negotiated(accept_encoding, threshold)
+
+
+#: a client sends the same Accept-Encoding with each long-poll: read once per value
+@functools.lru_cache(maxsize=64)
+def _negotiated(accept_encoding: str, threshold: int) -> HTTPCompression | None:
     weights: dict[str, float] = {}
     for item in accept_encoding.split(","):
         name, _, params = item.partition(";")

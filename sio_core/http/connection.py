@@ -6,10 +6,11 @@ whose callbacks build a :class:`Request` and enforce the limits of
 requests). Complete requests are handled one at a time, in order (keep-alive and
 pipelining), by ``handler(request, connection)``, called at once: it returns the
 Response, or None once it has taken the connection over (a WebSocket upgrade, through
-:meth:`HTTPConnection.take_over`), or an awaitable of either when the answer must wait
-(a long-poll, a request forwarded to another worker). Only then is a task made, and if
-the connection is lost meanwhile it is cancelled (a pending long-poll must learn that
-its client is gone). Most requests so cost no task and no extra loop turn.
+:meth:`HTTPConnection.take_over`), or the answer to come when it must wait: a
+:class:`~sio_core.http.messages.Deferred` (a long-poll, written the moment it is given:
+no task, no loop turn), a Future (a request forwarded to another worker, written from
+its callback) or another awaitable (run as a task). If the connection is lost meanwhile
+the wait is cancelled (a pending long-poll must learn that its client is gone).
 
 A connection's life is :class:`ConnState`, changed in few places::
 
@@ -38,7 +39,7 @@ from typing import Any, Protocol
 import httptools
 
 from ..config import Config
-from .messages import Request, Response, parse_query, text_response
+from .messages import Deferred, Request, Response, parse_query, text_response
 from .proxy import TrustedProxies, forwarded_secure
 
 logger = logging.getLogger("sio_core.http")
@@ -83,6 +84,28 @@ _READING, _LAST, _LINGERING = ConnState.READING, ConnState.LAST, ConnState.LINGE
 _TAKEN_OVER, _CLOSED = ConnState.TAKEN_OVER, ConnState.CLOSED
 
 
+#: the usual methods' names, not decoded anew for each request
+_METHODS = {name.encode(): name for name in ("GET", "POST", "OPTIONS", "HEAD", "PUT")}
+
+
+#: header names as the Request's dict has them (decoded, lower case), by their bytes as they
+#: came: each name is decoded once, and the idle connections' requests (kept for
+#: socket.handshake) share one string per name instead of a copy each
+_NAMES: dict[bytes, str] = {}
+#: what _NAMES holds at most (a client sending made-up names cannot grow it further)
+_MAX_NAMES = 512
+
+
+def _header_name(raw: bytes) -> str:
+    """The name of ``raw`` (not in _NAMES yet), kept there under its spelling and its
+    lower-case one while there is room: "Host" and "host" share one string."""
+    lower = raw.lower()
+    name = _NAMES.get(lower) or raw.decode("latin-1").lower()
+    if len(_NAMES) < _MAX_NAMES - 1:
+        _NAMES[lower] = _NAMES[raw] = name
+    return name
+
+
 class _Refuse(Exception):
     """Raised inside a parser callback to stop parsing and answer with a status."""
 
@@ -97,7 +120,7 @@ class HTTPConnection(asyncio.Protocol):
                  "_parser", "_pending", "_proxies", "_queue", "_reading_paused", "_refusal",
                  "_secure", "_state",
                  "_taken_over", "_task", "_timer", "_timer_at", "_unparsed", "_url",
-                 "_waiting_get", "_write_paused", "transport")
+                 "_waiting", "_waiting_get", "_write_paused", "transport")
 
     def __init__(self, handler: Handler, config: Config, *,
                  connections: set[HTTPConnection] | None = None,
@@ -128,11 +151,14 @@ class HTTPConnection(asyncio.Protocol):
         #: the rest of a read, parsed once the queue drains
         self._unparsed = b""
         self._task: asyncio.Task[None] | None = None
-        #: the task answers a GET (see eof_received)
+        #: the request whose answer is awaited (the queue waits behind it)
+        self._waiting: Request | None = None
+        #: it is a GET (see eof_received)
         self._waiting_get = False
-        #: the awaitable the task will await, until it starts: a task cancelled before its
-        #: first step never awaits it, so connection_lost closes it
-        self._pending: Awaitable[Response | None] | None = None
+        #: what connection_lost cancels: the Deferred or Future of the answer, or the
+        #: awaitable the task will await, until it starts (a task cancelled before its
+        #: first step never awaits it, so connection_lost closes it)
+        self._pending: Awaitable[Response | None] | Deferred[Response | None] | None = None
         #: the answer that ended the reading (413, 431, ...), sent after the queued ones
         self._refusal: Response | None = None
         # One timer, re-armed lazily: each request moves the deadline (_timer_at) and the
@@ -172,12 +198,13 @@ class HTTPConnection(asyncio.Protocol):
         if self._taken_over is not None:
             self._taken_over.connection_lost(exc)
             return
+        self._waiting = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
         pending, self._pending = self._pending, None
         if inspect.iscoroutine(pending):
             pending.close()  # its task never started: nothing ran, nothing to undo
-        elif isinstance(pending, asyncio.Future):
+        elif isinstance(pending, (Deferred, asyncio.Future)):
             pending.cancel()  # a request taken in at once (a long-poll): withdrawn
         self._queue.clear()
         self._unparsed = b""
@@ -189,11 +216,11 @@ class HTTPConnection(asyncio.Protocol):
         is most likely gone, and the session must learn it (the reference closes it, "poll
         connection closed prematurely"); a GET can be asked again, a POST's outcome not."""
         self._eof = True
-        if self._task is not None and self._waiting_get:
+        if self._waiting is not None and self._waiting_get:
             return None
         state = self._state
         if state is _LAST or (state is _READING and (
-                self._queue or self._unparsed or self._task is not None)):
+                self._queue or self._unparsed or self._waiting is not None)):
             return True
         return None  # nothing to answer (or lingering, or a websocket): close
 
@@ -278,11 +305,7 @@ class HTTPConnection(asyncio.Protocol):
     # -- parser callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._header_bytes = 0
-        self._body = []
-        self._body_size = 0
+        # the request's parts start empty: from __init__, then on_message_complete
         self._set_timer(self._config.request_timeout)
 
     def on_url(self, url: bytes) -> None:
@@ -291,19 +314,21 @@ class HTTPConnection(asyncio.Protocol):
             raise _Refuse(414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-        self._header_bytes += len(name) + len(value) + 4
-        if (len(self._headers) > self._config.max_header_count
-                or self._header_bytes > self._config.max_header_bytes):
+        headers = self._headers
+        headers.append((name, value))
+        size = self._header_bytes + len(name) + len(value) + 4
+        self._header_bytes = size
+        config = self._config
+        if size > config.max_header_bytes or len(headers) > config.max_header_count:
             raise _Refuse(431)
 
     def on_headers_complete(self) -> None:
         length = expect = None
         for name, value in self._headers:
-            key = name.lower()
-            if key == b"content-length":
+            size = len(name)  # lower-cased only when it may be one of the two
+            if size == 14 and name.lower() == b"content-length":
                 length = value
-            elif key == b"expect":
+            elif size == 6 and name.lower() == b"expect":
                 expect = value
         # answered at once, before the body (and so without a 100 Continue: RFC 9110
         # §10.1.1 "an immediate response with a final status code"); the reference
@@ -318,7 +343,7 @@ class HTTPConnection(asyncio.Protocol):
         interim 100, any other expectation 417 (HTTP/1.0 expectations are ignored)."""
         if b"100-continue" not in [token.strip() for token in value.lower().split(b",")]:
             raise _Refuse(417)
-        if self._queue or self._task is not None:
+        if self._queue or self._waiting is not None:
             self._continue = True  # after the answers before it (_serve_queue)
         else:
             self.write(_CONTINUE)
@@ -334,12 +359,12 @@ class HTTPConnection(asyncio.Protocol):
         self._continue = False  # the body is here: a 100 is moot
         # Any: httptools' stub says the query is bytes, but it is None when there is none (and
         # the mypyc build checks what the stub says)
-        parsed: Any = httptools.parse_url(self._url)
-        path = parsed.path.decode("latin-1")
-        query = parse_query(parsed.query or b"")
+        url = self._url
+        parsed: Any = httptools.parse_url(url)
+        raw = self._headers
         headers: dict[str, str] = {}
-        for name, value in self._headers:
-            key = name.decode("latin-1").lower()
+        for name, value in raw:
+            key = _NAMES.get(name) or _header_name(name)
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
         client, secure = self._client, self._secure
@@ -348,22 +373,27 @@ class HTTPConnection(asyncio.Protocol):
         parser = self._parser
         # read here: llhttp resets its flags once the message is complete
         keep_alive = parser.should_keep_alive()
+        method = parser.get_method()
+        body = self._body
         self._queue.append(Request(
-            method=parser.get_method().decode("latin-1"),
-            path=path,
-            query=query,
-            headers=headers,
-            body=b"".join(self._body),
-            client=client,
-            secure=secure,
-            raw_headers=self._headers,
-            raw_url=bytes(self._url),
-            http_version=parser.get_http_version(),
-            keep_alive=keep_alive,
+            _METHODS.get(method) or method.decode("latin-1"),
+            parsed.path.decode("latin-1"),
+            parse_query(parsed.query or b""),
+            headers,
+            b"".join(body) if body else b"",
+            client,
+            secure,
+            raw,
+            url,
+            parser.get_http_version(),
+            keep_alive,
         ))
-        self._body = []
+        if body:
+            self._body = []
+            self._body_size = 0
         self._url = b""
         self._headers = []
+        self._header_bytes = 0
         if not keep_alive:
             self._state = _LAST
 
@@ -384,15 +414,14 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- handling -----------------------------------------------------------------------
 
-    def _serve_queue(self) -> None:
+    def _serve_queue(self, answered: bool = False) -> None:
         """Answer the queued requests, in order, until one must wait (it gets a task) or
         the client is not reading its answers (the write buffer is over its high-water
         mark: resume_writing carries on). Then parse what a read left over; and once all
         is answered, read on (the keep-alive timeout runs), or end the connection."""
-        if self._task is not None:
-            return  # the waiting one's task carries on with the queue when it is answered
+        if self._waiting is not None:
+            return  # carried on with once the waiting one is answered (_resolved)
         queue = self._queue
-        answered = False
         while True:
             while queue:
                 if self._write_paused or self._state is _CLOSED:
@@ -404,10 +433,16 @@ class HTTPConnection(asyncio.Protocol):
                     logger.exception("error handling %s %s", request.method, request.path)
                     result = text_response(500, "Internal Server Error")
                 if result is not None and not isinstance(result, Response):
+                    self._waiting = request
                     self._pending = result
                     waiting_get = request.method == "GET" or request.method == "HEAD"
                     self._waiting_get = waiting_get
-                    self._task = self._loop.create_task(self._wait(request, result))
+                    if isinstance(result, Deferred):
+                        result.listen(self._resolved)
+                    elif isinstance(result, asyncio.Future):
+                        result.add_done_callback(self._settled)
+                    else:
+                        self._task = self._loop.create_task(self._wait(request, result))
                     if waiting_get and self._eof:
                         self.close()  # given up, as in eof_received: connection_lost cancels
                     return
@@ -442,8 +477,33 @@ class HTTPConnection(asyncio.Protocol):
             logger.exception("error handling %s %s", request.method, request.path)
             response = text_response(500, "Internal Server Error")
         self._task = None
+        self._resolved(response)
+
+    def _settled(self, future: asyncio.Future[Response | None]) -> None:
+        if future.cancelled():
+            return  # the connection was lost: connection_lost cancelled it
+        exc = future.exception()
+        if exc is None:
+            self._resolved(future.result())
+            return
+        request = self._waiting
+        logger.error("error handling %s %s", request and request.method,
+                     request and request.path, exc_info=exc)
+        self._resolved(text_response(500, "Internal Server Error"))
+
+    def _resolved(self, response: Response | None) -> None:
+        """The waiting request's answer: written now. This may run inside another
+        connection's handling (a POST's packets answer a long-poll): the requests queued
+        behind it are then answered on the next loop turn, not nested in there."""
+        request, self._waiting = self._waiting, None
+        self._pending = None
+        if request is None or self._state is _CLOSED:
+            return  # lost meanwhile, or taken over
         if self._answer(request, response):
-            self._serve_queue()
+            if self._queue or self._unparsed:
+                self._loop.call_soon(self._serve_queue, True)
+            else:
+                self._serve_queue(True)  # the keep-alive timeout runs from now
 
     def _answer(self, request: Request, response: Response | None) -> bool:
         """Write the response; whether the connection goes on with HTTP."""
@@ -516,6 +576,7 @@ class HTTPConnection(asyncio.Protocol):
         # what only HTTP needed: released, as the connection may now live for hours
         self._parser = None
         self._task = None  # the handler's task, if any: it returns right after this
+        self._waiting = None
         self._headers = []
         if self._state is not _CLOSED:
             self._state = _TAKEN_OVER
@@ -573,7 +634,7 @@ class HTTPConnection(asyncio.Protocol):
         state = self._state
         if state is _LINGERING:
             self._abort()  # the client neither closed nor stopped sending in time
-        elif state is _READING and self._task is None and not self._queue:
+        elif state is _READING and self._waiting is None and not self._queue:
             # a slow request head/body answers 408; an idle keep-alive just closes
             if self._url or self._headers:
                 self._refuse(408)

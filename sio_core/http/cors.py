@@ -9,8 +9,10 @@ from .messages import Request, Response
 def allowed_origin(config: Config, request: Request) -> str | None:
     """The value for Access-Control-Allow-Origin, or None for no CORS headers."""
     allowed = config.cors_allowed_origins
+    if allowed is None:
+        return None
     origin = request.headers.get("origin")
-    if allowed is None or origin is None:
+    if origin is None:
         return None
     if allowed == "*":
         return origin  # echoed, so that credentials work (reference: origin: true)

@@ -8,9 +8,12 @@ only read; a Response is serialized once, with its Content-Length, and the conne
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl
 
 from ..exceptions import HTTPError
@@ -58,18 +61,112 @@ class Response:
     close: bool = False
 
     def serialize(self, keep_alive: bool) -> bytes:
-        reason = _REASONS.get(self.status, "Unknown")
-        lines = [f"HTTP/1.1 {self.status} {reason}"]
-        for name, value in self.headers:
-            lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {len(self.body)}")
-        if not keep_alive:
-            lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        return head + self.body
+        """The response as written, in one piece. The head up to the Content-Length's
+        value, and what follows it, are made once for each status and headers (a
+        long-poll's answers differ only in their bodies) and kept."""
+        key = (self.status, keep_alive, *self.headers)
+        parts = _HEADS.get(key)
+        if parts is None:
+            parts = _head(self.status, self.headers, keep_alive)
+            if len(_HEADS) >= _MAX_HEADS:
+                _HEADS.clear()  # headers that vary (a cookie's sid): keep the usual ones
+            _HEADS[key] = parts
+        return b"%s%d%s%s" % (parts[0], len(self.body), parts[1], self.body)
 
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+#: the parts of the heads written, by (status, keep-alive, headers): see serialize
+_HEADS: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+_MAX_HEADS = 256
+
+
+def _head(status: int, headers: list[tuple[str, str]], keep_alive: bool
+          ) -> tuple[bytes, bytes]:
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    for name, value in headers:
+        lines.append(f"{name}: {value}")
+    lines.append("Content-Length: ")
+    tail = "\r\n\r\n" if keep_alive else "\r\nConnection: close\r\n\r\n"
+    return "\r\n".join(lines).encode("latin-1"), tail.encode("latin-1")
+
+
+T = TypeVar("T")
+
+_PENDING, _DONE, _CANCELLED = 0, 1, 2
+
+
+class Deferred(Generic[T]):
+    """An answer that comes later (a long-poll's), given by whoever has it with
+    :meth:`set_result`. Unlike a Future's, its listener (our HTTP connection, which writes
+    the answer) is called there and then: no task, no loop turn. If the wait ends first
+    (the client's connection went away), :meth:`cancel` calls ``on_cancel`` at once. Who
+    cannot listen awaits it (an ASGI or aiohttp integration), or takes it as a Future
+    (:meth:`as_future`: the store's reply to a forwarded GET)."""
+
+    __slots__ = ("_listener", "_on_cancel", "_result", "_state")
+
+    def __init__(self, on_cancel: Callable[[Deferred[T]], None] | None = None) -> None:
+        self._state = _PENDING
+        self._result: T | None = None
+        self._listener: Callable[[T], None] | None = None
+        self._on_cancel = on_cancel
+
+    def done(self) -> bool:
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def set_result(self, result: T) -> None:
+        """The answer: given to the listener at once (a second answer, or one after a
+        cancel, is ignored)."""
+        if self._state != _PENDING:
+            return
+        self._state = _DONE
+        self._result = result
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener(result)
+
+    def cancel(self) -> bool:
+        """Give the wait up: ``on_cancel`` is called now. False if it had ended already."""
+        if self._state != _PENDING:
+            return False
+        self._state = _CANCELLED
+        self._listener = None
+        on_cancel, self._on_cancel = self._on_cancel, None
+        if on_cancel is not None:
+            on_cancel(self)
+        return True
+
+    def listen(self, listener: Callable[[T], None]) -> None:
+        """Have ``listener`` called with the answer (at once if it is here)."""
+        if self._state == _DONE:
+            listener(self._result)  # type: ignore[arg-type]  # a T once done
+        elif self._state == _PENDING:
+            self._listener = listener
+
+    def as_future(self) -> asyncio.Future[T]:
+        """A Future of the answer; cancelling it cancels this."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if self._state == _CANCELLED:
+            future.cancel()
+            return future
+
+        def settle(result: T) -> None:
+            if not future.done():
+                future.set_result(result)
+
+        def withdraw(future: asyncio.Future[T]) -> None:
+            if future.cancelled():
+                self.cancel()
+
+        self.listen(settle)
+        future.add_done_callback(withdraw)
+        return future
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.as_future().__await__()
 
 
 def text_response(status: int, text: str, content_type: str = "text/plain; charset=UTF-8",

@@ -77,9 +77,14 @@ TYPE_CHARS = {t: str(t.value) for t in PacketType}
 _TYPE_CHARS = TYPE_CHARS
 
 
+#: what a binary frame's content may be (a tuple: ``bytes | bytearray | memoryview`` in an
+#: isinstance would build the union on every call)
+_BINARY_TYPES = (bytes, bytearray, memoryview)
+
+
 def decode_packet(frame: str | bytes | bytearray | memoryview) -> Packet:
     """Decode one WebSocket frame's content."""
-    if isinstance(frame, bytes | bytearray | memoryview):
+    if isinstance(frame, _BINARY_TYPES):
         return Packet(PacketType.MESSAGE, bytes(frame))
     if not frame:
         raise EngineIOProtocolError("empty packet")

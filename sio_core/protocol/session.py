@@ -25,6 +25,10 @@ from dataclasses import dataclass
 from ..exceptions import BadRequest, EngineIOProtocolError
 from .engineio import CLOSE, NOOP, PING, PONG, PROBE, Packet, PacketType
 
+#: the OPEN packet's JSON, as ``json.dumps(..., separators=...)`` writes it (which builds an
+#: encoder per call: one per handshake)
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+
 
 class State(enum.Enum):
     OPEN = "open"
@@ -118,7 +122,7 @@ class EngineSession:
 
     def handshake(self, *, upgrades: list[str], max_payload: int) -> Packet:
         """The OPEN packet that starts the session."""
-        body = json.dumps(
+        body = _encode_json(
             {
                 "sid": self.sid,
                 "upgrades": upgrades,
@@ -127,7 +131,6 @@ class EngineSession:
                 "pingTimeout": round(self.timing.ping_timeout * 1000),
                 "maxPayload": max_payload,
             },
-            separators=(",", ":"),
         )
         return Packet(PacketType.OPEN, body)
 
@@ -359,10 +362,13 @@ class EngineSession:
     # -- time -------------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        times = [t for t in (self._ping_at, self._pong_by, self._upgrade_by) if t is not None]
-        if self.state is State.CLOSING and self._closing_by is not None:
-            times.append(self._closing_by)
-        return min(times) if times else None
+        # the earliest of the deadlines set (asked after every input: no list built)
+        deadline = self._ping_at
+        for other in (self._pong_by, self._upgrade_by,
+                      self._closing_by if self.state is State.CLOSING else None):
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
+        return deadline
 
     def on_timer(self, now: float) -> None:
         if self.state is State.CLOSED:

@@ -110,6 +110,10 @@ _TO_TEXT = {
     PacketType.BINARY_ACK: PacketType.ACK,
 }
 
+#: the header of a packet without attachments, by type (a BINARY_* without bytes goes out
+#: as its plain type)
+_TEXT_HEADERS = {t: str(_TO_TEXT.get(t, t).value) for t in PacketType}
+
 _ASCII_DIGITS_RE = re.compile(r"[0-9]+")
 _SURROGATE_RE = re.compile("[\\ud800-\\udfff]")  # re's escapes: mypyc takes no surrogate literal
 
@@ -216,8 +220,7 @@ def encode(packet: Packet) -> list[str | bytes]:
         ptype = _TO_BINARY[ptype]
         header = f"{ptype.value}{len(buffers)}-"
     else:
-        ptype = _TO_TEXT.get(ptype, ptype)
-        header = str(ptype.value)
+        header = _TEXT_HEADERS[ptype]
 
     if namespace != "/":
         if not namespace.startswith("/") or "," in namespace:
@@ -252,6 +255,22 @@ def _parse_float(text: str) -> float:
 
 
 _JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float)
+
+
+def _parse_json(text: str, pos: int) -> Any:
+    """The JSON value that ``text`` holds from ``pos`` to its end, as ``json.loads`` reads it.
+
+    A payload that starts and ends with its value (every client writes it so) is read in
+    place, without the copy of ``text[pos:]`` and the two whitespace scans of ``decode``;
+    anything else (surrounding whitespace, trailing data, bad JSON) is read by ``decode``,
+    so what is accepted and what raises stays exactly ``json.loads``'s."""
+    try:
+        data, stop = _JSON.raw_decode(text, pos)
+    except ValueError:
+        stop = -1
+    if stop == len(text):
+        return data
+    return _JSON.decode(text[pos:])
 
 # Where a placeholder sits: (the list or dict holding it, its index or key, the attachment number).
 _Slot = tuple[Any, Any, int]
@@ -448,7 +467,7 @@ class Decoder:
 
         if pos < end:
             try:
-                data = _JSON.decode(text[pos:])
+                data = _parse_json(text, pos)
             except (ValueError, RecursionError) as exc:
                 # ValueError: bad JSON, NaN/Infinity, an int past Python's digit limit.
                 raise SocketIOProtocolError("invalid JSON payload") from exc

@@ -185,6 +185,38 @@ class Adapter:
             return 0
         return self._deliver(reached, parts, opts, packet)
 
+    def broadcast_encoded_run(self, runs: list[list[str | bytes]],
+                              opts: BroadcastOptions) -> None:
+        """:meth:`broadcast_encoded` of several packets to the same sockets, in order: one
+        pass over the recipients for all of them (a burst from another worker)."""
+        if self._watched():  # each one seen on its own
+            for parts in runs:
+                self.broadcast_encoded(parts, opts)
+            return
+        reached = self.reached(opts)
+        if reached:
+            self._fan_out_run(reached, runs, opts)
+
+    def broadcast_run(self, packets: list[sio.Packet], opts: BroadcastOptions) -> None:
+        """:meth:`broadcast` of several packets to the same sockets, in order, in one pass;
+        encoded only if someone here gets them."""
+        if self._watched():
+            for packet in packets:
+                self.broadcast(packet, opts)
+            return
+        reached = self.reached(opts)
+        if reached:
+            encode = self.namespace.server.parser.encode
+            self._fan_out_run(reached, [encode(packet) for packet in packets], opts)
+
+    def _fan_out_run(self, reached: Mapping[str, Session | None],
+                     runs: list[list[str | bytes]], opts: BroadcastOptions) -> None:
+        compress = opts.compress
+        packets = [engineio.message(part, compress) for parts in runs for part in parts]
+        count = fan_out(filter(None, reached.values()), packets, volatile=opts.volatile)
+        for parts in runs:
+            self._count(parts, count)
+
     def _watched(self) -> bool:
         """Whether someone hears of every broadcast, even one that reaches nobody."""
         return self.namespace.server.observer is not None or bool(

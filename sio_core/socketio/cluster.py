@@ -223,6 +223,9 @@ class Cluster:
 
     def receive(self, origin: str, message: ClusterMessage) -> Any:
         """A message from the server ``origin``, decoded; for a request, its answer."""
+        if isinstance(message, Broadcast):  # the usual message, first
+            self.receive_broadcasts(origin, [message])
+            return None
         if isinstance(message, ClientCount):
             gather = self._gather(message.request)
             if gather is not None:
@@ -248,22 +251,42 @@ class Cluster:
         if namespace is None:
             return None
         adapter = namespace.adapter
-        if isinstance(message, Broadcast):
-            if message.parts is None:  # a JavaScript server's: the packet, encoded here
-                assert message.packet is not None
-                adapter.broadcast(message.packet, message.opts)
-            elif message.parser != self.server.parser.name:
-                raise BadMessage(f"a broadcast in the {message.parser} parser (this server's"
-                                 f" is {self.server.parser.name})")
-            else:
-                adapter.broadcast_encoded(message.parts, message.opts, message.packet)
-        elif isinstance(message, SocketsJoin):
+        if isinstance(message, SocketsJoin):
             adapter.add_sockets(message.opts, message.rooms)
         elif isinstance(message, SocketsLeave):
             adapter.del_sockets(message.opts, message.rooms)
         else:
             adapter.disconnect_sockets(message.opts, message.close)
         return None
+
+    def receive_broadcasts(self, origin: str, messages: list[Broadcast]) -> None:
+        """Broadcasts that arrived together (a burst of another server's), in order: each
+        run of them to the same sockets (one namespace, the same options) is delivered in
+        one pass over the recipients."""
+        for (nsp, opts), group in itertools.groupby(
+                messages, lambda message: (message.namespace, message.opts)):
+            runs: list[list[str | bytes]] = []
+            for message in group:
+                try:
+                    runs.append(self._parts(message))
+                except BadMessage as exc:  # in another parser: dropped, the others not
+                    self.link.store.dropped(exc, f"{origin} ({message.KIND})")
+            namespace = self.server.namespace_now(nsp)
+            if namespace is not None and runs:
+                namespace.adapter.broadcast_encoded_run(runs, opts)
+
+    def _parts(self, message: Broadcast) -> list[str | bytes]:
+        """A broadcast's packet as this server writes it: the parts it carries (a sio_core
+        worker's, checked to be in this server's parser), or a JavaScript server's packet
+        encoded here."""
+        parser = self.server.parser
+        if message.parts is None:
+            assert message.packet is not None
+            return parser.encode(message.packet)
+        if message.parser != parser.name:
+            raise BadMessage(f"a broadcast in the {message.parser} parser (this server's is"
+                             f" {parser.name})")
+        return message.parts
 
     def _gather(self, request: int | str) -> AckGather | None:
         return self._gathers.get(request) if isinstance(request, int) else None

@@ -14,9 +14,10 @@ from __future__ import annotations
 import functools
 from typing import Any, Protocol
 
-from ..stores.base import Envelope, Store
+from ..stores.base import BadMessage, Envelope, Store
 from .messages import (
     MESSAGES,
+    Broadcast,
     ClientAck,
     ClientCount,
     ClusterMessage,
@@ -31,6 +32,9 @@ class Receiver(Protocol):
         """Act on a message from ``origin``; for a request, return its answer (a value, a
         Future or a coroutine of it)."""
 
+    def receive_broadcasts(self, origin: str, messages: list[Broadcast]) -> None:
+        """Act on broadcasts from ``origin`` that arrived together, in order."""
+
 
 class PeerLink:
     """The Socket.IO messages as envelopes of the store, to its peers."""
@@ -40,10 +44,20 @@ class PeerLink:
         self.store = store
         for cls in MESSAGES:
             store.on(cls.KIND, functools.partial(self._receive, cls))
+        store.on_run(Broadcast.KIND, self._receive_broadcasts)
 
     def _receive(self, cls: type[ClusterMessage], envelope: Envelope) -> Any:
         # a payload that does not decode raises BadMessage: the store drops it
         return self.receiver.receive(envelope.origin, cls.from_wire(envelope.payload))
+
+    def _receive_broadcasts(self, envelopes: list[Envelope]) -> None:
+        messages = []
+        for envelope in envelopes:
+            try:
+                messages.append(Broadcast.from_wire(envelope.payload))
+            except BadMessage as exc:
+                self.store.dropped(exc, f"{envelope.origin} ({envelope.kind})")
+        self.receiver.receive_broadcasts(envelopes[0].origin, messages)
 
     def publish(self, message: Published) -> None:
         """To every other server."""

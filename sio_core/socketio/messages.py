@@ -83,15 +83,34 @@ def opts_to_wire(opts: BroadcastOptions) -> list[Any]:
     return [sorted(opts.rooms), sorted(opts.except_rooms), opts.volatile, opts.compress]
 
 
+#: the options received lately, by their wire fields: a server broadcasts to the same few
+#: rooms again and again, and the receiving side then makes no sets and no options per
+#: message (bounded: emptied when full)
+_RECEIVED_OPTS: dict[tuple[Any, ...], BroadcastOptions] = {}
+_RECEIVED_OPTS_MAX = 256
+
+
 def opts_from_wire(rooms: Any, excepted: Any, volatile: Any, compress: Any,
                    kind: str) -> BroadcastOptions:
     if (volatile is not True and volatile is not False) or (
-            compress is not True and compress is not False):
+            compress is not True and compress is not False) or (
+            type(rooms) is not list or type(excepted) is not list):
         raise BadMessage(f"malformed {kind}")
-    if not rooms and not excepted and not volatile and compress and rooms == excepted == []:
+    if not rooms and not excepted and not volatile and compress:
         return _EVERYONE
-    return BroadcastOptions(_rooms(rooms, kind), _rooms(excepted, kind), volatile=volatile,
-                            compress=compress)
+    try:
+        key = (tuple(rooms), tuple(excepted), volatile, compress)
+        opts = _RECEIVED_OPTS.get(key)
+    except TypeError:  # something unhashable in a list of rooms
+        raise BadMessage(f"malformed {kind}") from None
+    if opts is None:
+        # checked only here: a key equal to one kept has strings where that one has them
+        opts = BroadcastOptions(_rooms(rooms, kind), _rooms(excepted, kind),
+                                volatile=volatile, compress=compress)
+        if len(_RECEIVED_OPTS) >= _RECEIVED_OPTS_MAX:
+            _RECEIVED_OPTS.clear()
+        _RECEIVED_OPTS[key] = opts
+    return opts
 
 
 def event_data(value: Any, kind: str) -> list[Any]:
@@ -142,7 +161,7 @@ def check_parts(namespace: str, parser: str, parts: Any,
     return parts
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (never changed, though): one is made per broadcast
 class Broadcast:
     """An event to every matching socket of every server. ``parts`` is the packet encoded
     by ``parser`` (the sender's, which is every server's of a fleet), ready to write: it
@@ -163,10 +182,11 @@ class Broadcast:
 
     @staticmethod
     def from_wire(value: Any) -> Broadcast:
-        namespace, rooms, excepted, volatile, compress, parser, parts = _fields(
-            value, 7, "broadcast")
-        namespace = _namespace(namespace, "broadcast")
-        if type(parser) is not str:
+        # the checks of _fields and _namespace written out: this is every broadcast's path
+        if type(value) is not list or len(value) != 7:
+            raise BadMessage("malformed broadcast")
+        namespace, rooms, excepted, volatile, compress, parser, parts = value
+        if type(namespace) is not str or type(parser) is not str:
             raise BadMessage("malformed broadcast")
         return Broadcast(namespace,
                          opts_from_wire(rooms, excepted, volatile, compress, "broadcast"),

@@ -225,9 +225,9 @@ class Namespace(EventEmitter, _Operators[BroadcastOperator]):
         if cluster is None or opts.local:
             self.adapter.broadcast(packet, opts)
             return DONE
-        # encoded once for the whole cluster: published first (the store's write goes out
-        # before this worker's own fan-out, so the other workers deliver theirs meanwhile),
-        # then the same parts written here
+        # encoded once for the whole cluster: published (the store writes what a loop turn
+        # published at its end, with this worker's own writes), then the same parts
+        # written here
         parts = self.server.parser.encode(packet)
         cluster.broadcast(packet, parts, opts)
         self.adapter.broadcast_encoded(parts, opts, packet)

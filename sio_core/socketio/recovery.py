@@ -147,6 +147,8 @@ class Recovery:
         self._refresh: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._appended: tuple[bytes, list[Any]] | None = None
+        #: entries from the store's log not yet delivered (see _on_entry)
+        self._entries: list[tuple[str, bytes]] = []
 
     def use_store(self, store: Store) -> None:
         """Keep the log where the store's workers meet (the master's hub, Redis), if the
@@ -197,18 +199,36 @@ class Recovery:
         return True
 
     def _on_entry(self, offset: str, entry: bytes) -> None:
+        """An entry the log hands back: the one just appended to this process's own log
+        at once (decoded already); the store log's at the end of the loop turn that read
+        it (or before a restore is answered, which replays the log up to there), so that
+        a burst's runs to the same sockets are delivered in one pass each."""
         appended = self._appended
-        item = appended[1] if appended is not None and appended[0] is entry else _unpack(entry)
-        if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], str)
-                and isinstance(item[1], list) and item[1] and isinstance(item[1][0], str)):
+        if appended is not None and appended[0] is entry:
+            self._deliver([(offset, appended[1])])
             return
-        namespace = self.server.namespace_now(item[0])
-        if namespace is None:
-            return
-        opts = BroadcastOptions(frozenset(item[2]), frozenset(item[3]),
-                                compress=item[4] is not False)
-        packet = sio.Packet(sio.PacketType.EVENT, item[0], [*item[1], offset])
-        namespace.adapter.broadcast(packet, opts)
+        if not self._entries:
+            asyncio.get_running_loop().call_soon(self._deliver_held)
+        self._entries.append((offset, entry))
+
+    def _deliver_held(self) -> None:
+        entries, self._entries = self._entries, []
+        if entries:
+            self._deliver([(offset, _unpack(entry)) for offset, entry in entries])
+
+    def _deliver(self, items: list[tuple[str, Any]]) -> None:
+        """Entries in log order, each a broadcast with its offset as the last argument:
+        each run of them to the same sockets in one pass (Adapter.broadcast_run)."""
+        entries = [(offset, item) for offset, item in items
+                   if isinstance(item, list) and len(item) == 5 and isinstance(item[0], str)
+                   and isinstance(item[1], list) and item[1] and isinstance(item[1][0], str)]
+        for (nsp, rooms, excepted, compress), group in itertools.groupby(entries, _recipients):
+            namespace = self.server.namespace_now(nsp)
+            if namespace is not None:
+                namespace.adapter.broadcast_run(
+                    [sio.Packet(sio.PacketType.EVENT, nsp, [*item[1], offset])
+                     for offset, item in group],
+                    BroadcastOptions(frozenset(rooms), frozenset(excepted), compress=compress))
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -304,6 +324,7 @@ class Recovery:
         self._restore(pending)
 
     def _on_restored(self, restored: Restored) -> None:
+        self._deliver_held()  # before: the log's answer replays up to there
         pending = self._pending.pop(restored.request, None)
         if pending is None:
             return
@@ -417,6 +438,12 @@ class Recovery:
             if isinstance(item, list) and len(item) == 5 and isinstance(item[1], list):
                 socket.client.send_packet(
                     sio.Packet(sio.PacketType.EVENT, socket.namespace.name, [*item[1], offset]))
+
+
+def _recipients(entry: tuple[str, list[Any]]) -> tuple[Any, ...]:
+    """Where a log entry goes: its namespace, rooms, rooms excepted and compress flag."""
+    nsp, _, rooms, excepted, compress = entry[1]
+    return nsp, rooms, excepted, compress is not False
 
 
 def release(socket: Socket) -> None:

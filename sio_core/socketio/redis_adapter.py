@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -210,6 +211,8 @@ class AdapterFormat(abc.ABC):
         #: request ids of our broadcasts with acks: this prefix and the cluster's number
         self._acks_prefix = f"{self.owner}:acks:"
         self._tasks: set[asyncio.Task[None]] = set()
+        #: broadcasts received and not yet delivered (see _broadcast_received)
+        self._burst: list[tuple[str, Broadcast]] = []
 
     # -- what a format defines --------------------------------------------------------------
 
@@ -241,6 +244,20 @@ class AdapterFormat(abc.ABC):
         result)."""
 
     # -- shared -----------------------------------------------------------------------------
+
+    def _broadcast_received(self, origin: str, message: Broadcast) -> None:
+        """Held until what arrived with it has been read (the end of this loop turn's
+        callbacks, or the next message that is not a broadcast, whichever comes first),
+        so that a burst's runs to the same sockets are delivered in one pass each
+        (Cluster.receive_broadcasts), in order."""
+        if not self._burst:
+            asyncio.get_running_loop().call_soon(self._deliver_burst)
+        self._burst.append((origin, message))
+
+    def _deliver_burst(self) -> None:
+        burst, self._burst = self._burst, []
+        for origin, group in itertools.groupby(burst, operator.itemgetter(0)):
+            self.receiver.receive_broadcasts(origin, [message for _, message in group])
 
     def namespace_added(self, name: str) -> None:
         """Answer the other servers' requests for this namespace too."""
@@ -372,8 +389,10 @@ class ClassicFormat(AdapterFormat):
 
     def on_message(self, channel: str, data: bytes) -> bool:
         if channel.startswith(self._request_prefix):
+            self._deliver_burst()  # what came before it, first
             self._on_request(data, channel[len(self._request_prefix):-1])
         elif channel.startswith(self._response_prefix):
+            self._deliver_burst()
             self._on_response(data, channel[len(self._response_prefix):-1])
         elif channel.startswith(self._broadcast_prefix):
             self._on_broadcast(data)
@@ -394,7 +413,7 @@ class ClassicFormat(AdapterFormat):
         event = packet_from_js(packet, "/")
         if event.id is not None:
             raise BadMessage("a broadcast with an ack id")
-        self.receiver.receive(JS + str(uid), Broadcast(
+        self._broadcast_received(JS + str(uid), Broadcast(
             event.namespace, opts_from_js(opts), None, packet=event))
 
     def _on_request(self, data: bytes, channel_nsp: str) -> None:
@@ -569,6 +588,8 @@ class ShardedFormat(AdapterFormat):
         if not isinstance(nsp, str) or not isinstance(body, dict):
             return True  # a heartbeat, or not a message at all
         request_id = body.get("requestId")
+        if mtype != C_BROADCAST or request_id is not None:
+            self._deliver_burst()  # what came before it, first
         if mtype in (C_FETCH_SOCKETS_RESPONSE, C_SERVER_SIDE_EMIT_RESPONSE):
             if isinstance(request_id, str):
                 self._answered(request_id, body)
@@ -593,7 +614,8 @@ class ShardedFormat(AdapterFormat):
             if request_id is None:
                 if packet.id is not None:
                     raise BadMessage("a broadcast with an ack id")
-                receive(origin, Broadcast(packet.namespace, opts, None, packet=packet))
+                self._broadcast_received(origin, Broadcast(packet.namespace, opts, None,
+                                                           packet=packet))
             elif isinstance(request_id, str):
                 receive(origin, BroadcastWithAcks(packet, opts, request_id))
             else:

@@ -174,8 +174,10 @@ class Server(_Operators[BroadcastOperator]):
         :meth:`EngineServer.drain <sio_core.engine.server.EngineServer.drain>`)."""
         return await self._engine().drain(timeout)
 
-    def stop_listening(self) -> None:
-        self._engine().stop_listening()
+    def retire(self) -> None:
+        """Stop listening before a drain, the other workers staying (see
+        :meth:`EngineServer.retire <sio_core.engine.server.EngineServer.retire>`)."""
+        self._engine().retire()
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop serving: every client is told, within ``timeout`` seconds (default

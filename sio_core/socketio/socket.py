@@ -474,20 +474,20 @@ class Socket(EventEmitter):
         if self._any:
             for fn in list(self._any):
                 handlers.call(fn, (event, *args), context)
-        listeners = self._take(event)
+        # the first listener answers the ack: with its return value, or by calling the ack
+        # callable if it asks for it (handlers.signature_of states the rule); the others get
+        # None for it
         ack = _Ack(self, ack_id) if ack_id is not None else None
-        for index, listener in enumerate(listeners):
-            # the first listener answers the ack: with its return value, or by calling the
-            # ack callable if it asks for it (handlers.signature_of states the rule)
-            given = ack if index == 0 else None
-            on_result = given.result if given is not None else None
+        for listener in self._take(event):
+            on_result = ack.result if ack is not None else None
             slot = listener.ack
             if isinstance(slot, str):
-                handlers.call(listener.fn, args, context, on_result, {slot: given})
-            elif given is not None and len(args) < slot:
-                handlers.call(listener.fn, (*args, given), context, on_result)
+                handlers.call(listener.fn, args, context, on_result, {slot: ack})
+            elif ack is not None and len(args) < slot:
+                handlers.call(listener.fn, (*args, ack), context, on_result)
             else:
                 handlers.call(listener.fn, args, context, on_result)
+            ack = None
 
     def on_close(self, reason: str) -> None:
         if not self.connected:
@@ -537,20 +537,19 @@ class _Ack:
         self._sent = False
 
     def __call__(self, *args: Any) -> None:
+        self._answer(list(args))
+
+    def result(self, value: Any) -> None:
+        if value is not None:
+            self._answer(list(value) if isinstance(value, tuple) else [value])
+
+    def _answer(self, data: list[Any]) -> None:
         socket = self._socket
         if self._sent or not socket.connected:
             return
         self._sent = True
         socket.client.send_packet(
-            sio.Packet(sio.PacketType.ACK, socket.namespace.name, list(args), self._id))
-
-    def result(self, value: Any) -> None:
-        if value is None:
-            return
-        if isinstance(value, tuple):
-            self(*value)
-        else:
-            self(value)
+            sio.Packet(sio.PacketType.ACK, socket.namespace.name, data, self._id))
 
 
 class _TimedAck:
@@ -625,8 +624,17 @@ class _Flagged:
 
 
 def handshake_time() -> tuple[str, int]:
+    global _last_second
     now = time.time()
-    return time.strftime("%a %b %d %Y %H:%M:%S GMT+0000", time.gmtime(now)), int(now * 1000)
+    second = int(now)
+    if second != _last_second[0]:
+        # formatted once a second (the handshakes of that second share the string)
+        _last_second = (second, time.strftime("%a %b %d %Y %H:%M:%S GMT+0000",
+                                              time.gmtime(second)))
+    return _last_second[1], int(now * 1000)
+
+
+_last_second: tuple[int, str] = (-1, "")
 
 
 class _AckFuture:

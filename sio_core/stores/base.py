@@ -49,8 +49,9 @@ MAX_ENVELOPE = 64 * 1024 * 1024
 
 #: the version of the envelope and of every layer's payloads in it: raised whenever a
 #: kind's payload changes shape, so that workers of two versions refuse each other's
-#: messages by name rather than misread them (1: typed payloads, kinds per layer)
-VERSION = 1
+#: messages by name rather than misread them (1: typed payloads, kinds per layer; 2: the
+#: hub's BATCH envelopes, which a worker of version 1 would drop)
+VERSION = 2
 
 
 class BusKind(enum.StrEnum):
@@ -61,6 +62,11 @@ class BusKind(enum.StrEnum):
     PEERS = "peers"  # the list of live workers (the hub's, the memory bus's) or, on Redis,
     # one worker announcing itself
     READY = "ready"  # a worker naming itself to the hub
+    BATCH = "batch"  # a worker's envelopes of one loop turn to one target (or to all), in one
+    # frame of the hub; the payload is their wire lists (sio_core/stores/hub.py)
+
+
+_BUS_KINDS = frozenset(BusKind)
 
 
 class BadMessage(ValueError):
@@ -73,7 +79,9 @@ def _pack(value: Any) -> bytes:
     return data
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed once made: one is made per message on both sides of the
+# bus, and a frozen dataclass's __init__ (object.__setattr__ per field) costs ~4x a plain one
+@dataclass(slots=True)
 class Envelope:
     kind: str
     origin: str
@@ -90,33 +98,46 @@ class Envelope:
     @staticmethod
     def from_wire(item: Any) -> Envelope:
         """An envelope from its wire list; BadMessage if it is not one."""
-        if not isinstance(item, list) or not item:
-            raise BadMessage("not an envelope")
-        version = item[0]
-        if version != VERSION or isinstance(version, bool):
-            # a list of five that starts with a kind: a worker from before versioning
-            raise BadMessage(f"envelope version {version if isinstance(version, int) else 0}"
-                             f" (this worker speaks {VERSION})")
-        if len(item) != 6:
-            raise BadMessage("not an envelope")
-        _, kind, origin, target, request_id, payload = item
-        if (not isinstance(kind, str) or not isinstance(origin, str)
-                or not (target is None or isinstance(target, str))
-                or not (request_id is None or (isinstance(request_id, int)
-                                               and not isinstance(request_id, bool)))):
-            raise BadMessage("not an envelope")
+        _, kind, origin, target, request_id, payload = checked_wire(item)
         return Envelope(kind, origin, payload, target, request_id)
 
     @staticmethod
     def unpack(data: bytes) -> Envelope:
         """Decode an envelope from the bus; BadMessage if it is not one."""
-        if len(data) > MAX_ENVELOPE:
-            raise BadMessage("envelope too large")
-        try:
-            item = msgpack.unpackb(data, raw=False, strict_map_key=False)
-        except Exception as exc:
-            raise BadMessage("not msgpack") from exc
-        return Envelope.from_wire(item)
+        _, kind, origin, target, request_id, payload = unpack_wire(data)
+        return Envelope(kind, origin, payload, target, request_id)
+
+
+def checked_wire(item: Any) -> list[Any]:
+    """``item`` if it is an envelope's wire list ``[VERSION, kind, origin, target,
+    request_id, payload]`` (the payload is its layer's to check); BadMessage if not."""
+    if type(item) is not list or not item:
+        raise BadMessage("not an envelope")
+    version = item[0]
+    if version != VERSION or isinstance(version, bool):
+        # a list of five that starts with a kind: a worker from before versioning
+        raise BadMessage(f"envelope version {version if isinstance(version, int) else 0}"
+                         f" (this worker speaks {VERSION})")
+    if len(item) != 6:
+        raise BadMessage("not an envelope")
+    target, request_id = item[3], item[4]
+    if (type(item[1]) is not str or type(item[2]) is not str
+            or not (target is None or type(target) is str)
+            or not (request_id is None or type(request_id) is int)):
+        raise BadMessage("not an envelope")
+    return item
+
+
+def unpack_wire(data: bytes) -> list[Any]:
+    """An envelope's wire list from the bus, checked as :func:`checked_wire` does, without
+    making the Envelope (the master hub routes on it); BadMessage if it is not one."""
+    if len(data) > MAX_ENVELOPE:
+        raise BadMessage("envelope too large")
+    try:
+        item = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:
+        raise BadMessage("not msgpack") from exc
+    return checked_wire(item)
 
 
 class Drops:
@@ -143,6 +164,8 @@ class RequestFailed(Exception):
 
 
 Handler = Callable[[Envelope], Awaitable[Any] | Any]
+#: takes a run of envelopes of one kind at once (see Store.on_run)
+RunHandler = Callable[[list[Envelope]], None]
 
 
 class Store:
@@ -157,6 +180,7 @@ class Store:
         self.owner = owner
         self.peers: set[str] = set()
         self._handlers: dict[str, Handler] = {}
+        self._run_handlers: dict[str, RunHandler] = {}
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._request_targets: dict[int, str] = {}  # who may answer each pending request
@@ -208,7 +232,17 @@ class Store:
         value, a Future of it, or a coroutine (run as a task, so its body starts only after
         the envelopes delivered meanwhile). A handler that finds the payload malformed
         raises BadMessage: the envelope is dropped (logged; a request is answered None)."""
+        if kind in _BUS_KINDS:
+            raise ValueError(f"{kind!r} is the bus's own kind")
         self._handlers[kind] = handler
+
+    def on_run(self, kind: str, handler: RunHandler) -> None:
+        """Besides :meth:`on`'s handler of ``kind``: ``handler(envelopes)`` for a run of
+        them that arrived together (one batch of the hub), consecutive, from one origin and
+        asking no answer, in order, instead of one call each. The handler drops what it
+        finds malformed itself (:meth:`dropped`). A backend that delivers one envelope at a
+        time never calls it."""
+        self._run_handlers[kind] = handler
 
     def on_peers(self, listener: Callable[[set[str]], None]) -> None:
         self._peer_listeners.append(listener)
@@ -277,18 +311,39 @@ class Store:
         self.deliver(envelope)
         return envelope
 
+    def deliver_all(self, envelopes: list[Envelope]) -> None:
+        """Envelopes that arrived together, in order: a run of a kind with a run handler
+        (see :meth:`on_run`) goes to it at once, the others to :meth:`deliver` one by one."""
+        runs = self._run_handlers
+
+        def run_of(envelope: Envelope) -> tuple[str, str] | None:
+            if envelope.request_id is None and envelope.kind in runs:
+                return envelope.kind, envelope.origin
+            return None
+
+        for key, group in itertools.groupby(envelopes, run_of):
+            if key is None:
+                for envelope in group:
+                    self.deliver(envelope)
+                continue
+            run = list(group)
+            self.messages_received += len(run)
+            try:
+                runs[key[0]](run)
+            except Exception:
+                logger.exception("error handling %s from %s", *key)
+
     def deliver(self, envelope: Envelope) -> None:
         self.messages_received += 1
         kind = envelope.kind
-        if kind == BusKind.REPLY or kind == BusKind.NO_PEER:
-            self._resolve(envelope)
-            return
-        if kind == BusKind.PEERS:
-            self._set_peers(envelope.payload)
-            return
+        # a layer's kind first (the usual message): the bus's own have no handler (see on)
         handler = self._handlers.get(kind)
         if handler is None:
-            if envelope.request_id is not None:
+            if kind == BusKind.REPLY or kind == BusKind.NO_PEER:
+                self._resolve(envelope)
+            elif kind == BusKind.PEERS:
+                self._set_peers(envelope.payload)
+            elif envelope.request_id is not None:
                 self._reply(envelope, None)
             return
         try:
@@ -299,7 +354,10 @@ class Store:
         except Exception:
             logger.exception("error handling %s from %s", kind, envelope.origin)
             result = None
-        if isinstance(result, asyncio.Future):
+        if result is None:  # the usual answer (a broadcast's): nothing to wait for
+            if envelope.request_id is not None:
+                self._reply(envelope, None)
+        elif isinstance(result, asyncio.Future):
             result.add_done_callback(functools.partial(self._reply_when_done, envelope))
         elif asyncio.iscoroutine(result):
             task = asyncio.ensure_future(self._finish(envelope, result))

@@ -7,6 +7,14 @@ relays an envelope to its target, or to every other worker when it has none; a r
 for a worker that is not connected gets NO_PEER at once. Whenever the set of workers
 changes, every worker is sent the new list (PEERS). (Liveness is not the hub's: the master
 pings each worker on a channel of its own, sio_core/control.py, whatever the store.)
+
+Batching: a worker writes what it transmitted in one loop turn in one write, at the end of
+that turn (or every FLUSH_SIZE bytes of a long burst); a run of envelopes to one target (or
+to all) goes as one BATCH envelope whose payload is their wire lists. The hub routes a BATCH
+as one envelope, unopened (only the NO_PEER of requests to a worker that is gone looks into
+it); its receiver checks that everything in it has the batch's origin and target and is a
+kind the hub relays. Order is kept: a worker's envelopes reach each other worker in the order
+it transmitted them, whichever frames carried them.
 """
 
 from __future__ import annotations
@@ -16,14 +24,28 @@ import contextlib
 import logging
 import struct
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
-from .base import MAX_ENVELOPE, BadMessage, BusKind, Drops, Envelope, Store
+from .base import (
+    MAX_ENVELOPE,
+    BadMessage,
+    BusKind,
+    Drops,
+    Envelope,
+    Store,
+    checked_wire,
+    unpack_wire,
+)
 from .log import LOG_KINDS, LogKeeper, LogLimits, RelayedLog
 
 logger = logging.getLogger("sio_core.hub")
 
 _LENGTH = struct.Struct(">I")
 
+
+#: a worker's envelopes of one loop turn go in one write, up to this many bytes (then the
+#: rest of a long burst in further writes of this size, so the others start on it)
+FLUSH_SIZE = 64 * 1024
 
 #: how much one read takes from the socket: many frames of a burst of broadcasts at once
 _READ_SIZE = 256 * 1024
@@ -32,6 +54,37 @@ _READ_SIZE = 256 * 1024
 def frame(envelope: Envelope) -> bytes:
     data = envelope.pack()
     return _LENGTH.pack(len(data)) + data
+
+
+#: what no batch may carry: the kinds the hub itself handles or says (a worker's batch is
+#: relayed unopened, so its receiver checks that none is in it)
+_NOT_BATCHED = frozenset({BusKind.READY, BusKind.PEERS, BusKind.NO_PEER, BusKind.BATCH,
+                          *LOG_KINDS})
+
+
+def batch_frame(origin: str, target: str | None, packed: list[bytes]) -> bytes:
+    """One frame of a BATCH envelope whose payload is the envelopes ``packed`` (their
+    msgpack, as Envelope.pack made them): a msgpack array is its header and its items'
+    bytes, so the envelopes are not packed again."""
+    head = _pack_head(origin, target)  # ends with an empty array, 0x90
+    count = len(packed)
+    if count < 16:
+        size = bytes((0x90 | count,))
+    elif count < 0x10000:
+        size = b"\xdc" + count.to_bytes(2, "big")
+    else:
+        size = b"\xdd" + count.to_bytes(4, "big")
+    body = b"".join(packed)
+    length = len(head) - 1 + len(size) + len(body)
+    return b"".join((_LENGTH.pack(length), head[:-1], size, body))
+
+
+def _pack_head(origin: str, target: str | None) -> bytes:
+    return Envelope(BusKind.BATCH, origin, [], target).pack()
+
+
+#: a worker's _out entry that is never batched (kinds the hub handles, a large envelope)
+_ALONE = object()
 
 
 async def read_frames(reader: asyncio.StreamReader) -> AsyncIterator[list[bytes]]:
@@ -62,19 +115,35 @@ async def read_frames(reader: asyncio.StreamReader) -> AsyncIterator[list[bytes]
 
 
 class _Worker:
+    __slots__ = ("owner", "pending", "writer")
+
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.owner: str | None = None
+        #: what the batch being routed has for this worker (see Hub._route_batch)
+        self.pending: list[bytes] = []
 
     def write(self, data: bytes) -> None:
-        # written at once, not coalesced per loop turn: the receiving worker starts its
-        # share of a burst of broadcasts while the sender is still producing it
         if not self.writer.is_closing():
             self.writer.write(data)
 
+    def flush(self) -> None:
+        pending = self.pending
+        if pending:
+            self.pending = []
+            self.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
 
 class Hub:
-    """The master's side."""
+    """The master's side.
+
+    Relaying: what one read from a worker brought (often a whole burst of broadcasts) is
+    routed frame by frame, in order, and what it has for each other worker goes out in one
+    write per worker at the end of that read: no frame waits for anything that has not
+    arrived yet, and a burst costs the master and each receiver one write and one wake-up
+    rather than one per frame. A frame is routed on its envelope's header (kind, origin,
+    target, request id, checked); no Envelope is made of a frame that is only relayed.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -85,11 +154,23 @@ class Hub:
         self.dropped = Drops()
         #: connection state recovery's log, kept here so that it outlives any worker
         self.log = LogKeeper(self._write_to, lambda: list(self.workers))
+        #: while a read's frames are routed: the workers with frames pending (else None:
+        #: what is sent is written at once)
+        self._batch: list[_Worker] | None = None
+
+    def _send(self, worker: _Worker, data: bytes) -> None:
+        batch = self._batch
+        if batch is None:
+            worker.write(data)
+        else:
+            if not worker.pending:
+                batch.append(worker)
+            worker.pending.append(data)
 
     def _write_to(self, owner: str, envelope: Envelope) -> None:
         worker = self.workers.get(owner)
         if worker is not None:
-            worker.write(frame(envelope))
+            self._send(worker, frame(envelope))
 
     async def start(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, path=self.path)
@@ -108,13 +189,7 @@ class Hub:
         self._connections.add(worker)
         try:
             async for frames in read_frames(reader):
-                for data in frames:
-                    try:
-                        envelope = Envelope.unpack(data)
-                    except BadMessage as exc:
-                        self.dropped(exc, f"worker {worker.owner}")
-                        continue
-                    self._route(worker, envelope, data)
+                self._route_batch(worker, frames)
         except asyncio.CancelledError:
             pass  # the master is shutting down
         finally:
@@ -124,43 +199,70 @@ class Hub:
                 self._announce()
             writer.close()
 
-    def _route(self, worker: _Worker, envelope: Envelope, data: bytes) -> None:
-        kind = envelope.kind
+    def _route_batch(self, worker: _Worker, frames: list[bytes]) -> None:
+        """The frames of one read from ``worker``, in order; then one write per worker that
+        got some (everything sent meanwhile, the log's answers too, keeps its order)."""
+        self._batch = batch = list[_Worker]()
+        try:
+            for data in frames:
+                self._route(worker, data)
+        finally:
+            self._batch = None
+            for target in batch:
+                target.flush()
+
+    def _route(self, worker: _Worker, data: bytes) -> None:
+        try:
+            item = unpack_wire(data)
+        except BadMessage as exc:
+            self.dropped(exc, f"worker {worker.owner}")
+            return
+        _, kind, origin, target, request_id, payload = item
         if kind == BusKind.READY:
-            if worker.owner is not None or envelope.origin in self.workers:
+            if worker.owner is not None or origin in self.workers:
                 # a connection names itself once, and a name in use stays with its worker:
                 # otherwise one worker could take another's traffic and speak for it
-                logger.warning("refused READY as %r (connection of %r)", envelope.origin,
+                logger.warning("refused READY as %r (connection of %r)", origin,
                                worker.owner)
                 return
-            worker.owner = envelope.origin
-            self.workers[envelope.origin] = worker
+            worker.owner = origin
+            self.workers[origin] = worker
             self._announce()
             return
-        if worker.owner is None or envelope.origin != worker.owner:
+        if worker.owner is None or origin != worker.owner:
             return  # a worker speaks only for itself
         if kind == BusKind.PEERS or kind == BusKind.NO_PEER:
             return  # the hub's word, never a worker's (a forged PEERS would blind the others)
         if kind in LOG_KINDS:
-            self.log.handle(envelope)
+            self.log.handle(Envelope(kind, origin, payload, target, request_id))
             return
-        raw = _LENGTH.pack(len(data)) + data
-        if envelope.target is None:
+        if kind == BusKind.BATCH and target is not None and target not in self.workers:
+            # relayed unopened, but the requests in it get their NO_PEER as one alone would
+            for inner in payload if type(payload) is list else ():
+                if (type(inner) is list and len(inner) == 6 and type(inner[4]) is int
+                        and inner[1] != BusKind.REPLY):
+                    self._send(worker, frame(Envelope(BusKind.NO_PEER, target, None, origin,
+                                                      inner[4])))
+            return
+        if target is None:
+            length = _LENGTH.pack(len(data))
             for owner, other in self.workers.items():
-                if owner != worker.owner:
-                    other.write(raw)
+                if owner != origin:
+                    self._send(other, length)
+                    self._send(other, data)
             return
-        target = self.workers.get(envelope.target)
-        if target is not None:
-            target.write(raw)
-        elif envelope.request_id is not None and kind != BusKind.REPLY:
-            worker.write(frame(Envelope(BusKind.NO_PEER, envelope.target, None, worker.owner,
-                                        envelope.request_id)))
+        to = self.workers.get(target)
+        if to is not None:
+            self._send(to, _LENGTH.pack(len(data)))
+            self._send(to, data)
+        elif request_id is not None and kind != BusKind.REPLY:
+            self._send(worker, frame(Envelope(BusKind.NO_PEER, target, None, origin,
+                                              request_id)))
 
     def _announce(self) -> None:
         data = frame(Envelope(BusKind.PEERS, "hub", list(self.workers)))
         for worker in self.workers.values():
-            worker.write(data)
+            self._send(worker, data)
 
 
 class HubStore(Store):
@@ -183,6 +285,9 @@ class HubStore(Store):
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._peers_known: asyncio.Event | None = None
+        #: what this loop turn transmitted, written at its end (or at FLUSH_SIZE)
+        self._out: list[tuple[object, bytes]] = []
+        self._out_size = 0
         self.on_lost: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
@@ -199,6 +304,7 @@ class HubStore(Store):
         self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
 
     async def close(self) -> None:
+        self._flush()
         if self._writer is not None:
             self._writer.close()
         if self._reader_task is not None:
@@ -211,9 +317,46 @@ class HubStore(Store):
         return RelayedLog(self, limits)
 
     def _transmit(self, envelope: Envelope) -> None:
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(frame(envelope))
-            self.messages_sent += 1
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return
+        data = envelope.pack()
+        self.messages_sent += 1
+        out = self._out
+        if not out:
+            # the rest of this loop turn (a burst of broadcasts) goes in the same write
+            asyncio.get_running_loop().call_soon(self._flush)
+        alone = envelope.kind in _NOT_BATCHED or len(data) > FLUSH_SIZE
+        out.append((_ALONE if alone else envelope.target, data))
+        self._out_size += len(data)
+        if self._out_size >= FLUSH_SIZE:
+            self._flush()  # a long burst goes out in pieces: the others start on it
+
+    def _flush(self) -> None:
+        """What was transmitted since the last flush, in one write: each run of envelopes
+        to one target (or to all) as one BATCH frame, the rest as frames of their own."""
+        out = self._out
+        if not out:
+            return
+        self._out, self._out_size = [], 0
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return
+        chunks: list[bytes] = []
+        start, end = 0, len(out)
+        while start < end:
+            target, data = out[start]
+            stop = start + 1
+            if target is not _ALONE:
+                while stop < end and out[stop][0] == target:
+                    stop += 1
+            if stop - start == 1:
+                chunks += (_LENGTH.pack(len(data)), data)
+            else:
+                chunks.append(batch_frame(self.owner, target,  # type: ignore[arg-type]
+                                          [item[1] for item in out[start:stop]]))
+            start = stop
+        writer.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         with contextlib.suppress(asyncio.CancelledError):
@@ -228,8 +371,33 @@ class HubStore(Store):
     async def _read_frames(self, reader: asyncio.StreamReader) -> None:
         async for frames in read_frames(reader):
             for data in frames:
-                envelope = self.deliver_packed(data, "the hub")
-                if envelope is None:
+                try:
+                    item = unpack_wire(data)
+                except BadMessage as exc:
+                    self.dropped(exc, "the hub")
                     continue
-                if envelope.kind == BusKind.PEERS and self._peers_known is not None:
+                _, kind, origin, target, request_id, payload = item
+                if kind == BusKind.BATCH:
+                    self._deliver_batch(origin, target, payload)
+                    continue
+                self.deliver(Envelope(kind, origin, payload, target, request_id))
+                if kind == BusKind.PEERS and self._peers_known is not None:
                     self._peers_known.set()
+
+    def _deliver_batch(self, origin: str, target: str | None, payload: Any) -> None:
+        """The envelopes of a BATCH, in order. The hub checked the batch's origin, not what
+        is in it: each must be from that origin, to that target, of a kind it relays."""
+        if type(payload) is not list:
+            self.dropped(BadMessage("malformed batch"), origin)
+            return
+        envelopes = []
+        for inner in payload:
+            try:
+                _, kind, inner_origin, inner_target, request_id, data = checked_wire(inner)
+                if inner_origin != origin or inner_target != target or kind in _NOT_BATCHED:
+                    raise BadMessage("malformed batch")
+            except BadMessage as exc:
+                self.dropped(exc, origin)
+                continue
+            envelopes.append(Envelope(kind, origin, data, target, request_id))
+        self.deliver_all(envelopes)

@@ -116,7 +116,7 @@ class PubSubSubscription(Subscription):
 
     async def run(self) -> None:
         while True:
-            message = await self._pubsub.get_message(timeout=1.0)
+            message = await self._pubsub.get_message(timeout=None)
             if message is not None:
                 self._on_message(message)
 

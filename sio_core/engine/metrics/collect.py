@@ -68,8 +68,9 @@ def engine_families(server: WorkerServer) -> list[Family]:
     if forwarding is not None:
         out.append(by_label(family(
             "sio_core_forwarded_requests", COUNTER,
-            "Requests of sessions owned by another worker, forwarded to their owner",
-            "request"), forwarding.forwarded, ("poll", "post", "websocket")))
+            "Requests of sessions owned by another worker, forwarded to their owner (and"
+            " handshakes a retiring worker handed over)",
+            "request"), forwarding.forwarded, ("poll", "post", "websocket", "handshake")))
     if server.store is not None:
         out.extend(store_families(server.store))
     return out
