@@ -7,6 +7,7 @@ are compared byte for byte: GET, POST and upgrade forwarded to the owner, and th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -56,20 +57,30 @@ from tests.test_http_errors import http_request
 
 
 @contextlib.asynccontextmanager
-async def workers(owner_config: Config | None = None, relay_config: Config | None = None
-                  ) -> AsyncIterator[tuple[Engine, Engine, MemoryStore, MemoryStore]]:
-    """w1 (the owner of the sessions the tests make) and w2 (the relay), on one bus."""
+async def bus_of(*configs: Config | None
+                 ) -> AsyncIterator[tuple[list[Engine], list[MemoryStore]]]:
+    """Workers w1, w2, ... (one per config), on one bus."""
     bus = MemoryBus()
-    stores = MemoryStore("w1", bus), MemoryStore("w2", bus)
+    stores = [MemoryStore(f"w{n}", bus) for n in range(1, len(configs) + 1)]
     for store in stores:
         await store.start()
     try:
-        async with (serving(owner_config, owner="w1", store=stores[0]) as owner,
-                    serving(relay_config, owner="w2", store=stores[1]) as relay):
-            yield owner, relay, *stores
+        async with contextlib.AsyncExitStack() as stack:
+            engines = [await stack.enter_async_context(
+                serving(config, owner=store.owner, store=store))
+                for config, store in zip(configs, stores, strict=True)]
+            yield engines, stores
     finally:
         for store in stores:
             await store.close()
+
+
+@contextlib.asynccontextmanager
+async def workers(owner_config: Config | None = None, relay_config: Config | None = None
+                  ) -> AsyncIterator[tuple[Engine, Engine, MemoryStore, MemoryStore]]:
+    """w1 (the owner of the sessions the tests make) and w2 (the relay), on one bus."""
+    async with bus_of(owner_config, relay_config) as ((owner, relay), (store1, store2)):
+        yield owner, relay, store1, store2
 
 
 async def relayed(owner: Engine, relay: Engine) -> tuple[str, WsClient]:
@@ -201,7 +212,7 @@ async def test_an_answer_relayed_by_a_worker_that_is_gone_closes_the_session() -
     """The relay took the answer's packets and died: whether the client got them, nothing
     tells. The session is closed, so that its next GET fails and the client reconnects
     (a client whose HTTP library retries the GET would otherwise lose them quietly)."""
-    async with workers() as (owner, relay, _, relay_store):
+    async with workers() as (owner, relay, owner_store, relay_store):
         sid = await owner.handshake()
         owner.server.sockets[sid].send("in flight")
         assert await relay.exchange(get(sid)) == payload_bytes(b"4in flight")
@@ -210,10 +221,89 @@ async def test_an_answer_relayed_by_a_worker_that_is_gone_closes_the_session() -
         owner.server.sockets[other].send("x")
         assert await relay.exchange(get(other)) == payload_bytes(b"4x")
         conn, _poll = await owner.start_poll(other)
+        await barrier(owner_store, "w2")  # w2 has vouched for the answer it relayed
         await relay_store.close()  # w2 leaves the bus
         assert await owner.recorder.close_reason(sid) is CloseReason.TRANSPORT_ERROR
         assert await owner.exchange(get(sid)) == error_bytes(ERR_SID)
         assert other not in owner.recorder.closed
+        await conn.close()
+
+
+async def test_a_get_that_comes_another_way_waits_until_the_last_relay_vouches() -> None:
+    """The previous answer went out through w2; the next GET comes to the owner itself: it
+    is held (taken in, given nothing) until w2 says it is still there, and then answered
+    with what is queued, as it would have been at once."""
+    async with workers() as (owner, relay, owner_store, relay_store):
+        sid = await owner.handshake()
+        socket = owner.server.sockets[sid]
+        socket.send("a")
+        assert await relay.exchange(get(sid)) == payload_bytes(b"4a")
+        vouch: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        relay_store.on(EngineKind.ALIVE, lambda envelope: vouch)
+        socket.send("b")
+        conn, poll = await owner.start_poll(sid)
+        await barrier(owner_store, "w2")  # w2 has been asked (and holds its answer)
+        assert socket.core.outbox and not poll.done()  # "b" waits for the vouching
+        vouch.set_result(True)
+        answer = await poll
+        assert (answer.status, answer.body) == (200, b"4b")
+        # the answer went out here: the next GET through w2 is not held
+        socket.send("c")
+        assert await relay.exchange(get(sid)) == payload_bytes(b"4c")
+        assert sid not in owner.recorder.closed
+        await conn.close()
+
+
+@pytest.mark.parametrize("retried_at", ["w1", "w3"])
+async def test_a_get_retried_before_the_owner_hears_that_its_relay_died(
+        retried_at: str) -> None:
+    """w2 took the answer's packets and died; the client's HTTP library sent the GET again,
+    to the owner w1 (or through w3), before the owner heard of it (CI saw a python-socketio
+    client lose ten messages so). The GET is held; when w2 is known gone, the session is
+    closed and the GET answered as the session's next request would be (400, "Session ID
+    unknown": on a "1", python-socketio's client would not reconnect), so the client
+    reconnects (and recovers what it missed) rather than going on without those packets."""
+    async with bus_of(None, None, None) as ((owner, relay, w3), (_, relay_store, _)):
+        sid = await owner.handshake()
+        socket = owner.server.sockets[sid]
+        socket.send("lost")
+        assert await relay.exchange(get(sid)) == payload_bytes(b"4lost")
+        never: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        relay_store.on(EngineKind.ALIVE, lambda envelope: never)  # dying: it answers nothing
+        socket.send("after")
+        conn, poll = await {"w1": owner, "w3": w3}[retried_at].start_poll(sid)
+        await eventually(lambda: socket.core.poll_pending)
+        assert not poll.done()
+        await relay_store.close()  # w2 leaves the bus
+        answer = await poll
+        assert (answer.status, answer.json()) == (400, {"code": 1,
+                                                        "message": "Session ID unknown"})
+        assert await owner.recorder.close_reason(sid) is CloseReason.TRANSPORT_ERROR
+        assert await owner.exchange(get(sid)) == error_bytes(ERR_SID)
+        never.cancel()
+        await conn.close()
+
+
+async def test_a_held_get_whose_own_relay_dies_is_released() -> None:
+    """A GET relayed by w2 is held while w3, which relayed the previous answer, is asked;
+    w2 dies meanwhile: the GET is released as any relayed by a worker that is gone, and
+    w3's vouching, once it comes, leaves the session open."""
+    async with bus_of(None, None, None) as ((owner, w2, w3), stores):
+        sid = await owner.handshake()
+        socket = owner.server.sockets[sid]
+        socket.send("a")
+        assert await w3.exchange(get(sid)) == payload_bytes(b"4a")
+        vouch: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        stores[2].on(EngineKind.ALIVE, lambda envelope: vouch)
+        conn, _poll = await w2.start_poll(sid)
+        await eventually(lambda: socket.core.poll_pending)
+        await stores[1].close()  # w2 leaves the bus
+        await eventually(lambda: not socket.core.poll_pending)
+        vouch.set_result(True)
+        await barrier(stores[0], "w3")
+        socket.send("kept")
+        assert await owner.exchange(get(sid)) == payload_bytes(b"4kept")
+        assert sid not in owner.recorder.closed
         await conn.close()
 
 

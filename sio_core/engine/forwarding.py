@@ -51,7 +51,18 @@ from ..protocol.engineio import Packet
 from ..protocol.session import CloseReason
 from ..stores.base import BadMessage, Envelope, Store
 from . import polling
-from .messages import Open, Poll, PollAbort, Post, Verdict, WsClose, WsIn, WsOpen, WsOut
+from .messages import (
+    EngineKind,
+    Open,
+    Poll,
+    PollAbort,
+    Post,
+    Verdict,
+    WsClose,
+    WsIn,
+    WsOpen,
+    WsOut,
+)
 from .remote import RemoteWebSocket, WebSocketProxy
 from .socket import EngineSocket
 from .transport import Connection, WebSocket
@@ -101,6 +112,10 @@ _UPGRADED = Verdict(101).to_wire()
 _CLOSE_AT_ONCE = Verdict(101, close=True).to_wire()
 
 
+def _alive(envelope: Envelope) -> bool:
+    return True
+
+
 class Forwarding:
     def __init__(self, store: Store, config: Config, *, find_session: FindSession,
                  accept_websocket: AcceptWebSocket, open_polling: OpenPolling) -> None:
@@ -130,6 +145,7 @@ class Forwarding:
         store.on(WsOut.KIND, self._on_ws_out)
         store.on(WsClose.KIND, self._on_ws_close)
         store.on(Open.KIND, self._on_open)
+        store.on(EngineKind.ALIVE, _alive)
         store.on_peers(self._on_peers)
 
     def owns_route(self, owner: str) -> bool:
@@ -281,22 +297,36 @@ class Forwarding:
             raise BadRequest()
         return socket
 
+    def vouching(self, socket: EngineSocket, relay: str | None) -> asyncio.Future[Any] | None:
+        """A GET of ``socket`` came through ``relay`` (None: to this worker itself). If the
+        previous answer went out through another worker, that one may have died with it,
+        and this GET be its client's retry: the GET is held while that worker is asked
+        whether it is still there (the future of its answer; see polling.py). A worker
+        that has died fails the ask as soon as the store hears of it, or at the
+        ``forward_timeout``."""
+        previous = socket.answered_via
+        if previous is None or previous == relay:
+            return None
+        return self.store.ask(previous, EngineKind.ALIVE, None, self.config.forward_timeout)
+
     def _on_poll(self, envelope: Envelope) -> Any:
         message = Poll.from_wire(envelope.payload)
+        relay = envelope.origin
         try:
             socket = self._polling_session(message.sid)
-            waiting = polling.poll(socket, _poll_reply)  # pending now, before the next envelope
+            # pending now, before the next envelope
+            waiting = polling.poll(socket, _poll_reply, self.vouching(socket, relay),
+                                   _error_reply)
         except HTTPError as exc:
             return _error_reply(exc)
-        relay = envelope.origin
         if isinstance(waiting, Deferred):
             answer = waiting.as_future()  # what the store replies with once it is done
             key = (relay, message.token)
             self._polls[key] = (answer, socket)
 
             def done(future: asyncio.Future[Any]) -> None:
-                self._polls.pop(key, None)
-                if not future.cancelled():
+                # (not when aborted, or released: see _on_peers)
+                if self._polls.pop(key, None) is not None and not future.cancelled():
                     self._answered_via(socket, relay)
 
             answer.add_done_callback(done)
@@ -373,8 +403,9 @@ class Forwarding:
         # that worker, and no POLL_ABORT will come. Released, not aborted: the session is
         # not at fault, and a client that retries the GET through a live worker carries on
         # (an abort would close it, and the retry would find an overlapping GET meanwhile).
-        for (relay, _), (_, socket) in list(self._polls.items()):
-            if relay not in peers:
+        for key, (_, socket) in list(self._polls.items()):
+            if key[0] not in peers:
+                del self._polls[key]  # its empty answer goes nowhere
                 socket.release_poll()
         # An answered GET whose client has not polled again since, relayed by a worker that
         # is gone: the answer's packets may have died with it. The session is closed, not

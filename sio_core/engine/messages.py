@@ -13,6 +13,8 @@ and nowhere else. The payloads' version is the envelope's (``stores.base.VERSION
   by a :class:`Verdict` with the open packet).
 - A relayed websocket: :class:`WsIn` (a frame from the client, proxy -> owner),
   :class:`WsOut` (frames to the client, owner -> proxy), :class:`WsClose` (either way).
+- ``ALIVE``: the owner of a session asks the worker that relayed its last answer whether
+  it is still there (no payload; answered ``True``: see polling.py on held GETs).
 - ``METRICS``: a scrape asks the other workers of its machine for their metric families
   (no payload; the answer is checked by sio_core/engine/metrics/endpoint.py's parse_reply).
 """
@@ -35,6 +37,7 @@ class EngineKind(enum.StrEnum):
     WS_OUT = "ws_out"
     WS_CLOSE = "ws_close"
     OPEN = "open"
+    ALIVE = "alive"
     METRICS = "metrics"
 
 

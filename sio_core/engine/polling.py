@@ -14,19 +14,37 @@ session ("poll connection closed prematurely", as the reference).
 The transport itself (:class:`Polling`) is only the pending GET: ``send_packets``
 answers it. The same functions serve a GET or POST that another worker forwarded to this
 one, the session's owner (forwarding.py): only the form of the answer differs.
+
+A GET may be *held*: taken in (pending, as any), but given nothing until a check is done.
+The owner holds a GET that came another way than the previous answer went out, while that
+answer's relay is asked whether it is still there (forwarding.py, ``vouching``): if it
+died with the answer, the client may be retrying the same GET, and the packets it carried
+are lost. Then the session is closed and the held GET answered as the session's next
+request would be (400, "Session ID unknown"), so that the client reconnects (and with
+connection state recovery gets what it missed, once): python-socketio's client does on a
+failed GET, not on a ``1``. Else the GET takes what is queued, as it would have at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..config import Config
-from ..exceptions import BadRequest, EngineIOProtocolError, PayloadTooLarge
+from ..exceptions import (
+    BadRequest,
+    EngineIOProtocolError,
+    HTTPError,
+    PayloadTooLarge,
+    UnknownSession,
+)
 from ..http.compression import HTTPCompression
-from ..http.messages import Deferred, Response
+from ..http.messages import Deferred, Response, error_response
 from ..protocol import engineio
 from ..protocol.engineio import Packet
+from ..protocol.session import CloseReason
 from .socket import EngineSocket
 from .transport import CloseCallback, MessageCallback
 
@@ -36,11 +54,19 @@ PLAIN = "text/plain; charset=UTF-8"
 T = TypeVar("T")
 
 
+def _no_answer(_: object) -> Any:
+    return None
+
+
+def _no_abort() -> None:
+    pass
+
+
 class Polling:
     """The polling transport of one session (a :class:`~sio_core.engine.transport.Transport`):
     the pending GET, if any, which ``send_packets`` answers."""
 
-    __slots__ = ("_answer", "_on_abort", "_waiter")
+    __slots__ = ("_answer", "_on_abort", "_refuse", "_waiter", "held")
 
     name = "polling"
 
@@ -50,32 +76,50 @@ class Polling:
         self._waiter: Deferred[Any] | None = None
         self._answer: Callable[[list[Packet]], Any] = _no_answer
         self._on_abort: Callable[[], None] = _no_abort
+        self._refuse: Callable[[HTTPError], Any] = _no_answer
+        #: the check a pending GET waits for before it takes anything (see the module's
+        #: doc); None: the GET is not held
+        self.held: asyncio.Future[Any] | None = None
 
     @property
     def writable(self) -> bool:
         waiter = self._waiter
-        return waiter is not None and not waiter.done()
+        return waiter is not None and not waiter.done() and self.held is None
 
     def bind(self, on_message: MessageCallback, on_close: CloseCallback) -> None:
         pass  # its input comes in POSTs (receive), and it has no end of its own
 
     def send_packets(self, packets: list[Packet]) -> None:
+        """Answer the pending GET, held or not."""
         waiter, self._waiter = self._waiter, None
+        self.held = None
         if waiter is not None and not waiter.done():
             # the HTTP connection writes it now (Deferred): no task, no loop turn
             waiter.set_result(self._answer(packets))
 
+    def refuse(self, error: HTTPError) -> None:
+        """Answer the pending GET, held or not, with an HTTP error rather than packets."""
+        waiter, self._waiter = self._waiter, None
+        self.held = None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(self._refuse(error))
+
     def close(self) -> None:
+        self.held = None  # the session's end is told at once
         if self.writable:
             self.send_packets([engineio.CLOSE])
 
-    def wait(self, answer: Callable[[list[Packet]], T],
-             on_abort: Callable[[], None]) -> Deferred[T]:
-        """The GET waits: the answer to come, ``answer(packets)``. Cancelling it (the GET's
-        connection went away) calls ``on_abort``."""
+    def wait(self, answer: Callable[[list[Packet]], T], on_abort: Callable[[], None],
+             held: asyncio.Future[Any] | None = None,
+             refuse: Callable[[HTTPError], T] = _no_answer) -> Deferred[T]:
+        """The GET waits: the answer to come, ``answer(packets)`` (not before ``held`` is
+        done) or ``refuse(error)``. Cancelling it (the GET's connection went away) calls
+        ``on_abort``."""
         waiter: Deferred[T] = Deferred(self._cancelled)
         self._waiter = waiter
+        self.held = held
         self._answer = answer
+        self._refuse = refuse
         self._on_abort = on_abort
         return waiter
 
@@ -85,33 +129,48 @@ class Polling:
             self._on_abort()
 
 
-def _no_answer(packets: list[Packet]) -> None:
-    return None
-
-
-def _no_abort() -> None:
-    pass
-
-
-def poll(socket: EngineSocket, answer: Callable[[list[Packet]], T]) -> T | Deferred[T]:
+def poll(socket: EngineSocket, answer: Callable[[list[Packet]], T],
+         vouching: asyncio.Future[Any] | None = None,
+         refuse: Callable[[HTTPError], T] = _no_answer) -> T | Deferred[T]:
     """Take a GET in, now (see :meth:`EngineSocket.begin_poll`): ``answer(packets)`` at
     once if output is queued, or else the answer to come, given when there is some.
     Cancelling it (the GET's connection went away) aborts the poll, which closes the
-    session. Raises BadRequest for a GET the session refuses."""
-    ready = socket.begin_poll()
+    session. Raises BadRequest for a GET the session refuses. With ``vouching``, the GET
+    is held until it is done; if it fails, the session is closed and the GET answered
+    ``refuse(UnknownSession())`` (see the module's doc)."""
+    ready = socket.begin_poll(held=vouching is not None)
     if ready is not None:
         return answer(ready)
     transport = socket.transport
     # begin_poll refuses a GET once a websocket carries the session
     assert isinstance(transport, Polling)
-    return transport.wait(answer, socket.abort_poll)
+    waiter = transport.wait(answer, socket.abort_poll, vouching, refuse)
+    if vouching is not None:
+        vouching.add_done_callback(functools.partial(_vouched, socket, transport))
+    return waiter
+
+
+def _vouched(socket: EngineSocket, transport: Polling, vouching: asyncio.Future[Any]) -> None:
+    if vouching.cancelled() or vouching.exception() is not None:
+        # the previous answer's relay is gone, and the answer may be too: the held GET (if
+        # nothing answered it meanwhile) is refused as the session's next request will be
+        transport.refuse(UnknownSession())
+        socket.release_poll()  # (answered: no "1" is due to it)
+        socket.close(CloseReason.TRANSPORT_ERROR, notify=False)
+    elif transport.held is vouching:  # (else answered meanwhile: its own relay is gone)
+        transport.held = None
+        socket.flush()
 
 
 def get(socket: EngineSocket, headers: list[tuple[str, str]],
-        compression: HTTPCompression | None = None) -> Response | Deferred[Response]:
+        compression: HTTPCompression | None = None,
+        vouching: asyncio.Future[Any] | None = None) -> Response | Deferred[Response]:
     """A GET of this worker's session: its answer now, or the answer to come (cancelling
-    it withdraws the GET). Raises BadRequest for a GET the session refuses."""
-    return poll(socket, lambda packets: payload_response(packets, headers, compression))
+    it withdraws the GET; ``vouching``: see poll). Raises BadRequest for a GET the session
+    refuses."""
+    return poll(socket, lambda packets: payload_response(packets, headers, compression),
+                vouching, _no_answer if vouching is None
+                else lambda error: error_response(error, headers))
 
 
 def post(socket: EngineSocket, body: bytes, headers: list[tuple[str, str]],

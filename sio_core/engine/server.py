@@ -371,7 +371,9 @@ class EngineServer:
             if socket.transport.name != "polling":
                 raise BadRequest()  # polling after the upgrade (reference: 400 code 3)
             if request.method == "GET":
-                return polling.get(socket, headers, self._compression(request))
+                forwarding = self.forwarding
+                return polling.get(socket, headers, self._compression(request),
+                                   forwarding.vouching(socket, None) if forwarding else None)
             if request.method == "POST":
                 return polling.post(socket, request.body, headers, self.config)
             raise BadRequest()

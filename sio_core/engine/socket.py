@@ -174,12 +174,13 @@ class EngineSocket:
 
     # polling (polling.py drives these)
 
-    def begin_poll(self) -> list[Packet] | None:
+    def begin_poll(self, held: bool = False) -> list[Packet] | None:
         """Take a GET in, now: a request handled after this one finds it pending (the
         reference handles a session's requests in arrival order). Returns the packets to
-        answer it with at once, if output is queued; else None: the GET waits, and the
-        transport's ``send_packets`` answers it. Raises BadRequest for a GET the session
-        refuses (an overlapping one also closes the session, the pending GET told ``1``)."""
+        answer it with at once, if output is queued (and the GET is not ``held``: see
+        polling.poll); else None: the GET waits, and the transport's ``send_packets``
+        answers it. Raises BadRequest for a GET the session refuses (an overlapping one
+        also closes the session, the pending GET told ``1``)."""
         core = self.core
         self.answered_via = None  # a GET: the previous answer reached the client
         try:
@@ -187,7 +188,7 @@ class EngineSocket:
         except Exception:
             self._pump()
             raise
-        if core.has_output():
+        if not held and core.has_output():
             out = core.take_output()
             self._pump()
             return out
@@ -204,11 +205,14 @@ class EngineSocket:
         """The pending GET will never reach its client (it was relayed by a worker that is
         gone): end its wait with nothing, and keep the session; see
         :meth:`EngineSession.release_poll`."""
-        transport = self.transport
-        if self.core.poll_pending and transport.writable:
+        if self.core.poll_pending:
             self.core.release_poll()
-            transport.send_packets([])
+            self.transport.send_packets([])  # held or not (polling.poll)
             self._pump()
+
+    def flush(self) -> None:
+        """Write what is queued, now (to a GET that was held: polling.poll)."""
+        self._pump()
 
     def begin_post(self) -> None:
         try:
