@@ -27,7 +27,7 @@ FLOORS: dict[str, tuple[float, float]] = {
     "sio_core/engine": (98, 93),
     "sio_core/socketio": (98, 94),
     "sio_core/http": (98, 92),
-    "sio_core/stores": (95, 85),
+    "sio_core/stores": (95, 87),
     "sio_core/admin": (94, 92),
     "sio_core/demo": (100, 100),
     "sio_core (top level)": (95, 87),

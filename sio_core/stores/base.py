@@ -140,6 +140,29 @@ def unpack_wire(data: bytes) -> list[Any]:
     return checked_wire(item)
 
 
+def unpack_head(data: bytes) -> list[Any]:
+    """:func:`unpack_wire` for a frame that is only routed (the master hub's): the same
+    checks of the envelope and its header, but the payload is skipped over, not made into
+    values (~5 us rather than ~57 us for a burst of 100 broadcasts), and the list's payload
+    is None. BadMessage as unpack_wire raises it, but for a payload that is msgpack and
+    still cannot be made into values (a map with a list for a key): the receiver finds that
+    one, and drops it."""
+    if len(data) > MAX_ENVELOPE:
+        raise BadMessage("envelope too large")
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False,
+                                max_buffer_size=max(len(data), 1))
+    try:
+        unpacker.feed(data)
+        if unpacker.read_array_header() == 6:
+            head = [unpacker.unpack() for _ in range(5)]
+            unpacker.skip()
+            if unpacker.tell() == len(data):
+                return checked_wire([*head, None])
+    except Exception:
+        pass  # (the error is unpack_wire's to tell)
+    return [*unpack_wire(data)[:5], None]
+
+
 class Drops:
     """Counts the messages dropped as undecodable and logs them: a warning for the first of
     each reason (a worker of another version says so once, not per message), then debug."""

@@ -34,6 +34,7 @@ from .base import (
     Envelope,
     Store,
     checked_wire,
+    unpack_head,
     unpack_wire,
 )
 from .log import LOG_KINDS, LogKeeper, LogLimits, RelayedLog
@@ -213,11 +214,10 @@ class Hub:
 
     def _route(self, worker: _Worker, data: bytes) -> None:
         try:
-            item = unpack_wire(data)
+            _, kind, origin, target, request_id, _ = unpack_head(data)
         except BadMessage as exc:
             self.dropped(exc, f"worker {worker.owner}")
             return
-        _, kind, origin, target, request_id, payload = item
         if kind == BusKind.READY:
             if worker.owner is not None or origin in self.workers:
                 # a connection names itself once, and a name in use stays with its worker:
@@ -234,10 +234,11 @@ class Hub:
         if kind == BusKind.PEERS or kind == BusKind.NO_PEER:
             return  # the hub's word, never a worker's (a forged PEERS would blind the others)
         if kind in LOG_KINDS:
-            self.log.handle(Envelope(kind, origin, payload, target, request_id))
+            self.log.handle(Envelope.unpack(data))
             return
         if kind == BusKind.BATCH and target is not None and target not in self.workers:
             # relayed unopened, but the requests in it get their NO_PEER as one alone would
+            payload = unpack_wire(data)[5]
             for inner in payload if type(payload) is list else ():
                 if (type(inner) is list and len(inner) == 6 and type(inner[4]) is int
                         and inner[1] != BusKind.REPLY):
