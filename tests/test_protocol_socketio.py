@@ -18,7 +18,9 @@ from sio_core.protocol.socketio import (
     Decoder,
     Packet,
     PacketType,
+    _encoder,
     _parse_json,
+    _refuse,
     encode,
 )
 
@@ -546,6 +548,29 @@ def test_encode_refuses_what_is_not_json(packet: Packet) -> None:
         encode(packet)
 
 
+def test_encode_refuses_circular_data_as_json_dumps_does() -> None:
+    # the C encoder is called without its circular check: a cycle ends in RecursionError,
+    # then the JSONEncoder raises the ValueError json.dumps would
+    loop: list[Any] = ["x"]
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference"):
+        encode(Packet(EVENT, data=["x", {"a": loop}]))
+
+
+def test_encode_without_the_c_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No C encoder (another Python), or one that writes otherwise than the JSONEncoder on
+    the probe: the JSONEncoder's encode, the same output."""
+    data = ["msg", {"text": "héllo", "n": [1, 2.5, None]}]
+    expected = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    assert _encoder(_refuse)(data) == expected
+    monkeypatch.setattr(json.encoder, "c_make_encoder",
+                        lambda *args: lambda value, level: ("not", "json"))
+    fallback = _encoder(_refuse)
+    monkeypatch.undo()  # (the JSONEncoder makes its C encoder when it encodes)
+    assert fallback(data) == expected
+
+
 def test_reserved_events() -> None:
     expected = {
         "connect",
@@ -667,6 +692,13 @@ def normalized(packet: Packet) -> Packet:
     elif ptype in (ACK, BINARY_ACK):
         ptype = BINARY_ACK if _has_bytes(packet.data) else ACK
     return Packet(ptype, packet.namespace, norm(packet.data), packet.id)
+
+
+@FAST
+@given(data=json_plain)
+def test_encode_writes_what_json_dumps_writes(data: Any) -> None:
+    assert encode(Packet(EVENT, data=["e", data]))[0] == "2" + json.dumps(
+        ["e", data], separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 @FAST
