@@ -51,6 +51,10 @@ logger = logging.getLogger("sio_core")
 DEFAULT_APP = "sio_core.demo.app:io"
 #: see --gc-threshold: 10,000 gives most of the gain (Python 3.13 itself moved to 2,000)
 GC_THRESHOLD = 10_000
+#: with it, the second threshold (young collections per middle one; Python's is 10): at
+#: 10,000 open connections the middle collections, and the full ones they lead to, still
+#: cost a fifth of opening one (README, "One process-wide setting")
+GC_THRESHOLD_1 = 100
 _NODE_ID = re.compile(r"[A-Za-z0-9_~-]{1,48}")
 
 
@@ -239,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--gc-threshold", type=_checked(int, lambda n: check_count(n, 0), "a whole number"),
         default=GC_THRESHOLD, metavar="N",
         help="the garbage collector's first threshold in each worker (default "
-             f"{GC_THRESHOLD}; 0 keeps Python's own, 700)")
+             f"{GC_THRESHOLD}, and then the second {GC_THRESHOLD_1}; 0 keeps Python's own,"
+             " 700 and 10)")
     serve.add_argument(
         "--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
         help="each worker's event loop: auto (the default) is uvloop when it is installed,"
@@ -486,10 +491,13 @@ def main(argv: list[str] | None = None) -> int:
         return _supervise(args, argv, workers)
     if args.gc_threshold > 0:
         # Set here, by the program, never by the library. Python 3.11's 700 runs a young
-        # collection every 700 allocations, and each tenth a full pass over every live
-        # object: with thousands of connections that pass is ~20% of opening one
-        # (benchmarks/RESULTS.md). Cyclic garbage only lives a little longer.
-        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
+        # collection every 700 allocations, and each tenth a middle one, which may lead to a
+        # full pass over every live object: with thousands of connections that was ~20% of
+        # opening one (benchmarks/RESULTS.md), and at 10,000 the middle collections every
+        # tenth of 10,000-allocation young ones still cost ~20% (connections/s, 2,700-3,200
+        # against ~3,470 with a middle one every hundredth). Cyclic garbage only lives a
+        # little longer.
+        gc.set_threshold(args.gc_threshold, GC_THRESHOLD_1, gc.get_threshold()[2])
     if args.loop != "asyncio":
         try:
             import uvloop
