@@ -58,6 +58,19 @@ GC_THRESHOLD_1 = 100
 _NODE_ID = re.compile(r"[A-Za-z0-9_~-]{1,48}")
 
 
+def tune_gc(first: int) -> None:
+    """``--gc-threshold``: the collector's first threshold, and with it the second
+    (:data:`GC_THRESHOLD_1`); 0 leaves Python's own. Set by the program, never by the
+    library. Python 3.11's 700 runs a young collection every 700 allocations, and each tenth
+    a middle one, which may lead to a full pass over every live object: with thousands of
+    connections that was ~20% of opening one (benchmarks/RESULTS.md), and at 10,000 the
+    middle collections every tenth of 10,000-allocation young ones still cost ~20%
+    (connections/s, 2,700-3,200 against ~3,470 with a middle one every hundredth; PROFILE.md).
+    Cyclic garbage only lives a little longer."""
+    if first > 0:
+        gc.set_threshold(first, GC_THRESHOLD_1, gc.get_threshold()[2])
+
+
 class _Parser(argparse.ArgumentParser):
     """A bad option is one line on stderr and exit 2 (argparse's own status), without the
     usage block: the line names the option and what it must be; --help has the rest."""
@@ -489,15 +502,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if workers > 1 and not os.environ.get(ENV_OWNER):
         return _supervise(args, argv, workers)
-    if args.gc_threshold > 0:
-        # Set here, by the program, never by the library. Python 3.11's 700 runs a young
-        # collection every 700 allocations, and each tenth a middle one, which may lead to a
-        # full pass over every live object: with thousands of connections that was ~20% of
-        # opening one (benchmarks/RESULTS.md), and at 10,000 the middle collections every
-        # tenth of 10,000-allocation young ones still cost ~20% (connections/s, 2,700-3,200
-        # against ~3,470 with a middle one every hundredth). Cyclic garbage only lives a
-        # little longer.
-        gc.set_threshold(args.gc_threshold, GC_THRESHOLD_1, gc.get_threshold()[2])
+    tune_gc(args.gc_threshold)
     if args.loop != "asyncio":
         try:
             import uvloop

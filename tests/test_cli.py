@@ -4,6 +4,7 @@ loads an application or binds anything (sio_core/cli.py build_parser)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import sys
 import pytest
 
 from sio_core import __version__
-from sio_core.cli import build_parser
+from sio_core.cli import GC_THRESHOLD, GC_THRESHOLD_1, build_parser, tune_gc
 from tests.support import REPO_ROOT, scaled
 
 CASES = [
@@ -93,3 +94,13 @@ def test_version() -> None:
     proc = subprocess.run([sys.executable, "-m", "sio_core", "--version"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=scaled(20), check=False)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"sio_core {__version__}\n", "")
+
+
+def test_serve_sets_the_collectors_first_two_thresholds(monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    set_to: list[tuple[int, ...]] = []
+    monkeypatch.setattr(gc, "set_threshold", lambda *values: set_to.append(values))
+    tune_gc(0)  # Python's own, untouched
+    assert set_to == []
+    tune_gc(GC_THRESHOLD)
+    assert set_to == [(10_000, 100, gc.get_threshold()[2])] and GC_THRESHOLD_1 == 100
