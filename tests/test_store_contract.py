@@ -734,6 +734,11 @@ async def test_hub_drops_garbage_and_keeps_the_connection(hub_cluster: Cluster) 
     writer.write(raw_frame(msgpack.packb(["emit", a.owner])))
     writer.write(raw_frame(msgpack.packb(["no such kind", a.owner, b.owner, None, 1])))
     writer.write(raw_frame(b""))
+    # a sound header over a payload that does not decode (a map with a list for a key),
+    # where the master reads the frame whole: the log's kinds, a batch to a worker gone
+    for kind, target in ((LogKind.LOG_APPEND, None), (BusKind.BATCH, "gone")):
+        head = msgpack.packb([VERSION, kind, a.owner, target, None])
+        writer.write(raw_frame(b"\x96" + head[1:] + b"\x81\x91\x01\x02"))
     a.send(b.owner, KIND, "after the garbage")
     assert await inbox.wait() == ["after the garbage"]
     await flush(hub_cluster)

@@ -234,11 +234,14 @@ class Hub:
         if kind == BusKind.PEERS or kind == BusKind.NO_PEER:
             return  # the hub's word, never a worker's (a forged PEERS would blind the others)
         if kind in LOG_KINDS:
-            self.log.handle(Envelope.unpack(data))
+            envelope = self._opened(worker, data)
+            if envelope is not None:
+                self.log.handle(envelope)
             return
         if kind == BusKind.BATCH and target is not None and target not in self.workers:
             # relayed unopened, but the requests in it get their NO_PEER as one alone would
-            payload = unpack_wire(data)[5]
+            envelope = self._opened(worker, data)
+            payload = None if envelope is None else envelope.payload
             for inner in payload if type(payload) is list else ():
                 if (type(inner) is list and len(inner) == 6 and type(inner[4]) is int
                         and inner[1] != BusKind.REPLY):
@@ -259,6 +262,15 @@ class Hub:
         elif request_id is not None and kind != BusKind.REPLY:
             self._send(worker, frame(Envelope(BusKind.NO_PEER, target, None, origin,
                                               request_id)))
+
+    def _opened(self, worker: _Worker, data: bytes) -> Envelope | None:
+        """A frame the master reads whole (its header was checked by unpack_head); None, and
+        dropped, if its payload does not decode."""
+        try:
+            return Envelope.unpack(data)
+        except BadMessage as exc:
+            self.dropped(exc, f"worker {worker.owner}")
+            return None
 
     def _announce(self) -> None:
         data = frame(Envelope(BusKind.PEERS, "hub", list(self.workers)))
