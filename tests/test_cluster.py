@@ -723,7 +723,10 @@ async def test_a_dead_relay_leaves_the_owners_sessions_working(tmp_path: Path) -
         connector = aiohttp.TCPConnector(force_close=True)  # each request: a new connection
         async with aiohttp.ClientSession(connector=connector) as http:
             sids = []
-            for _ in range(16):
+            # 32 sessions: each GET lands on another worker than its owner 3 times in 4, so
+            # fewer than the 8 forwarded GETs awaited below is a chance of ~4e-10 (with 16 it
+            # was ~0.7%, and CI met it once)
+            for _ in range(32):
                 async with http.get(url, params=query) as resp:
                     sids.append(json.loads((await resp.text())[1:])["sid"])
             owners = set(await health_by_owner(http, server.url, lambda seen: len(seen) == 4,
