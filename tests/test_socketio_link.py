@@ -129,7 +129,7 @@ async def test_junk_in_the_javascript_format_is_dropped(
     adapter_link(server, store)
     try:
         with caplog.at_level(logging.DEBUG, "sio_core"):
-            store._on_message({"channel": channel.encode(), "data": data})
+            store._on_message(channel.encode(), data)
         assert server.received == [] and store.dropped.count == 1
         assert [r.levelno for r in caplog.records] == [logging.WARNING]
         assert caplog.records[0].getMessage().startswith(f"dropped a message from {channel}: ")

@@ -38,7 +38,7 @@ from sio_core.socketio.redis_adapter import (
     adapter_link,
 )
 from sio_core.socketio.redis_adapter import SOCKETS as SOCKETS_REQUEST
-from sio_core.stores.redis import RedisStore
+from sio_core.stores.redis import RedisStore, json_unpack, msgpack_pack, msgpack_unpack
 from tests.support import scaled
 
 CLASSIC = "redis://127.0.0.1:1/0"
@@ -79,7 +79,7 @@ class Node:
         unless delivered here at once (``held`` False)."""
         data = msgpack.packb(message, use_bin_type=True) if packed \
             else json.dumps(message).encode()
-        self.store._on_message({"channel": channel.encode(), "data": data})
+        self.store._on_message(channel.encode(), data)
         if not held:
             self.link._deliver_burst()
 
@@ -248,6 +248,27 @@ async def test_classic_receives(classic: Node, channel: str, message: Any, packe
     assert [m for _, m in classic.received] == received
     assert {origin for origin, _ in classic.received} <= {"js:js1", "js:"}
     assert classic.store.dropped.count == 0
+
+
+async def test_our_own_broadcasts_are_dropped_unread_and_no_one_elses() -> None:
+    """What a server reads back of its own broadcasts is known by how it begins, and dropped
+    before it is decoded (a truncated one is not counted malformed); a uid that only begins
+    like ours is another server's. With msgpack and with JSON packing."""
+    for pack, unpack in ((msgpack_pack, msgpack_unpack),
+                         (lambda value: json.dumps(value).encode(), json_unpack)):
+        node = Node(CLASSIC)
+        node.store.pack, node.store.unpack = pack, unpack
+        node.link = adapter_link(node, node.store)
+        node.store._on_message(b"k#/#", pack(["me", JS_EVENT, OPTS_JS])[:-3])
+        assert node.store.dropped.count == 0
+        for uid in ("m", "mee", "me "):
+            node.store._on_message(b"k#/#r#", pack([uid, JS_EVENT, OPTS_JS]))
+        node.link._deliver_burst()
+        assert node.received == [(f"js:{uid}", Broadcast("/", OPTS, None))
+                                 for uid in ("m", "mee", "me ")]
+        node.store._on_message(b"k#/#", pack(["m", JS_EVENT, OPTS_JS])[:-3])
+        assert node.store.dropped.count == 1  # not ours: decoded, and malformed
+        await node.store.close_clients()
 
 
 SHARDED_IN: list[tuple[Any, list[ClusterMessage]]] = [

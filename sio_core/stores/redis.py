@@ -61,6 +61,7 @@ from .redis_topology import (
     watch_failovers,
 )
 from .redis_url import SUBSCRIPTION_MODES, Mode, parse
+from .redis_wire import Wire, open_wire, publish
 
 __all__ = ["Pack", "RedisStore", "Tap", "Unpack", "json_unpack", "msgpack_pack",
            "msgpack_unpack"]
@@ -187,6 +188,9 @@ class RedisStore(Store):
         self.close_timeout = close_timeout
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(queue_limit)
         self._tasks_run: list[asyncio.Task[None]] = []
+        #: the connection PUBLISHes go out on (one server or Sentinel's master; made at the
+        #: first, again after a loss)
+        self._publisher: Wire | None = None
         self._pubsub: Subscription | None = None
         #: the channels and patterns of a layer above (see follow, tap)
         self._followed: set[str] = set()
@@ -280,6 +284,7 @@ class RedisStore(Store):
         await super().close()
 
     async def close_clients(self) -> None:
+        await _bounded(self._drop_publisher(), self.close_timeout)
         for client in {id(c): c for c in (self.pub, self.sub, self.cmd)}.values():
             await _bounded(client.aclose(), self.close_timeout)
         if self._sentinel is not None:
@@ -353,6 +358,7 @@ class RedisStore(Store):
     async def _failover(self) -> None:
         """A Sentinel named a new master: leave the old one (now a replica), at once."""
         self._failovers += 1
+        await self._drop_publisher()
         for client in (self.pub, self.cmd):
             with contextlib.suppress(Exception):
                 await client.connection_pool.disconnect()
@@ -404,14 +410,9 @@ class RedisStore(Store):
         with contextlib.suppress(Exception):
             await self._beat()  # the peers may have changed meanwhile
 
-    def _on_message(self, message: dict[str, Any]) -> None:
-        channel = message.get("channel")
-        data = message.get("data")
-        if isinstance(channel, bytes):
-            channel = channel.decode("utf-8", "replace")
-        if not isinstance(channel, str) or not isinstance(data, bytes):
-            return
-        if len(data) > MAX_ENVELOPE:
+    def _on_message(self, name: bytes, data: bytes) -> None:
+        channel = name.decode("utf-8", "replace")
+        if not isinstance(data, bytes) or len(data) > MAX_ENVELOPE:
             return
         try:
             listener = self._listeners.get(channel)
@@ -459,26 +460,23 @@ class RedisStore(Store):
                                self._queue_dropped)
 
     async def _write_loop(self) -> None:
-        # sharded pub/sub on a Cluster: SPUBLISH, sent to the master of the channel's slot
-        publish = self.pub.spublish if self.mode is Mode.CLUSTER else self.pub.publish
         queue = self._queue
         while not self._closing:
             batch = [await queue.get()]
             # what was queued meanwhile (a burst of broadcasts in one loop turn) goes in one
-            # pipeline: one write and one round trip rather than one each, in order. (A
-            # Cluster's channels live on several masters: one PUBLISH at a time there.)
+            # write: one round trip rather than one each, in order. (A Cluster's channels
+            # live on several masters: one SPUBLISH at a time there, through its client.)
             if self.mode is not Mode.CLUSTER:
                 while len(batch) < PIPELINE_MAX and not queue.empty():
                     batch.append(queue.get_nowait())
             try:
-                if len(batch) == 1:
-                    await publish(*batch[0])
+                if self.mode is Mode.CLUSTER:
+                    await self.pub.spublish(*batch[0])
+                    failed = 0
                 else:
-                    pipe = self.pub.pipeline(transaction=False)
-                    for channel, data in batch:
-                        pipe.publish(channel, data)
-                    await pipe.execute()
-                self.messages_sent += len(batch)
+                    failed = await self._publish(batch)
+                self.messages_sent += len(batch) - failed
+                self._publish_failed += failed
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -486,6 +484,32 @@ class RedisStore(Store):
                 self._last_error = str(exc)
                 logger.debug("publish of %d message(s) failed: %s", len(batch), exc)
                 await asyncio.sleep(0.05)  # Redis is down: do not spin
+
+    async def _publish(self, batch: list[tuple[str, bytes]]) -> int:
+        """PUBLISH each message of ``batch`` in one write on the publisher's connection
+        (made again once if it was lost, as redis-py's retry did); how many Redis refused."""
+        data = b"".join([publish(b"PUBLISH", channel, message) for channel, message in batch])
+        for retry in (False, True):
+            try:
+                if self._publisher is None:
+                    self._publisher = await open_wire(self.pub.connection_pool.make_connection)
+                self._publisher.send(data)
+                replies = await self._publisher.read(len(batch))
+                break
+            except (ConnectionError, OSError):
+                await self._drop_publisher()
+                if retry:
+                    raise
+        refused = [reply for reply in replies if isinstance(reply, Exception)]
+        if refused:
+            self._last_error = str(refused[0])
+        return len(refused)
+
+    async def _drop_publisher(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            with contextlib.suppress(Exception):
+                await publisher.close()
 
     # -- peers ------------------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ How this works:
   channels; there is no pattern subscription in sharded pub/sub. When a slot moves, Redis
   ends the subscriptions of its channels with a SUNSUBSCRIBE we did not ask for: that, and
   a lost connection, end the subscription, and the next one reads the slots afresh.
+  Both read their connections through :class:`~sio_core.stores.redis_wire.Wire` (redis-py
+  connects; what arrives is parsed by hiredis a read at a time).
 - With Sentinel, a failover moves the master, but a subscription to the old one does not
   end by itself: to a master that hangs (its connections open and silent) it waits forever;
   to one demoted to a replica it stayed up here for ~10 s after ``SENTINEL FAILOVER``,
@@ -39,10 +41,12 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from .redis_url import Mode, RedisTarget
+from .redis_wire import Wire, command, open_wire
 
 logger = logging.getLogger("sio_core.redis")
 
-OnMessage = Callable[[dict[str, Any]], None]
+#: what arrives: (channel, data)
+OnMessage = Callable[[bytes, bytes], None]
 
 
 @dataclass(slots=True)
@@ -99,34 +103,50 @@ class Subscription:
 
 
 class PubSubSubscription(Subscription):
-    """One connection, SUBSCRIBE and PSUBSCRIBE (one server, or a Sentinel's master)."""
+    """One connection, SUBSCRIBE and PSUBSCRIBE (one server, or a Sentinel's master), read
+    through a :class:`~sio_core.stores.redis_wire.Wire`."""
 
     def __init__(self, client: aioredis.Redis, on_message: OnMessage) -> None:
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._make = client.connection_pool.make_connection
         self._on_message = on_message
+        self._wire: Wire | None = None
+
+    async def _connected(self) -> Wire:
+        if self._wire is None:
+            self._wire = await open_wire(self._make)
+        return self._wire
+
+    async def _send(self, name: bytes, names: tuple[str, ...]) -> None:
+        if names:  # (with none, an UNSUBSCRIBE would end every subscription)
+            (await self._connected()).send(command(name, *(n.encode() for n in names)))
 
     async def subscribe(self, *channels: str) -> None:
-        await self._pubsub.subscribe(*channels)
+        await self._send(b"SUBSCRIBE", channels)
 
     async def psubscribe(self, *patterns: str) -> None:
-        await self._pubsub.psubscribe(*patterns)
+        await self._send(b"PSUBSCRIBE", patterns)
 
     async def unsubscribe(self, *channels: str) -> None:
-        await self._pubsub.unsubscribe(*channels)
+        await self._send(b"UNSUBSCRIBE", channels)
 
     async def run(self) -> None:
+        wire, on_message = await self._connected(), self._on_message
         while True:
-            message = await self._pubsub.get_message(timeout=None)
-            if message is not None:
-                self._on_message(message)
+            for reply in await wire.replies():
+                kind = reply[0] if isinstance(reply, list) else reply
+                if kind == b"message":
+                    on_message(reply[1], reply[2])
+                elif kind == b"pmessage":
+                    on_message(reply[2], reply[3])
+                elif isinstance(kind, Exception):
+                    raise SubscriptionLost(f"Redis answered the subscriber: {kind}")
 
     async def drop(self) -> None:
-        connection = self._pubsub.connection
-        if connection is not None:
-            await connection.disconnect()
+        if self._wire is not None:
+            await self._wire.close()
 
     async def aclose(self) -> None:
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+        await self.drop()
 
 
 class SubscriptionLost(ConnectionError):
@@ -164,7 +184,7 @@ class ShardedSubscription(Subscription):
             subscriber = self._nodes[name]
             # one SSUBSCRIBE per channel: several at once must share a slot (CROSSSLOT)
             for channel in names:
-                await subscriber.pubsub.ssubscribe(channel)
+                await subscriber.send(b"SSUBSCRIBE", channel)
             subscriber.start()
 
     async def unsubscribe(self, *channels: str) -> None:
@@ -172,7 +192,7 @@ class ShardedSubscription(Subscription):
             self._channels.discard(channel.encode())
             subscriber = self._nodes.get(self._node(channel).name)
             if subscriber is not None:
-                await subscriber.pubsub.sunsubscribe(channel)
+                await subscriber.send(b"SUNSUBSCRIBE", channel)
 
     def _node(self, channel: str) -> ClusterNode:
         node = self._cluster.get_node_from_key(channel)
@@ -205,29 +225,34 @@ class _NodeSubscriber:
     def __init__(self, node: ClusterNode, on_message: OnMessage,
                  lose: Callable[[BaseException], None], wanted: set[bytes]) -> None:
         kwargs = {**node.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
-        self.client = aioredis.Redis(connection_pool=aioredis.ConnectionPool(
-            connection_class=node.connection_class, **kwargs))
-        self.pubsub = self.client.pubsub()
+        self._make: Callable[[], Any] = lambda: node.connection_class(**kwargs)
+        self._wire: Wire | None = None
         self._on_message = on_message
         self._lose = lose
         self._wanted = wanted
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._read())
+    async def send(self, name: bytes, channel: str) -> None:
+        if self._wire is None:
+            self._wire = await open_wire(self._make)
+        self._wire.send(command(name, channel.encode()))
 
-    async def _read(self) -> None:
+    def start(self) -> None:
+        if self._task is None and self._wire is not None:
+            self._task = asyncio.get_running_loop().create_task(self._read(self._wire))
+
+    async def _read(self, wire: Wire) -> None:
+        on_message, wanted = self._on_message, self._wanted
         try:
             while True:
-                message = await self.pubsub.get_message(timeout=None)
-                if message is None:
-                    continue
-                kind = message["type"]
-                if kind == "smessage":
-                    self._on_message(message)
-                elif kind == "sunsubscribe" and _as_bytes(message["channel"]) in self._wanted:
-                    raise SubscriptionLost(f"Redis moved {message['channel']!r} to another node")
+                for reply in await wire.replies():
+                    kind = reply[0] if isinstance(reply, list) else reply
+                    if kind == b"smessage":
+                        on_message(reply[1], reply[2])
+                    elif kind == b"sunsubscribe" and reply[1] in wanted:
+                        raise SubscriptionLost(f"Redis moved {reply[1]!r} to another node")
+                    elif isinstance(kind, Exception):
+                        raise SubscriptionLost(f"Redis answered the subscriber: {kind}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -238,14 +263,9 @@ class _NodeSubscriber:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
-        with contextlib.suppress(Exception):
-            await self.pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
-        with contextlib.suppress(Exception):
-            await self.client.aclose()
-
-
-def _as_bytes(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
+        if self._wire is not None:
+            with contextlib.suppress(Exception):
+                await self._wire.close()
 
 
 async def watch_failovers(sentinel: Sentinel, service: str,
