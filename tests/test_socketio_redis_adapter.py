@@ -141,6 +141,26 @@ async def test_classic_publishes(classic: Node, message: Published, channel: str
     assert classic.published == [(channel, wire)]
 
 
+async def test_a_burst_of_broadcasts_each_with_its_own_options(classic: Node) -> None:
+    """The options of the last broadcast published and received are kept: each broadcast
+    still goes out, and is read, with its own."""
+    other = BroadcastOptions(frozenset({"s"}))
+    for opts in (OPTS, OPTS, other, OPTS):
+        classic.link.publish(Broadcast("/", opts, sio.encode(EVENT), packet=EVENT))
+    assert [(channel, wire[2]["rooms"]) for channel, wire in classic.published] == [
+        ("k#/#r#", ["r"]), ("k#/#r#", ["r"]), ("k#/#s#", ["s"]), ("k#/#r#", ["r"])]
+    for opts_js in (OPTS_JS, dict(OPTS_JS), {"rooms": ["s"]}, {"flags": {"compress": False}},
+                    {"flags": {"compress": 0}}, {"flags": {"compress": None}}, OPTS_JS):
+        classic.feed("k#/#", ["js1", JS_EVENT, opts_js], packed=True, held=True)
+    classic.link._deliver_burst()
+    received = [message.opts for _, message in classic.received
+                if isinstance(message, Broadcast)]
+    assert received == [OPTS, OPTS, BroadcastOptions(frozenset({"s"})),
+                        BroadcastOptions(compress=False), BroadcastOptions(compress=False),
+                        BroadcastOptions(), OPTS]
+    assert received[0] is received[1]
+
+
 SHARDED_OUT: list[tuple[Published, str, Any]] = [
     (Broadcast("/", OPTS, sio.encode(EVENT), packet=EVENT), "k#/#",
      {"uid": "me", "nsp": "/", "type": 3, "data": {

@@ -144,7 +144,9 @@ def flags_to_js(opts: BroadcastOptions, *, volatile_false: bool) -> dict[str, bo
 
 
 def opts_from_js(value: Any) -> BroadcastOptions:
-    """A JavaScript server's ``{rooms, except, flags}`` (each may be missing)."""
+    """A JavaScript server's ``{rooms, except, flags}`` (each may be missing). Values
+    that compare equal give equal options (a flag is read by ``==``, as 1 == True), so a
+    receiver may keep the last ones."""
     if not isinstance(value, dict):
         raise BadMessage("malformed options")
     rooms, excepted = value.get("rooms", []), value.get("except", [])
@@ -155,7 +157,7 @@ def opts_from_js(value: Any) -> BroadcastOptions:
         raise BadMessage("malformed options")
     return BroadcastOptions(frozenset(rooms), frozenset(excepted),
                             volatile=bool(flags.get("volatile")),
-                            compress=flags.get("compress") is not False)
+                            compress=flags.get("compress") != False)  # noqa: E712
 
 
 def packet_to_js(packet: sio.Packet) -> dict[str, Any]:
@@ -376,6 +378,12 @@ class ClassicFormat(AdapterFormat):
         self._broadcast_prefix = f"{self.key}#"
         #: how this server's own broadcasts begin, packed (the array's start and its uid):
         #: what it reads back on its pattern is dropped on sight, not decoded
+        #: the options of the last broadcast received and published, and their forms
+        self._received_js: Any = None
+        self._received = BroadcastOptions()
+        self._sent: BroadcastOptions | None = None
+        self._sent_js: dict[str, Any] = {}
+        self._sent_rooms: list[str] = []
         first, second = (store.pack([self.owner, n, n]) for n in (0, 1))
         self._own = first[:next(i for i, (a, b) in enumerate(zip(first, second, strict=False))
                                 if a != b)]
@@ -420,8 +428,13 @@ class ClassicFormat(AdapterFormat):
         event = packet_from_js(packet, "/")
         if event.id is not None:
             raise BadMessage("a broadcast with an ack id")
+        # a burst's broadcasts mostly share their options: the last ones read are kept
+        # (equal JavaScript options make equal BroadcastOptions, see opts_from_js)
+        if opts != self._received_js:
+            self._received = opts_from_js(opts)
+            self._received_js = opts
         self._broadcast_received(JS + str(uid), Broadcast(
-            event.namespace, opts_from_js(opts), None, packet=event))
+            event.namespace, self._received, None, packet=event))
 
     def _on_request(self, data: bytes, channel_nsp: str) -> None:
         request = decode_message(data, self.store.unpack)
@@ -472,9 +485,12 @@ class ClassicFormat(AdapterFormat):
             packet = message.packet
             assert packet is not None  # the sender's: it has the packet it encoded
             opts = message.opts
-            publish_raw(broadcast_channel(self.key, packet.namespace, sorted(opts.rooms)),
-                        self.store.pack([self.owner, packet_to_js(packet), {
-                            **opts_to_js(opts), "flags": flags_to_js(opts, volatile_false=True)}]))
+            if opts is not self._sent:  # (a burst's broadcasts mostly share theirs)
+                self._sent, self._sent_rooms = opts, sorted(opts.rooms)
+                self._sent_js = {**opts_to_js(opts),
+                                 "flags": flags_to_js(opts, volatile_false=True)}
+            publish_raw(broadcast_channel(self.key, packet.namespace, self._sent_rooms),
+                        self.store.pack([self.owner, packet_to_js(packet), self._sent_js]))
             return
         if isinstance(message, BroadcastWithAcks):
             # every server of the namespace answers on the response channel: its client
