@@ -55,6 +55,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sio_core import build
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
 PYTHON = sys.executable
@@ -65,6 +67,9 @@ JS = "js"  # the reference every ratio is taken to
 SIO = "sio"
 PYSIO = "pysio"
 ASGI = "asgi"  # sio_core's ASGIApp under uvicorn: the cost of the ASGI path
+#: sio_core's own server running its Python sources though the compiled build is installed
+#: (SIO_CORE_PURE=1, sio_core/build.py): what the compiled build gains, in the same run
+SIO_PURE = "siopure"
 CEILING = "ceiling"
 
 #: what a payload looks like on every event: a small JSON object, as a chat message would be
@@ -297,6 +302,7 @@ class ServerKind:
 
 SERVERS = {
     SIO: ServerKind(SIO, "sio_core"),
+    SIO_PURE: ServerKind(SIO_PURE, "sio_core, pure Python"),
     JS: ServerKind(JS, "socket.io (node)"),
     PYSIO: ServerKind(PYSIO, "python-socketio (uvicorn)"),
     ASGI: ServerKind(ASGI, "sio_core ASGIApp (uvicorn)"),
@@ -387,8 +393,9 @@ class Bench:
 
         cpus = self.cpus.server
         port = free_port()
-        if setup == SIO:
-            return [Proc(self.cpus.wrap(cpus, sio_argv(port)), port, log())]
+        if setup in (SIO, SIO_PURE):
+            return [Proc(self.cpus.wrap(cpus, sio_argv(port)), port, log(),
+                         env={build.PURE: "1"} if setup == SIO_PURE else {})]
         if setup == JS:
             argv = ["node", str(BENCH / "servers" / "js_server.js"), str(port)]
             return [Proc(self.cpus.wrap(cpus, argv), port, log())]
@@ -889,6 +896,7 @@ def machine_description(cpus: Cpus) -> list[str]:
         f"- Python {platform.python_version()}; node {version(['node', '--version'])}",
         f"- sio_core {py('sio_core')} (git {commit}{changes}), "
         f"websockets {py('websockets')}, httptools {py('httptools')}, uvloop {py('uvloop')}",
+        f"- sio_core's build: {build.summary()}",
         f"- python-socketio {py('python-socketio')}, python-engineio {py('python-engineio')}, "
         f"uvicorn {py('uvicorn')}",
         f"- socket.io {npm('socket.io')}, engine.io {npm('engine.io')}, ws {npm('ws')} "
@@ -1208,6 +1216,10 @@ class Report:
                              f"{SETUPS[scenario.name][setup]} {fmt(value, 2)}"
                              for setup, value in per.items() if value is not None) + ".")
             lines.append("")
+        if SIO_PURE in table and SIO in table:
+            lines.append(f"sio_core's build ({build.summary()}) / the same code run as "
+                         f"pure Python: {fmt_ratio(ratio(table, SIO, SIO_PURE))}.")
+            lines.append("")
         if PYSIO in table and SIO in table and not sio_only(scenario):
             lines.append(f"sio_core / python-socketio: "
                          f"{fmt_ratio(ratio(table, SIO, PYSIO))}.")
@@ -1263,7 +1275,8 @@ class Report:
             return {}
         folder = self.bench.out / "plots"
         folder.mkdir(parents=True, exist_ok=True)
-        colors = {SIO: "#2a7ab0", JS: "#d9a520", PYSIO: "#7a7a7a", ASGI: "#6fb3e0",
+        colors = {SIO: "#2a7ab0", SIO_PURE: "#9cc7e4", JS: "#d9a520", PYSIO: "#7a7a7a",
+                  ASGI: "#6fb3e0",
                   "memory1": "#2a7ab0",
                   "hub2": "#4aa3d8", "redis2": "#b04a2a", "nodes2": "#d87a4a",
                   "jsredis2": "#d9a520", "hub4": "#1a5a80"}
@@ -1362,7 +1375,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default=None,
                         help=f"comma-separated scenarios, of: {', '.join(names)}; or a group: "
                              f"{', '.join(f'{g} ({len(v)} scenarios)' for g, v in GROUPS.items())}")
-    parser.add_argument("--servers", default=f"{SIO},{JS},{PYSIO},{ASGI},{CEILING}",
+    parser.add_argument("--servers", default=f"{SIO},{SIO_PURE},{JS},{PYSIO},{ASGI},{CEILING}",
                         help="comma-separated servers (default: all); 'ceiling' is the "
                              "load generator's own ceiling; setup names of the sio_core-only "
                              "scenarios (memory1, hub2, redis2, ...) pick those setups")

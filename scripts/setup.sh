@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Install what sio_core needs to build and test, on a Debian 12 machine, as root.
 #
-#   bash scripts/setup.sh          runtime: node + npm, .venv with `pip install -e .`, npm ci
-#   bash scripts/setup.sh --dev    also redis-server, redis-cli and chromium (apt), `pip install -e '.[dev]'`
+#   bash scripts/setup.sh          runtime: node + npm, .venv with `pip install -e .`, npm ci, and
+#                                  the compiled build where it can (scripts/compile.sh: the hot
+#                                  modules compiled by mypyc, ~2 minutes the first time)
+#   bash scripts/setup.sh --dev    also redis-server, redis-cli and chromium (apt), `pip install -e '.[dev]'`;
+#                                  pure Python (the tests measure its coverage)
 #
 # Idempotent: apt runs only when a command is missing, pip only when pyproject.toml (or the mode)
 # changed since the last successful install, npm only when package-lock.json changed. So on a machine
@@ -109,6 +112,13 @@ if [[ -f package-lock.json ]]; then
 elif [[ -f package.json ]]; then
     say "npm install (no package-lock.json)"
     npm install --no-audit --no-fund --loglevel=error
+fi
+
+# --- the compiled build: the demo's; the tests run the pure Python they measure ------------------
+if [[ $dev == 1 ]]; then
+    bash scripts/compile.sh --remove
+else
+    bash scripts/compile.sh
 fi
 
 say "done ($root)"

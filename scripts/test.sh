@@ -13,6 +13,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 failed=()
 
+# the tests measure the coverage of the Python code: a compiled build (scripts/compile.sh, which
+# scripts/setup.sh and benchmarks/setup.sh make) would hide it, so it is removed first
+bash scripts/compile.sh --remove
+
 echo "test: ruff check sio_core tests scripts"
 .venv/bin/ruff check sio_core tests scripts || failed+=(ruff)
 

@@ -1,6 +1,12 @@
 """sio_core: a Socket.IO server on asyncio that scales across workers without sticky sessions."""
 
+import os
 from typing import TYPE_CHECKING, Any
+
+from . import build
+
+if os.environ.get(build.PURE) == "1":  # before any module that may be compiled
+    build.prefer_sources()
 
 from .config import Config, Cookie
 from .engine.hooks import ConnectionErrorEvent, EngineHooks

@@ -500,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         if problem is not None:
             logger.error("%s", problem)
             return 1
+    if not os.environ.get(ENV_OWNER):
+        _say_build()
     if workers > 1 and not os.environ.get(ENV_OWNER):
         return _supervise(args, argv, workers)
     tune_gc(args.gc_threshold)
@@ -516,6 +518,19 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_serve(args, app))
     except KeyboardInterrupt:
         return 0
+
+
+def _say_build() -> None:
+    """Which build runs (sio_core/build.py), and a warning for a module edited since it was
+    compiled: its extension runs, not the edit."""
+    from . import build
+
+    logger.info("sio_core: %s", build.summary())
+    edited = build.stale()
+    if edited:
+        logger.warning("edited after the compiled build, and running as built: %s; run "
+                       "`bash scripts/compile.sh` again (or `--remove`)",
+                       ", ".join(str(p.relative_to(build.PACKAGE.parent)) for p in edited))
 
 
 def _supervise(args: argparse.Namespace, argv: list[str] | None, workers: int) -> int:

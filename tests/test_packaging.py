@@ -16,6 +16,11 @@ How this works (once for the module):
   the venv imports sio_core from its own site-packages;
 - the run: ``python -m sio_core serve`` of that venv, from an empty directory, with PATH holding
   only the venv's bin (no node).
+
+Twice: the pure-Python wheel, and the compiled one (``SIO_CORE_MYPYC=1``: setup.py's hot
+modules compiled by mypyc, what scripts/setup.sh installs for the demo), which must import
+its extensions, serve the chat page and carry a chat in Chromium alike (the rest of the
+suite runs the pure build, whose coverage it measures).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -53,6 +59,7 @@ class Installed:
     wheel: Path
     python: Path
     bin_dir: Path
+    compiled: bool
 
 
 def run(*argv: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
@@ -63,7 +70,7 @@ def run(*argv: str | Path, cwd: Path | None = None, env: dict[str, str] | None =
     return proc.stdout
 
 
-def build_wheel(work: Path) -> Path:
+def build_wheel(work: Path, compiled: bool) -> Path:
     source = work / "source"
     listed = run("git", "ls-files", "--cached", "--others", "--exclude-standard", "-z",
                  cwd=REPO_ROOT)
@@ -76,7 +83,7 @@ def build_wheel(work: Path) -> Path:
                     symlinks=True)
     out = work / "dist"
     run(sys.executable, "-m", "pip", "wheel", source, "--no-deps", "--no-build-isolation",
-        "--no-index", "-q", "-w", out)
+        "--no-index", "-q", "-w", out, env={"SIO_CORE_MYPYC": "1" if compiled else "0"})
     [wheel] = out.glob("sio_core-*.whl")
     return wheel
 
@@ -111,12 +118,21 @@ def link_distributions(dists: list[importlib.metadata.Distribution], target: Pat
                 (target / top).symlink_to(source)
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+def can_compile() -> bool:
+    include = Path(sysconfig.get_paths()["include"])
+    return shutil.which("cc") is not None and (include / "Python.h").is_file()
+
+
+@pytest.fixture(scope="module", params=["pure", "compiled"])
+def installed(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     if not (CLIENT_PACKAGE / "dist" / "socket.io.js").is_file():
         pytest.skip("node_modules/socket.io-client is missing: run `bash scripts/setup.sh`")
+    compiled = request.param == "compiled"
+    if compiled and not can_compile():
+        pytest.skip("no C compiler or no Python headers (apt-get install gcc python3-dev)")
     work = tmp_path_factory.mktemp("wheel")
-    wheel = build_wheel(work)
+    wheel = build_wheel(work, compiled)
     venv = work / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv)
     python = venv / "bin" / "python"
@@ -126,7 +142,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
                 .strip())
     link_distributions(requirements_closure(wheel), work / "deps")
     (site / "sio_core_test_deps.pth").write_text(f"{work / 'deps'}\n")
-    yield Installed(wheel, python, venv / "bin")
+    yield Installed(wheel, python, venv / "bin", compiled)
 
 
 def test_the_wheel_ships_the_demo_and_the_client_bundle(installed: Installed) -> None:
@@ -151,6 +167,24 @@ def test_the_wheel_ships_the_demo_and_the_client_bundle(installed: Installed) ->
         assert archive.read("sio_core/admin/ui_dist/LICENSE") == \
             (ADMIN_UI_PACKAGE / "LICENSE").read_bytes()
     assert not [n for n in names if n.startswith(("tests/", "web/", "node_modules/"))], names
+    extensions = {n.split(".", 1)[0] for n in names if n.endswith(".so")}
+    if installed.compiled:  # every module setup.py names, and mypyc's shared library
+        assert {f"sio_core/{m}" for m in ("engine/socket", "protocol/socketio",
+                                          "http/connection")} <= extensions
+        assert any(n.endswith("__mypyc") for n in extensions)
+        summary = run(installed.python, "-c", "from sio_core import build; print(build.summary())",
+                      cwd=installed.bin_dir, env={"PYTHONPATH": ""})
+        assert summary.strip() == f"compiled with mypyc ({len(extensions) - 1} modules)"
+        # SIO_CORE_PURE=1: the sources run though the extensions are there
+        probe = ("import sio_core, sio_core.engine.socket as s; "
+                 "print(sio_core.build.summary()); print(s.__file__)")
+        for pure, summary_start, suffix in (("1", "pure Python (SIO_CORE_PURE=1", ".py"),
+                                            ("0", "compiled with mypyc", ".so")):
+            said, where = run(installed.python, "-c", probe, cwd=installed.bin_dir,
+                              env={"PYTHONPATH": "", "SIO_CORE_PURE": pure}).splitlines()
+            assert said.startswith(summary_start) and where.endswith(suffix), (said, where)
+    else:
+        assert not extensions
 
 
 @pytest.fixture
