@@ -525,7 +525,7 @@ def _say_build() -> None:
     compiled: its extension runs, not the edit."""
     from . import build
 
-    logger.info("sio_core: %s", build.summary())
+    logger.info("%s", build.summary())
     edited = build.stale()
     if edited:
         logger.warning("edited after the compiled build, and running as built: %s; run "
