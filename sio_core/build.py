@@ -12,6 +12,7 @@ benchmark run, or to debug.
 from __future__ import annotations
 
 import importlib.machinery
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["PURE", "compiled", "prefer_sources", "stale", "summary"]
+__all__ = ["PURE", "announce", "compiled", "prefer_sources", "stale", "summary"]
 
 PACKAGE = Path(__file__).resolve().parent
 #: the environment variable that makes the sources run though a compiled build is there
@@ -50,6 +51,18 @@ def summary() -> str:
     if os.environ.get(PURE) == "1":
         return f"pure Python ({PURE}=1: the compiled build is there, not used)"
     return f"compiled with mypyc ({len(modules)} modules)"
+
+
+def announce() -> None:
+    """Say which build serves (``serve``, once it listens), and warn of the modules edited
+    since they were compiled: their extensions run, not the edits."""
+    logger = logging.getLogger("sio_core")
+    logger.info("%s", summary())
+    edited = stale()
+    if edited:
+        logger.warning("edited after the compiled build, and running as built: %s; run "
+                       "`bash scripts/compile.sh` again (or `--remove`)",
+                       ", ".join(str(p.relative_to(PACKAGE.parent)) for p in edited))
 
 
 class _SourcesFirst:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import __version__
+from . import __version__, build
 from .config import (
     MAX_SECONDS,
     PARSER_NAMES,
@@ -361,6 +361,8 @@ async def _serve(args: argparse.Namespace, app: Service) -> int:
         logger.error("%s", exc)
         return 1
     logger.info("listening on %s%s", where(args), app.config.path)
+    if not os.environ.get(ENV_OWNER):
+        build.announce()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     if os.environ.get(ENV_OWNER):
@@ -500,8 +502,6 @@ def main(argv: list[str] | None = None) -> int:
         if problem is not None:
             logger.error("%s", problem)
             return 1
-    if not os.environ.get(ENV_OWNER):
-        _say_build()
     if workers > 1 and not os.environ.get(ENV_OWNER):
         return _supervise(args, argv, workers)
     tune_gc(args.gc_threshold)
@@ -518,19 +518,6 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_serve(args, app))
     except KeyboardInterrupt:
         return 0
-
-
-def _say_build() -> None:
-    """Which build runs (sio_core/build.py), and a warning for a module edited since it was
-    compiled: its extension runs, not the edit."""
-    from . import build
-
-    logger.info("%s", build.summary())
-    edited = build.stale()
-    if edited:
-        logger.warning("edited after the compiled build, and running as built: %s; run "
-                       "`bash scripts/compile.sh` again (or `--remove`)",
-                       ", ".join(str(p.relative_to(build.PACKAGE.parent)) for p in edited))
 
 
 def _supervise(args: argparse.Namespace, argv: list[str] | None, workers: int) -> int:

@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import build
 from .config import Config
 from .control import DRAINED, ENV_CONTROL_FD, EXIT, PING, PONG, READY, RETIRE, Channel
 from .listen import bind_unix
@@ -203,6 +204,7 @@ class Supervisor:
                 return code
             logger.info("%d workers ready on %s", opts.workers,
                         opts.where or f"http://{opts.host}:{opts.port}")
+            build.announce()
             return await self._main_loop()
         finally:
             for worker in self.workers.values():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,38 @@ def test_pure_compiled_and_stale_modules(tmp_path: Path, monkeypatch: pytest.Mon
     assert build.stale() == []
     os.utime(tmp_path / "engine/polling.py", (3_000, 3_000))  # edited after the build
     assert build.stale() == [tmp_path / "engine/polling.py"]
+
+
+def test_serve_says_which_build_and_warns_of_an_edit_after_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(build, "PACKAGE", tmp_path / "sio_core")
+    (tmp_path / "sio_core").mkdir()
+    (tmp_path / "sio_core" / "cli.py").write_text("")
+    caplog.set_level("INFO", logger="sio_core")
+    build.announce()
+    assert [r.getMessage() for r in caplog.records] == [build.summary()]
+    caplog.clear()
+    (tmp_path / "sio_core" / f"cli{SUFFIX}").write_bytes(b"")
+    os.utime(tmp_path / "sio_core" / f"cli{SUFFIX}", (1_000, 1_000))
+    monkeypatch.setenv(build.PURE, "1")  # the build is there, and not used
+    build.announce()
+    summary, warning = caplog.records
+    assert summary.getMessage().startswith("pure Python (SIO_CORE_PURE=1")
+    assert warning.levelname == "WARNING" and "sio_core/cli.py" in warning.getMessage()
+
+
+def test_sio_core_pure_finds_the_sources_of_sio_core_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    finder = build._SourcesFirst
+    engine = str(build.PACKAGE / "engine")
+    spec = finder.find_spec("sio_core.engine.socket", [engine])
+    assert spec is not None and spec.origin == str(build.PACKAGE / "engine" / "socket.py")
+    package = finder.find_spec("sio_core.engine", [str(build.PACKAGE)])
+    assert package is not None and package.submodule_search_locations == [engine]
+    assert finder.find_spec("sio_core.engine.nothing", [engine]) is None
+    assert finder.find_spec("json.decoder", [engine]) is None  # not ours
+    assert finder.find_spec("sio_core", None) is None  # the top level: the usual finders
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    build.prefer_sources()
+    build.prefer_sources()
+    assert sum(isinstance(f, finder) for f in sys.meta_path) == 1
+    assert isinstance(sys.meta_path[0], finder)
