@@ -154,14 +154,18 @@ async def test_subscribe_and_publish_on_a_real_redis(redis_url: str, redis_prefi
 async def _listening(url: str, channel: str) -> AsyncIterator[asyncio.Queue[bytes]]:
     """What arrives on ``channel``, read by redis-py's own pub/sub."""
     client = aioredis.Redis.from_url(url)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub = client.pubsub()
     await pubsub.subscribe(channel)
+    # subscribed once Redis says so, not when the command is sent
+    async with asyncio.timeout(scaled(5)):
+        while (await pubsub.get_message(timeout=scaled(5)) or {}).get("type") != "subscribe":
+            pass
     arrived: asyncio.Queue[bytes] = asyncio.Queue()
 
     async def read() -> None:
         while True:
             message = await pubsub.get_message(timeout=None)
-            if message is not None:
+            if message is not None and message["type"] == "message":
                 arrived.put_nowait(message["data"])
 
     task = asyncio.ensure_future(read())
@@ -211,8 +215,8 @@ async def test_publishes_redis_refuses_are_counted_and_the_rest_go_out(tmp_path:
         # a user who may use the channels of key "k" alone
         await admin.execute_command("ACL", "SETUSER", "sio", "on", ">pw", "~*", "+@all",
                                     "resetchannels", "&k*")
+        # not started: its write loop, the publisher's one user, would publish meanwhile
         store = RedisStore(f"redis://sio:pw@127.0.0.1:{server.port}/0", owner="w1", key="k")
-        await store.start()
         try:
             async with _listening(server.url, "k-out") as arrived:
                 refused = await store._publish([("k-out", b"a"), ("elsewhere", b"b"),
@@ -222,5 +226,5 @@ async def test_publishes_redis_refuses_are_counted_and_the_rest_go_out(tmp_path:
                 assert [await asyncio.wait_for(arrived.get(), scaled(5)) for _ in range(2)] == [
                     b"a", b"c"]
         finally:
-            await store.close()
+            await store.close_clients()
             await admin.aclose()
