@@ -6,7 +6,7 @@
 # scripts/setup.sh and benchmarks/setup.sh run it; scripts/test.sh removes the build (the
 # tests measure the coverage of the Python code, which compiled modules do not show).
 #   bash scripts/compile.sh            build it where a C compiler and Python's headers are
-#                                      there (~2 minutes on 2 cores; again when sio_core changed)
+#                                      there (1-2 minutes on 2 cores; again when sio_core changed)
 #   bash scripts/compile.sh --remove   back to pure Python
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -43,7 +43,7 @@ if [[ "$(cat "$stamp" 2>/dev/null || true)" == "$want" ]] &&
     say "the compiled build is up to date"
     exit 0
 fi
-say "compiling the hot modules with mypyc (about 2 minutes)"
+say "compiling the hot modules with mypyc (a minute or two)"
 remove
 .venv/bin/python -m pip install -qq 'mypy>=1.10' 'setuptools>=77'
 SIO_CORE_MYPYC=1 .venv/bin/python -m pip install -qq --no-build-isolation --no-deps -e .

@@ -50,8 +50,10 @@ class _Connection:
 
 def test_commands_are_packed_as_resp_arrays_of_bulk_strings() -> None:
     assert command(b"SUBSCRIBE", b"a", b"") == b"*3\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n$0\r\n\r\n"
-    assert publish(b"PUBLISH", "r\u00e9", b"x\r\ny") == (
+    assert publish("r\u00e9", b"x\r\ny") == (
         b"*3\r\n$7\r\nPUBLISH\r\n$3\r\nr\xc3\xa9\r\n$4\r\nx\r\ny\r\n")
+    for channel, data in (("", b""), ("k#/#r#", bytes(range(256)) * 3)):
+        assert publish(channel, data) == command(b"PUBLISH", channel.encode(), data)
 
 
 async def test_a_reply_cut_across_reads_waits_for_its_end() -> None:
@@ -138,8 +140,8 @@ async def test_subscribe_and_publish_on_a_real_redis(redis_url: str, redis_prefi
         assert await asyncio.wait_for(sub.read(2), scaled(5)) == [
             [b"subscribe", channel.encode(), 1], [b"psubscribe", f"{redis_prefix}-p*".encode(), 2]]
         data = bytes(range(256)) + b"\r\n"
-        pub.send(publish(b"PUBLISH", channel, data) + publish(b"PUBLISH", f"{redis_prefix}-p1", b"")
-                 + publish(b"PUBLISH", f"{redis_prefix}-none", b"z"))
+        pub.send(publish(channel, data) + publish(f"{redis_prefix}-p1", b"")
+                 + publish(f"{redis_prefix}-none", b"z"))
         assert await asyncio.wait_for(pub.read(3), scaled(5)) == [1, 1, 0]
         assert await asyncio.wait_for(_messages(sub, 2), scaled(5)) == [
             [b"message", channel.encode(), data],

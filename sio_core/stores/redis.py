@@ -489,7 +489,7 @@ class RedisStore(Store):
         """PUBLISH each message of ``batch`` in one write on the publisher's connection
         (made again once if it was lost, as redis-py's retry did); how many Redis refused.
         The write loop's alone: the replies read are those of the last write."""
-        data = b"".join([publish(b"PUBLISH", channel, message) for channel, message in batch])
+        data = b"".join([publish(channel, message) for channel, message in batch])
         for retry in (False, True):
             try:
                 if self._publisher is None:

