@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Self
 from urllib.parse import parse_qsl
 
@@ -67,9 +67,11 @@ class Served:
     live ones (each leaves it in connection_lost), and ``until_closed`` awaits the last one's
     connection_lost."""
 
-    def __init__(self, handler: Handler, config: Config) -> None:
+    def __init__(self, handler: Handler, config: Config,
+                 protocol: Callable[[Served], asyncio.Protocol] | None = None) -> None:
         self.handler = handler
         self.config = config
+        self.protocol = protocol or TrackedConnection
         self.connections: set[HTTPConnection] = set()
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -77,7 +79,7 @@ class Served:
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: TrackedConnection(self), "127.0.0.1", 0)
+        self.server = await loop.create_server(lambda: self.protocol(self), "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -113,6 +115,22 @@ class TrackedConnection(asyncio.Protocol):
         self.conn.connection_lost(exc)
         if not self.served.connections:
             self.served.all_closed.set()
+
+
+class FedWhileHandling(TrackedConnection):
+    """Whose reads are handed on while an exception is being handled (as from an except
+    block of the code around a protocol)."""
+
+    def __init__(self, served: Served) -> None:
+        super().__init__(served)
+        feed = self.conn.data_received
+
+        def data_received(data: bytes) -> None:
+            try:
+                raise LookupError("being handled")
+            except LookupError:
+                feed(data)
+        self.data_received = data_received  # type: ignore[method-assign]
 
 
 async def read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
@@ -408,6 +426,27 @@ async def test_exchanges(name: str, sent: bytes, expected: bytes, closes: bool) 
                 assert await reader.read() == expected
             else:
                 assert await reader.readexactly(len(expected)) == expected
+        writer.close()
+
+
+@pytest.mark.parametrize(("sent", "status"), [
+    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 3 + b"\r\n", b"431"),
+    (b"GET /" + b"a" * 40 + b" HTTP/1.1\r\n\r\n", b"414"),
+    (b"POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n", b"413"),
+])
+async def test_a_refusal_is_answered_while_an_exception_is_handled(sent: bytes,
+                                                                   status: bytes) -> None:
+    """A parser callback's refusal keeps its status though another exception is being
+    handled as the bytes are fed: httptools reports the callback's exception as the
+    ``__context__`` of its own, which Python then sets to the one being handled (the
+    compiled build's full run answered a header flood 400 so)."""
+    config = Config(max_payload=100, max_header_count=2, max_request_line=32)
+    async with Served(answering, config, FedWhileHandling) as served:
+        reader, writer = await served.connect()
+        writer.write(sent)
+        async with asyncio.timeout(scaled(5)):
+            answer = await reader.read()
+        assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer
         writer.close()
 
 

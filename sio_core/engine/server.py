@@ -150,12 +150,17 @@ class EngineServer:
         the address cannot be listened on. ``sock`` may be a unix socket (bound); ``ssl``
         serves HTTPS and WSS."""
         await self.start(store=store, owner=owner)
+        # no await in an except block (tests/test_build.py says why): the store is closed
+        # after it
         try:
             await self._listen(host, port, reuse_port, sock, ssl)
+            return
         except OSError as exc:
-            if store is not None:
-                await store.close()
-            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+            failure = exc
+        if store is not None:
+            await store.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {failure.strerror or failure}") \
+            from failure
 
     async def start(self, *, store: Store | None = None, owner: str | None = None) -> None:
         """serve() without listening, for another server's connections (sio_core.asgi and
@@ -173,9 +178,11 @@ class EngineServer:
             self.join(store)
             try:
                 await store.start()
+                return
             except Exception as exc:
-                await store.close()
-                raise ServeError(str(exc) or type(exc).__name__) from exc
+                failure = exc
+            await store.close()
+            raise ServeError(str(failure) or type(failure).__name__) from failure
         elif owner is not None:
             self.owner = owner
 

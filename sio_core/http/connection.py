@@ -107,10 +107,7 @@ def _header_name(raw: bytes) -> str:
 
 
 class _Refuse(Exception):
-    """Raised inside a parser callback to stop parsing and answer with a status."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
+    """Raised inside a parser callback to stop parsing (see HTTPConnection._stop)."""
 
 
 class HTTPConnection(asyncio.Protocol):
@@ -118,7 +115,7 @@ class HTTPConnection(asyncio.Protocol):
     __slots__ = ("_body", "_body_size", "_client", "_config", "_connections", "_continue",
                  "_discarded", "_eof", "_handler", "_header_bytes", "_headers", "_loop",
                  "_parser", "_pending", "_proxies", "_queue", "_reading_paused", "_refusal",
-                 "_secure", "_state",
+                 "_secure", "_state", "_stop_status",
                  "_taken_over", "_task", "_timer", "_timer_at", "_unparsed", "_url",
                  "_waiting", "_waiting_get", "_write_paused", "transport")
 
@@ -161,6 +158,8 @@ class HTTPConnection(asyncio.Protocol):
         self._pending: Awaitable[Response | None] | Deferred[Response | None] | None = None
         #: the answer that ended the reading (413, 431, ...), sent after the queued ones
         self._refusal: Response | None = None
+        #: the status a parser callback stopped parsing with (400: a callback that failed)
+        self._stop_status = 400
         # One timer, re-armed lazily: each request moves the deadline (_timer_at) and the
         # timer, when it fires early, sleeps on until it; a call_later plus a cancel per
         # request would cost more than parsing the request does.
@@ -281,9 +280,8 @@ class HTTPConnection(asyncio.Protocol):
                 self._state = _LAST
                 self._pause_reading()
                 return
-            except httptools.HttpParserCallbackError as exc:
-                ctx = exc.__context__
-                self._refuse(ctx.status if isinstance(ctx, _Refuse) else 400)
+            except httptools.HttpParserCallbackError:
+                self._refuse(self._stop_status)
                 return
             except httptools.HttpParserError:
                 # after a request with ``Connection: close`` llhttp refuses any more data;
@@ -304,6 +302,14 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- parser callbacks ---------------------------------------------------------------
 
+    def _stop(self, status: int) -> _Refuse:
+        """What a callback raises to stop parsing and have ``status`` answered. The status
+        is kept here, not on the exception: httptools hands that back as the ``__context__``
+        of its HttpParserCallbackError, which Python sets, as it raises it, to whatever
+        exception is being handled at the time, if any."""
+        self._stop_status = status
+        return _Refuse()
+
     def on_message_begin(self) -> None:
         # the request's parts start empty: from __init__, then on_message_complete
         self._set_timer(self._config.request_timeout)
@@ -311,7 +317,7 @@ class HTTPConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self._config.max_request_line:
-            raise _Refuse(414)
+            raise self._stop(414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
@@ -320,7 +326,7 @@ class HTTPConnection(asyncio.Protocol):
         self._header_bytes = size
         config = self._config
         if size > config.max_header_bytes or len(headers) > config.max_header_count:
-            raise _Refuse(431)
+            raise self._stop(431)
 
     def on_headers_complete(self) -> None:
         length = expect = None
@@ -334,7 +340,7 @@ class HTTPConnection(asyncio.Protocol):
         # §10.1.1 "an immediate response with a final status code"); the reference
         # answers after reading max_payload bytes of it
         if length is not None and int(length) > self._config.max_payload:
-            raise _Refuse(413)
+            raise self._stop(413)
         if expect is not None and self._parser.get_http_version() != "1.0":
             self._expect(expect)
 
@@ -342,7 +348,7 @@ class HTTPConnection(asyncio.Protocol):
         """RFC 9110 §10.1.1, as Node's http server answers it: ``100-continue`` gets the
         interim 100, any other expectation 417 (HTTP/1.0 expectations are ignored)."""
         if b"100-continue" not in [token.strip() for token in value.lower().split(b",")]:
-            raise _Refuse(417)
+            raise self._stop(417)
         if self._queue or self._waiting is not None:
             self._continue = True  # after the answers before it (_serve_queue)
         else:
@@ -351,7 +357,7 @@ class HTTPConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self._config.max_payload:
-            raise _Refuse(413)
+            raise self._stop(413)
         self._body.append(body)
 
     def on_message_complete(self) -> None:
