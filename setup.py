@@ -43,15 +43,15 @@ ADMIN_UI_PACKAGE = ROOT / "node_modules" / "@socket.io" / "admin-ui"
 
 #: what ``SIO_CORE_MYPYC=1`` compiles: the modules every message and connection runs through.
 #: Not socketio/namespace.py and server.py: their broadcast operators are duck-typed (a
-#: parent namespace's operator is no BroadcastOperator), which compiled code refuses. Not
-#: socketio/socket.py: a compiled class cannot be weakly referenced, and sockets are (the
-#: class-based namespaces' sockets being admitted, the admin UI's logins).
+#: parent namespace's operator is no BroadcastOperator), which compiled code refuses.
+#: socketio/attributes.py neither: the Python base that gives the compiled sockets a
+#: ``__dict__`` and weak references.
 COMPILED = [f"sio_core/{name}.py" for name in (
     "protocol/engineio", "protocol/session", "protocol/socketio", "protocol/sid",
     "http/messages", "http/connection",
     "engine/socket", "engine/websocket", "engine/polling", "engine/server",
     "socketio/handlers", "socketio/client", "socketio/broadcast",
-    "socketio/adapter",
+    "socketio/adapter", "socketio/socket",
 )]
 
 

@@ -310,18 +310,14 @@ def test_a_closed_loops_flusher_goes_with_it() -> None:
 
     from sio_core.engine import socket as engine_socket
 
-    class Stand:
-        _pump_scheduled = False
-
     loops = []
     for _ in range(3):
         loop = asyncio.new_event_loop()
-        stand = Stand()
-        stand._loop = loop  # type: ignore[attr-defined]
-        engine_socket._flusher(loop).add(stand)  # type: ignore[arg-type]
+        flusher = engine_socket._flusher(loop)
+        assert engine_socket._flusher(loop) is flusher  # one per loop
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
         loops.append(weakref.ref(loop))
-        del loop, stand
+        del loop, flusher
     gc.collect()
     assert [ref() for ref in loops] == [None, None, None]

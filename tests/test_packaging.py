@@ -214,6 +214,14 @@ def test_the_wheel_ships_the_demo_and_the_client_bundle(installed: Installed) ->
             said, where = run(installed.python, "-c", probe, cwd=installed.bin_dir,
                               env={"PYTHONPATH": "", "SIO_CORE_PURE": pure}).splitlines()
             assert said.startswith(summary_start) and where.endswith(suffix), (said, where)
+        # a compiled Socket still has a __dict__ (socket.username = ...) and weak references
+        # (test_socketio_socket.py's test of both runs on the sources)
+        probe = ("from sio_core.socketio import socket as s; "
+                 "print(s.__file__, s.Socket.__dictoffset__, s.Socket.__weakrefoffset__)")
+        where, has_dict, has_weakrefs = run(installed.python, "-c", probe,
+                                            cwd=installed.bin_dir,
+                                            env={"PYTHONPATH": ""}).split()
+        assert where.endswith(".so") and int(has_dict) and int(has_weakrefs), probe
         # a store that cannot start (its connect fails through a future, as Redis's does)
         # leaves no exception set as handled for what the loop runs later (test_build.py)
         said = run(installed.python, "-c", HANDLED_PROBE, cwd=installed.bin_dir,

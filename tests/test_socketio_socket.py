@@ -518,6 +518,27 @@ async def test_a_socket_knows_its_connection() -> None:
     assert socket.data == {}
 
 
+async def test_a_socket_takes_the_applications_own_attributes() -> None:
+    """``socket.username = name`` in a connection listener, read in its event handlers, as
+    JavaScript applications write; and weak references to a socket (the class-based
+    namespaces' tables hold them). The compiled build's Socket keeps both through its Python
+    base (socketio/attributes.py); test_packaging probes that build's."""
+    import weakref
+
+    io = Server()
+
+    def connection(socket: Socket) -> None:
+        socket.username = "ann"  # type: ignore[attr-defined]
+        socket.on("who", lambda: socket.username)  # type: ignore[attr-defined]
+
+    io.on("connection", connection)
+    conn, socket = await connect(io)
+    conn.receive('21["who"]')
+    await conn.wait_sent(1)
+    assert conn.take() == ['31["ann"]']
+    ref = weakref.ref(socket)
+    assert ref() is socket
+
 def recorders(heard: list[Any]) -> tuple[Callable[..., None], Callable[..., None]]:
     """Two listeners that keep what they hear in ``heard``, each with its name first."""
     def first(*args: Any) -> None:

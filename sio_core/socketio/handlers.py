@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from .attributes import Attributes
+
 if TYPE_CHECKING:
     from .counters import NamespaceCounters
 
@@ -101,7 +103,7 @@ def _arity(code: CodeType, positional: int) -> int | None:
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # Namespace is not compiled (setup.py)
-class EventEmitter:
+class EventEmitter(Attributes):
     """Listeners by event name: ``on`` (also as a decorator), ``once``, ``off``,
     ``listeners``; the base of sockets and namespaces."""
 
