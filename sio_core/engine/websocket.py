@@ -81,7 +81,7 @@ def frame_of(packet: Packet) -> bytes:
             cached = _serialized(Opcode.BINARY, data)
         else:
             cached = _serialized(Opcode.TEXT, (TYPE_CHARS[packet.type] + data).encode("utf-8"))
-        object.__setattr__(packet, "ws_frame", cached)  # a cache slot, see Packet
+        packet.ws_frame = cached  # a cache slot, see Packet
     return cached
 
 
@@ -110,7 +110,7 @@ def deflated_frame_of(packet: Packet, threshold: int) -> bytes:
         if len(frame.data) < threshold:
             return frame_of(packet)
         cached = frame.serialize(mask=False, extensions=[_DEFLATE])
-        object.__setattr__(packet, "ws_deflated", cached)  # a cache slot, see Packet
+        packet.ws_deflated = cached  # a cache slot, see Packet
     return cached
 
 

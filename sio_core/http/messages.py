@@ -52,6 +52,27 @@ class Request:
     #: bytes that followed an upgrade request (the first WebSocket frames)
     trailing: bytes = b""
 
+    def __init__(self, method: str, path: str, query: dict[str, str],
+                 headers: dict[str, str], body: bytes = b"",
+                 client: tuple[str, int] | None = None, secure: bool = False,
+                 raw_headers: list[tuple[bytes, bytes]] | None = None, raw_url: bytes = b"",
+                 http_version: str = "1.1", keep_alive: bool = True, upgrade: bool = False,
+                 trailing: bytes = b"") -> None:
+        # written out (see protocol/engineio.py's Packet)
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.client = client
+        self.secure = secure
+        self.raw_headers = [] if raw_headers is None else raw_headers
+        self.raw_url = raw_url
+        self.http_version = http_version
+        self.keep_alive = keep_alive
+        self.upgrade = upgrade
+        self.trailing = trailing
+
 
 @dataclass(slots=True)
 class Response:
@@ -59,6 +80,14 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     close: bool = False
+
+    def __init__(self, status: int = 200, headers: list[tuple[str, str]] | None = None,
+                 body: bytes = b"", close: bool = False) -> None:
+        # written out (see protocol/engineio.py's Packet)
+        self.status = status
+        self.headers = [] if headers is None else headers
+        self.body = body
+        self.close = close
 
     def serialize(self, keep_alive: bool) -> bytes:
         """The response as written, in one piece. The head up to the Content-Length's

@@ -34,8 +34,18 @@ class PacketType(enum.IntEnum):
 _DIGITS = {str(t.value): t for t in PacketType}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Packet:
+    """One Engine.IO packet. A value: nothing assigns to its fields once it is made, but
+    the transports to their caches (``ws_frame``, ``ws_deflated``).
+
+    Why not ``frozen=True``, and why ``__init__`` is written out: the compiled build (mypyc)
+    compiles the methods written in a dataclass, but leaves the ones ``dataclass`` generates
+    as Python functions, and a frozen one sets each field through ``object.__setattr__``:
+    ~1 us a packet, which was ~20% of the instructions of a compiled websocket echo (the
+    same for the Socket.IO packet and the HTTP messages, which follow this). ``__eq__`` and
+    ``__repr__`` are still generated (tests and logs use them)."""
+
     type: PacketType
     data: str | bytes = ""
     #: the packet's WebSocket frame, cached by the transport: a packet broadcast to many
@@ -48,6 +58,16 @@ class Packet:
     #: application's ``compress(False)``): never deflated on a websocket, and a polling
     #: answer whose packets all say False is not gzipped
     compress: bool = field(default=True, compare=False, repr=False)
+
+    def __init__(self, type: PacketType, data: str | bytes = "",
+                 ws_frame: bytes | None = None, ws_deflated: bytes | None = None,
+                 compress: bool = True) -> None:
+        # every field, in order (test_protocol_engineio holds it to the dataclass's fields)
+        self.type = type
+        self.data = data
+        self.ws_frame = ws_frame
+        self.ws_deflated = ws_deflated
+        self.compress = compress
 
     @property
     def binary(self) -> bool:

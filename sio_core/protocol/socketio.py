@@ -77,7 +77,7 @@ _MAX_ACK_ID_DIGITS = len(str(MAX_ACK_ID))
 _MAX_COUNT_DIGITS = 9
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Packet:
     """One Socket.IO packet.
 
@@ -87,12 +87,21 @@ class Packet:
     A decoded packet keeps the type it had on the wire, so a binary event arrives as BINARY_EVENT.
     :func:`encode` treats EVENT and BINARY_EVENT (ACK and BINARY_ACK) alike and picks the wire type
     from whether ``data`` holds bytes.
+
+    A value, not frozen, with ``__init__`` written out: see protocol/engineio.py's Packet.
     """
 
     type: PacketType
     namespace: str = "/"
     data: Any = None
     id: int | None = None
+
+    def __init__(self, type: PacketType, namespace: str = "/", data: Any = None,
+                 id: int | None = None) -> None:
+        self.type = type
+        self.namespace = namespace
+        self.data = data
+        self.id = id
 
 
 _TYPES: dict[str, PacketType] = {str(t.value): t for t in PacketType}

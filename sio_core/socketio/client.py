@@ -85,6 +85,12 @@ class Client:
     # -- input ------------------------------------------------------------------------------
 
     def on_message(self, data: str | bytes) -> None:
+        server = self.server
+        counters = server.counters
+        counters.messages_received += 1
+        counters.received_bytes += len(data)
+        if server.observer is not None:
+            server.observer.message_received(data)
         try:
             if isinstance(data, str):
                 packet = self._decoder.feed_text(data)
