@@ -6,6 +6,7 @@ tests/test_packaging.py's."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.machinery
 import os
 import re
@@ -15,6 +16,10 @@ from pathlib import Path
 import pytest
 
 from sio_core import build
+from sio_core.http import messages as http_messages
+from sio_core.protocol import engineio
+from sio_core.protocol import socketio as sio_protocol
+from sio_core.socketio import handlers, socket
 
 SUFFIX = next(s for s in importlib.machinery.EXTENSION_SUFFIXES if s.startswith(".cpython"))
 
@@ -98,3 +103,42 @@ def test_no_compiled_coroutine_awaits_in_an_except_or_finally_block() -> None:
                           for inner in ast.walk(block)
                           if isinstance(inner, ast.Await | ast.AsyncWith | ast.AsyncFor)]
     assert found == []
+
+
+#: a value for each field, none its default (typed: the compiled build checks the types)
+WRITTEN_OUT: list[tuple[type, dict[str, object]]] = [
+    (engineio.Packet, {"type": engineio.PacketType.NOOP, "data": "d", "ws_frame": b"f",
+                       "ws_deflated": b"z", "compress": False}),
+    (sio_protocol.Packet, {"type": sio_protocol.PacketType.EVENT, "namespace": "/n",
+                           "data": ["x"], "id": 7}),
+    (http_messages.Request, {"method": "PUT", "path": "/p", "query": {"q": "1"},
+                             "headers": {"h": "v"}, "body": b"b", "client": ("h", 1),
+                             "secure": True, "raw_headers": [(b"h", b"v")],
+                             "raw_url": b"/p?q=1", "http_version": "1.0",
+                             "keep_alive": False, "upgrade": True, "trailing": b"t"}),
+    (http_messages.Response, {"status": 404, "headers": [("a", "b")], "body": b"x",
+                              "close": True}),
+    (handlers.Listener, {"fn": print, "once": True, "arity": 2, "ack": "ack"}),
+    (socket.Handshake, {"headers": {"h": "v"}, "query": {"q": "1"}, "auth": {"a": 1},
+                        "address": "::1", "time": "now", "issued": 1, "url": "/u",
+                        "secure": True, "xdomain": True, "extra": {"e": 1}}),
+]
+
+
+@pytest.mark.parametrize(("cls", "given"), WRITTEN_OUT, ids=lambda v: getattr(v, "__module__", ""))
+def test_a_written_out_init_sets_every_field(cls: type, given: dict[str, object]) -> None:
+    """The packets' and HTTP messages' ``__init__`` is written out rather than generated
+    (protocol/engineio.py's Packet says why): each field, given by keyword, is what the
+    object holds, and each default is the dataclass's."""
+    fields = dataclasses.fields(cls)
+    assert [f.name for f in fields] == list(given)
+    for made in (cls(**given), cls(*given.values())):  # by keyword, and in order
+        assert {f.name: getattr(made, f.name) for f in fields} == given
+    required = {f.name: given[f.name] for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    made = cls(**required)
+    for f in fields:
+        if f.name not in required:
+            default = f.default if f.default is not dataclasses.MISSING \
+                else f.default_factory()
+            assert getattr(made, f.name) == default != given[f.name], f.name

@@ -4,11 +4,12 @@ comes later, given to its listener at once)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
 from sio_core.http import messages
-from sio_core.http.messages import Deferred, Response
+from sio_core.http.messages import Deferred, Request, Response
 
 
 @pytest.mark.parametrize(
@@ -92,3 +93,12 @@ async def test_cancelling_the_await_cancels_the_deferred() -> None:
     assert cancelled == [deferred]
     future = deferred.as_future()  # what is cancelled stays so
     assert future.cancelled()
+
+
+def test_what_a_session_keeps_of_its_handshake_request() -> None:
+    """Request.parsed: every field but the bytes (raw headers, body, trailing data)."""
+    request = Request("GET", "/socket.io/", {"EIO": "4"}, {"host": "x"}, b"body", ("h", 1),
+                      True, [(b"Host", b"x")], b"/socket.io/?EIO=4", "1.0", False, True,
+                      b"frames")
+    assert request.parsed() == dataclasses.replace(request, raw_headers=[], body=b"",
+                                                   trailing=b"")

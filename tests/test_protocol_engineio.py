@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sio_core.exceptions import EngineIOProtocolError
-from sio_core.http import messages as http_messages
-from sio_core.protocol import socketio as sio_protocol
 from sio_core.protocol.engineio import (
     CLOSE,
     NOOP,
@@ -307,37 +303,3 @@ def test_payload_round_trip(packets: list[Packet]) -> None:
 def test_packet_round_trip(packet: Packet) -> None:
     assert decode_packet(encode_packet(packet)) == packet
 
-
-#: a value for each field, none its default (typed: the compiled build checks the types)
-WRITTEN_OUT: list[tuple[type, dict[str, object]]] = [
-    (Packet, {"type": PacketType.NOOP, "data": "d", "ws_frame": b"f", "ws_deflated": b"z",
-              "compress": False}),
-    (sio_protocol.Packet, {"type": sio_protocol.PacketType.EVENT, "namespace": "/n",
-                           "data": ["x"], "id": 7}),
-    (http_messages.Request, {"method": "PUT", "path": "/p", "query": {"q": "1"},
-                             "headers": {"h": "v"}, "body": b"b", "client": ("h", 1),
-                             "secure": True, "raw_headers": [(b"h", b"v")],
-                             "raw_url": b"/p?q=1", "http_version": "1.0",
-                             "keep_alive": False, "upgrade": True, "trailing": b"t"}),
-    (http_messages.Response, {"status": 404, "headers": [("a", "b")], "body": b"x",
-                              "close": True}),
-]
-
-
-@pytest.mark.parametrize(("cls", "given"), WRITTEN_OUT, ids=lambda v: getattr(v, "__module__", ""))
-def test_a_written_out_init_sets_every_field(cls: type, given: dict[str, object]) -> None:
-    """The packets' and HTTP messages' ``__init__`` is written out rather than generated
-    (protocol/engineio.py's Packet says why): each field, given by keyword, is what the
-    object holds, and each default is the dataclass's."""
-    fields = dataclasses.fields(cls)
-    assert [f.name for f in fields] == list(given)
-    for made in (cls(**given), cls(*given.values())):  # by keyword, and in order
-        assert {f.name: getattr(made, f.name) for f in fields} == given
-    required = {f.name: given[f.name] for f in fields
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-    made = cls(**required)
-    for f in fields:
-        if f.name not in required:
-            default = f.default if f.default is not dataclasses.MISSING \
-                else f.default_factory()
-            assert getattr(made, f.name) == default != given[f.name], f.name

@@ -474,9 +474,8 @@ class EngineServer:
         core = EngineSession(sid or new_sid(self.owner), TransportKind(transport.name),
                              self._timing,
                              asyncio.get_running_loop().time())
-        # kept for socket.handshake: the parsed parts, not the raw bytes beside them
-        info = dataclasses.replace(request, raw_headers=[], body=b"", trailing=b"")
-        socket = EngineSocket(core, self.handler, self._forget, transport, request_info=info)
+        socket = EngineSocket(core, self.handler, self._forget, transport,
+                              request_info=request.parsed())
         self.sockets[socket.sid] = socket
         self.sessions_opened[core.transport] += 1
         return socket

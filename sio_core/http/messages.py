@@ -73,6 +73,13 @@ class Request:
         self.upgrade = upgrade
         self.trailing = trailing
 
+    def parsed(self) -> Request:
+        """The request without its bytes (raw headers, body, trailing data): what a session
+        keeps of its handshake (``socket.handshake``). dataclasses.replace, written out."""
+        return Request(self.method, self.path, self.query, self.headers, b"", self.client,
+                       self.secure, [], self.raw_url, self.http_version, self.keep_alive,
+                       self.upgrade)
+
 
 @dataclass(slots=True)
 class Response:

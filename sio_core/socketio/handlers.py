@@ -53,6 +53,14 @@ class Listener:
     #: int n) as one more positional argument when the client sent fewer than n
     ack: str | int
 
+    def __init__(self, fn: Callable[..., Any], once: bool, arity: int | None,
+                 ack: str | int) -> None:
+        # written out (see protocol/engineio.py's Packet)
+        self.fn = fn
+        self.once = once
+        self.arity = arity
+        self.ack = ack
+
 
 def signature_of(fn: Callable[..., Any]) -> tuple[int | None, str | int]:
     """``(arity, ack)`` of a listener (see :class:`Listener`), read once when it is added.

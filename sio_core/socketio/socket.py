@@ -65,6 +65,21 @@ class Handshake:
     xdomain: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __init__(self, headers: dict[str, str], query: dict[str, str], auth: dict[str, Any],
+                 address: str | None, time: str, issued: int, url: str, secure: bool = False,
+                 xdomain: bool = False, extra: dict[str, Any] | None = None) -> None:
+        # written out (see protocol/engineio.py's Packet)
+        self.headers = headers
+        self.query = query
+        self.auth = auth
+        self.address = address
+        self.time = time
+        self.issued = issued
+        self.url = url
+        self.secure = secure
+        self.xdomain = xdomain
+        self.extra = {} if extra is None else extra
+
 
 def one_or_tuple(args: tuple[Any, ...] | list[Any]) -> Any:
     """An ack's arguments as python-socketio returns them: one value, a tuple, or None."""
