@@ -19,7 +19,7 @@ from sio_core import build
 from sio_core.http import messages as http_messages
 from sio_core.protocol import engineio
 from sio_core.protocol import socketio as sio_protocol
-from sio_core.socketio import handlers, socket
+from sio_core.socketio import adapter, handlers, socket
 
 SUFFIX = next(s for s in importlib.machinery.EXTENSION_SUFFIXES if s.startswith(".cpython"))
 
@@ -119,6 +119,9 @@ WRITTEN_OUT: list[tuple[type, dict[str, object]]] = [
     (http_messages.Response, {"status": 404, "headers": [("a", "b")], "body": b"x",
                               "close": True}),
     (handlers.Listener, {"fn": print, "once": True, "arity": 2, "ack": "ack"}),
+    (adapter.BroadcastOptions, {"rooms": frozenset("r"), "except_rooms": frozenset("e"),
+                                "volatile": True, "local": True, "timeout": 1.5,
+                                "compress": False}),
     (socket.Handshake, {"headers": {"h": "v"}, "query": {"q": "1"}, "auth": {"a": 1},
                         "address": "::1", "time": "now", "issued": 1, "url": "/u",
                         "secure": True, "xdomain": True, "extra": {"e": 1}}),

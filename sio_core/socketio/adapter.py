@@ -33,8 +33,13 @@ if TYPE_CHECKING:
     from .socket import Socket
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BroadcastOptions:
+    """Which sockets a broadcast reaches, and how. A value: nothing assigns to it once made
+    (the Redis adapter knows the last one it sent by identity). Not frozen, with ``__init__``
+    written out: every worker that receives a broadcast makes one (see
+    protocol/engineio.py's Packet)."""
+
     rooms: frozenset[str] = frozenset()
     except_rooms: frozenset[str] = frozenset()
     volatile: bool = False
@@ -42,6 +47,17 @@ class BroadcastOptions:
     timeout: float | None = None
     #: compress(False): the packets are never compressed (permessage-deflate, gzip)
     compress: bool = True
+
+    def __init__(self, rooms: frozenset[str] = frozenset(),
+                 except_rooms: frozenset[str] = frozenset(), volatile: bool = False,
+                 local: bool = False, timeout: float | None = None,
+                 compress: bool = True) -> None:
+        self.rooms = rooms
+        self.except_rooms = except_rooms
+        self.volatile = volatile
+        self.local = local
+        self.timeout = timeout
+        self.compress = compress
 
 
 #: a room's members: each socket's id, with its Engine.IO session once the socket is
