@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The compiled build of sio_core: setup.py's COMPILED modules (the ones every message and
 # connection runs through) made into C extensions by mypyc, beside their .py files, which
-# Python imports first. Same code, same behaviour; in the benchmarks' same-run comparison,
-# ~1.3x the echo and ~1.8x the long-polling echo of the pure build (benchmarks/PROFILE.md).
+# Python imports first. Same code, same behaviour; ~40% fewer instructions per message in the
+# server process, 1.2x-1.9x the pure build's messages per second in the benchmarks' same-run
+# comparisons (benchmarks/PROFILE.md).
 # scripts/setup.sh and benchmarks/setup.sh run it; scripts/test.sh removes the build (the
 # tests measure the coverage of the Python code, which compiled modules do not show).
 #   bash scripts/compile.sh            build it where a C compiler and Python's headers are
