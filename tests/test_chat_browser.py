@@ -123,8 +123,9 @@ async def page_elsewhere(browser: Browser, url: str, errors: list[str],
                          owner_of: Callable[[Page], Awaitable[str]], first: str) -> Page:
     """A chat page whose socket belongs to another worker than ``first``: each page's handshake
     lands on a worker the kernel picks, so pages are opened until one does (each try does so
-    with probability 3/4 with four workers)."""
-    for attempt in range(12):
+    with probability 3/4 with four workers on SO_REUSEPORT; uvicorn's workers share one
+    listening socket, and on a loaded machine a run of 12 pages once all went to one)."""
+    for attempt in range(24):
         page = await open_chat(browser, url, errors, f"B{attempt}")
         if await owner_of(page) != first:
             return page
