@@ -62,7 +62,7 @@ class Packet:
     def __init__(self, type: PacketType, data: str | bytes = "",
                  ws_frame: bytes | None = None, ws_deflated: bytes | None = None,
                  compress: bool = True) -> None:
-        # every field, in order (test_protocol_engineio holds it to the dataclass's fields)
+        # every field, in order (tests/test_build.py holds it to the dataclass's fields)
         self.type = type
         self.data = data
         self.ws_frame = ws_frame
